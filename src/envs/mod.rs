@@ -1,0 +1,41 @@
+//! Meta-RL task environments.
+//!
+//! A [`MetaEnv`] is a family of MDPs indexed by a task vector g (a goal, a direction, or
+//! physical-parameter multipliers). Sampling tasks, setting a task, resetting and stepping
+//! take explicit random-number generators, so every draw flows from the user's seed.
+
+use rand_chacha::ChaCha8Rng;
+
+/// What one environment step returns.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Step {
+    /// Reward r(x_t, a_t, g).
+    pub reward: f64,
+    /// Whether the episode terminated (a terminal state was reached).
+    pub done: bool,
+}
+
+/// A distribution of tasks over one environment.
+///
+/// Actions passed to [`MetaEnv::step`] are in the environment's own units, within
+/// [`MetaEnv::action_bounds`]; the sampler maps policy outputs onto those bounds.
+pub trait MetaEnv: Send {
+    /// Environment name as used on the command line.
+    fn name(&self) -> &str;
+    /// Observation dimension.
+    fn obs_dim(&self) -> usize;
+    /// Action dimension.
+    fn act_dim(&self) -> usize;
+    /// Lower and upper action bounds (each of length `act_dim`).
+    fn action_bounds(&self) -> (Vec<f64>, Vec<f64>);
+    /// Draw `n` task vectors.
+    fn sample_tasks(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<f64>>;
+    /// Switch to task `task` (as returned by [`MetaEnv::sample_tasks`]).
+    fn set_task(&mut self, task: &[f64]);
+    /// Start an episode; writes the first observation into `obs`.
+    fn reset(&mut self, rng: &mut ChaCha8Rng, obs: &mut [f64]);
+    /// Apply `action`; writes the next observation into `obs`.
+    fn step(&mut self, action: &[f64], obs: &mut [f64]) -> Step;
+    /// An independent copy (same task), for parallel sampling.
+    fn boxed_clone(&self) -> Box<dyn MetaEnv>;
+}

@@ -1,0 +1,131 @@
+//! Differentiable policies.
+//!
+//! Every estimator in [`crate::estimators`] is a function of the policy parameters θ only
+//! through a handful of per-sample scalars, the *rows*:
+//!
+//! * a **likelihood-ratio row** holds ρ_i = π_θ(a_i|x_i) / μ_i for a taken action; its
+//!   derivatives are those of u_i = log π_θ(a_i|x_i) (μ_i is a constant);
+//! * a **critic-mean row** (discrete policies only) holds c_i = Σ_b π_θ(b|x_i) Q̂(x_i, b);
+//!   its derivatives are those of u_i = c_i.
+//!
+//! A policy evaluated on a batch produces a [`ScoreRows`] object that knows the row values
+//! and exposes the first- and second-order derivative products of the u_i with respect to θ.
+//! The chain rule in [`crate::estimators::chain`] turns an estimator's derivatives with
+//! respect to its rows into parameter gradients, Hessians and Hessian-vector products with
+//! these products only, so a new policy needs nothing but this trait.
+
+pub mod softmax;
+
+pub use softmax::{SoftmaxRows, TabularSoftmax};
+
+/// The θ-dependent scalars that estimators read, with derivative products w.r.t. θ.
+///
+/// Let J be the `num_rows × num_params` Jacobian of the u_i (see the module docs) and
+/// ∇²u_i their Hessians. Implementations must be exact (no finite differences).
+pub trait ScoreRows: Sync {
+    /// Dimension D of θ.
+    fn num_params(&self) -> usize;
+    /// Number of rows.
+    fn num_rows(&self) -> usize;
+    /// Row values: ρ_i for likelihood-ratio rows, c_i for critic-mean rows.
+    fn values(&self) -> &[f64];
+    /// `out[i] = ∇u_i · v` (Jacobian-vector product, `out.len() == num_rows`).
+    fn jvp(&self, v: &[f64], out: &mut [f64]);
+    /// `out += Σ_i w_i ∇u_i` (vector-Jacobian product, `out.len() == num_params`).
+    fn vjp_add(&self, w: &[f64], out: &mut [f64]);
+    /// `out += Σ_i w_i ∇²u_i v` (the rows' own curvature applied to `v`).
+    fn curvature_hvp_add(&self, w: &[f64], v: &[f64], out: &mut [f64]);
+    /// `out += Σ_i w_i ∇²u_i` as a dense row-major D×D matrix.
+    fn curvature_hessian_add(&self, w: &[f64], out: &mut [f64]);
+    /// For every block (one per trajectory, see [`RowBlocks`]):
+    /// `out += Σ_{a,b} f[a·k+b] ∇u_{rows[a]} ∇u_{rows[b]}ᵀ` (k = `rows.len()`), into a dense
+    /// row-major D×D matrix. This is the Gauss–Newton part JᵀFJ of the chain rule.
+    ///
+    /// The default forms the dense gradient of each row; parameterisations with sparse or
+    /// structured Jacobians override it.
+    fn outer_add(&self, blocks: &RowBlocks, out: &mut [f64]) {
+        let d = self.num_params();
+        let mut w = vec![0.0; self.num_rows()];
+        for (rows, f) in blocks.iter() {
+            let k = rows.len();
+            let mut grads = vec![0.0; k * d];
+            for (a, &r) in rows.iter().enumerate() {
+                w[r] = 1.0;
+                self.vjp_add(&w, &mut grads[a * d..(a + 1) * d]);
+                w[r] = 0.0;
+            }
+            // fg = F G, then out += Gᵀ (F G).
+            let mut fg = vec![0.0; k * d];
+            for a in 0..k {
+                for b in 0..k {
+                    let fab = f[a * k + b];
+                    if fab != 0.0 {
+                        let (gb, fga) = (&grads[b * d..(b + 1) * d], &mut fg[a * d..(a + 1) * d]);
+                        fga.iter_mut().zip(gb).for_each(|(x, y)| *x += fab * y);
+                    }
+                }
+            }
+            for a in 0..k {
+                let (ga, fga) = (&grads[a * d..(a + 1) * d], &fg[a * d..(a + 1) * d]);
+                for (i, gi) in ga.iter().enumerate() {
+                    if *gi != 0.0 {
+                        let row = &mut out[i * d..(i + 1) * d];
+                        row.iter_mut().zip(fga).for_each(|(o, y)| *o += gi * y);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Dense row-space second-derivative blocks, one per trajectory: block n lists the rows it
+/// couples and the row-major k×k matrix F of the estimator's second derivatives in them.
+#[derive(Clone, Debug, Default)]
+pub struct RowBlocks {
+    rows: Vec<usize>,
+    row_start: Vec<usize>,
+    f: Vec<f64>,
+}
+
+impl RowBlocks {
+    /// An empty set of blocks.
+    pub fn new() -> Self {
+        Self { rows: Vec::new(), row_start: vec![0], f: Vec::new() }
+    }
+    /// Append a block; `f.len()` must be `rows.len()²`.
+    pub fn push(&mut self, rows: &[usize], f: &[f64]) {
+        assert_eq!(f.len(), rows.len() * rows.len(), "block matrix must be k×k");
+        self.rows.extend_from_slice(rows);
+        self.row_start.push(self.rows.len());
+        self.f.extend_from_slice(f);
+    }
+    /// Number of blocks.
+    pub fn len(&self) -> usize {
+        self.row_start.len() - 1
+    }
+    /// Whether there are no blocks.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The blocks as (rows, k×k matrix) pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&[usize], &[f64])> + '_ {
+        let mut f_at = 0;
+        self.row_start.windows(2).map(move |w| {
+            let rows = &self.rows[w[0]..w[1]];
+            let k = rows.len();
+            let f = &self.f[f_at..f_at + k * k];
+            f_at += k * k;
+            (rows, f)
+        })
+    }
+}
+
+/// A policy with a flat parameter vector θ.
+pub trait Policy {
+    /// Dimension D of θ.
+    fn num_params(&self) -> usize;
+    /// The parameters θ.
+    fn params(&self) -> &[f64];
+    /// Replace the parameters (`theta.len() == num_params()`).
+    fn set_params(&mut self, theta: &[f64]);
+}
