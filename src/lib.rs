@@ -4,8 +4,15 @@
 //! learning, built by differentiating off-policy evaluation estimates (Tang et al.,
 //! NeurIPS 2021, "Unifying Gradient Estimators for Meta-RL via Off-Policy Evaluation").
 //!
+//! * [`estimators`]: IS, DR, truncated DR, TayPO-K kernels and the single chain rule;
 //! * [`policy`]: differentiable policies and the [`policy::ScoreRows`] derivative products;
+//! * [`tabular`]: tabular MDPs and the exact oracle (V, ∇V, ∇²V, finite-horizon J_T);
 //! * [`envs`]: meta-RL task environments.
 
 pub mod envs;
+pub mod error;
+pub mod estimators;
 pub mod policy;
+pub mod tabular;
+
+pub use error::{Error, Result};

@@ -27,7 +27,12 @@ impl TabularSoftmax {
     /// validated inputs come from [`crate::problem`].
     pub fn new(n_states: usize, n_actions: usize, theta: Vec<f64>) -> Self {
         assert_eq!(theta.len(), n_states * n_actions, "theta must be |X|×|A|");
-        let mut p = Self { n_states, n_actions, theta, probs: vec![0.0; n_states * n_actions] };
+        let mut p = Self {
+            n_states,
+            n_actions,
+            theta,
+            probs: vec![0.0; n_states * n_actions],
+        };
         p.refresh();
         p
     }
@@ -87,14 +92,18 @@ impl TabularSoftmax {
         let na = self.n_actions;
         let mut values = Vec::with_capacity(states.len() + mean_states.len());
         values.extend(
-            states.iter().zip(actions).zip(behaviour).map(|((&x, &a), &m)| self.probs[x * na + a] / m),
+            states
+                .iter()
+                .zip(actions)
+                .zip(behaviour)
+                .map(|((&x, &a), &m)| self.probs[x * na + a] / m),
         );
         // Per-state critic means c_x and advantage-weighted probabilities y = π ⊙ (q − c).
-        let (mut mean_c, mut mean_y) = (Vec::new(), Vec::new());
+        let mut mean_y = Vec::new();
         let mean_states = match critic {
             Some(q) => {
                 assert_eq!(q.len(), self.probs.len(), "critic must be |X|×|A|");
-                mean_c = vec![0.0; self.n_states];
+                let mut mean_c = vec![0.0; self.n_states];
                 mean_y = vec![0.0; self.probs.len()];
                 for x in 0..self.n_states {
                     let (pi, qx) = (self.probs_at(x), &q[x * na..(x + 1) * na]);
@@ -109,7 +118,14 @@ impl TabularSoftmax {
             }
             None => &[],
         };
-        SoftmaxRows { policy: self, states, actions, mean_states, mean_y, values }
+        SoftmaxRows {
+            policy: self,
+            states,
+            actions,
+            mean_states,
+            mean_y,
+            values,
+        }
     }
 }
 
@@ -146,7 +162,8 @@ impl SoftmaxRows<'_> {
     /// (`c_state`), and per-(state, action) sums of ratio-row weights (`w_sa`).
     fn weight_sums(&self, w: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let (ns, na) = (self.policy.n_states, self.policy.n_actions);
-        let (mut w_state, mut w_sa, mut c_state) = (vec![0.0; ns], vec![0.0; ns * na], vec![0.0; ns]);
+        let (mut w_state, mut w_sa, mut c_state) =
+            (vec![0.0; ns], vec![0.0; ns * na], vec![0.0; ns]);
         let nr = self.n_ratio();
         for ((&x, &a), &wi) in self.states.iter().zip(self.actions).zip(&w[..nr]) {
             w_state[x] += wi;
@@ -174,15 +191,31 @@ impl ScoreRows for SoftmaxRows<'_> {
         let (ns, na) = (self.policy.n_states, self.policy.n_actions);
         // π_x · v_x per state, and y_x · v_x for critic rows.
         let pv: Vec<f64> = (0..ns)
-            .map(|x| self.policy.probs_at(x).iter().zip(&v[x * na..(x + 1) * na]).map(|(p, v)| p * v).sum())
+            .map(|x| {
+                self.policy
+                    .probs_at(x)
+                    .iter()
+                    .zip(&v[x * na..(x + 1) * na])
+                    .map(|(p, v)| p * v)
+                    .sum()
+            })
             .collect();
         let nr = self.n_ratio();
-        for (o, (&x, &a)) in out[..nr].iter_mut().zip(self.states.iter().zip(self.actions)) {
+        for (o, (&x, &a)) in out[..nr]
+            .iter_mut()
+            .zip(self.states.iter().zip(self.actions))
+        {
             *o = v[x * na + a] - pv[x];
         }
         if !self.mean_states.is_empty() {
             let yv: Vec<f64> = (0..ns)
-                .map(|x| self.mean_y[x * na..(x + 1) * na].iter().zip(&v[x * na..(x + 1) * na]).map(|(y, v)| y * v).sum())
+                .map(|x| {
+                    self.mean_y[x * na..(x + 1) * na]
+                        .iter()
+                        .zip(&v[x * na..(x + 1) * na])
+                        .map(|(y, v)| y * v)
+                        .sum()
+                })
                 .collect();
             for (o, &x) in out[nr..].iter_mut().zip(self.mean_states) {
                 *o = yv[x];
@@ -280,8 +313,11 @@ impl ScoreRows for SoftmaxRows<'_> {
                                 if *yi == 0.0 {
                                     continue;
                                 }
-                                let zrow = &mut z[(xa * na + i) * d + xb * na..(xa * na + i) * d + xb * na + na];
-                                zrow.iter_mut().zip(yb).for_each(|(zz, yj)| *zz += fab * yi * yj);
+                                let zrow = &mut z
+                                    [(xa * na + i) * d + xb * na..(xa * na + i) * d + xb * na + na];
+                                zrow.iter_mut()
+                                    .zip(yb)
+                                    .for_each(|(zz, yj)| *zz += fab * yi * yj);
                             }
                         }
                     }

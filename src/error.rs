@@ -1,0 +1,50 @@
+//! One error type for the library: every variant names what was wrong and where.
+
+/// Errors returned by metagrad. Messages name the offending field and value.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A field of an input or a setting has an unacceptable value.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// Dotted path of the field, e.g. `trajectories[3].actions[7]`.
+        field: String,
+        /// What is wrong, including the offending value.
+        reason: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// An input file is not valid JSON of the expected shape.
+    #[error("cannot parse {context}: {source}")]
+    Parse {
+        /// What was being parsed, with the path.
+        context: String,
+        /// The underlying error (with line and column).
+        source: serde_json::Error,
+    },
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Shorthand for [`Error::Invalid`].
+pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Checks that `value` is finite, naming `field` otherwise.
+pub fn ensure_finite(field: impl FnOnce() -> String, value: f64) -> Result<()> {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(invalid(field(), format!("must be finite, got {value}")))
+    }
+}

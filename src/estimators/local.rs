@@ -1,0 +1,226 @@
+//! Per-trajectory estimator kernels: value and derivatives w.r.t. the trajectory's rows.
+//!
+//! Each kernel is a pure function of the trajectory's rows (likelihood ratios ρ_t and, for
+//! DR with an action-value critic, critic means c_t) and θ-independent inputs (`v0`, a
+//! per-step `signal`, γ). It returns V̂ and writes ∂V̂/∂ℓ_t (ℓ_t = log π_θ(a_t|x_t); note
+//! ∂ρ_t/∂ℓ_t = ρ_t) and ∂V̂/∂c_t. The kernels are written once, generic over the scalar type:
+//! with `f64` they give the gradient in O(T·K); with [`num_dual::Dual64`] rows carrying
+//! the tangent of a direction u they also give the row-space Hessian-vector product F·u
+//! as the tangent of the gradient (forward-over-reverse), exactly.
+//!
+//! Notation: P_t = Π_{s≤t} ρ_s, d_t = ρ_t − 1.
+
+use num_dual::DualNum;
+
+/// Scalars the kernels run on: `f64`, or dual numbers for directional derivatives.
+pub trait Scalar: DualNum<Primitive = f64> + Copy {}
+impl<S: DualNum<Primitive = f64> + Copy> Scalar for S {}
+
+/// How TayPO-K discounts a product of ratios at steps t_1 < … < t_k.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaylorDiscount {
+    /// γ^{t_k}: the paper's Eq. (6), an estimate of the value V^π(x_0).
+    Absolute,
+    /// γ^{t_k − t_1}: ProMP's convention for per-step losses (notes §5).
+    FromFirst,
+}
+
+/// Doubly robust (paper Eq. 3, notes §1), unrolled:
+/// V̂ = v_0 + Σ_t γ^t P_t δ_t with a state-value critic (δ_t = `signal[t]` =
+/// r_t + γV̂(x_{t+1}) − V̂(x_t), v_0 = V̂(x_0)); step-wise IS is the case V̂ ≡ 0 (δ_t = r_t).
+/// With an action-value critic (`means` = c_0..c_T, c_t = Σ_b π(b|x_t)Q̂(x_t,b)):
+/// V̂ = c_0 + Σ_t γ^t P_t (b_t + γ c_{t+1}) with b_t = `signal[t]` = r_t − Q̂(x_t,a_t).
+///
+/// Gradient: ∂V̂/∂ℓ_k = Σ_{t≥k} (term t) (a suffix sum); ∂V̂/∂c_0 = 1, ∂V̂/∂c_{t+1} = γ^{t+1}P_t.
+pub fn doubly_robust<S: Scalar>(
+    gamma: f64,
+    v0: f64,
+    signal: &[f64],
+    ratios: &[S],
+    means: Option<(&[S], &mut [S])>,
+    grad: &mut [S],
+) -> S {
+    let n = ratios.len();
+    let mut p = S::one();
+    let mut disc = 1.0;
+    let mut total;
+    match means {
+        None => {
+            total = S::from(v0);
+            for t in 0..n {
+                p *= ratios[t];
+                let term = p * (disc * signal[t]);
+                grad[t] = term;
+                total += term;
+                disc *= gamma;
+            }
+        }
+        Some((c, grad_c)) => {
+            total = c[0];
+            grad_c[0] = S::one();
+            for t in 0..n {
+                p *= ratios[t];
+                let boot = p * (disc * gamma);
+                let term = p * (disc * signal[t]) + boot * c[t + 1];
+                grad_c[t + 1] = boot;
+                grad[t] = term;
+                total += term;
+                disc *= gamma;
+            }
+        }
+    }
+    let mut acc = S::zero();
+    for g in grad[..n].iter_mut().rev() {
+        acc += *g;
+        *g = acc;
+    }
+    total
+}
+
+/// Truncated doubly robust (V-trace style, notes §1), with ρ̄_t = min(ρ_t, ρ̄) and
+/// c̄_t = min(ρ_t, c̄): V̂ = v_0 + Σ_t γ^t (Π_{s<t} c̄_s) ρ̄_t δ_t.
+///
+/// A truncated factor has derivative ρ_t·1[ρ_t ≤ bound] w.r.t. ℓ_t (the tie counts as
+/// untruncated), so ∂V̂/∂ℓ_k = 1[ρ_k ≤ ρ̄](term k) + 1[ρ_k ≤ c̄] Σ_{t>k}(term t).
+/// With ρ̄ = c̄ = ∞ this is [`doubly_robust`] with a state-value critic.
+#[allow(clippy::too_many_arguments)]
+pub fn truncated_doubly_robust<S: Scalar>(
+    gamma: f64,
+    rho_bar: f64,
+    c_bar: f64,
+    v0: f64,
+    signal: &[f64],
+    ratios: &[S],
+    grad: &mut [S],
+    scratch: &mut Vec<S>,
+) -> S {
+    let n = ratios.len();
+    scratch.clear();
+    let mut prod = S::one();
+    let mut disc = 1.0;
+    let mut total = S::from(v0);
+    for t in 0..n {
+        let r = ratios[t];
+        let rb = if r.re() <= rho_bar {
+            r
+        } else {
+            S::from(rho_bar)
+        };
+        let term = prod * rb * (disc * signal[t]);
+        scratch.push(term);
+        total += term;
+        prod *= if r.re() <= c_bar { r } else { S::from(c_bar) };
+        disc *= gamma;
+    }
+    let mut after = S::zero();
+    for k in (0..n).rev() {
+        let r = ratios[k].re();
+        let mut g = S::zero();
+        if r <= rho_bar {
+            g += scratch[k];
+        }
+        if r <= c_bar {
+            g += after;
+        }
+        grad[k] = g;
+        after += scratch[k];
+    }
+    total
+}
+
+/// TayPO-K (paper Eq. 6 and 8, notes §1) in O(T·K):
+/// V̂_K = v_0 + Σ_{k=1..K} Σ_{t_1<…<t_k} w(t_1, t_k) Π_i d_{t_i} Â_{t_k}, with Â_t = `signal[t]`
+/// and w = γ^{t_k} ([`TaylorDiscount::Absolute`]) or γ^{t_k−t_1} ([`TaylorDiscount::FromFirst`]).
+///
+/// Grouping by the last index, V̂_K = v_0 + Σ_t a_t d_t Σ_{j<K} h_j(t), where h_0 = 1 and
+/// h_j(t+1) = β (h_j(t) + d_t h_{j−1}(t)) (discounted elementary symmetric sums of the
+/// prefix d_0..d_{t−1}); a_t = γ^t Â_t, β = 1 (absolute) or a_t = Â_t, β = γ (from first).
+/// The gradient follows by the adjoint recursion
+/// λ_j(t) = a_t d_t + β λ_j(t+1) + β d_t λ_{j+1}(t+1),
+/// ∂V̂/∂d_t = a_t Σ_{j<K} h_j(t) + β Σ_{j≥1} λ_j(t+1) h_{j−1}(t), and ∂V̂/∂ℓ_t = ρ_t ∂V̂/∂d_t.
+#[allow(clippy::too_many_arguments)]
+pub fn taylor<S: Scalar>(
+    order: usize,
+    discount: TaylorDiscount,
+    gamma: f64,
+    v0: f64,
+    signal: &[f64],
+    ratios: &[S],
+    grad: &mut [S],
+    scratch: &mut Vec<S>,
+) -> S {
+    let n = ratios.len();
+    let km = order - 1; // number of h_j with j ≥ 1
+    let beta = match discount {
+        TaylorDiscount::Absolute => 1.0,
+        TaylorDiscount::FromFirst => gamma,
+    };
+    // scratch = [h(0) … h(n−1) | a_0 … a_{n−1} | h_cur | λ], each h of length km.
+    scratch.clear();
+    scratch.resize(n * km + n + 2 * km, S::zero());
+    let (hs, rest) = scratch.split_at_mut(n * km);
+    let (a_s, rest) = rest.split_at_mut(n);
+    let (hcur, lam) = rest.split_at_mut(km);
+    let mut total = S::from(v0);
+    let mut disc = 1.0;
+    for t in 0..n {
+        let a = match discount {
+            TaylorDiscount::Absolute => disc * signal[t],
+            TaylorDiscount::FromFirst => signal[t],
+        };
+        a_s[t] = S::from(a);
+        let d = ratios[t] - 1.0;
+        hs[t * km..(t + 1) * km].copy_from_slice(hcur);
+        let e = hcur.iter().fold(S::one(), |acc, h| acc + *h);
+        total += d * e * a;
+        for j in (1..=km).rev() {
+            let prev = if j == 1 { S::one() } else { hcur[j - 2] };
+            hcur[j - 1] = (hcur[j - 1] + d * prev) * beta;
+        }
+        disc *= gamma;
+    }
+    for t in (0..n).rev() {
+        let a = a_s[t].re();
+        let d = ratios[t] - 1.0;
+        let h = &hs[t * km..(t + 1) * km];
+        let e = h.iter().fold(S::one(), |acc, x| acc + *x);
+        let mut dl = e * a;
+        for j in 1..=km {
+            let prev = if j == 1 { S::one() } else { h[j - 2] };
+            dl += lam[j - 1] * prev * beta;
+        }
+        for j in 1..=km {
+            let next = if j < km { lam[j] } else { S::zero() };
+            lam[j - 1] = d * a + lam[j - 1] * beta + next * d * beta;
+        }
+        grad[t] = ratios[t] * dl;
+    }
+    total
+}
+
+/// The naive score-function surrogate of MAML's inner loss, V̂ = v_0 + Σ_t a_t log ρ_t
+/// (a_t = γ^t Â_t or Â_t by `discount`). Its gradient ∂V̂/∂ℓ_t = a_t is the usual
+/// policy-gradient estimate; its Hessian lacks the score outer products (F = 0), which is
+/// the bias of MAML's second-order term that the paper discusses.
+pub fn naive_score<S: Scalar>(
+    discount: TaylorDiscount,
+    gamma: f64,
+    v0: f64,
+    signal: &[f64],
+    ratios: &[S],
+    grad: &mut [S],
+) -> S {
+    let mut total = S::from(v0);
+    let mut disc = 1.0;
+    for t in 0..ratios.len() {
+        let a = match discount {
+            TaylorDiscount::Absolute => disc * signal[t],
+            TaylorDiscount::FromFirst => signal[t],
+        };
+        total += ratios[t].ln() * a;
+        grad[t] = S::from(a);
+        disc *= gamma;
+    }
+    total
+}

@@ -1,0 +1,377 @@
+//! Off-policy value estimates V̂(θ) and their exact derivatives (paper §3, notes §1).
+//!
+//! | estimator | name | paper | prior work |
+//! |---|---|---|---|
+//! | step-wise importance sampling | `is` | §3.1 | DiCE |
+//! | doubly robust | `dr` | Eq. (3)–(5) | Loaded DiCE |
+//! | truncated doubly robust | `dr-trunc` | §5.1 | V-trace-style baseline |
+//! | TayPO-K | `taypo-K` | Eq. (6)–(8) | TayPO-1 = LVC (ProMP); TayPO-2 new |
+//! | naive score surrogate | `maml` | §2.2 | MAML's inner loss |
+//!
+//! The design: [`local`] holds one pure kernel per estimator over a trajectory's *rows*
+//! (likelihood ratios, critic means); [`PreparedBatch`] holds the θ-independent inputs of
+//! a batch of trajectories; [`chain::BatchObjective`] maps the kernels' row derivatives
+//! to parameter gradients, Hessian-vector products and Hessians through any policy's
+//! [`crate::policy::ScoreRows`], one code path for all estimators.
+
+pub mod chain;
+pub mod local;
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use chain::BatchObjective;
+pub use local::{Scalar, TaylorDiscount};
+
+use crate::error::{Result, invalid};
+
+/// An off-policy value estimator.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Estimator {
+    /// Step-wise importance sampling (no critic).
+    Is,
+    /// Doubly robust with a state- or action-value critic.
+    Dr,
+    /// Truncated doubly robust with truncation levels ρ̄ and c̄ (state-value critic).
+    TruncatedDr {
+        /// ρ̄, truncation of the ratio multiplying the TD error.
+        rho_bar: f64,
+        /// c̄, truncation of the ratios in the trace.
+        c_bar: f64,
+    },
+    /// TayPO-K, the K-th order Taylor expansion of the value around μ.
+    TayPo {
+        /// K ≥ 1.
+        order: usize,
+        /// Discount convention of the ratio products.
+        discount: TaylorDiscount,
+    },
+    /// MAML's naive score-function surrogate.
+    NaiveScore {
+        /// Discount convention (γ^t weights or none).
+        discount: TaylorDiscount,
+    },
+}
+
+impl Estimator {
+    /// The estimator's command-line name (`is`, `dr`, `dr-trunc`, `taypo-K`, `maml`).
+    pub fn name(&self) -> String {
+        match self {
+            Estimator::Is => "is".into(),
+            Estimator::Dr => "dr".into(),
+            Estimator::TruncatedDr { .. } => "dr-trunc".into(),
+            Estimator::TayPo { order, .. } => format!("taypo-{order}"),
+            Estimator::NaiveScore { .. } => "maml".into(),
+        }
+    }
+
+    /// The estimators of the paper's Fig. 1: IS, DR, truncated DR (ρ̄ = c̄ = 1), TayPO-1, TayPO-2.
+    pub fn paper_set() -> Vec<Estimator> {
+        ["is", "dr", "dr-trunc", "taypo-1", "taypo-2"]
+            .iter()
+            .map(|s| s.parse().expect("valid name"))
+            .collect()
+    }
+
+    /// Parses a comma-separated list of names, setting every truncated DR's levels to
+    /// `truncation`.
+    pub fn parse_list(list: &str, truncation: f64) -> Result<Vec<Estimator>> {
+        if !(truncation.is_finite() || truncation == f64::INFINITY)
+            || truncation.is_nan()
+            || truncation <= 0.0
+        {
+            return Err(invalid(
+                "truncation",
+                format!("must be > 0, got {truncation}"),
+            ));
+        }
+        let mut out = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let mut e: Estimator = name.parse()?;
+            if let Estimator::TruncatedDr { rho_bar, c_bar } = &mut e {
+                *rho_bar = truncation;
+                *c_bar = truncation;
+            }
+            if !out.contains(&e) {
+                out.push(e);
+            }
+        }
+        if out.is_empty() {
+            return Err(invalid(
+                "estimators",
+                format!("no estimator named in {list:?}"),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Whether the estimator reads a critic.
+    pub fn needs_critic(&self) -> bool {
+        !matches!(self, Estimator::Is)
+    }
+}
+
+impl fmt::Display for Estimator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl FromStr for Estimator {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let lower = s.trim().to_ascii_lowercase();
+        Ok(match lower.as_str() {
+            "is" | "dice" => Estimator::Is,
+            "dr" | "loaded-dice" => Estimator::Dr,
+            "dr-trunc" | "truncated-dr" => Estimator::TruncatedDr {
+                rho_bar: 1.0,
+                c_bar: 1.0,
+            },
+            "lvc" => Estimator::TayPo {
+                order: 1,
+                discount: TaylorDiscount::Absolute,
+            },
+            "maml" => Estimator::NaiveScore {
+                discount: TaylorDiscount::Absolute,
+            },
+            _ => {
+                if let Some(k) = lower.strip_prefix("taypo-") {
+                    let order: usize = k.parse().map_err(|_| {
+                        invalid(
+                            "estimators",
+                            format!("{s:?}: the order K in taypo-K must be an integer ≥ 1"),
+                        )
+                    })?;
+                    if order < 1 {
+                        return Err(invalid(
+                            "estimators",
+                            format!("{s:?}: TayPO order K must be ≥ 1, got {order}"),
+                        ));
+                    }
+                    Estimator::TayPo {
+                        order,
+                        discount: TaylorDiscount::Absolute,
+                    }
+                } else {
+                    return Err(invalid(
+                        "estimators",
+                        format!(
+                            "unknown estimator {s:?} (known: is, dr, dr-trunc, taypo-K for K ≥ 1, lvc, maml)"
+                        ),
+                    ));
+                }
+            }
+        })
+    }
+}
+
+/// A trajectory's critic values, as the estimators read them.
+#[derive(Clone, Copy, Debug)]
+pub enum PathCritic<'a> {
+    /// No critic.
+    None,
+    /// V̂(x_0) … V̂(x_T).
+    State(&'a [f64]),
+    /// An action-value critic: Q̂(x_t, a_t) for t < T, and Σ_b μ(b|x_t) Q̂(x_t, b) for t ≤ T.
+    Action {
+        /// Q̂(x_t, a_t).
+        taken: &'a [f64],
+        /// Σ_b μ(b|x_t) Q̂(x_t, b).
+        behaviour_mean: &'a [f64],
+    },
+}
+
+/// θ-independent inputs of a batch of trajectories for one estimator: per trajectory the
+/// constant v_0, per step the kernel's `signal`, and the row layout.
+#[derive(Clone, Debug)]
+pub struct PreparedBatch {
+    /// The estimator.
+    pub estimator: Estimator,
+    /// γ.
+    pub gamma: f64,
+    /// Whether trajectories carry critic-mean rows (DR with an action-value critic).
+    pub critic_means: bool,
+    /// v_0 per trajectory.
+    pub v0: Vec<f64>,
+    /// Per-step signal, trajectories concatenated.
+    pub signal: Vec<f64>,
+    /// Trajectory n's steps are `step_start[n]..step_start[n+1]` (N + 1 entries).
+    pub step_start: Vec<usize>,
+}
+
+impl PreparedBatch {
+    /// An empty batch for `estimator`.
+    pub fn new(estimator: Estimator, gamma: f64) -> Self {
+        Self {
+            estimator,
+            gamma,
+            critic_means: false,
+            v0: Vec::new(),
+            signal: Vec::new(),
+            step_start: vec![0],
+        }
+    }
+
+    /// Number of trajectories.
+    pub fn len(&self) -> usize {
+        self.v0.len()
+    }
+    /// Whether the batch holds no trajectory.
+    pub fn is_empty(&self) -> bool {
+        self.v0.is_empty()
+    }
+    /// Total number of steps.
+    pub fn n_steps(&self) -> usize {
+        self.signal.len()
+    }
+    /// Ratio rows of trajectory n.
+    pub fn steps(&self, n: usize) -> std::ops::Range<usize> {
+        self.step_start[n]..self.step_start[n + 1]
+    }
+    /// Critic-mean rows of trajectory n (T + 1 of them), offset by `n_steps()`.
+    pub fn mean_rows(&self, n: usize) -> std::ops::Range<usize> {
+        let ns = self.n_steps();
+        ns + self.step_start[n] + n..ns + self.step_start[n + 1] + n + 1
+    }
+    /// Number of rows the policy must provide.
+    pub fn n_rows(&self) -> usize {
+        if self.critic_means {
+            2 * self.n_steps() + self.len()
+        } else {
+            self.n_steps()
+        }
+    }
+
+    /// Appends a trajectory with rewards r_0..r_{T−1} and its critic values.
+    ///
+    /// Signals (notes §1): IS r_t; DR (state) δ_t = r_t + γV̂(x_{t+1}) − V̂(x_t), v_0 = V̂(x_0);
+    /// DR (action) r_t − Q̂(x_t, a_t) with critic-mean rows; TayPO-K and the naive score
+    /// Â_t = G_t − V̂(x_t), G_t = r_t + γG_{t+1}, G_T = V̂(x_T), v_0 = V̂(x_0) (state), or
+    /// Â_t = Q̂(x_t,a_t) − Σ_b μ(b|x_t)Q̂(x_t,b), v_0 = Σ_b μ(b|x_0)Q̂(x_0,b) (action).
+    pub fn push(&mut self, rewards: &[f64], critic: PathCritic) -> Result<()> {
+        let t = rewards.len();
+        let g = self.gamma;
+        let n = self.len();
+        let state_len = |v: &[f64]| -> Result<()> {
+            if v.len() != t + 1 {
+                return Err(invalid(
+                    format!("critic values of trajectory {n}"),
+                    format!("expected {} (T + 1) state values, got {}", t + 1, v.len()),
+                ));
+            }
+            Ok(())
+        };
+        let est = self.estimator;
+        let no_critic = || {
+            invalid(
+                "critic",
+                format!("estimator {est} needs a critic; only `is` works without one"),
+            )
+        };
+        let (v0, means) = match (est, critic) {
+            (Estimator::Is, _) => {
+                self.signal.extend_from_slice(rewards);
+                (0.0, false)
+            }
+            (_, PathCritic::None) => return Err(no_critic()),
+            (Estimator::Dr | Estimator::TruncatedDr { .. }, PathCritic::State(v)) => {
+                state_len(v)?;
+                self.signal
+                    .extend((0..t).map(|i| rewards[i] + g * v[i + 1] - v[i]));
+                (v[0], false)
+            }
+            (
+                Estimator::Dr,
+                PathCritic::Action {
+                    taken,
+                    behaviour_mean,
+                },
+            ) => {
+                if taken.len() != t || behaviour_mean.len() != t + 1 {
+                    return Err(invalid(
+                        format!("critic values of trajectory {n}"),
+                        "wrong lengths",
+                    ));
+                }
+                self.signal.extend((0..t).map(|i| rewards[i] - taken[i]));
+                (0.0, true)
+            }
+            (Estimator::TruncatedDr { .. }, PathCritic::Action { .. }) => {
+                return Err(invalid(
+                    "critic",
+                    "dr-trunc is defined for a state-value critic (state_values), not action_values",
+                ));
+            }
+            (Estimator::TayPo { .. } | Estimator::NaiveScore { .. }, PathCritic::State(v)) => {
+                state_len(v)?;
+                let start = self.signal.len();
+                self.signal.resize(start + t, 0.0);
+                let mut ret = v[t];
+                for i in (0..t).rev() {
+                    ret = rewards[i] + g * ret;
+                    self.signal[start + i] = ret - v[i];
+                }
+                (v[0], false)
+            }
+            (
+                Estimator::TayPo { .. } | Estimator::NaiveScore { .. },
+                PathCritic::Action {
+                    taken,
+                    behaviour_mean,
+                },
+            ) => {
+                if taken.len() != t || behaviour_mean.len() != t + 1 {
+                    return Err(invalid(
+                        format!("critic values of trajectory {n}"),
+                        "wrong lengths",
+                    ));
+                }
+                self.signal
+                    .extend((0..t).map(|i| taken[i] - behaviour_mean[i]));
+                (behaviour_mean[0], false)
+            }
+        };
+        if n > 0 && means != self.critic_means {
+            return Err(invalid(
+                "critic",
+                "all trajectories of a batch need the same kind of critic",
+            ));
+        }
+        self.critic_means = means;
+        self.v0.push(v0);
+        self.step_start.push(self.signal.len());
+        Ok(())
+    }
+
+    /// Runs the estimator's kernel on trajectory `n` given its rows; writes the row
+    /// gradient (ratio rows, then critic-mean rows if any) and returns V̂.
+    pub fn kernel<S: Scalar>(
+        &self,
+        n: usize,
+        ratios: &[S],
+        means: Option<&[S]>,
+        grad: &mut [S],
+        scratch: &mut Vec<S>,
+    ) -> S {
+        let signal = &self.signal[self.steps(n)];
+        let (v0, g) = (self.v0[n], self.gamma);
+        let t = ratios.len();
+        match self.estimator {
+            Estimator::Is | Estimator::Dr => {
+                let (gr, gc) = grad.split_at_mut(t);
+                local::doubly_robust(g, v0, signal, ratios, means.map(|c| (c, gc)), gr)
+            }
+            Estimator::TruncatedDr { rho_bar, c_bar } => {
+                local::truncated_doubly_robust(g, rho_bar, c_bar, v0, signal, ratios, grad, scratch)
+            }
+            Estimator::TayPo { order, discount } => {
+                local::taylor(order, discount, g, v0, signal, ratios, grad, scratch)
+            }
+            Estimator::NaiveScore { discount } => {
+                local::naive_score(discount, g, v0, signal, ratios, grad)
+            }
+        }
+    }
+}

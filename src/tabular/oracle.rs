@@ -1,0 +1,334 @@
+//! Exact values and derivatives for tabular MDPs (notes §2).
+//!
+//! With P_π[s,s'] = Σ_a π(a|s) P[s,a,s'], r_π[s] = Σ_a π(a|s) r[s,a], M = (I − γP_π)⁻¹:
+//! v = M r_π, Q(s,a) = r[s,a] + γ Σ_j P[s,a,j] v_j, A = Q − v, w(s,a) = π(a|s) A(s,a),
+//! m = M[x_0, ·]. For the softmax policy:
+//!
+//! * ∂v_{x_0}/∂θ(s,a) = m_s w(s,a)  (policy gradient theorem);
+//! * ∂²v_{x_0}/∂θ(s,a)∂θ(s',a') = T(s,a,s',a') + T(s',a',s,a) + 1[(s,a)=(s',a')] m_s w(s,a),
+//!   with T(s,a,s',a') = m_s π(a|s) (γ Σ_j P[s,a,j] M[j,s'] − M[s,s']) w(s',a').
+//!
+//! The second line is notes §2's Hessian rearranged with γ P_π M = M − I: its first term
+//! equals T(s',a',s,a) + 1[s=s'] m_s π(a'|s) w(s,a), which cancels the off-diagonal part of
+//! its second term. Cost O(|X|²|A| + (|X||A|)²).
+//!
+//! The finite-horizon value J_T(θ) = E_π[Σ_{t<T} γ^t r_t + γ^T b(x_T)] (notes §1 (c)) is
+//! computed by backward induction, generic over a dual-number type so that its exact
+//! gradient and Hessian come from forward-mode automatic differentiation.
+
+use nalgebra::{DMatrix, DVector, Dyn};
+use num_dual::{Dual2Vec, DualNum};
+
+use super::TabularMdp;
+use crate::policy::{Policy, TabularSoftmax};
+
+/// Exact value, gradient and Hessian (row-major D×D, D = |X|·|A|, index x·|A| + a).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Derivatives {
+    /// The value.
+    pub value: f64,
+    /// Gradient w.r.t. θ.
+    pub gradient: Vec<f64>,
+    /// Hessian w.r.t. θ, row-major.
+    pub hessian: Vec<f64>,
+}
+
+/// V^π, Q^π and the resolvent M = (I − γP_π)⁻¹ of a policy.
+#[derive(Clone, Debug)]
+pub struct PolicyEvaluation {
+    /// V^π per state.
+    pub v: Vec<f64>,
+    /// Q^π, row-major |X|×|A|.
+    pub q: Vec<f64>,
+    /// M = (I − γ P_π)⁻¹.
+    pub resolvent: DMatrix<f64>,
+}
+
+/// Evaluates the policy table `probs` (row-major |X|×|A|) exactly.
+pub fn evaluate(mdp: &TabularMdp, probs: &[f64]) -> PolicyEvaluation {
+    let (ns, na, g) = (mdp.n_states(), mdp.n_actions(), mdp.gamma());
+    let mut a_mat = DMatrix::<f64>::identity(ns, ns);
+    let mut r_pi = DVector::<f64>::zeros(ns);
+    for s in 0..ns {
+        for a in 0..na {
+            let p = probs[s * na + a];
+            r_pi[s] += p * mdp.reward(s, a);
+            for (j, pj) in mdp.next_probs(s, a).iter().enumerate() {
+                a_mat[(s, j)] -= g * p * pj;
+            }
+        }
+    }
+    // I − γP_π is strictly diagonally dominant for γ < 1, so LU succeeds.
+    let resolvent = a_mat
+        .lu()
+        .try_inverse()
+        .expect("I − γP_π is invertible for γ < 1");
+    let v = &resolvent * r_pi;
+    let mut q = vec![0.0; ns * na];
+    for s in 0..ns {
+        for a in 0..na {
+            let next: f64 = mdp
+                .next_probs(s, a)
+                .iter()
+                .zip(v.iter())
+                .map(|(p, v)| p * v)
+                .sum();
+            q[s * na + a] = mdp.reward(s, a) + g * next;
+        }
+    }
+    PolicyEvaluation {
+        v: v.iter().cloned().collect(),
+        q,
+        resolvent,
+    }
+}
+
+/// Exact V^{π_θ}(x_0), its gradient and its Hessian for a softmax policy.
+pub fn softmax_derivatives(mdp: &TabularMdp, policy: &TabularSoftmax) -> Derivatives {
+    let (ns, na, g) = (mdp.n_states(), mdp.n_actions(), mdp.gamma());
+    let d = ns * na;
+    let probs = policy.probs();
+    let ev = evaluate(mdp, probs);
+    let m = &ev.resolvent;
+    let x0 = mdp.start_state();
+    // w(s,a) = π(a|s) A(s,a)
+    let w: Vec<f64> = (0..d)
+        .map(|i| probs[i] * (ev.q[i] - ev.v[i / na]))
+        .collect();
+    let gradient: Vec<f64> = (0..d).map(|i| m[(x0, i / na)] * w[i]).collect();
+    // R[(s,a), s'] = γ Σ_j P[s,a,j] M[j,s'] − M[s,s']
+    let mut r = vec![0.0; d * ns];
+    for i in 0..d {
+        let (s, p) = (i / na, &mdp.transitions()[i * ns..(i + 1) * ns]);
+        for s2 in 0..ns {
+            let pm: f64 = (0..ns).map(|j| p[j] * m[(j, s2)]).sum();
+            r[i * ns + s2] = g * pm - m[(s, s2)];
+        }
+    }
+    let mut hessian = vec![0.0; d * d];
+    for i in 0..d {
+        let coef = m[(x0, i / na)] * probs[i];
+        for k in 0..d {
+            let t = coef * r[i * ns + k / na] * w[k];
+            hessian[i * d + k] += t;
+            hessian[k * d + i] += t;
+        }
+        hessian[i * d + i] += gradient[i];
+    }
+    Derivatives {
+        value: ev.v[x0],
+        gradient,
+        hessian,
+    }
+}
+
+/// V^{π_θ}(x_0) alone (for finite-difference checks).
+pub fn softmax_value(mdp: &TabularMdp, policy: &TabularSoftmax) -> f64 {
+    evaluate(mdp, policy.probs()).v[mdp.start_state()]
+}
+
+/// What the finite-horizon value J_T adds at the last state x_T.
+#[derive(Clone, Copy, Debug)]
+pub enum Bootstrap<'a> {
+    /// b(x) = 0 (the IS estimator's target).
+    Zero,
+    /// b(x) = V̂(x), a state-value critic.
+    StateValues(&'a [f64]),
+    /// b(x) = Σ_b π_θ(b|x) Q̂(x, b), an action-value critic (depends on θ).
+    ActionValues(&'a [f64]),
+}
+
+/// J_T(θ) = E_{π_θ}[Σ_{t<T} γ^t r_t + γ^T b(x_T)] from x_0, by backward induction, for
+/// softmax logits `theta` of any dual-number type.
+pub fn finite_horizon_value<S: DualNum<Primitive = f64>>(
+    mdp: &TabularMdp,
+    theta: &[S],
+    horizon: usize,
+    bootstrap: Bootstrap,
+) -> S {
+    let (ns, na, g) = (mdp.n_states(), mdp.n_actions(), mdp.gamma());
+    let probs: Vec<S> = theta
+        .chunks(na)
+        .flat_map(|th| {
+            let mx = th.iter().map(|t| t.re()).fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<S> = th.iter().map(|t| (t.clone() - mx).exp()).collect();
+            let z: S = e.iter().cloned().sum();
+            e.into_iter().map(move |x| x / z.clone())
+        })
+        .collect();
+    let mut v: Vec<S> = (0..ns)
+        .map(|x| match bootstrap {
+            Bootstrap::Zero => S::from(0.0),
+            Bootstrap::StateValues(b) => S::from(b[x]),
+            Bootstrap::ActionValues(q) => (0..na)
+                .map(|a| probs[x * na + a].clone() * q[x * na + a])
+                .sum(),
+        })
+        .collect();
+    for _ in 0..horizon {
+        v = (0..ns)
+            .map(|x| {
+                (0..na)
+                    .map(|a| {
+                        let next: S = mdp
+                            .next_probs(x, a)
+                            .iter()
+                            .zip(&v)
+                            .map(|(p, vj)| vj.clone() * *p)
+                            .sum();
+                        probs[x * na + a].clone() * (next * g + mdp.reward(x, a))
+                    })
+                    .sum()
+            })
+            .collect();
+    }
+    v[mdp.start_state()].clone()
+}
+
+/// Exact J_T, its gradient and Hessian w.r.t. the softmax logits (forward-mode AD with
+/// second-order dual vectors: for tests and small problems, cost O(T|X|²|A|·D²)).
+pub fn finite_horizon_derivatives(
+    mdp: &TabularMdp,
+    policy: &TabularSoftmax,
+    horizon: usize,
+    bootstrap: Bootstrap,
+) -> Derivatives {
+    let theta = DVector::from_column_slice(policy.params());
+    let (value, grad, hess) = num_dual::hessian(
+        |th: DVector<Dual2Vec<f64, Dyn>>| {
+            let th: Vec<_> = th.iter().cloned().collect();
+            finite_horizon_value(mdp, &th, horizon, bootstrap)
+        },
+        &theta,
+    );
+    let d = theta.len();
+    let mut hessian = vec![0.0; d * d];
+    for i in 0..d {
+        for j in 0..d {
+            hessian[i * d + j] = hess[(i, j)];
+        }
+    }
+    Derivatives {
+        value,
+        gradient: grad.iter().cloned().collect(),
+        hessian,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tabular::RandomMdpParams;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn instance(seed: u64, ns: usize, na: usize, alpha: f64) -> (TabularMdp, TabularSoftmax) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let params = RandomMdpParams {
+            n_states: ns,
+            n_actions: na,
+            dirichlet: alpha,
+            ..Default::default()
+        };
+        let mdp = TabularMdp::random(&params, &mut rng);
+        let theta = (0..ns * na)
+            .map(|_| rng.random::<f64>() * 2.0 - 1.0)
+            .collect();
+        (mdp, TabularSoftmax::new(ns, na, theta))
+    }
+
+    fn value_at(mdp: &TabularMdp, p: &TabularSoftmax, i: usize, h: f64) -> f64 {
+        let mut th = p.params().to_vec();
+        th[i] += h;
+        softmax_value(mdp, &TabularSoftmax::new(p.n_states(), p.n_actions(), th))
+    }
+
+    #[test]
+    fn value_satisfies_bellman_equation() {
+        let (mdp, p) = instance(1, 6, 3, 0.5);
+        let ev = evaluate(&mdp, p.probs());
+        for s in 0..6 {
+            let v: f64 = (0..3).map(|a| p.prob(s, a) * ev.q[s * 3 + a]).sum();
+            assert!((v - ev.v[s]).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn gradient_and_hessian_match_finite_differences() {
+        for (seed, alpha) in [(2, 0.5), (3, 0.01), (4, 2.0)] {
+            let (mdp, p) = instance(seed, 5, 3, alpha);
+            let ex = softmax_derivatives(&mdp, &p);
+            let d = 15;
+            let h = 1e-5;
+            for i in 0..d {
+                let fd = (value_at(&mdp, &p, i, h) - value_at(&mdp, &p, i, -h)) / (2.0 * h);
+                assert!(
+                    (fd - ex.gradient[i]).abs() < 1e-8,
+                    "grad {i}: {fd} vs {}",
+                    ex.gradient[i]
+                );
+            }
+            // Hessian column j by central differences of the exact gradient.
+            for j in 0..d {
+                let mut tp = p.params().to_vec();
+                let mut tm = tp.clone();
+                tp[j] += h;
+                tm[j] -= h;
+                let gp = softmax_derivatives(&mdp, &TabularSoftmax::new(5, 3, tp)).gradient;
+                let gm = softmax_derivatives(&mdp, &TabularSoftmax::new(5, 3, tm)).gradient;
+                for i in 0..d {
+                    let fd = (gp[i] - gm[i]) / (2.0 * h);
+                    assert!(
+                        (fd - ex.hessian[i * d + j]).abs() < 1e-7,
+                        "H[{i},{j}]: {fd} vs {}",
+                        ex.hessian[i * d + j]
+                    );
+                    assert!((ex.hessian[i * d + j] - ex.hessian[j * d + i]).abs() < 1e-12);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn finite_horizon_converges_to_infinite_horizon_derivatives() {
+        // With b = V^π (held constant), J_T = V^π exactly in value, and its derivatives
+        // approach V^π's as γ^T → 0.
+        let (mdp, p) = instance(5, 4, 3, 0.3);
+        let ex = softmax_derivatives(&mdp, &p);
+        let v = evaluate(&mdp, p.probs()).v;
+        let jt = finite_horizon_derivatives(&mdp, &p, 150, Bootstrap::StateValues(&v));
+        assert!((jt.value - ex.value).abs() < 1e-10);
+        let err = |a: &[f64], b: &[f64]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f64::max)
+        };
+        assert!(err(&jt.gradient, &ex.gradient) < 1e-8);
+        assert!(err(&jt.hessian, &ex.hessian) < 1e-8);
+    }
+
+    #[test]
+    fn finite_horizon_gradient_matches_finite_differences() {
+        let (mdp, p) = instance(6, 3, 2, 0.5);
+        let q: Vec<f64> = (0..6).map(|i| i as f64 * 0.3).collect();
+        for b in [
+            Bootstrap::Zero,
+            Bootstrap::StateValues(&[1.0, -2.0, 0.5]),
+            Bootstrap::ActionValues(&q),
+        ] {
+            let ex = finite_horizon_derivatives(&mdp, &p, 4, b);
+            let h = 1e-6;
+            for i in 0..6 {
+                let mut tp = p.params().to_vec();
+                let mut tm = tp.clone();
+                tp[i] += h;
+                tm[i] -= h;
+                let fd = (finite_horizon_value(&mdp, &tp, 4, b)
+                    - finite_horizon_value(&mdp, &tm, 4, b))
+                    / (2.0 * h);
+                assert!((fd - ex.gradient[i]).abs() < 1e-8);
+            }
+        }
+    }
+}
