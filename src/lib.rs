@@ -13,6 +13,7 @@ pub mod envs;
 pub mod error;
 pub mod estimators;
 pub mod policy;
+pub mod problem;
 pub mod tabular;
 
 pub use error::{Error, Result};

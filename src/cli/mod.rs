@@ -1,0 +1,50 @@
+//! Command-line interface: one module per subcommand.
+
+mod estimate;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+/// Gradient, Hessian and meta-gradient estimators for RL value functions.
+#[derive(Parser, Debug)]
+#[command(name = "metagrad", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Estimate V, ∇V and ∇²V of a tabular softmax policy from trajectories (JSON in/out).
+    Estimate(estimate::Args),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<()> {
+    if let Some(t) = cli.threads {
+        anyhow::ensure!(t >= 1, "invalid --threads: must be ≥ 1, got {t}");
+        rayon::ThreadPoolBuilder::new().num_threads(t).build_global().context("cannot start the thread pool")?;
+    }
+    match cli.command {
+        Command::Estimate(args) => estimate::run(args),
+    }
+}
+
+/// Writes `text` to `path`, or to standard output when `path` is `None` or `-`.
+pub fn write_output(path: Option<&std::path::Path>, text: &str) -> Result<()> {
+    match path {
+        Some(p) if p.as_os_str() != "-" => {
+            std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))
+        }
+        _ => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.write_all(b"\n")?;
+            Ok(())
+        }
+    }
+}
