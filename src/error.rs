@@ -34,17 +34,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Shorthand for [`Error::Invalid`].
 pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
-    Error::Invalid {
-        field: field.into(),
-        reason: reason.into(),
-    }
+    Error::Invalid { field: field.into(), reason: reason.into() }
 }
 
 /// Checks that `value` is finite, naming `field` otherwise.
 pub fn ensure_finite(field: impl FnOnce() -> String, value: f64) -> Result<()> {
-    if value.is_finite() {
-        Ok(())
-    } else {
-        Err(invalid(field(), format!("must be finite, got {value}")))
-    }
+    if value.is_finite() { Ok(()) } else { Err(invalid(field(), format!("must be finite, got {value}"))) }
 }

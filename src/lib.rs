@@ -9,11 +9,16 @@
 //! * [`tabular`]: tabular MDPs and the exact oracle (V, ∇V, ∇²V, finite-horizon J_T);
 //! * [`envs`]: meta-RL task environments.
 
+// Index loops mirror the formulas (x, a, t subscripts); keep them.
+#![allow(clippy::needless_range_loop)]
+
 pub mod envs;
 pub mod error;
 pub mod estimators;
+pub mod experiments;
 pub mod policy;
 pub mod problem;
+pub mod rng;
 pub mod tabular;
 
 pub use error::{Error, Result};

@@ -95,7 +95,10 @@ fn table(field: &str, rows: &[Vec<f64>], ns: usize, na: usize) -> Result<Vec<f64
     let mut flat = Vec::with_capacity(ns * na);
     for (x, row) in rows.iter().enumerate() {
         if row.len() != na {
-            return Err(invalid(format!("{field}[{x}]"), format!("expected {na} entries (one per action), got {}", row.len())));
+            return Err(invalid(
+                format!("{field}[{x}]"),
+                format!("expected {na} entries (one per action), got {}", row.len()),
+            ));
         }
         for (a, &v) in row.iter().enumerate() {
             ensure_finite(|| format!("{field}[{x}][{a}]"), v)?;
@@ -107,7 +110,10 @@ fn table(field: &str, rows: &[Vec<f64>], ns: usize, na: usize) -> Result<Vec<f64
 
 fn index(field: impl Fn() -> String, value: i64, bound: usize, what: &str) -> Result<usize> {
     if value < 0 || value as u64 >= bound as u64 {
-        return Err(invalid(field(), format!("{value} is not a {what} index (valid: 0..{})", bound as i64 - 1)));
+        return Err(invalid(
+            field(),
+            format!("{value} is not a {what} index (valid: 0..{})", bound as i64 - 1),
+        ));
     }
     Ok(value as usize)
 }
@@ -126,7 +132,11 @@ impl Problem {
         let raw: RawProblem = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let context = if path == "." || path.is_empty() { source.to_string() } else { format!("{source} at field `{path}`") };
+            let context = if path == "." || path.is_empty() {
+                source.to_string()
+            } else {
+                format!("{source} at field `{path}`")
+            };
             Error::Parse { context, source: inner }
         })?;
         Self::from_raw(raw)
@@ -145,7 +155,10 @@ impl Problem {
         let mut transitions = Vec::with_capacity(ns * na * ns);
         for (x, per_action) in raw.transitions.iter().enumerate() {
             if per_action.len() != na {
-                return Err(invalid(format!("transitions[{x}]"), format!("expected {na} actions, got {}", per_action.len())));
+                return Err(invalid(
+                    format!("transitions[{x}]"),
+                    format!("expected {na} actions, got {}", per_action.len()),
+                ));
             }
             for (a, row) in per_action.iter().enumerate() {
                 if row.len() != ns {
@@ -176,14 +189,19 @@ impl Problem {
             }
             Some(RawCritic { state_values: Some(v), .. }) => {
                 if v.len() != ns {
-                    return Err(invalid("critic.state_values", format!("expected {ns} values, got {}", v.len())));
+                    return Err(invalid(
+                        "critic.state_values",
+                        format!("expected {ns} values, got {}", v.len()),
+                    ));
                 }
                 for (x, &value) in v.iter().enumerate() {
                     ensure_finite(|| format!("critic.state_values[{x}]"), value)?;
                 }
                 Some(Critic::StateValues(v))
             }
-            Some(RawCritic { action_values: Some(q), .. }) => Some(Critic::ActionValues(table("critic.action_values", &q, ns, na)?)),
+            Some(RawCritic { action_values: Some(q), .. }) => {
+                Some(Critic::ActionValues(table("critic.action_values", &q, ns, na)?))
+            }
         };
         if raw.trajectories.is_empty() {
             return Err(invalid("trajectories", "need at least one trajectory"));
@@ -194,13 +212,21 @@ impl Problem {
             if tr.states.len() != tr.actions.len() + 1 {
                 return Err(invalid(
                     f("states"),
-                    format!("must have one more entry than actions (x_0…x_T): {} states, {} actions", tr.states.len(), tr.actions.len()),
+                    format!(
+                        "must have one more entry than actions (x_0…x_T): {} states, {} actions",
+                        tr.states.len(),
+                        tr.actions.len()
+                    ),
                 ));
             }
             if tr.rewards.len() != tr.actions.len() {
                 return Err(invalid(
                     f("rewards"),
-                    format!("must have one entry per action: {} rewards, {} actions", tr.rewards.len(), tr.actions.len()),
+                    format!(
+                        "must have one entry per action: {} rewards, {} actions",
+                        tr.rewards.len(),
+                        tr.actions.len()
+                    ),
                 ));
             }
             let states = tr
@@ -222,7 +248,9 @@ impl Problem {
                 if behaviour[x * na + a] <= 0.0 {
                     return Err(invalid(
                         format!("{}[{t}]", f("actions")),
-                        format!("action {a} taken in state {x} has behaviour probability μ({a}|{x}) = 0; its importance ratio is undefined"),
+                        format!(
+                            "action {a} taken in state {x} has behaviour probability μ({a}|{x}) = 0; its importance ratio is undefined"
+                        ),
                     ));
                 }
             }
@@ -238,10 +266,18 @@ impl Problem {
             match (e, &self.critic) {
                 (Estimator::Is, _) => {}
                 (_, None) => {
-                    return Err(invalid("critic", format!("estimator {e} needs a critic (state_values or action_values); only `is` works without one")));
+                    return Err(invalid(
+                        "critic",
+                        format!(
+                            "estimator {e} needs a critic (state_values or action_values); only `is` works without one"
+                        ),
+                    ));
                 }
                 (Estimator::TruncatedDr { .. }, Some(Critic::ActionValues(_))) => {
-                    return Err(invalid("critic", "dr-trunc is defined for a state-value critic (state_values), not action_values"));
+                    return Err(invalid(
+                        "critic",
+                        "dr-trunc is defined for a state-value critic (state_values), not action_values",
+                    ));
                 }
                 _ => {}
             }

@@ -20,45 +20,22 @@ struct Instance {
 
 fn instance(seed: u64, ns: usize, na: usize, horizon: usize, n: usize) -> Instance {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let params = RandomMdpParams {
-        n_states: ns,
-        n_actions: na,
-        dirichlet: 0.5,
-        gamma: 0.9,
-        ..Default::default()
-    };
+    let params =
+        RandomMdpParams { n_states: ns, n_actions: na, dirichlet: 0.5, gamma: 0.9, ..Default::default() };
     let mdp = TabularMdp::random(&params, &mut rng);
-    let mu: Vec<f64> = (0..ns)
-        .flat_map(|_| sample_dirichlet(2.0, na, &mut rng))
-        .collect();
+    let mu: Vec<f64> = (0..ns).flat_map(|_| sample_dirichlet(2.0, na, &mut rng)).collect();
     let theta: Vec<f64> = (0..ns * na).map(|_| rng.random::<f64>() - 0.5).collect();
-    let trajs = (0..n)
-        .map(|_| mdp.sample_trajectory(&mu, horizon, &mut rng))
-        .collect();
+    let trajs = (0..n).map(|_| mdp.sample_trajectory(&mu, horizon, &mut rng)).collect();
     let state_critic = Critic::StateValues((0..ns).map(|_| rng.random::<f64>() * 2.0).collect());
-    let action_critic =
-        Critic::ActionValues((0..ns * na).map(|_| rng.random::<f64>() * 2.0).collect());
-    Instance {
-        mdp,
-        mu,
-        theta,
-        trajs,
-        state_critic,
-        action_critic,
-    }
+    let action_critic = Critic::ActionValues((0..ns * na).map(|_| rng.random::<f64>() * 2.0).collect());
+    Instance { mdp, mu, theta, trajs, state_critic, action_critic }
 }
 
 impl Instance {
     fn dims(&self) -> (usize, usize) {
         (self.mdp.n_states(), self.mdp.n_actions())
     }
-    fn estimate(
-        &self,
-        est: Estimator,
-        theta: &[f64],
-        critic: Option<&Critic>,
-        hessian: bool,
-    ) -> Derivatives {
+    fn estimate(&self, est: Estimator, theta: &[f64], critic: Option<&Critic>, hessian: bool) -> Derivatives {
         let (ns, na) = self.dims();
         let pol = TabularSoftmax::new(ns, na, theta.to_vec());
         TabularBatch::new(&self.trajs, &self.mu, na)
@@ -77,10 +54,7 @@ impl Instance {
 
 fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
 fn scale(a: &[f64]) -> f64 {
@@ -96,31 +70,13 @@ fn cases(inst: &Instance) -> Vec<(Estimator, Option<&Critic>)> {
         (p("is"), None),
         (p("dr"), sc),
         (p("dr"), ac),
-        (
-            Estimator::TruncatedDr {
-                rho_bar: 1.1,
-                c_bar: 0.9,
-            },
-            sc,
-        ),
+        (Estimator::TruncatedDr { rho_bar: 1.1, c_bar: 0.9 }, sc),
         (p("taypo-1"), sc),
         (p("taypo-2"), sc),
         (p("taypo-3"), sc),
         (p("taypo-2"), ac),
-        (
-            Estimator::TayPo {
-                order: 2,
-                discount: TaylorDiscount::FromFirst,
-            },
-            sc,
-        ),
-        (
-            Estimator::TayPo {
-                order: 3,
-                discount: TaylorDiscount::FromFirst,
-            },
-            ac,
-        ),
+        (Estimator::TayPo { order: 2, discount: TaylorDiscount::FromFirst }, sc),
+        (Estimator::TayPo { order: 3, discount: TaylorDiscount::FromFirst }, ac),
         (p("maml"), sc),
     ]
 }
@@ -146,51 +102,26 @@ fn gradients_hessians_and_hvps_match_finite_differences() {
                 fd_hess[j * d + i] = (p.gradient[j] - m.gradient[j]) / (2.0 * h);
             }
         }
-        let (eg, eh) = (
-            max_abs_diff(&ex.gradient, &fd_grad),
-            max_abs_diff(&ex.hessian, &fd_hess),
-        );
-        assert!(
-            eg < 1e-7 * scale(&fd_grad),
-            "{est} {critic:?}: gradient error {eg}"
-        );
-        assert!(
-            eh < 1e-6 * scale(&fd_hess),
-            "{est} {critic:?}: Hessian error {eh}"
-        );
+        let (eg, eh) = (max_abs_diff(&ex.gradient, &fd_grad), max_abs_diff(&ex.hessian, &fd_hess));
+        assert!(eg < 1e-7 * scale(&fd_grad), "{est} {critic:?}: gradient error {eg}");
+        assert!(eh < 1e-6 * scale(&fd_hess), "{est} {critic:?}: Hessian error {eh}");
         for i in 0..d {
             for j in 0..d {
-                assert!(
-                    (ex.hessian[i * d + j] - ex.hessian[j * d + i]).abs()
-                        < 1e-12 * scale(&ex.hessian)
-                );
+                assert!((ex.hessian[i * d + j] - ex.hessian[j * d + i]).abs() < 1e-12 * scale(&ex.hessian));
             }
         }
         // HVP = H v.
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let v: Vec<f64> = (0..d).map(|_| rng.random::<f64>() - 0.5).collect();
-        let hv: Vec<f64> = (0..d)
-            .map(|i| (0..d).map(|j| ex.hessian[i * d + j] * v[j]).sum())
-            .collect();
+        let hv: Vec<f64> = (0..d).map(|i| (0..d).map(|j| ex.hessian[i * d + j] * v[j]).sum()).collect();
         let got = inst.hvp(est, critic, &v);
-        assert!(
-            max_abs_diff(&got, &hv) < 1e-12 * scale(&hv) * d as f64,
-            "{est}: hvp"
-        );
+        assert!(max_abs_diff(&got, &hv) < 1e-12 * scale(&hv) * d as f64, "{est}: hvp");
     }
 }
 
 /// Brute-force TayPO-K by enumerating all ordered index tuples (paper Eq. 6).
 fn taylor_brute_force(k_max: usize, gamma: f64, v0: f64, adv: &[f64], rho: &[f64]) -> f64 {
-    fn rec(
-        start: usize,
-        k_left: usize,
-        prod: f64,
-        gamma: f64,
-        adv: &[f64],
-        rho: &[f64],
-        acc: &mut f64,
-    ) {
+    fn rec(start: usize, k_left: usize, prod: f64, gamma: f64, adv: &[f64], rho: &[f64], acc: &mut f64) {
         for t in start..rho.len() {
             let p = prod * (rho[t] - 1.0);
             *acc += gamma.powi(t as i32) * p * adv[t];
@@ -214,32 +145,19 @@ fn values_match_reference_definitions() {
     let rho: Vec<f64> = (0..5)
         .map(|t| pol.prob(tr.states[t], tr.actions[t]) / inst.mu[tr.states[t] * na + tr.actions[t]])
         .collect();
-    let Critic::StateValues(v) = &inst.state_critic else {
-        unreachable!()
-    };
-    let Critic::ActionValues(q) = &inst.action_critic else {
-        unreachable!()
-    };
+    let Critic::StateValues(v) = &inst.state_critic else { unreachable!() };
+    let Critic::ActionValues(q) = &inst.action_critic else { unreachable!() };
     // DR by the recursion of Eq. (3), both critics; IS by its definition.
-    let (mut dr_s, mut dr_a) = (
-        v[tr.states[5]],
-        (0..na)
-            .map(|b| pol.prob(tr.states[5], b) * q[tr.states[5] * na + b])
-            .sum::<f64>(),
-    );
+    let (mut dr_s, mut dr_a) =
+        (v[tr.states[5]], (0..na).map(|b| pol.prob(tr.states[5], b) * q[tr.states[5] * na + b]).sum::<f64>());
     for t in (0..5).rev() {
         let x = tr.states[t];
         dr_s = v[x] + rho[t] * (tr.rewards[t] + g * dr_s - v[x]);
         let qpi: f64 = (0..na).map(|b| pol.prob(x, b) * q[x * na + b]).sum();
         dr_a = qpi + rho[t] * (tr.rewards[t] + g * dr_a - q[x * na + tr.actions[t]]);
     }
-    let is: f64 = (0..5)
-        .map(|t| g.powi(t as i32) * rho[..=t].iter().product::<f64>() * tr.rewards[t])
-        .sum();
-    let est = |e: &str, c: Option<&Critic>| {
-        inst.estimate(e.parse().unwrap(), &inst.theta, c, false)
-            .value
-    };
+    let is: f64 = (0..5).map(|t| g.powi(t as i32) * rho[..=t].iter().product::<f64>() * tr.rewards[t]).sum();
+    let est = |e: &str, c: Option<&Critic>| inst.estimate(e.parse().unwrap(), &inst.theta, c, false).value;
     assert!((est("dr", Some(&inst.state_critic)) - dr_s).abs() < 1e-12);
     assert!((est("dr", Some(&inst.action_critic)) - dr_a).abs() < 1e-12);
     assert!((est("is", None) - is).abs() < 1e-12);
@@ -252,25 +170,17 @@ fn values_match_reference_definitions() {
     }
     for k in 1..=6 {
         let want = taylor_brute_force(k, g, v[tr.states[0]], &adv, &rho);
-        assert!(
-            (est(&format!("taypo-{k}"), Some(&inst.state_critic)) - want).abs() < 1e-12,
-            "taypo-{k}"
-        );
+        assert!((est(&format!("taypo-{k}"), Some(&inst.state_critic)) - want).abs() < 1e-12, "taypo-{k}");
     }
     // Truncated DR by the V-trace recursion.
     let (rb, cb) = (1.1, 0.9);
     let mut vt = v[tr.states[5]];
     for t in (0..5).rev() {
         let (x, x1) = (tr.states[t], tr.states[t + 1]);
-        vt = v[x]
-            + rho[t].min(rb) * (tr.rewards[t] + g * v[x1] - v[x])
-            + g * rho[t].min(cb) * (vt - v[x1]);
+        vt = v[x] + rho[t].min(rb) * (tr.rewards[t] + g * v[x1] - v[x]) + g * rho[t].min(cb) * (vt - v[x1]);
     }
     let got = inst.estimate(
-        Estimator::TruncatedDr {
-            rho_bar: rb,
-            c_bar: cb,
-        },
+        Estimator::TruncatedDr { rho_bar: rb, c_bar: cb },
         &inst.theta,
         Some(&inst.state_critic),
         false,
@@ -287,20 +197,11 @@ fn identities_of_the_family() {
     // (a) TayPO-K with K ≥ T has DR's derivatives.
     for k in [5, 6, 9] {
         let t = inst.estimate(p(&format!("taypo-{k}")), &inst.theta, sc, true);
-        assert!(
-            max_abs_diff(&t.gradient, &dr.gradient) < 1e-11 * scale(&dr.gradient),
-            "taypo-{k} gradient"
-        );
-        assert!(
-            max_abs_diff(&t.hessian, &dr.hessian) < 1e-11 * scale(&dr.hessian),
-            "taypo-{k} hessian"
-        );
+        assert!(max_abs_diff(&t.gradient, &dr.gradient) < 1e-11 * scale(&dr.gradient), "taypo-{k} gradient");
+        assert!(max_abs_diff(&t.hessian, &dr.hessian) < 1e-11 * scale(&dr.hessian), "taypo-{k} hessian");
     }
     // Truncation at ∞ is DR; IS is DR with a zero critic.
-    let inf = Estimator::TruncatedDr {
-        rho_bar: f64::INFINITY,
-        c_bar: f64::INFINITY,
-    };
+    let inf = Estimator::TruncatedDr { rho_bar: f64::INFINITY, c_bar: f64::INFINITY };
     let tr = inst.estimate(inf, &inst.theta, sc, true);
     assert!(max_abs_diff(&tr.hessian, &dr.hessian) < 1e-12 * scale(&dr.hessian));
     assert!((tr.value - dr.value).abs() < 1e-12);
@@ -345,40 +246,22 @@ fn grouped(
         .collect();
     let m = samples[0].len();
     let b = samples.len() as f64;
-    let mean: Vec<f64> = (0..m)
-        .map(|i| samples.iter().map(|s| s[i]).sum::<f64>() / b)
-        .collect();
+    let mean: Vec<f64> = (0..m).map(|i| samples.iter().map(|s| s[i]).sum::<f64>() / b).collect();
     let se: Vec<f64> = (0..m)
-        .map(|i| {
-            (samples
-                .iter()
-                .map(|s| (s[i] - mean[i]).powi(2))
-                .sum::<f64>()
-                / (b - 1.0)
-                / b)
-                .sqrt()
-        })
+        .map(|i| (samples.iter().map(|s| (s[i] - mean[i]).powi(2)).sum::<f64>() / (b - 1.0) / b).sqrt())
         .collect();
     (mean, se)
 }
 
 fn assert_unbiased(name: &str, mean: &[f64], se: &[f64], exact: &Derivatives) {
-    let want: Vec<f64> = exact
-        .gradient
-        .iter()
-        .chain(&exact.hessian)
-        .cloned()
-        .collect();
+    let want: Vec<f64> = exact.gradient.iter().chain(&exact.hessian).cloned().collect();
     let mut worst = 0.0f64;
     for i in 0..want.len() {
         // 5 standard errors, plus rounding slack for components that are exactly zero.
         let z = (mean[i] - want[i]).abs() / (se[i] + 1e-12);
         worst = worst.max(z);
     }
-    assert!(
-        worst < 5.0,
-        "{name}: worst component is {worst:.2} standard errors from the exact value"
-    );
+    assert!(worst < 5.0, "{name}: worst component is {worst:.2} standard errors from the exact value");
 }
 
 #[test]
@@ -388,18 +271,12 @@ fn unbiased_for_the_finite_horizon_value() {
     let inst = instance(14, 3, 2, horizon, 200_000);
     let (ns, na) = inst.dims();
     let pol = TabularSoftmax::new(ns, na, inst.theta.clone());
-    let Critic::StateValues(v) = &inst.state_critic else {
-        unreachable!()
-    };
-    let Critic::ActionValues(q) = &inst.action_critic else {
-        unreachable!()
-    };
+    let Critic::StateValues(v) = &inst.state_critic else { unreachable!() };
+    let Critic::ActionValues(q) = &inst.action_critic else { unreachable!() };
     let p = |s: &str| s.parse::<Estimator>().unwrap();
     let j_zero = oracle::finite_horizon_derivatives(&inst.mdp, &pol, horizon, Bootstrap::Zero);
-    let j_state =
-        oracle::finite_horizon_derivatives(&inst.mdp, &pol, horizon, Bootstrap::StateValues(v));
-    let j_action =
-        oracle::finite_horizon_derivatives(&inst.mdp, &pol, horizon, Bootstrap::ActionValues(q));
+    let j_state = oracle::finite_horizon_derivatives(&inst.mdp, &pol, horizon, Bootstrap::StateValues(v));
+    let j_action = oracle::finite_horizon_derivatives(&inst.mdp, &pol, horizon, Bootstrap::ActionValues(q));
     let (m, s) = grouped(&inst, p("is"), &inst.theta, None, 100);
     assert_unbiased("is", &m, &s, &j_zero);
     let (m, s) = grouped(&inst, p("dr"), &inst.theta, Some(&inst.state_critic), 100);
@@ -407,26 +284,10 @@ fn unbiased_for_the_finite_horizon_value() {
     let (m, s) = grouped(&inst, p("dr"), &inst.theta, Some(&inst.action_critic), 100);
     assert_unbiased("dr (action critic)", &m, &s, &j_action);
     // The test can fail: the truncated estimator is biased off-policy.
-    let (m, s) = grouped(
-        &inst,
-        p("dr-trunc"),
-        &inst.theta,
-        Some(&inst.state_critic),
-        100,
-    );
-    let want: Vec<f64> = j_state
-        .gradient
-        .iter()
-        .chain(&j_state.hessian)
-        .cloned()
-        .collect();
-    let worst = (0..want.len())
-        .map(|i| (m[i] - want[i]).abs() / (s[i] + 1e-12))
-        .fold(0.0, f64::max);
-    assert!(
-        worst > 10.0,
-        "truncated DR should be detectably biased off-policy ({worst:.1} SE)"
-    );
+    let (m, s) = grouped(&inst, p("dr-trunc"), &inst.theta, Some(&inst.state_critic), 100);
+    let want: Vec<f64> = j_state.gradient.iter().chain(&j_state.hessian).cloned().collect();
+    let worst = (0..want.len()).map(|i| (m[i] - want[i]).abs() / (s[i] + 1e-12)).fold(0.0, f64::max);
+    assert!(worst > 10.0, "truncated DR should be detectably biased off-policy ({worst:.1} SE)");
 }
 
 #[test]
@@ -438,47 +299,22 @@ fn on_policy_taylor_is_unbiased_up_to_its_order() {
     let pol = TabularSoftmax::new(ns, na, inst.theta.clone());
     inst.mu = pol.probs().to_vec();
     let mut rng = ChaCha8Rng::seed_from_u64(16);
-    inst.trajs = (0..200_000)
-        .map(|_| inst.mdp.sample_trajectory(&inst.mu, horizon, &mut rng))
-        .collect();
-    let Critic::StateValues(v) = &inst.state_critic else {
-        unreachable!()
-    };
-    let exact =
-        oracle::finite_horizon_derivatives(&inst.mdp, &pol, horizon, Bootstrap::StateValues(v));
-    let (m, s) = grouped(
-        &inst,
-        "taypo-2".parse().unwrap(),
-        &inst.theta,
-        Some(&inst.state_critic),
-        100,
-    );
+    inst.trajs = (0..200_000).map(|_| inst.mdp.sample_trajectory(&inst.mu, horizon, &mut rng)).collect();
+    let Critic::StateValues(v) = &inst.state_critic else { unreachable!() };
+    let exact = oracle::finite_horizon_derivatives(&inst.mdp, &pol, horizon, Bootstrap::StateValues(v));
+    let (m, s) = grouped(&inst, "taypo-2".parse().unwrap(), &inst.theta, Some(&inst.state_critic), 100);
     assert_unbiased("taypo-2 on-policy", &m, &s, &exact);
     // TayPO-1: gradient unbiased, Hessian biased.
-    let (m, s) = grouped(
-        &inst,
-        "taypo-1".parse().unwrap(),
-        &inst.theta,
-        Some(&inst.state_critic),
-        100,
-    );
+    let (m, s) = grouped(&inst, "taypo-1".parse().unwrap(), &inst.theta, Some(&inst.state_critic), 100);
     let d = exact.gradient.len();
     assert_unbiased(
         "taypo-1 gradient",
         &m[..d],
         &s[..d],
-        &Derivatives {
-            value: 0.0,
-            gradient: exact.gradient.clone(),
-            hessian: vec![],
-        },
+        &Derivatives { value: 0.0, gradient: exact.gradient.clone(), hessian: vec![] },
     );
-    let worst = (0..d * d)
-        .map(|i| (m[d + i] - exact.hessian[i]).abs() / (s[d + i] + 1e-12))
-        .fold(0.0, f64::max);
-    assert!(
-        worst > 10.0,
-        "TayPO-1's Hessian should be detectably biased ({worst:.1} SE)"
-    );
+    let worst =
+        (0..d * d).map(|i| (m[d + i] - exact.hessian[i]).abs() / (s[d + i] + 1e-12)).fold(0.0, f64::max);
+    assert!(worst > 10.0, "TayPO-1's Hessian should be detectably biased ({worst:.1} SE)");
     let _ = Policy::params(&pol);
 }

@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand.
 
 mod estimate;
+mod tabular;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -20,16 +21,23 @@ pub struct Cli {
 enum Command {
     /// Estimate V, ∇V and ∇²V of a tabular softmax policy from trajectories (JSON in/out).
     Estimate(estimate::Args),
+    /// Accuracy of gradient, Hessian and meta-gradient estimates on random tabular MDPs
+    /// (paper Fig. 1 a–c).
+    Tabular(tabular::Args),
 }
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     if let Some(t) = cli.threads {
         anyhow::ensure!(t >= 1, "invalid --threads: must be ≥ 1, got {t}");
-        rayon::ThreadPoolBuilder::new().num_threads(t).build_global().context("cannot start the thread pool")?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+            .context("cannot start the thread pool")?;
     }
     match cli.command {
         Command::Estimate(args) => estimate::run(args),
+        Command::Tabular(args) => tabular::run(args),
     }
 }
 

@@ -25,6 +25,11 @@ use crate::policy::{RowBlocks, ScoreRows};
 /// Trajectories per parallel work item (fixed, for thread-count-independent results).
 const CHUNK: usize = 64;
 
+/// A chunk's per-trajectory values and (row, ∂f/∂u) pairs.
+type ChunkGradient = (Vec<f64>, Vec<(usize, f64)>);
+/// A chunk's summed value and (row, ∂f/∂u, (F·Jv)_row) triples.
+type ChunkDirectional = (f64, Vec<(usize, f64, f64)>);
+
 /// Derivatives of a batch objective through a policy's rows.
 pub struct BatchObjective<'a, R: ScoreRows> {
     batch: &'a PreparedBatch,
@@ -38,21 +43,13 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         if rows.num_rows() != batch.n_rows() {
             return Err(invalid(
                 "rows",
-                format!(
-                    "the policy provides {} rows, the batch needs {}",
-                    rows.num_rows(),
-                    batch.n_rows()
-                ),
+                format!("the policy provides {} rows, the batch needs {}", rows.num_rows(), batch.n_rows()),
             ));
         }
         if batch.is_empty() {
             return Err(invalid("trajectories", "need at least one trajectory"));
         }
-        Ok(Self {
-            batch,
-            rows,
-            scale: 1.0 / batch.len() as f64,
-        })
+        Ok(Self { batch, rows, scale: 1.0 / batch.len() as f64 })
     }
 
     /// Use f = `scale`·Σ_n V̂_n instead of the mean.
@@ -63,9 +60,7 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
 
     fn chunks(&self) -> Vec<std::ops::Range<usize>> {
         let n = self.batch.len();
-        (0..n.div_ceil(CHUNK))
-            .map(|c| c * CHUNK..((c + 1) * CHUNK).min(n))
-            .collect()
+        (0..n.div_ceil(CHUNK)).map(|c| c * CHUNK..((c + 1) * CHUNK).min(n)).collect()
     }
 
     /// Row indices of trajectory n: ratio rows then critic-mean rows.
@@ -78,22 +73,10 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
     }
 
     /// Runs the kernel of trajectory n on rows `u` (ratio rows then mean rows).
-    fn kernel<S: super::Scalar>(
-        &self,
-        n: usize,
-        u: &[S],
-        grad: &mut [S],
-        scratch: &mut Vec<S>,
-    ) -> S {
+    fn kernel<S: super::Scalar>(&self, n: usize, u: &[S], grad: &mut [S], scratch: &mut Vec<S>) -> S {
         let t = self.batch.steps(n).len();
         let (ratios, means) = u.split_at(t);
-        self.batch.kernel(
-            n,
-            ratios,
-            self.batch.critic_means.then_some(means),
-            grad,
-            scratch,
-        )
+        self.batch.kernel(n, ratios, self.batch.critic_means.then_some(means), grad, scratch)
     }
 
     /// Per-trajectory estimates V̂_n (unscaled).
@@ -107,7 +90,7 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         F: Fn(usize, &[usize], &[f64]) + Sync,
     {
         let vals = self.rows.values();
-        let parts: Vec<(Vec<f64>, Vec<(usize, f64)>)> = self
+        let parts: Vec<ChunkGradient> = self
             .chunks()
             .into_par_iter()
             .map(|range| {
@@ -157,7 +140,7 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         let mut jv = vec![0.0; self.rows.num_rows()];
         self.rows.jvp(v, &mut jv);
         let n_steps = self.batch.n_steps();
-        let parts: Vec<(f64, Vec<(usize, f64, f64)>)> = self
+        let parts: Vec<ChunkDirectional> = self
             .chunks()
             .into_par_iter()
             .map(|range| {

@@ -102,11 +102,7 @@ pub fn truncated_doubly_robust<S: Scalar>(
     let mut total = S::from(v0);
     for t in 0..n {
         let r = ratios[t];
-        let rb = if r.re() <= rho_bar {
-            r
-        } else {
-            S::from(rho_bar)
-        };
+        let rb = if r.re() <= rho_bar { r } else { S::from(rho_bar) };
         let term = prod * rb * (disc * signal[t]);
         scratch.push(term);
         total += term;

@@ -81,10 +81,7 @@ impl Estimator {
             || truncation.is_nan()
             || truncation <= 0.0
         {
-            return Err(invalid(
-                "truncation",
-                format!("must be > 0, got {truncation}"),
-            ));
+            return Err(invalid("truncation", format!("must be > 0, got {truncation}")));
         }
         let mut out = Vec::new();
         for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -98,10 +95,7 @@ impl Estimator {
             }
         }
         if out.is_empty() {
-            return Err(invalid(
-                "estimators",
-                format!("no estimator named in {list:?}"),
-            ));
+            return Err(invalid("estimators", format!("no estimator named in {list:?}")));
         }
         Ok(out)
     }
@@ -125,24 +119,13 @@ impl FromStr for Estimator {
         Ok(match lower.as_str() {
             "is" | "dice" => Estimator::Is,
             "dr" | "loaded-dice" => Estimator::Dr,
-            "dr-trunc" | "truncated-dr" => Estimator::TruncatedDr {
-                rho_bar: 1.0,
-                c_bar: 1.0,
-            },
-            "lvc" => Estimator::TayPo {
-                order: 1,
-                discount: TaylorDiscount::Absolute,
-            },
-            "maml" => Estimator::NaiveScore {
-                discount: TaylorDiscount::Absolute,
-            },
+            "dr-trunc" | "truncated-dr" => Estimator::TruncatedDr { rho_bar: 1.0, c_bar: 1.0 },
+            "lvc" => Estimator::TayPo { order: 1, discount: TaylorDiscount::Absolute },
+            "maml" => Estimator::NaiveScore { discount: TaylorDiscount::Absolute },
             _ => {
                 if let Some(k) = lower.strip_prefix("taypo-") {
                     let order: usize = k.parse().map_err(|_| {
-                        invalid(
-                            "estimators",
-                            format!("{s:?}: the order K in taypo-K must be an integer ≥ 1"),
-                        )
+                        invalid("estimators", format!("{s:?}: the order K in taypo-K must be an integer ≥ 1"))
                     })?;
                     if order < 1 {
                         return Err(invalid(
@@ -150,10 +133,7 @@ impl FromStr for Estimator {
                             format!("{s:?}: TayPO order K must be ≥ 1, got {order}"),
                         ));
                     }
-                    Estimator::TayPo {
-                        order,
-                        discount: TaylorDiscount::Absolute,
-                    }
+                    Estimator::TayPo { order, discount: TaylorDiscount::Absolute }
                 } else {
                     return Err(invalid(
                         "estimators",
@@ -237,11 +217,7 @@ impl PreparedBatch {
     }
     /// Number of rows the policy must provide.
     pub fn n_rows(&self) -> usize {
-        if self.critic_means {
-            2 * self.n_steps() + self.len()
-        } else {
-            self.n_steps()
-        }
+        if self.critic_means { 2 * self.n_steps() + self.len() } else { self.n_steps() }
     }
 
     /// Appends a trajectory with rewards r_0..r_{T−1} and its critic values.
@@ -264,12 +240,8 @@ impl PreparedBatch {
             Ok(())
         };
         let est = self.estimator;
-        let no_critic = || {
-            invalid(
-                "critic",
-                format!("estimator {est} needs a critic; only `is` works without one"),
-            )
-        };
+        let no_critic =
+            || invalid("critic", format!("estimator {est} needs a critic; only `is` works without one"));
         let (v0, means) = match (est, critic) {
             (Estimator::Is, _) => {
                 self.signal.extend_from_slice(rewards);
@@ -278,22 +250,12 @@ impl PreparedBatch {
             (_, PathCritic::None) => return Err(no_critic()),
             (Estimator::Dr | Estimator::TruncatedDr { .. }, PathCritic::State(v)) => {
                 state_len(v)?;
-                self.signal
-                    .extend((0..t).map(|i| rewards[i] + g * v[i + 1] - v[i]));
+                self.signal.extend((0..t).map(|i| rewards[i] + g * v[i + 1] - v[i]));
                 (v[0], false)
             }
-            (
-                Estimator::Dr,
-                PathCritic::Action {
-                    taken,
-                    behaviour_mean,
-                },
-            ) => {
+            (Estimator::Dr, PathCritic::Action { taken, behaviour_mean }) => {
                 if taken.len() != t || behaviour_mean.len() != t + 1 {
-                    return Err(invalid(
-                        format!("critic values of trajectory {n}"),
-                        "wrong lengths",
-                    ));
+                    return Err(invalid(format!("critic values of trajectory {n}"), "wrong lengths"));
                 }
                 self.signal.extend((0..t).map(|i| rewards[i] - taken[i]));
                 (0.0, true)
@@ -317,27 +279,17 @@ impl PreparedBatch {
             }
             (
                 Estimator::TayPo { .. } | Estimator::NaiveScore { .. },
-                PathCritic::Action {
-                    taken,
-                    behaviour_mean,
-                },
+                PathCritic::Action { taken, behaviour_mean },
             ) => {
                 if taken.len() != t || behaviour_mean.len() != t + 1 {
-                    return Err(invalid(
-                        format!("critic values of trajectory {n}"),
-                        "wrong lengths",
-                    ));
+                    return Err(invalid(format!("critic values of trajectory {n}"), "wrong lengths"));
                 }
-                self.signal
-                    .extend((0..t).map(|i| taken[i] - behaviour_mean[i]));
+                self.signal.extend((0..t).map(|i| taken[i] - behaviour_mean[i]));
                 (behaviour_mean[0], false)
             }
         };
         if n > 0 && means != self.critic_means {
-            return Err(invalid(
-                "critic",
-                "all trajectories of a batch need the same kind of critic",
-            ));
+            return Err(invalid("critic", "all trajectories of a batch need the same kind of critic"));
         }
         self.critic_means = means;
         self.v0.push(v0);
@@ -369,9 +321,7 @@ impl PreparedBatch {
             Estimator::TayPo { order, discount } => {
                 local::taylor(order, discount, g, v0, signal, ratios, grad, scratch)
             }
-            Estimator::NaiveScore { discount } => {
-                local::naive_score(discount, g, v0, signal, ratios, grad)
-            }
+            Estimator::NaiveScore { discount } => local::naive_score(discount, g, v0, signal, ratios, grad),
         }
     }
 }

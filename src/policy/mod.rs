@@ -90,11 +90,7 @@ pub struct RowBlocks {
 impl RowBlocks {
     /// An empty set of blocks.
     pub fn new() -> Self {
-        Self {
-            rows: Vec::new(),
-            row_start: vec![0],
-            f: Vec::new(),
-        }
+        Self { rows: Vec::new(), row_start: vec![0], f: Vec::new() }
     }
     /// Append a block; `f.len()` must be `rows.len()²`.
     pub fn push(&mut self, rows: &[usize], f: &[f64]) {

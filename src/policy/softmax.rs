@@ -27,12 +27,7 @@ impl TabularSoftmax {
     /// validated inputs come from [`crate::problem`].
     pub fn new(n_states: usize, n_actions: usize, theta: Vec<f64>) -> Self {
         assert_eq!(theta.len(), n_states * n_actions, "theta must be |X|×|A|");
-        let mut p = Self {
-            n_states,
-            n_actions,
-            theta,
-            probs: vec![0.0; n_states * n_actions],
-        };
+        let mut p = Self { n_states, n_actions, theta, probs: vec![0.0; n_states * n_actions] };
         p.refresh();
         p
     }
@@ -92,11 +87,7 @@ impl TabularSoftmax {
         let na = self.n_actions;
         let mut values = Vec::with_capacity(states.len() + mean_states.len());
         values.extend(
-            states
-                .iter()
-                .zip(actions)
-                .zip(behaviour)
-                .map(|((&x, &a), &m)| self.probs[x * na + a] / m),
+            states.iter().zip(actions).zip(behaviour).map(|((&x, &a), &m)| self.probs[x * na + a] / m),
         );
         // Per-state critic means c_x and advantage-weighted probabilities y = π ⊙ (q − c).
         let mut mean_y = Vec::new();
@@ -118,14 +109,7 @@ impl TabularSoftmax {
             }
             None => &[],
         };
-        SoftmaxRows {
-            policy: self,
-            states,
-            actions,
-            mean_states,
-            mean_y,
-            values,
-        }
+        SoftmaxRows { policy: self, states, actions, mean_states, mean_y, values }
     }
 }
 
@@ -162,8 +146,7 @@ impl SoftmaxRows<'_> {
     /// (`c_state`), and per-(state, action) sums of ratio-row weights (`w_sa`).
     fn weight_sums(&self, w: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let (ns, na) = (self.policy.n_states, self.policy.n_actions);
-        let (mut w_state, mut w_sa, mut c_state) =
-            (vec![0.0; ns], vec![0.0; ns * na], vec![0.0; ns]);
+        let (mut w_state, mut w_sa, mut c_state) = (vec![0.0; ns], vec![0.0; ns * na], vec![0.0; ns]);
         let nr = self.n_ratio();
         for ((&x, &a), &wi) in self.states.iter().zip(self.actions).zip(&w[..nr]) {
             w_state[x] += wi;
@@ -191,20 +174,10 @@ impl ScoreRows for SoftmaxRows<'_> {
         let (ns, na) = (self.policy.n_states, self.policy.n_actions);
         // π_x · v_x per state, and y_x · v_x for critic rows.
         let pv: Vec<f64> = (0..ns)
-            .map(|x| {
-                self.policy
-                    .probs_at(x)
-                    .iter()
-                    .zip(&v[x * na..(x + 1) * na])
-                    .map(|(p, v)| p * v)
-                    .sum()
-            })
+            .map(|x| self.policy.probs_at(x).iter().zip(&v[x * na..(x + 1) * na]).map(|(p, v)| p * v).sum())
             .collect();
         let nr = self.n_ratio();
-        for (o, (&x, &a)) in out[..nr]
-            .iter_mut()
-            .zip(self.states.iter().zip(self.actions))
-        {
+        for (o, (&x, &a)) in out[..nr].iter_mut().zip(self.states.iter().zip(self.actions)) {
             *o = v[x * na + a] - pv[x];
         }
         if !self.mean_states.is_empty() {
@@ -313,11 +286,9 @@ impl ScoreRows for SoftmaxRows<'_> {
                                 if *yi == 0.0 {
                                     continue;
                                 }
-                                let zrow = &mut z
-                                    [(xa * na + i) * d + xb * na..(xa * na + i) * d + xb * na + na];
-                                zrow.iter_mut()
-                                    .zip(yb)
-                                    .for_each(|(zz, yj)| *zz += fab * yi * yj);
+                                let zrow =
+                                    &mut z[(xa * na + i) * d + xb * na..(xa * na + i) * d + xb * na + na];
+                                zrow.iter_mut().zip(yb).for_each(|(zz, yj)| *zz += fab * yi * yj);
                             }
                         }
                     }

@@ -64,33 +64,24 @@ impl<'a> TabularBatch<'a> {
         let mut prepared = PreparedBatch::new(estimator, gamma);
         let (mut v, mut taken, mut mean) = (Vec::new(), Vec::new(), Vec::new());
         for tr in self.trajectories {
-            let path_critic = match critic {
-                None => PathCritic::None,
-                Some(Critic::StateValues(values)) => {
-                    v.clear();
-                    v.extend(tr.states.iter().map(|&x| values[x]));
-                    PathCritic::State(&v)
-                }
-                Some(Critic::ActionValues(q)) => {
-                    taken.clear();
-                    taken.extend(
-                        tr.states
-                            .iter()
-                            .zip(&tr.actions)
-                            .map(|(&x, &a)| q[x * na + a]),
-                    );
-                    mean.clear();
-                    mean.extend(tr.states.iter().map(|&x| {
-                        (0..na)
-                            .map(|b| self.behaviour[x * na + b] * q[x * na + b])
-                            .sum::<f64>()
-                    }));
-                    PathCritic::Action {
-                        taken: &taken,
-                        behaviour_mean: &mean,
+            let path_critic =
+                match critic {
+                    None => PathCritic::None,
+                    Some(Critic::StateValues(values)) => {
+                        v.clear();
+                        v.extend(tr.states.iter().map(|&x| values[x]));
+                        PathCritic::State(&v)
                     }
-                }
-            };
+                    Some(Critic::ActionValues(q)) => {
+                        taken.clear();
+                        taken.extend(tr.states.iter().zip(&tr.actions).map(|(&x, &a)| q[x * na + a]));
+                        mean.clear();
+                        mean.extend(tr.states.iter().map(|&x| {
+                            (0..na).map(|b| self.behaviour[x * na + b] * q[x * na + b]).sum::<f64>()
+                        }));
+                        PathCritic::Action { taken: &taken, behaviour_mean: &mean }
+                    }
+                };
             prepared.push(&tr.rewards, path_critic)?;
         }
         Ok(prepared)
@@ -107,13 +98,7 @@ impl<'a> TabularBatch<'a> {
             Some(Critic::ActionValues(q)) if prepared.critic_means => Some(q.as_slice()),
             _ => None,
         };
-        policy.rows(
-            &self.step_states,
-            &self.step_actions,
-            &self.step_behaviour,
-            &self.path_states,
-            q,
-        )
+        policy.rows(&self.step_states, &self.step_actions, &self.step_behaviour, &self.path_states, q)
     }
 
     /// Mean estimate over the batch with its gradient, and the Hessian when `hessian`.
@@ -130,18 +115,10 @@ impl<'a> TabularBatch<'a> {
         let objective = BatchObjective::new(&prepared, &rows)?;
         Ok(if hessian {
             let (value, gradient, hessian) = objective.hessian();
-            Derivatives {
-                value,
-                gradient,
-                hessian,
-            }
+            Derivatives { value, gradient, hessian }
         } else {
             let (value, gradient) = objective.gradient();
-            Derivatives {
-                value,
-                gradient,
-                hessian: Vec::new(),
-            }
+            Derivatives { value, gradient, hessian: Vec::new() }
         })
     }
 }

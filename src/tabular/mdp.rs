@@ -49,18 +49,12 @@ pub fn check_probability_row(field: &dyn Fn() -> String, row: &[f64]) -> Result<
     for (i, &p) in row.iter().enumerate() {
         ensure_finite(|| format!("{}[{i}]", field()), p)?;
         if p < 0.0 {
-            return Err(invalid(
-                format!("{}[{i}]", field()),
-                format!("probability must be ≥ 0, got {p}"),
-            ));
+            return Err(invalid(format!("{}[{i}]", field()), format!("probability must be ≥ 0, got {p}")));
         }
     }
     let s: f64 = row.iter().sum();
     if (s - 1.0).abs() > PROB_TOLERANCE {
-        return Err(invalid(
-            field(),
-            format!("probabilities must sum to 1 (±{PROB_TOLERANCE}), sum is {s}"),
-        ));
+        return Err(invalid(field(), format!("probabilities must sum to 1 (±{PROB_TOLERANCE}), sum is {s}")));
     }
     Ok(())
 }
@@ -92,25 +86,18 @@ impl TabularMdp {
         if transitions.len() != n_states * n_actions * n_states {
             return Err(invalid(
                 "transitions",
-                format!(
-                    "expected {n_states}×{n_actions}×{n_states} entries, got {}",
-                    transitions.len()
-                ),
+                format!("expected {n_states}×{n_actions}×{n_states} entries, got {}", transitions.len()),
             ));
         }
         if rewards.len() != n_states * n_actions {
             return Err(invalid(
                 "rewards",
-                format!(
-                    "expected {n_states}×{n_actions} entries, got {}",
-                    rewards.len()
-                ),
+                format!("expected {n_states}×{n_actions} entries, got {}", rewards.len()),
             ));
         }
         for x in 0..n_states {
             for a in 0..n_actions {
-                let row = &transitions
-                    [(x * n_actions + a) * n_states..(x * n_actions + a + 1) * n_states];
+                let row = &transitions[(x * n_actions + a) * n_states..(x * n_actions + a + 1) * n_states];
                 check_probability_row(&|| format!("transitions[{x}][{a}]"), row)?;
                 ensure_finite(|| format!("rewards[{x}][{a}]"), rewards[x * n_actions + a])?;
             }
@@ -122,14 +109,7 @@ impl TabularMdp {
                 format!("{start_state} is not a state index (|X| = {n_states})"),
             ));
         }
-        Ok(Self {
-            n_states,
-            n_actions,
-            transitions,
-            rewards,
-            gamma,
-            start_state,
-        })
+        Ok(Self { n_states, n_actions, transitions, rewards, gamma, start_state })
     }
 
     /// A random MDP (notes §3): P(·|x,a) ~ Dirichlet(α·1), r(x,a) ~ U[low, high).
@@ -140,9 +120,7 @@ impl TabularMdp {
             transitions.extend(sample_dirichlet(params.dirichlet, ns, rng));
         }
         let rewards = (0..ns * na)
-            .map(|_| {
-                params.reward_low + (params.reward_high - params.reward_low) * rng.random::<f64>()
-            })
+            .map(|_| params.reward_low + (params.reward_high - params.reward_low) * rng.random::<f64>())
             .collect();
         Self {
             n_states: ns,
@@ -190,12 +168,7 @@ impl TabularMdp {
 
     /// Samples a trajectory of `horizon` transitions from the start state under the
     /// policy table `policy` (row-major |X|×|A|).
-    pub fn sample_trajectory(
-        &self,
-        policy: &[f64],
-        horizon: usize,
-        rng: &mut ChaCha8Rng,
-    ) -> Trajectory {
+    pub fn sample_trajectory(&self, policy: &[f64], horizon: usize, rng: &mut ChaCha8Rng) -> Trajectory {
         let na = self.n_actions;
         let mut states = Vec::with_capacity(horizon + 1);
         let mut actions = Vec::with_capacity(horizon);
@@ -209,11 +182,7 @@ impl TabularMdp {
             x = sample_categorical(self.next_probs(x, a), rng);
             states.push(x);
         }
-        Trajectory {
-            states,
-            actions,
-            rewards,
-        }
+        Trajectory { states, actions, rewards }
     }
 }
 
@@ -260,10 +229,7 @@ impl RandomMdpParams {
             return Err(invalid("actions", "must be ≥ 1, got 0"));
         }
         if !(self.dirichlet.is_finite() && self.dirichlet > 0.0) {
-            return Err(invalid(
-                "dirichlet",
-                format!("must be a finite number > 0, got {}", self.dirichlet),
-            ));
+            return Err(invalid("dirichlet", format!("must be a finite number > 0, got {}", self.dirichlet)));
         }
         if !(self.reward_low.is_finite()
             && self.reward_high.is_finite()
@@ -271,18 +237,12 @@ impl RandomMdpParams {
         {
             return Err(invalid(
                 "reward range",
-                format!(
-                    "needs finite low ≤ high, got [{}, {})",
-                    self.reward_low, self.reward_high
-                ),
+                format!("needs finite low ≤ high, got [{}, {})", self.reward_low, self.reward_high),
             ));
         }
         check_gamma(self.gamma)?;
         if self.start_state >= self.n_states {
-            return Err(invalid(
-                "start_state",
-                format!("{} ≥ |X| = {}", self.start_state, self.n_states),
-            ));
+            return Err(invalid("start_state", format!("{} ≥ |X| = {}", self.start_state, self.n_states)));
         }
         Ok(())
     }
@@ -299,10 +259,7 @@ pub fn sample_categorical(probs: &[f64], rng: &mut ChaCha8Rng) -> usize {
         }
     }
     // Rounding: the last index with positive probability.
-    probs
-        .iter()
-        .rposition(|&p| p > 0.0)
-        .unwrap_or(probs.len() - 1)
+    probs.iter().rposition(|&p| p > 0.0).unwrap_or(probs.len() - 1)
 }
 
 /// A draw from Dirichlet(α·1) of dimension `n`, stable for tiny α: for α < 1 each
@@ -374,31 +331,20 @@ mod tests {
         assert!(TabularMdp::new(2, 2, ok_p.clone(), vec![0.0; 4], 0.9, 0).is_ok());
         let mut bad = ok_p.clone();
         bad[0] = 0.6;
-        let e = TabularMdp::new(2, 2, bad, vec![0.0; 4], 0.9, 0)
-            .unwrap_err()
-            .to_string();
+        let e = TabularMdp::new(2, 2, bad, vec![0.0; 4], 0.9, 0).unwrap_err().to_string();
         assert!(e.contains("transitions[0][0]") && e.contains("sum"), "{e}");
         let mut neg = ok_p.clone();
         neg[0] = -0.5;
         neg[1] = 1.5;
-        let e = TabularMdp::new(2, 2, neg, vec![0.0; 4], 0.9, 0)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("transitions[0][0][0]") && e.contains("≥ 0"),
-            "{e}"
-        );
-        let e = TabularMdp::new(2, 2, ok_p.clone(), vec![0.0; 4], 1.0, 0)
-            .unwrap_err()
-            .to_string();
+        let e = TabularMdp::new(2, 2, neg, vec![0.0; 4], 0.9, 0).unwrap_err().to_string();
+        assert!(e.contains("transitions[0][0][0]") && e.contains("≥ 0"), "{e}");
+        let e = TabularMdp::new(2, 2, ok_p.clone(), vec![0.0; 4], 1.0, 0).unwrap_err().to_string();
         assert!(e.contains("gamma"), "{e}");
         let e = TabularMdp::new(2, 2, ok_p.clone(), vec![f64::NAN, 0.0, 0.0, 0.0], 0.5, 0)
             .unwrap_err()
             .to_string();
         assert!(e.contains("rewards[0][0]") && e.contains("finite"), "{e}");
-        let e = TabularMdp::new(2, 2, ok_p, vec![0.0; 4], 0.5, 2)
-            .unwrap_err()
-            .to_string();
+        let e = TabularMdp::new(2, 2, ok_p, vec![0.0; 4], 0.5, 2).unwrap_err().to_string();
         assert!(e.contains("start_state"), "{e}");
     }
 
@@ -408,10 +354,7 @@ mod tests {
         let mdp = TabularMdp::random(&RandomMdpParams::default(), &mut rng);
         let pi = vec![0.2; 20 * 5];
         let t = mdp.sample_trajectory(&pi, 20, &mut rng);
-        assert_eq!(
-            (t.states.len(), t.actions.len(), t.rewards.len()),
-            (21, 20, 20)
-        );
+        assert_eq!((t.states.len(), t.actions.len(), t.rewards.len()), (21, 20, 20));
         assert_eq!(t.states[0], 0);
         for i in 0..20 {
             assert_eq!(t.rewards[i], mdp.reward(t.states[i], t.actions[i]));

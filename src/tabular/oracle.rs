@@ -59,28 +59,16 @@ pub fn evaluate(mdp: &TabularMdp, probs: &[f64]) -> PolicyEvaluation {
         }
     }
     // I − γP_π is strictly diagonally dominant for γ < 1, so LU succeeds.
-    let resolvent = a_mat
-        .lu()
-        .try_inverse()
-        .expect("I − γP_π is invertible for γ < 1");
+    let resolvent = a_mat.lu().try_inverse().expect("I − γP_π is invertible for γ < 1");
     let v = &resolvent * r_pi;
     let mut q = vec![0.0; ns * na];
     for s in 0..ns {
         for a in 0..na {
-            let next: f64 = mdp
-                .next_probs(s, a)
-                .iter()
-                .zip(v.iter())
-                .map(|(p, v)| p * v)
-                .sum();
+            let next: f64 = mdp.next_probs(s, a).iter().zip(v.iter()).map(|(p, v)| p * v).sum();
             q[s * na + a] = mdp.reward(s, a) + g * next;
         }
     }
-    PolicyEvaluation {
-        v: v.iter().cloned().collect(),
-        q,
-        resolvent,
-    }
+    PolicyEvaluation { v: v.iter().cloned().collect(), q, resolvent }
 }
 
 /// Exact V^{π_θ}(x_0), its gradient and its Hessian for a softmax policy.
@@ -92,9 +80,7 @@ pub fn softmax_derivatives(mdp: &TabularMdp, policy: &TabularSoftmax) -> Derivat
     let m = &ev.resolvent;
     let x0 = mdp.start_state();
     // w(s,a) = π(a|s) A(s,a)
-    let w: Vec<f64> = (0..d)
-        .map(|i| probs[i] * (ev.q[i] - ev.v[i / na]))
-        .collect();
+    let w: Vec<f64> = (0..d).map(|i| probs[i] * (ev.q[i] - ev.v[i / na])).collect();
     let gradient: Vec<f64> = (0..d).map(|i| m[(x0, i / na)] * w[i]).collect();
     // R[(s,a), s'] = γ Σ_j P[s,a,j] M[j,s'] − M[s,s']
     let mut r = vec![0.0; d * ns];
@@ -115,11 +101,7 @@ pub fn softmax_derivatives(mdp: &TabularMdp, policy: &TabularSoftmax) -> Derivat
         }
         hessian[i * d + i] += gradient[i];
     }
-    Derivatives {
-        value: ev.v[x0],
-        gradient,
-        hessian,
-    }
+    Derivatives { value: ev.v[x0], gradient, hessian }
 }
 
 /// V^{π_θ}(x_0) alone (for finite-difference checks).
@@ -160,9 +142,7 @@ pub fn finite_horizon_value<S: DualNum<Primitive = f64>>(
         .map(|x| match bootstrap {
             Bootstrap::Zero => S::from(0.0),
             Bootstrap::StateValues(b) => S::from(b[x]),
-            Bootstrap::ActionValues(q) => (0..na)
-                .map(|a| probs[x * na + a].clone() * q[x * na + a])
-                .sum(),
+            Bootstrap::ActionValues(q) => (0..na).map(|a| probs[x * na + a].clone() * q[x * na + a]).sum(),
         })
         .collect();
     for _ in 0..horizon {
@@ -170,12 +150,8 @@ pub fn finite_horizon_value<S: DualNum<Primitive = f64>>(
             .map(|x| {
                 (0..na)
                     .map(|a| {
-                        let next: S = mdp
-                            .next_probs(x, a)
-                            .iter()
-                            .zip(&v)
-                            .map(|(p, vj)| vj.clone() * *p)
-                            .sum();
+                        let next: S =
+                            mdp.next_probs(x, a).iter().zip(&v).map(|(p, vj)| vj.clone() * *p).sum();
                         probs[x * na + a].clone() * (next * g + mdp.reward(x, a))
                     })
                     .sum()
@@ -208,11 +184,7 @@ pub fn finite_horizon_derivatives(
             hessian[i * d + j] = hess[(i, j)];
         }
     }
-    Derivatives {
-        value,
-        gradient: grad.iter().cloned().collect(),
-        hessian,
-    }
+    Derivatives { value, gradient: grad.iter().cloned().collect(), hessian }
 }
 
 #[cfg(test)]
@@ -224,16 +196,9 @@ mod tests {
 
     fn instance(seed: u64, ns: usize, na: usize, alpha: f64) -> (TabularMdp, TabularSoftmax) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let params = RandomMdpParams {
-            n_states: ns,
-            n_actions: na,
-            dirichlet: alpha,
-            ..Default::default()
-        };
+        let params = RandomMdpParams { n_states: ns, n_actions: na, dirichlet: alpha, ..Default::default() };
         let mdp = TabularMdp::random(&params, &mut rng);
-        let theta = (0..ns * na)
-            .map(|_| rng.random::<f64>() * 2.0 - 1.0)
-            .collect();
+        let theta = (0..ns * na).map(|_| rng.random::<f64>() * 2.0 - 1.0).collect();
         (mdp, TabularSoftmax::new(ns, na, theta))
     }
 
@@ -262,11 +227,7 @@ mod tests {
             let h = 1e-5;
             for i in 0..d {
                 let fd = (value_at(&mdp, &p, i, h) - value_at(&mdp, &p, i, -h)) / (2.0 * h);
-                assert!(
-                    (fd - ex.gradient[i]).abs() < 1e-8,
-                    "grad {i}: {fd} vs {}",
-                    ex.gradient[i]
-                );
+                assert!((fd - ex.gradient[i]).abs() < 1e-8, "grad {i}: {fd} vs {}", ex.gradient[i]);
             }
             // Hessian column j by central differences of the exact gradient.
             for j in 0..d {
@@ -298,12 +259,7 @@ mod tests {
         let v = evaluate(&mdp, p.probs()).v;
         let jt = finite_horizon_derivatives(&mdp, &p, 150, Bootstrap::StateValues(&v));
         assert!((jt.value - ex.value).abs() < 1e-10);
-        let err = |a: &[f64], b: &[f64]| {
-            a.iter()
-                .zip(b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0, f64::max)
-        };
+        let err = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
         assert!(err(&jt.gradient, &ex.gradient) < 1e-8);
         assert!(err(&jt.hessian, &ex.hessian) < 1e-8);
     }
@@ -312,11 +268,7 @@ mod tests {
     fn finite_horizon_gradient_matches_finite_differences() {
         let (mdp, p) = instance(6, 3, 2, 0.5);
         let q: Vec<f64> = (0..6).map(|i| i as f64 * 0.3).collect();
-        for b in [
-            Bootstrap::Zero,
-            Bootstrap::StateValues(&[1.0, -2.0, 0.5]),
-            Bootstrap::ActionValues(&q),
-        ] {
+        for b in [Bootstrap::Zero, Bootstrap::StateValues(&[1.0, -2.0, 0.5]), Bootstrap::ActionValues(&q)] {
             let ex = finite_horizon_derivatives(&mdp, &p, 4, b);
             let h = 1e-6;
             for i in 0..6 {
@@ -324,8 +276,7 @@ mod tests {
                 let mut tm = tp.clone();
                 tp[i] += h;
                 tm[i] -= h;
-                let fd = (finite_horizon_value(&mdp, &tp, 4, b)
-                    - finite_horizon_value(&mdp, &tm, 4, b))
+                let fd = (finite_horizon_value(&mdp, &tp, 4, b) - finite_horizon_value(&mdp, &tm, 4, b))
                     / (2.0 * h);
                 assert!((fd - ex.gradient[i]).abs() < 1e-8);
             }

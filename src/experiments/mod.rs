@@ -1,0 +1,51 @@
+//! Experiments that reproduce the paper, with their result files.
+
+pub mod metrics;
+pub mod tabular_study;
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result, invalid};
+
+/// Creates `dir` (and parents) and checks that it is writable, naming it otherwise.
+pub fn prepare_output_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|source| Error::Io { context: format!("cannot create output folder {}", dir.display()), source })?;
+    let probe = dir.join(".metagrad-write-test");
+    std::fs::write(&probe, b"")
+        .map_err(|source| Error::Io { context: format!("output folder {} is not writable", dir.display()), source })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Writes rows as CSV with a header from the row type's field names.
+pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+    let io = |e: csv::Error| match e.into_kind() {
+        csv::ErrorKind::Io(source) => Error::Io { context: format!("cannot write {}", path.display()), source },
+        other => invalid(path.display().to_string(), format!("cannot serialise a row: {other:?}")),
+    };
+    let mut w = csv::Writer::from_path(path).map_err(io)?;
+    for r in rows {
+        w.serialize(r).map_err(io)?;
+    }
+    w.flush().map_err(|source| Error::Io { context: format!("cannot write {}", path.display()), source })
+}
+
+/// Writes a value as pretty JSON.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("serialisable");
+    std::fs::write(path, text + "\n").map_err(|source| Error::Io { context: format!("cannot write {}", path.display()), source })
+}
+
+/// The configuration written next to every result: settings, seed, version.
+#[derive(Serialize)]
+pub struct RunConfig<'a, T: Serialize> {
+    /// The command that produced the results.
+    pub command: &'a str,
+    /// metagrad's version.
+    pub version: &'a str,
+    /// Every setting (including the seed).
+    pub settings: &'a T,
+}
