@@ -17,7 +17,7 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, ensure_finite, invalid};
 use crate::estimators::Estimator;
@@ -27,17 +27,19 @@ use crate::tabular::oracle::{self, Derivatives};
 use crate::tabular::{Critic, TabularBatch, TabularMdp, Trajectory};
 
 /// The critic as written in the file.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCritic {
     /// V̂(x) per state.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub state_values: Option<Vec<f64>>,
     /// Q̂(x, a), |X|×|A|.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub action_values: Option<Vec<Vec<f64>>>,
 }
 
 /// A trajectory as written in the file (indices checked later).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTrajectory {
     /// x_0 … x_T.
@@ -49,7 +51,7 @@ pub struct RawTrajectory {
 }
 
 /// The problem file as parsed, before validation.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProblem {
     /// γ ∈ [0, 1).
@@ -66,7 +68,7 @@ pub struct RawProblem {
     #[serde(alias = "behavior")]
     pub behaviour: Vec<Vec<f64>>,
     /// Optional critic.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub critic: Option<RawCritic>,
     /// Data from μ.
     pub trajectories: Vec<RawTrajectory>,
@@ -116,6 +118,38 @@ fn index(field: impl Fn() -> String, value: i64, bound: usize, what: &str) -> Re
         ));
     }
     Ok(value as usize)
+}
+
+impl RawProblem {
+    /// The file form of a problem.
+    pub fn from_problem(p: &Problem) -> Self {
+        let (ns, na) = (p.mdp.n_states(), p.mdp.n_actions());
+        let rows = |flat: &[f64]| flat.chunks(na).map(<[f64]>::to_vec).collect::<Vec<_>>();
+        let transitions =
+            (0..ns).map(|x| (0..na).map(|a| p.mdp.next_probs(x, a).to_vec()).collect()).collect();
+        use crate::policy::Policy;
+        Self {
+            gamma: p.mdp.gamma(),
+            start_state: p.mdp.start_state() as i64,
+            transitions,
+            rewards: rows(p.mdp.rewards()),
+            theta: rows(p.policy.params()),
+            behaviour: rows(&p.behaviour),
+            critic: p.critic.as_ref().map(|c| match c {
+                Critic::StateValues(v) => RawCritic { state_values: Some(v.clone()), action_values: None },
+                Critic::ActionValues(q) => RawCritic { state_values: None, action_values: Some(rows(q)) },
+            }),
+            trajectories: p
+                .trajectories
+                .iter()
+                .map(|t| RawTrajectory {
+                    states: t.states.iter().map(|&x| x as i64).collect(),
+                    actions: t.actions.iter().map(|&a| a as i64).collect(),
+                    rewards: t.rewards.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl Problem {

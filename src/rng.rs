@@ -17,7 +17,8 @@ fn splitmix64(mut z: u64) -> u64 {
 
 /// A seed for the stream named by `path` under `seed`.
 pub fn derive_seed(seed: u64, path: &[u64]) -> u64 {
-    path.iter().fold(splitmix64(seed), |acc, &p| splitmix64(acc ^ splitmix64(p.wrapping_add(0x632B_E59B_D9B4_E019))))
+    path.iter()
+        .fold(splitmix64(seed), |acc, &p| splitmix64(acc ^ splitmix64(p.wrapping_add(0x632B_E59B_D9B4_E019))))
 }
 
 /// A ChaCha8 generator for the stream named by `path` under `seed`.

@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand.
 
 mod estimate;
+mod example;
 mod tabular;
 
 use anyhow::{Context, Result};
@@ -24,6 +25,8 @@ enum Command {
     /// Accuracy of gradient, Hessian and meta-gradient estimates on random tabular MDPs
     /// (paper Fig. 1 a–c).
     Tabular(tabular::Args),
+    /// Write an example problem file for `estimate` (one random trial of the tabular study).
+    ExampleProblem(example::Args),
 }
 
 /// Runs the parsed command.
@@ -38,6 +41,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Estimate(args) => estimate::run(args),
         Command::Tabular(args) => tabular::run(args),
+        Command::ExampleProblem(args) => example::run(args),
     }
 }
 

@@ -91,9 +91,11 @@ pub fn run(args: Args) -> Result<()> {
     let started = std::time::Instant::now();
     let bar = ProgressBar::new(study.n_jobs() as u64);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} tabular [{bar:40}] {pos}/{len} grid points × trials, {elapsed} (eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} tabular [{bar:40}] {pos}/{len} grid points × trials, {elapsed} (eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     let rows = study.run(&|| bar.inc(1))?;
     bar.finish_and_clear();
@@ -108,7 +110,10 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn print_summary(summary: &[SummaryRow]) {
-    println!("{:<6} {:<10} {:>5} {:>6}  {:>16}  {:>16}  {:>16}", "sweep", "estimator", "eps", "N", "grad corr", "hess corr", "metagrad corr");
+    println!(
+        "{:<6} {:<10} {:>5} {:>6}  {:>16}  {:>16}  {:>16}",
+        "sweep", "estimator", "eps", "N", "grad corr", "hess corr", "metagrad corr"
+    );
     for r in summary {
         let meta = match (r.metagrad_mean, r.metagrad_se) {
             (Some(m), Some(s)) => format!("{m:.3} ± {s:.3}"),

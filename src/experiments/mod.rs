@@ -11,11 +11,15 @@ use crate::error::{Error, Result, invalid};
 
 /// Creates `dir` (and parents) and checks that it is writable, naming it otherwise.
 pub fn prepare_output_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .map_err(|source| Error::Io { context: format!("cannot create output folder {}", dir.display()), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        context: format!("cannot create output folder {}", dir.display()),
+        source,
+    })?;
     let probe = dir.join(".metagrad-write-test");
-    std::fs::write(&probe, b"")
-        .map_err(|source| Error::Io { context: format!("output folder {} is not writable", dir.display()), source })?;
+    std::fs::write(&probe, b"").map_err(|source| Error::Io {
+        context: format!("output folder {} is not writable", dir.display()),
+        source,
+    })?;
     let _ = std::fs::remove_file(probe);
     Ok(())
 }
@@ -23,7 +27,9 @@ pub fn prepare_output_dir(dir: &Path) -> Result<()> {
 /// Writes rows as CSV with a header from the row type's field names.
 pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
     let io = |e: csv::Error| match e.into_kind() {
-        csv::ErrorKind::Io(source) => Error::Io { context: format!("cannot write {}", path.display()), source },
+        csv::ErrorKind::Io(source) => {
+            Error::Io { context: format!("cannot write {}", path.display()), source }
+        }
         other => invalid(path.display().to_string(), format!("cannot serialise a row: {other:?}")),
     };
     let mut w = csv::Writer::from_path(path).map_err(io)?;
@@ -36,7 +42,8 @@ pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
 /// Writes a value as pretty JSON.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).expect("serialisable");
-    std::fs::write(path, text + "\n").map_err(|source| Error::Io { context: format!("cannot write {}", path.display()), source })
+    std::fs::write(path, text + "\n")
+        .map_err(|source| Error::Io { context: format!("cannot write {}", path.display()), source })
 }
 
 /// The configuration written next to every result: settings, seed, version.

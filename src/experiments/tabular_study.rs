@@ -136,7 +136,10 @@ impl StudyParams {
             return Err(invalid("horizon", "must be ≥ 1, got 0"));
         }
         if !(self.critic_noise.is_finite() && self.critic_noise >= 0.0) {
-            return Err(invalid("critic-noise", format!("must be finite and ≥ 0, got {}", self.critic_noise)));
+            return Err(invalid(
+                "critic-noise",
+                format!("must be finite and ≥ 0, got {}", self.critic_noise),
+            ));
         }
         if self.estimators.is_empty() {
             return Err(invalid("estimators", "needs at least one estimator"));
@@ -205,7 +208,12 @@ impl TrialSetup {
     }
 
     /// Mean estimate (with Hessian) of `estimator` over `data` at `policy`.
-    pub fn estimate(&self, estimator: Estimator, data: &[Trajectory], policy: &TabularSoftmax) -> Result<Derivatives> {
+    pub fn estimate(
+        &self,
+        estimator: Estimator,
+        data: &[Trajectory],
+        policy: &TabularSoftmax,
+    ) -> Result<Derivatives> {
         TabularBatch::new(data, &self.behaviour, self.mdp.n_actions()).estimate(
             estimator,
             self.mdp.gamma(),
@@ -396,7 +404,8 @@ impl ValidStudy {
     /// Runs every job (in parallel; results in a fixed order), calling `progress` after
     /// each one.
     pub fn run(&self, progress: &(dyn Fn() + Sync)) -> Result<Vec<TrialRow>> {
-        let setups: Vec<TrialSetup> = (0..self.trials).into_par_iter().map(|t| TrialSetup::draw(self, t)).collect();
+        let setups: Vec<TrialSetup> =
+            (0..self.trials).into_par_iter().map(|t| TrialSetup::draw(self, t)).collect();
         let results: Vec<Result<Vec<TrialRow>>> = self
             .jobs()
             .into_par_iter()
@@ -462,10 +471,14 @@ pub fn summarise(rows: &[TrialRow]) -> Vec<SummaryRow> {
     }
     keys.into_iter()
         .map(|(sweep, estimator, eps, n)| {
-            let group: Vec<&TrialRow> =
-                rows.iter().filter(|r| r.sweep == sweep && r.estimator == estimator && r.eps == eps && r.n == n).collect();
+            let group: Vec<&TrialRow> = rows
+                .iter()
+                .filter(|r| r.sweep == sweep && r.estimator == estimator && r.eps == eps && r.n == n)
+                .collect();
             let col = |f: &dyn Fn(&TrialRow) -> f64| group.iter().map(|r| f(r)).collect::<Vec<f64>>();
-            let opt = |f: &dyn Fn(&TrialRow) -> Option<f64>| -> Option<Vec<f64>> { group.iter().map(|r| f(r)).collect() };
+            let opt = |f: &dyn Fn(&TrialRow) -> Option<f64>| -> Option<Vec<f64>> {
+                group.iter().map(|r| f(r)).collect()
+            };
             let (gm, gsd, gse) = mean_std_se(&col(&|r| r.grad_corr));
             let (hm, hsd, hse) = mean_std_se(&col(&|r| r.hess_corr));
             let meta = opt(&|r| r.metagrad_corr).map(|v| mean_std_se(&v));
