@@ -10,31 +10,39 @@
 //! * ∇²f = Jᵀ F J + Σ_i g_i ∇²u_i.
 //!
 //! g comes from the kernels with `f64`; F·(Jv) from the same kernels with dual-number rows
-//! (forward-over-reverse); dense F blocks from one dual pass per row. The policy supplies
-//! J-products and the rows' curvature through [`ScoreRows`]. Trajectories are processed in
-//! fixed chunks in parallel and reduced in order, so results do not depend on the number
-//! of threads.
+//! (forward-over-reverse); dense F blocks in closed form where the estimator has one,
+//! otherwise from one dual pass per row. The policy supplies J-products and the rows'
+//! curvature through [`ScoreRows`]. Trajectories are processed in fixed chunks in
+//! parallel and combined in order, so results do not depend on the number of threads.
+
+use std::ops::Range;
 
 use num_dual::Dual64;
 use rayon::prelude::*;
 
-use super::PreparedBatch;
+use super::{PreparedBatch, Scalar};
 use crate::error::{Result, invalid};
 use crate::policy::{RowBlocks, ScoreRows};
 
 /// Trajectories per parallel work item (fixed, for thread-count-independent results).
 const CHUNK: usize = 64;
 
-/// A chunk's per-trajectory values and (row, ∂f/∂u) pairs.
-type ChunkGradient = (Vec<f64>, Vec<(usize, f64)>);
-/// A chunk's summed value and (row, ∂f/∂u, (F·Jv)_row) triples.
-type ChunkDirectional = (f64, Vec<(usize, f64, f64)>);
+/// A contiguous run of trajectories and the rows they own.
+#[derive(Clone, Debug)]
+struct Chunk {
+    trajectories: Range<usize>,
+    /// Ratio rows (global indices).
+    ratio: Range<usize>,
+    /// Critic-mean rows (global indices; empty without them).
+    mean: Range<usize>,
+}
 
 /// Derivatives of a batch objective through a policy's rows.
 pub struct BatchObjective<'a, R: ScoreRows> {
     batch: &'a PreparedBatch,
     rows: &'a R,
     scale: f64,
+    chunks: Vec<Chunk>,
 }
 
 impl<'a, R: ScoreRows> BatchObjective<'a, R> {
@@ -49,7 +57,20 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         if batch.is_empty() {
             return Err(invalid("trajectories", "need at least one trajectory"));
         }
-        Ok(Self { batch, rows, scale: 1.0 / batch.len() as f64 })
+        let n = batch.len();
+        let chunks = (0..n.div_ceil(CHUNK))
+            .map(|c| {
+                let tr = c * CHUNK..((c + 1) * CHUNK).min(n);
+                let ratio = batch.step_start[tr.start]..batch.step_start[tr.end];
+                let mean = if batch.critic_means {
+                    batch.mean_rows(tr.start).start..batch.mean_rows(tr.end - 1).end
+                } else {
+                    0..0
+                };
+                Chunk { trajectories: tr, ratio, mean }
+            })
+            .collect();
+        Ok(Self { batch, rows, scale: 1.0 / n as f64, chunks })
     }
 
     /// Use f = `scale`·Σ_n V̂_n instead of the mean.
@@ -58,72 +79,85 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         self
     }
 
-    fn chunks(&self) -> Vec<std::ops::Range<usize>> {
-        let n = self.batch.len();
-        (0..n.div_ceil(CHUNK)).map(|c| c * CHUNK..((c + 1) * CHUNK).min(n)).collect()
+    /// Rows of trajectory n relative to its chunk: (ratio range, mean range).
+    fn local_rows(&self, chunk: &Chunk, n: usize) -> (Range<usize>, Range<usize>) {
+        let s = self.batch.steps(n);
+        let ratio = s.start - chunk.ratio.start..s.end - chunk.ratio.start;
+        let mean = if self.batch.critic_means {
+            let m = self.batch.mean_rows(n);
+            m.start - chunk.mean.start..m.end - chunk.mean.start
+        } else {
+            0..0
+        };
+        (ratio, mean)
     }
 
-    /// Row indices of trajectory n: ratio rows then critic-mean rows.
-    fn row_indices(&self, n: usize) -> Vec<usize> {
-        let mut idx: Vec<usize> = self.batch.steps(n).collect();
-        if self.batch.critic_means {
-            idx.extend(self.batch.mean_rows(n));
-        }
-        idx
-    }
-
-    /// Runs the kernel of trajectory n on rows `u` (ratio rows then mean rows).
-    fn kernel<S: super::Scalar>(&self, n: usize, u: &[S], grad: &mut [S], scratch: &mut Vec<S>) -> S {
-        let t = self.batch.steps(n).len();
-        let (ratios, means) = u.split_at(t);
-        self.batch.kernel(n, ratios, self.batch.critic_means.then_some(means), grad, scratch)
+    /// Runs every trajectory's kernel on scalar rows built by `lift` (row value, global
+    /// index) and hands each chunk's rows, gradients and values to `emit`. Chunks run in
+    /// parallel; `emit` receives them in order through the returned vector.
+    fn pass<S, T, L, E>(&self, lift: L, emit: E) -> Vec<T>
+    where
+        S: Scalar + Send,
+        T: Send,
+        L: Fn(f64, usize) -> S + Sync,
+        E: Fn(&Chunk, &[S], &[S], &[S], &[S], Vec<S>) -> T + Sync,
+    {
+        let vals = self.rows.values();
+        self.chunks
+            .par_iter()
+            .map(|chunk| {
+                let lift_range = |r: &Range<usize>, base: usize| -> Vec<S> {
+                    (r.start..r.end).map(|i| lift(vals[base + i], base + i)).collect()
+                };
+                let ratios = lift_range(&chunk.ratio, 0);
+                let means = lift_range(&chunk.mean, 0);
+                let mut g_ratio = vec![S::zero(); ratios.len()];
+                let mut g_mean = vec![S::zero(); means.len()];
+                let mut values = Vec::with_capacity(chunk.trajectories.len());
+                let mut scratch = Vec::new();
+                for n in chunk.trajectories.clone() {
+                    let (r, m) = self.local_rows(chunk, n);
+                    let means_arg =
+                        self.batch.critic_means.then(|| (&means[m.clone()], &mut g_mean[m.clone()]));
+                    values.push(self.batch.kernel(
+                        n,
+                        &ratios[r.clone()],
+                        means_arg,
+                        &mut g_ratio[r],
+                        &mut scratch,
+                    ));
+                }
+                emit(chunk, &ratios, &means, &g_ratio, &g_mean, values)
+            })
+            .collect()
     }
 
     /// Per-trajectory estimates V̂_n (unscaled).
     pub fn per_trajectory_values(&self) -> Vec<f64> {
-        self.row_pass(|_, _, _| ()).0
+        self.pass(|v, _| v, |_, _, _, _, _, values: Vec<f64>| values).concat()
     }
 
-    /// Runs every trajectory's kernel with f64 rows; calls `visit(n, rows, grad)`.
-    fn row_pass<F>(&self, visit: F) -> (Vec<f64>, Vec<f64>)
-    where
-        F: Fn(usize, &[usize], &[f64]) + Sync,
-    {
-        let vals = self.rows.values();
-        let parts: Vec<ChunkGradient> = self
-            .chunks()
-            .into_par_iter()
-            .map(|range| {
-                let (mut values, mut grads) = (Vec::with_capacity(range.len()), Vec::new());
-                let (mut u, mut g, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
-                for n in range {
-                    let idx = self.row_indices(n);
-                    u.clear();
-                    u.extend(idx.iter().map(|&i| vals[i]));
-                    g.clear();
-                    g.resize(idx.len(), 0.0);
-                    values.push(self.kernel(n, &u, &mut g, &mut scratch));
-                    visit(n, &idx, &g);
-                    grads.extend(idx.iter().zip(&g).map(|(&i, &gi)| (i, gi)));
-                }
-                (values, grads)
-            })
-            .collect();
-        let mut values = Vec::with_capacity(self.batch.len());
-        let mut row_grad = vec![0.0; self.rows.num_rows()];
-        for (v, g) in parts {
-            values.extend(v);
-            for (i, gi) in g {
-                row_grad[i] = gi * self.scale;
-            }
-        }
-        (values, row_grad)
-    }
-
-    /// f and ∂f/∂u (the row gradient).
+    /// f and the row gradient ∂f/∂u.
     pub fn row_gradient(&self) -> (f64, Vec<f64>) {
-        let (values, row_grad) = self.row_pass(|_, _, _| ());
-        (values.iter().sum::<f64>() * self.scale, row_grad)
+        let s = self.scale;
+        let parts = self.pass(
+            |v, _| v,
+            |_, _, _, gr: &[f64], gm: &[f64], values: Vec<f64>| {
+                (
+                    values.iter().sum::<f64>(),
+                    gr.iter().map(|g| g * s).collect::<Vec<_>>(),
+                    gm.iter().map(|g| g * s).collect::<Vec<_>>(),
+                )
+            },
+        );
+        // Rows are ordered: all ratio rows (chunk by chunk), then all critic-mean rows.
+        let row_grad: Vec<f64> = parts
+            .iter()
+            .flat_map(|p| p.1.iter())
+            .chain(parts.iter().flat_map(|p| p.2.iter()))
+            .copied()
+            .collect();
+        (parts.iter().map(|p| p.0).sum::<f64>() * s, row_grad)
     }
 
     /// f and ∇_θ f = Jᵀ g.
@@ -136,50 +170,31 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
 
     /// f, ∇f and the Hessian-vector product ∇²f·v = Jᵀ F J v + Σ g_i ∇²u_i v.
     pub fn gradient_and_hvp(&self, v: &[f64]) -> (f64, Vec<f64>, Vec<f64>) {
-        let vals = self.rows.values();
-        let mut jv = vec![0.0; self.rows.num_rows()];
-        self.rows.jvp(v, &mut jv);
+        let nr = self.rows.num_rows();
         let n_steps = self.batch.n_steps();
-        let parts: Vec<ChunkDirectional> = self
-            .chunks()
-            .into_par_iter()
-            .map(|range| {
-                let mut value = 0.0;
-                let mut out = Vec::new();
-                let (mut u, mut g, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
-                for n in range {
-                    let idx = self.row_indices(n);
-                    u.clear();
-                    // ℓ-space tangent: dρ = ρ·(Jv), dc = (Jv).
-                    u.extend(idx.iter().map(|&i| {
-                        let tangent = if i < n_steps { vals[i] * jv[i] } else { jv[i] };
-                        Dual64::new(vals[i], tangent)
-                    }));
-                    g.clear();
-                    g.resize(idx.len(), Dual64::from(0.0));
-                    value += self.kernel(n, &u, &mut g, &mut scratch).re;
-                    out.extend(idx.iter().zip(&g).map(|(&i, gi)| (i, gi.re, gi.eps)));
-                }
-                (value, out)
-            })
-            .collect();
-        let mut value = 0.0;
-        let mut row_grad = vec![0.0; self.rows.num_rows()];
-        let mut row_fu = vec![0.0; self.rows.num_rows()];
-        for (val, g) in parts {
-            value += val;
-            for (i, gi, fi) in g {
-                row_grad[i] = gi * self.scale;
-                row_fu[i] = fi * self.scale;
-            }
+        let mut jv = vec![0.0; nr];
+        self.rows.jvp(v, &mut jv);
+        let s = self.scale;
+        // ℓ-space tangent: dρ = ρ·(Jv) for ratio rows, dc = (Jv) for critic-mean rows.
+        let lift = |val: f64, i: usize| Dual64::new(val, if i < n_steps { val * jv[i] } else { jv[i] });
+        let parts = self.pass(lift, |_, _, _, gr: &[Dual64], gm: &[Dual64], values: Vec<Dual64>| {
+            (gr.to_vec(), gm.to_vec(), values.iter().map(|x| x.re).sum::<f64>())
+        });
+        // Rows are ordered: all ratio rows (chunk by chunk), then all critic-mean rows.
+        let (mut row_grad, mut row_fu) = (Vec::with_capacity(nr), Vec::with_capacity(nr));
+        let ordered = parts.iter().flat_map(|p| &p.0).chain(parts.iter().flat_map(|p| &p.1));
+        for x in ordered {
+            row_grad.push(x.re * s);
+            row_fu.push(x.eps * s);
         }
+        let value: f64 = parts.iter().map(|p| p.2).sum();
         let d = self.rows.num_params();
         let mut grad = vec![0.0; d];
         self.rows.vjp_add(&row_grad, &mut grad);
         let mut hv = vec![0.0; d];
         self.rows.vjp_add(&row_fu, &mut hv);
         self.rows.curvature_hvp_add(&row_grad, v, &mut hv);
-        (value * self.scale, grad, hv)
+        (value * s, grad, hv)
     }
 
     /// ∇²f·v.
@@ -187,63 +202,154 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         self.gradient_and_hvp(v).2
     }
 
-    /// Dense row-space second derivatives of trajectory n (k×k, k = its row count), one
-    /// dual pass per row.
-    pub fn row_hessian_block(&self, n: usize) -> Vec<f64> {
-        let vals = self.rows.values();
-        let idx = self.row_indices(n);
-        let k = idx.len();
-        let n_steps = self.batch.n_steps();
-        let mut f = vec![0.0; k * k];
-        let (mut u, mut g, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+    /// Dense row Hessian of trajectory n by one dual pass per row (any estimator).
+    fn dual_row_hessian(&self, n: usize, ratios: &[f64], means: &[f64], f: &mut [f64]) {
+        let (t, m) = (ratios.len(), means.len());
+        let k = t + m;
+        let mut scratch = Vec::new();
         for j in 0..k {
-            u.clear();
-            u.extend(idx.iter().enumerate().map(|(a, &i)| {
-                let tangent = if a != j {
-                    0.0
-                } else if i < n_steps {
-                    vals[i]
-                } else {
-                    1.0
-                };
-                Dual64::new(vals[i], tangent)
-            }));
-            g.clear();
-            g.resize(k, Dual64::from(0.0));
-            self.kernel(n, &u, &mut g, &mut scratch);
-            for a in 0..k {
-                f[a * k + j] = g[a].eps;
+            // Unit ℓ-space tangent on row j: dρ_j = ρ_j, or dc_j = 1.
+            let r: Vec<Dual64> = ratios
+                .iter()
+                .enumerate()
+                .map(|(a, &x)| Dual64::new(x, if a == j { x } else { 0.0 }))
+                .collect();
+            let c: Vec<Dual64> = means
+                .iter()
+                .enumerate()
+                .map(|(a, &x)| Dual64::new(x, if a + t == j { 1.0 } else { 0.0 }))
+                .collect();
+            let mut gr = vec![Dual64::from(0.0); t];
+            let mut gc = vec![Dual64::from(0.0); m];
+            let means_arg = self.batch.critic_means.then(|| (&c[..], &mut gc[..]));
+            self.batch.kernel(n, &r, means_arg, &mut gr, &mut scratch);
+            for (a, x) in gr.iter().chain(&gc).enumerate() {
+                f[a * k + j] = x.eps;
             }
         }
+    }
+
+    /// Dense row Hessian block of trajectory n (k×k, ratio rows then critic-mean rows).
+    pub fn row_hessian_block(&self, n: usize) -> Vec<f64> {
+        let chunk = &self.chunks[n / CHUNK];
+        let (r, m) = self.local_rows(chunk, n);
+        let vals = self.rows.values();
+        let ratios = &vals[chunk.ratio.start + r.start..chunk.ratio.start + r.end];
+        let means = &vals[chunk.mean.start + m.start..chunk.mean.start + m.end];
+        let k = ratios.len() + means.len();
+        let mut f = vec![0.0; k * k];
+        self.row_hessian_into(n, ratios, means, &mut f);
         f
+    }
+
+    fn row_hessian_into(&self, n: usize, ratios: &[f64], means: &[f64], f: &mut [f64]) {
+        let (mut gr, mut gc, mut scratch) = (vec![0.0; ratios.len()], vec![0.0; means.len()], Vec::new());
+        let means_arg = self.batch.critic_means.then(|| (means, &mut gc[..]));
+        self.batch.kernel(n, ratios, means_arg, &mut gr, &mut scratch);
+        let gc_arg = self.batch.critic_means.then_some(&gc[..]);
+        if !self.batch.closed_form_row_hessian(n, ratios, &gr, gc_arg, f) {
+            self.dual_row_hessian(n, ratios, means, f);
+        }
     }
 
     /// f, ∇f and the dense Hessian ∇²f = Jᵀ F J + Σ g_i ∇²u_i (row-major D×D).
     pub fn hessian(&self) -> (f64, Vec<f64>, Vec<f64>) {
         let d = self.rows.num_params();
-        let parts: Vec<Vec<f64>> = self
-            .chunks()
-            .into_par_iter()
-            .map(|range| {
+        let s = self.scale;
+        // One pass gives rows and their gradients; the row Hessians come from those.
+        let parts: Vec<(Vec<f64>, Vec<f64>, f64)> = self.pass(
+            |v, _| v,
+            |chunk, ratios: &[f64], means: &[f64], gr: &[f64], gm: &[f64], values: Vec<f64>| {
                 let mut blocks = RowBlocks::new();
-                for n in range {
-                    let mut f = self.row_hessian_block(n);
-                    f.iter_mut().for_each(|x| *x *= self.scale);
-                    blocks.push(&self.row_indices(n), &f);
+                let (mut f, mut idx) = (Vec::new(), Vec::new());
+                for n in chunk.trajectories.clone() {
+                    let (r, m) = self.local_rows(chunk, n);
+                    let k = r.len() + m.len();
+                    f.clear();
+                    f.resize(k * k, 0.0);
+                    let gc = self.batch.critic_means.then(|| &gm[m.clone()]);
+                    let (rs, ms) = (&ratios[r.clone()], &means[m.clone()]);
+                    if !self.batch.closed_form_row_hessian(n, rs, &gr[r.clone()], gc, &mut f) {
+                        self.dual_row_hessian(n, rs, ms, &mut f);
+                    }
+                    f.iter_mut().for_each(|x| *x *= s);
+                    idx.clear();
+                    idx.extend(r.map(|i| chunk.ratio.start + i));
+                    idx.extend(m.map(|i| chunk.mean.start + i));
+                    blocks.push(&idx, &f);
                 }
                 let mut h = vec![0.0; d * d];
                 self.rows.outer_add(&blocks, &mut h);
-                h
-            })
-            .collect();
+                let grads = gr.iter().chain(gm).map(|g| g * s).collect();
+                (h, grads, values.iter().sum())
+            },
+        );
+        // Chunk gradients hold ratio rows then mean rows; reorder to the global layout.
+        let mut row_grad = Vec::with_capacity(self.rows.num_rows());
+        for (p, c) in parts.iter().zip(&self.chunks) {
+            row_grad.extend_from_slice(&p.1[..c.ratio.len()]);
+        }
+        for (p, c) in parts.iter().zip(&self.chunks) {
+            row_grad.extend_from_slice(&p.1[c.ratio.len()..]);
+        }
+        let value = parts.iter().map(|p| p.2).sum::<f64>() * s;
         let mut h = vec![0.0; d * d];
-        for p in parts {
+        for (p, _, _) in parts {
             h.iter_mut().zip(p).for_each(|(a, b)| *a += b);
         }
-        let (value, row_grad) = self.row_gradient();
         self.rows.curvature_hessian_add(&row_grad, &mut h);
         let mut grad = vec![0.0; d];
         self.rows.vjp_add(&row_grad, &mut grad);
         (value, grad, h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::estimators::{Estimator, TaylorDiscount};
+    use crate::policy::TabularSoftmax;
+    use crate::tabular::{Critic, RandomMdpParams, TabularBatch, TabularMdp};
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn closed_form_row_hessians_equal_dual_passes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let params = RandomMdpParams { n_states: 4, n_actions: 3, dirichlet: 0.5, ..Default::default() };
+        let mdp = TabularMdp::random(&params, &mut rng);
+        let mu = vec![1.0 / 3.0; 12];
+        let trajs: Vec<_> = (0..70).map(|_| mdp.sample_trajectory(&mu, 6, &mut rng)).collect();
+        let theta: Vec<f64> = (0..12).map(|_| rng.random::<f64>() - 0.5).collect();
+        let pol = TabularSoftmax::new(4, 3, theta);
+        let sc = Critic::StateValues(vec![0.5, -0.2, 1.0, 0.3]);
+        let ac = Critic::ActionValues((0..12).map(|i| i as f64 * 0.1).collect());
+        let batch = TabularBatch::new(&trajs, &mu, 3);
+        let cases = [
+            (Estimator::Is, None),
+            (Estimator::Dr, Some(&sc)),
+            (Estimator::Dr, Some(&ac)),
+            (Estimator::TayPo { order: 2, discount: TaylorDiscount::Absolute }, Some(&sc)),
+            (Estimator::TayPo { order: 2, discount: TaylorDiscount::FromFirst }, Some(&ac)),
+            (Estimator::NaiveScore { discount: TaylorDiscount::Absolute }, Some(&sc)),
+        ];
+        for (est, critic) in cases {
+            let prepared = batch.prepare(est, 0.8, critic).unwrap();
+            let rows = batch.rows(&pol, &prepared, critic);
+            let obj = BatchObjective::new(&prepared, &rows).unwrap();
+            for n in [0, 65] {
+                let closed = obj.row_hessian_block(n);
+                let chunk = &obj.chunks[n / CHUNK];
+                let (r, m) = obj.local_rows(chunk, n);
+                let vals = rows.values();
+                let ratios = &vals[chunk.ratio.start + r.start..chunk.ratio.start + r.end];
+                let ns = prepared.n_steps();
+                let means: Vec<f64> = m.map(|i| vals[chunk.mean.start + i]).collect();
+                let mut dual = vec![0.0; closed.len()];
+                obj.dual_row_hessian(n, ratios, &means, &mut dual);
+                let err = closed.iter().zip(&dual).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                assert!(err < 1e-12, "{est}: closed form differs from dual passes by {err}");
+            }
+        }
     }
 }

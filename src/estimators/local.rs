@@ -195,6 +195,48 @@ pub fn taylor<S: Scalar>(
     total
 }
 
+/// [`taylor`] for K = 2 without the general-K bookkeeping: with H_0 = 0,
+/// H_{t+1} = β(H_t + d_t), V̂ = v_0 + Σ_t a_t d_t (1 + H_t), and the adjoint
+/// Λ_t = a_t d_t + βΛ_{t+1} gives ∂V̂/∂d_t = a_t (1 + H_t) + βΛ_{t+1}. Same result as
+/// `taylor(2, …)` (tested), about twice as fast.
+pub fn taylor2<S: Scalar>(
+    discount: TaylorDiscount,
+    gamma: f64,
+    v0: f64,
+    signal: &[f64],
+    ratios: &[S],
+    grad: &mut [S],
+    scratch: &mut Vec<S>,
+) -> S {
+    let n = ratios.len();
+    scratch.clear();
+    let (beta, mut disc, step) = match discount {
+        TaylorDiscount::Absolute => (1.0, 1.0, gamma),
+        TaylorDiscount::FromFirst => (gamma, 1.0, 1.0),
+    };
+    let mut total = S::from(v0);
+    let mut h = S::zero();
+    // Forward: store H_t in grad[t].
+    for t in 0..n {
+        let d = ratios[t] - 1.0;
+        let a = disc * signal[t];
+        scratch.push(S::from(a));
+        grad[t] = h;
+        total += d * (h + 1.0) * a;
+        h = (h + d) * beta;
+        disc *= step;
+    }
+    let mut lam = S::zero();
+    for t in (0..n).rev() {
+        let a = scratch[t].re();
+        let d = ratios[t] - 1.0;
+        let dl = (grad[t] + 1.0) * a + lam * beta;
+        lam = d * a + lam * beta;
+        grad[t] = ratios[t] * dl;
+    }
+    total
+}
+
 /// The naive score-function surrogate of MAML's inner loss, V̂ = v_0 + Σ_t a_t log ρ_t
 /// (a_t = γ^t Â_t or Â_t by `discount`). Its gradient ∂V̂/∂ℓ_t = a_t is the usual
 /// policy-gradient estimate; its Hessian lacks the score outer products (F = 0), which is
@@ -219,4 +261,93 @@ pub fn naive_score<S: Scalar>(
         disc *= gamma;
     }
     total
+}
+
+/// Dense ℓ/c-space second derivatives of [`doubly_robust`] from its gradient: with
+/// k = T (+ T + 1 critic-mean rows), F[ℓ_j, ℓ_l] = g_{max(j,l)} (every term is a product of
+/// e^{ℓ}'s over a prefix), F[ℓ_j, c_{t+1}] = ∂V̂/∂c_{t+1}·1[j ≤ t], and F is 0 elsewhere.
+pub fn doubly_robust_row_hessian(grad: &[f64], grad_c: Option<&[f64]>, f: &mut [f64]) {
+    let t = grad.len();
+    let k = t + grad_c.map_or(0, <[f64]>::len);
+    f[..k * k].iter_mut().for_each(|x| *x = 0.0);
+    for j in 0..t {
+        for l in 0..t {
+            f[j * k + l] = grad[j.max(l)];
+        }
+    }
+    if let Some(gc) = grad_c {
+        for s in 0..t {
+            // c_{s+1} is row t + s + 1; ℓ_j with j ≤ s couples to it.
+            let c_row = t + s + 1;
+            for j in 0..=s {
+                f[j * k + c_row] = gc[s + 1];
+                f[c_row * k + j] = gc[s + 1];
+            }
+        }
+    }
+}
+
+/// Dense ℓ-space second derivatives of [`taylor`] for K = 2 in O(T²): F_kk = g_k (V̂ is
+/// affine in each ρ_k and ∂²ρ/∂ℓ² = ρ), F_jk = ρ_j ρ_k w(j, k) Â_k for j < k with
+/// w = γ^k (absolute) or γ^{k−j} (from first).
+pub fn taylor2_row_hessian(
+    discount: TaylorDiscount,
+    gamma: f64,
+    signal: &[f64],
+    ratios: &[f64],
+    grad: &[f64],
+    f: &mut [f64],
+) {
+    let t = ratios.len();
+    let mut pow = Vec::with_capacity(t + 1);
+    let mut p = 1.0;
+    for _ in 0..=t {
+        pow.push(p);
+        p *= gamma;
+    }
+    for j in 0..t {
+        f[j * t + j] = grad[j];
+        for l in j + 1..t {
+            let w = match discount {
+                TaylorDiscount::Absolute => pow[l],
+                TaylorDiscount::FromFirst => pow[l - j],
+            };
+            let v = ratios[j] * ratios[l] * w * signal[l];
+            f[j * t + l] = v;
+            f[l * t + j] = v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use num_dual::Dual64;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn specialised_taylor2_equals_general_kernel() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for gamma in [0.0, 0.5, 0.99] {
+            for discount in [TaylorDiscount::Absolute, TaylorDiscount::FromFirst] {
+                let t = 13;
+                let signal: Vec<f64> = (0..t).map(|_| rng.random::<f64>() - 0.5).collect();
+                let ratios: Vec<Dual64> = (0..t)
+                    .map(|_| Dual64::new(0.2 + 2.0 * rng.random::<f64>(), rng.random::<f64>() - 0.5))
+                    .collect();
+                let (mut g1, mut g2) = (vec![Dual64::from(0.0); t], vec![Dual64::from(0.0); t]);
+                let mut scratch = Vec::new();
+                let v1 = taylor2(discount, gamma, 0.3, &signal, &ratios, &mut g1, &mut scratch);
+                let v2 = taylor(2, discount, gamma, 0.3, &signal, &ratios, &mut g2, &mut scratch);
+                assert!((v1.re - v2.re).abs() < 1e-13 && (v1.eps - v2.eps).abs() < 1e-13);
+                for (a, b) in g1.iter().zip(&g2) {
+                    assert!(
+                        (a.re - b.re).abs() < 1e-13 && (a.eps - b.eps).abs() < 1e-13,
+                        "{gamma} {discount:?}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -297,24 +297,20 @@ impl PreparedBatch {
         Ok(())
     }
 
-    /// Runs the estimator's kernel on trajectory `n` given its rows; writes the row
-    /// gradient (ratio rows, then critic-mean rows if any) and returns V̂.
+    /// Runs the estimator's kernel on trajectory `n` given its rows; writes the gradient
+    /// w.r.t. the ratio rows (and the critic-mean rows, if any) and returns V̂.
     pub fn kernel<S: Scalar>(
         &self,
         n: usize,
         ratios: &[S],
-        means: Option<&[S]>,
+        means: Option<(&[S], &mut [S])>,
         grad: &mut [S],
         scratch: &mut Vec<S>,
     ) -> S {
         let signal = &self.signal[self.steps(n)];
         let (v0, g) = (self.v0[n], self.gamma);
-        let t = ratios.len();
         match self.estimator {
-            Estimator::Is | Estimator::Dr => {
-                let (gr, gc) = grad.split_at_mut(t);
-                local::doubly_robust(g, v0, signal, ratios, means.map(|c| (c, gc)), gr)
-            }
+            Estimator::Is | Estimator::Dr => local::doubly_robust(g, v0, signal, ratios, means, grad),
             Estimator::TruncatedDr { rho_bar, c_bar } => {
                 local::truncated_doubly_robust(g, rho_bar, c_bar, v0, signal, ratios, grad, scratch)
             }
@@ -323,5 +319,27 @@ impl PreparedBatch {
             }
             Estimator::NaiveScore { discount } => local::naive_score(discount, g, v0, signal, ratios, grad),
         }
+    }
+
+    /// Closed-form dense row Hessian of trajectory n (k×k, ratio rows then critic-mean
+    /// rows) from its rows and gradient, where one exists (IS, DR, TayPO-2, the naive
+    /// score); `false` otherwise.
+    pub fn closed_form_row_hessian(
+        &self,
+        n: usize,
+        ratios: &[f64],
+        grad: &[f64],
+        grad_c: Option<&[f64]>,
+        f: &mut [f64],
+    ) -> bool {
+        match self.estimator {
+            Estimator::Is | Estimator::Dr => local::doubly_robust_row_hessian(grad, grad_c, f),
+            Estimator::TayPo { order: 2, discount } => {
+                local::taylor2_row_hessian(discount, self.gamma, &self.signal[self.steps(n)], ratios, grad, f)
+            }
+            Estimator::NaiveScore { .. } => f.iter_mut().for_each(|x| *x = 0.0),
+            _ => return false,
+        }
+        true
     }
 }

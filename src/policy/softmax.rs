@@ -263,34 +263,36 @@ impl ScoreRows for SoftmaxRows<'_> {
         // (so that ∇u = L_x y). Critic rows: π⊙q = y' + c π, and L_x π = 0, so y' works too.
         let mut z = vec![0.0; d * d];
         let mut dense_y = vec![0.0; na];
+        let mut flat = Vec::new();
         for (rows, f) in blocks.iter() {
             let k = rows.len();
+            if rows.iter().all(|&r| r < nr) {
+                // Ratio rows only: y = e_a, one addition per pair.
+                flat.clear();
+                flat.extend(rows.iter().map(|&r| self.states[r] * na + self.actions[r]));
+                for (a, &ia) in flat.iter().enumerate() {
+                    let zrow = &mut z[ia * d..(ia + 1) * d];
+                    for (&ib, &fab) in flat.iter().zip(&f[a * k..(a + 1) * k]) {
+                        zrow[ib] += fab;
+                    }
+                }
+                continue;
+            }
             for (a, &ra) in rows.iter().enumerate() {
                 for (b, &rb) in rows.iter().enumerate() {
                     let fab = f[a * k + b];
                     if fab == 0.0 {
                         continue;
                     }
-                    match (ra < nr, rb < nr) {
-                        (true, true) => {
-                            let ia = self.states[ra] * na + self.actions[ra];
-                            let ib = self.states[rb] * na + self.actions[rb];
-                            z[ia * d + ib] += fab;
+                    let (xa, ya) = self.one_hot_y(ra, nr, &mut dense_y);
+                    let ya = ya.to_vec();
+                    let (xb, yb) = self.one_hot_y(rb, nr, &mut dense_y);
+                    for (i, yi) in ya.iter().enumerate() {
+                        if *yi == 0.0 {
+                            continue;
                         }
-                        _ => {
-                            // At least one critic row: dense |A| vectors.
-                            let (xa, ya) = self.one_hot_y(ra, nr, &mut dense_y);
-                            let ya = ya.to_vec();
-                            let (xb, yb) = self.one_hot_y(rb, nr, &mut dense_y);
-                            for (i, yi) in ya.iter().enumerate() {
-                                if *yi == 0.0 {
-                                    continue;
-                                }
-                                let zrow =
-                                    &mut z[(xa * na + i) * d + xb * na..(xa * na + i) * d + xb * na + na];
-                                zrow.iter_mut().zip(yb).for_each(|(zz, yj)| *zz += fab * yi * yj);
-                            }
-                        }
+                        let at = (xa * na + i) * d + xb * na;
+                        z[at..at + na].iter_mut().zip(yb).for_each(|(zz, yj)| *zz += fab * yi * yj);
                     }
                 }
             }
