@@ -37,6 +37,17 @@ struct Chunk {
     mean: Range<usize>,
 }
 
+/// Splits `v` into consecutive mutable pieces of the given lengths.
+fn split_lengths<'v, T>(mut v: &'v mut [T], lengths: impl Iterator<Item = usize>) -> Vec<&'v mut [T]> {
+    let mut out = Vec::new();
+    for len in lengths {
+        let (head, tail) = std::mem::take(&mut v).split_at_mut(len);
+        out.push(head);
+        v = tail;
+    }
+    out
+}
+
 /// Derivatives of a batch objective through a policy's rows.
 pub struct BatchObjective<'a, R: ScoreRows> {
     batch: &'a PreparedBatch,
@@ -137,27 +148,34 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         self.pass(|v, _| v, |_, _, _, _, _, values: Vec<f64>| values).concat()
     }
 
-    /// f and the row gradient ∂f/∂u.
+    /// f and the row gradient ∂f/∂u. The hot path of every gradient: kernels read the
+    /// rows in place and write straight into per-chunk pieces of the output.
     pub fn row_gradient(&self) -> (f64, Vec<f64>) {
-        let s = self.scale;
-        let parts = self.pass(
-            |v, _| v,
-            |_, _, _, gr: &[f64], gm: &[f64], values: Vec<f64>| {
-                (
-                    values.iter().sum::<f64>(),
-                    gr.iter().map(|g| g * s).collect::<Vec<_>>(),
-                    gm.iter().map(|g| g * s).collect::<Vec<_>>(),
-                )
-            },
-        );
-        // Rows are ordered: all ratio rows (chunk by chunk), then all critic-mean rows.
-        let row_grad: Vec<f64> = parts
-            .iter()
-            .flat_map(|p| p.1.iter())
-            .chain(parts.iter().flat_map(|p| p.2.iter()))
-            .copied()
+        let vals = self.rows.values();
+        let n_steps = self.batch.n_steps();
+        let mut row_grad = vec![0.0; self.rows.num_rows()];
+        let (ratio_out, mean_out) = row_grad.split_at_mut(n_steps);
+        let ratio_parts = split_lengths(ratio_out, self.chunks.iter().map(|c| c.ratio.len()));
+        let mean_parts = split_lengths(mean_out, self.chunks.iter().map(|c| c.mean.len()));
+        let sums: Vec<f64> = self
+            .chunks
+            .par_iter()
+            .zip(ratio_parts.into_par_iter().zip(mean_parts))
+            .map(|(chunk, (g_ratio, g_mean))| {
+                let mut scratch = Vec::new();
+                let mut sum = 0.0;
+                for n in chunk.trajectories.clone() {
+                    let (r, m) = self.local_rows(chunk, n);
+                    let ratios = &vals[chunk.ratio.start + r.start..chunk.ratio.start + r.end];
+                    let means = &vals[chunk.mean.start + m.start..chunk.mean.start + m.end];
+                    let means_arg = self.batch.critic_means.then(|| (means, &mut g_mean[m.clone()]));
+                    sum += self.batch.kernel(n, ratios, means_arg, &mut g_ratio[r], &mut scratch);
+                }
+                g_ratio.iter_mut().chain(g_mean.iter_mut()).for_each(|g| *g *= self.scale);
+                sum
+            })
             .collect();
-        (parts.iter().map(|p| p.0).sum::<f64>() * s, row_grad)
+        (sums.iter().sum::<f64>() * self.scale, row_grad)
     }
 
     /// f and ∇_θ f = Jᵀ g.

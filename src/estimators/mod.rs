@@ -314,6 +314,9 @@ impl PreparedBatch {
             Estimator::TruncatedDr { rho_bar, c_bar } => {
                 local::truncated_doubly_robust(g, rho_bar, c_bar, v0, signal, ratios, grad, scratch)
             }
+            Estimator::TayPo { order: 2, discount } => {
+                local::taylor2(discount, g, v0, signal, ratios, grad, scratch)
+            }
             Estimator::TayPo { order, discount } => {
                 local::taylor(order, discount, g, v0, signal, ratios, grad, scratch)
             }
