@@ -7,7 +7,8 @@
 //! * [`estimators`]: IS, DR, truncated DR, TayPO-K kernels and the single chain rule;
 //! * [`policy`]: differentiable policies and the [`policy::ScoreRows`] derivative products;
 //! * [`tabular`]: tabular MDPs and the exact oracle (V, ∇V, ∇²V, finite-horizon J_T);
-//! * [`envs`]: meta-RL task environments.
+//! * [`envs`]: meta-RL task environments;
+//! * [`plot`]: PNG/SVG line plots with error bars for the benchmark figures.
 
 // Index loops mirror the formulas (x, a, t subscripts); keep them.
 #![allow(clippy::needless_range_loop)]
@@ -16,6 +17,7 @@ pub mod envs;
 pub mod error;
 pub mod estimators;
 pub mod experiments;
+pub mod plot;
 pub mod policy;
 pub mod problem;
 pub mod rng;
