@@ -91,6 +91,29 @@ fn bench_mlp(c: &mut Criterion) {
             black_box((g, h))
         })
     });
+    group.bench_function("fused_gauss_newton_plus_curvature_hvp", |b| {
+        b.iter(|| {
+            let mut h = vec![0.0; d];
+            rows.hessian_vector_add(
+                &w,
+                &v,
+                |jv, c| c.iter_mut().zip(jv).for_each(|(c, x)| *c = 0.5 * x),
+                &mut h,
+            );
+            black_box(h)
+        })
+    });
+    group.bench_function("unfused_gauss_newton_plus_curvature_hvp", |b| {
+        b.iter(|| {
+            let mut jv = vec![0.0; n];
+            rows.jvp(&v, &mut jv);
+            jv.iter_mut().for_each(|x| *x *= 0.5);
+            let mut h = vec![0.0; d];
+            rows.vjp_add(&jv, &mut h);
+            rows.curvature_hvp_add(&w, &v, &mut h);
+            black_box(h)
+        })
+    });
     let batch = policy.batch(&obs).unwrap();
     group.bench_function("fisher_vector_product", |b| {
         b.iter(|| {

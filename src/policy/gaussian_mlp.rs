@@ -860,6 +860,75 @@ impl GaussianMlpRows<'_> {
         }
         out
     }
+
+    /// Fused full Hessian-vector product of an estimator V̂(u(θ)) in one forward-mode and
+    /// one forward-over-reverse pass:
+    ///
+    /// out += Jᵀ c + Σ_i w_i ∇²u_i v, where c = `row_op`(J v)
+    ///
+    /// (`row_op(jv, c)` receives J v and writes c, pre-zeroed, e.g. c = F J v with F the
+    /// estimator's second derivatives in row space, so that with w = ∂V̂/∂u this is the
+    /// Gauss–Newton plus curvature Hessian of V̂ applied to v). Equal to
+    /// `jvp` → `row_op` → `vjp_add` → `curvature_hvp_add` but shares the forward-mode
+    /// tangents and the backward pass (the R-backpropagation is linear in its output
+    /// cotangent, so c ⊙ e is added to it): ≈ 2 passes fewer.
+    pub fn hessian_vector_add(
+        &self,
+        w: &[f64],
+        v: &[f64],
+        mut row_op: impl FnMut(&[f64], &mut [f64]),
+        out: &mut [f64],
+    ) {
+        self.hvp_impl(w, v, Some(&mut row_op), out);
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn hvp_impl(
+        &self,
+        w: &[f64],
+        v: &[f64],
+        row_op: Option<&mut dyn FnMut(&[f64], &mut [f64])>,
+        out: &mut [f64],
+    ) {
+        let p = self.policy;
+        let ad = p.act_dim();
+        let n = self.n;
+        let ract = p.forward_r(&self.act, self.obs, n, v);
+        let vs = &v[p.s_off..];
+        // Row-space coefficients c of the Gauss–Newton part (zero without row_op).
+        let mut c = vec![0.0; if row_op.is_some() { n } else { 0 }];
+        if let Some(op) = row_op {
+            let jv: Vec<f64> = (0..n)
+                .map(|i| {
+                    (0..ad)
+                        .map(|j| {
+                            let k = i * ad + j;
+                            self.e[k] * ract.mean[k] + self.q[k] * vs[j]
+                        })
+                        .sum()
+                })
+                .collect();
+            op(&jv, &mut c);
+        }
+        let mut g = vec![0.0; n * ad];
+        let mut rg = vec![0.0; n * ad];
+        let mut rgs = vec![0.0; ad];
+        for (i, &wi) in w.iter().enumerate().take(n) {
+            let ci = c.get(i).copied().unwrap_or(0.0);
+            for j in 0..ad {
+                let k = i * ad + j;
+                let (e, rm, q) = (self.e[k], ract.mean[k], self.q[k]);
+                g[k] = wi * e;
+                rg[k] = wi * (-self.inv_var[j] * rm - 2.0 * e * vs[j]) + ci * e;
+                rgs[j] += wi * (-2.0 * e * rm - 2.0 * (q + 1.0) * vs[j]) + ci * q;
+            }
+        }
+        p.backward_r_add(&self.act, &ract, self.obs, n, v, &g, &rg, out);
+        out[p.s_off..]
+            .iter_mut()
+            .zip(&rgs)
+            .for_each(|(o, x)| *o += x);
+    }
 }
 
 impl ScoreRows for GaussianMlpRows<'_> {
@@ -910,27 +979,7 @@ impl ScoreRows for GaussianMlpRows<'_> {
     /// R{g_ij} = w_i (−e^{−2s_j} R{m_ij} − 2 e_ij v_{s,j}) is backpropagated with the
     /// R-operator; the log-std part is Σ_i w_i (−2 e_ij R{m_ij} − 2 (q_ij + 1) v_{s,j}).
     fn curvature_hvp_add(&self, w: &[f64], v: &[f64], out: &mut [f64]) {
-        let p = self.policy;
-        let ad = p.act_dim();
-        let ract = p.forward_r(&self.act, self.obs, self.n, v);
-        let vs = &v[p.s_off..];
-        let mut g = vec![0.0; self.n * ad];
-        let mut rg = vec![0.0; self.n * ad];
-        let mut rgs = vec![0.0; ad];
-        for (i, &wi) in w.iter().enumerate().take(self.n) {
-            for j in 0..ad {
-                let k = i * ad + j;
-                let (e, rm) = (self.e[k], ract.mean[k]);
-                g[k] = wi * e;
-                rg[k] = wi * (-self.inv_var[j] * rm - 2.0 * e * vs[j]);
-                rgs[j] += wi * (-2.0 * e * rm - 2.0 * (self.q[k] + 1.0) * vs[j]);
-            }
-        }
-        p.backward_r_add(&self.act, &ract, self.obs, self.n, v, &g, &rg, out);
-        out[p.s_off..]
-            .iter_mut()
-            .zip(&rgs)
-            .for_each(|(o, x)| *o += x);
+        self.hvp_impl(w, v, None, out);
     }
 
     /// Dense Σ_i w_i ∇²u_i from D Hessian-vector products with the basis vectors.
@@ -1223,6 +1272,32 @@ mod tests {
             .map(|(a, b)| (a - b) / (2.0 * h))
             .collect();
         assert!(max_abs_diff(&hv, &fd) < 1e-7, "{}", max_abs_diff(&hv, &fd));
+    }
+
+    #[test]
+    fn fused_hessian_vector_product_matches_composition() {
+        let p = small_policy(61);
+        let (obs, actions, behaviour) = data(&p, 7, 62);
+        let rows = p.rows(&obs, &actions, &behaviour).unwrap();
+        let (w, v) = (rand_vec(7, 63), rand_vec(p.num_params(), 64));
+        // A row-space operator coupling rows: c = F (J v) with a random dense F.
+        let f = rand_vec(49, 65);
+        let op = |jv: &[f64], c: &mut [f64]| {
+            for a in 0..7 {
+                c[a] = (0..7).map(|b| f[a * 7 + b] * jv[b]).sum();
+            }
+        };
+        let d = p.num_params();
+        let mut fused = vec![0.0; d];
+        rows.hessian_vector_add(&w, &v, op, &mut fused);
+        let mut jv = vec![0.0; 7];
+        rows.jvp(&v, &mut jv);
+        let mut c = vec![0.0; 7];
+        op(&jv, &mut c);
+        let mut composed = vec![0.0; d];
+        rows.vjp_add(&c, &mut composed);
+        rows.curvature_hvp_add(&w, &v, &mut composed);
+        assert!(max_abs_diff(&fused, &composed) < 1e-12);
     }
 
     #[test]
