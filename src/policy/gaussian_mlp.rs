@@ -44,6 +44,9 @@ use serde::{Deserialize, Serialize};
 use super::{Policy, RowBlocks, ScoreRows};
 use crate::error::{SettingError, ensure};
 
+/// A row-space linear map c = op(J v) (see [`GaussianMlpRows::hessian_vector_add`]).
+type RowOp<'f> = dyn FnMut(&[f64], &mut [f64]) + 'f;
+
 /// ½ ln 2π.
 const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
@@ -882,12 +885,11 @@ impl GaussianMlpRows<'_> {
         self.hvp_impl(w, v, Some(&mut row_op), out);
     }
 
-    #[allow(clippy::type_complexity)]
     fn hvp_impl(
         &self,
         w: &[f64],
         v: &[f64],
-        row_op: Option<&mut dyn FnMut(&[f64], &mut [f64])>,
+        row_op: Option<&mut RowOp<'_>>,
         out: &mut [f64],
     ) {
         let p = self.policy;
