@@ -171,6 +171,7 @@ pub fn process(
     cfg: &ProcessingConfig,
 ) -> Result<ProcessedSamples, SettingError> {
     cfg.validate()?;
+    batch.validate()?;
     let n = batch.n_steps();
     let od = batch.obs_dim;
     let nf = num_features(od);

@@ -122,6 +122,91 @@ impl SampleBatch {
         let ps = self.task_paths(k);
         self.path_offsets[ps.start]..self.path_offsets[ps.end]
     }
+    /// Observations, actions and behaviour log-probabilities of task k's steps (the
+    /// inputs of [`GaussianMlp::rows`] for that task).
+    pub fn task_slices(&self, k: usize) -> (&[f64], &[f64], &[f64]) {
+        let r = self.task_steps(k);
+        (
+            &self.obs[r.start * self.obs_dim..r.end * self.obs_dim],
+            &self.actions[r.start * self.act_dim..r.end * self.act_dim],
+            &self.log_probs[r],
+        )
+    }
+
+    /// Checks that all arrays have consistent lengths and the offsets are monotone (for
+    /// batches built or edited by hand); the error names the first inconsistent field.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        let n = self.rewards.len();
+        let np = self.path_task.len();
+        ensure(
+            self.obs.len() == n * self.obs_dim,
+            "obs.len()",
+            self.obs.len(),
+            "expected N·obs_dim",
+        )?;
+        ensure(
+            self.actions.len() == n * self.act_dim,
+            "actions.len()",
+            self.actions.len(),
+            "expected N·act_dim",
+        )?;
+        ensure(
+            self.log_probs.len() == n,
+            "log_probs.len()",
+            self.log_probs.len(),
+            "expected N",
+        )?;
+        ensure(
+            self.time_steps.len() == n,
+            "time_steps.len()",
+            self.time_steps.len(),
+            "expected N",
+        )?;
+        ensure(
+            self.path_offsets.len() == np + 1,
+            "path_offsets.len()",
+            self.path_offsets.len(),
+            "expected n_paths + 1",
+        )?;
+        ensure(
+            self.path_terminated.len() == np,
+            "path_terminated.len()",
+            self.path_terminated.len(),
+            "expected n_paths",
+        )?;
+        ensure(
+            self.final_obs.len() == np * self.obs_dim,
+            "final_obs.len()",
+            self.final_obs.len(),
+            "expected n_paths·obs_dim",
+        )?;
+        let monotone = |o: &[usize], end: usize| {
+            o.first() == Some(&0) && o.last() == Some(&end) && o.windows(2).all(|w| w[0] <= w[1])
+        };
+        ensure(
+            monotone(&self.path_offsets, n),
+            "path_offsets",
+            format!("{:?}", self.path_offsets),
+            "expected 0 ≤ … ≤ N",
+        )?;
+        ensure(
+            monotone(&self.task_path_offsets, np),
+            "task_path_offsets",
+            format!("{:?}", self.task_path_offsets),
+            "expected 0 ≤ … ≤ n_paths",
+        )?;
+        for k in 0..self.n_tasks() {
+            if let Some(p) = self.task_paths(k).find(|&p| self.path_task[p] != k) {
+                return Err(SettingError::new(
+                    "path_task",
+                    format!("path {p} → {}", self.path_task[p]),
+                    format!("expected task {k}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Mean over paths of the undiscounted return Σ_t r_t (ProMP's "AverageReturn").
     pub fn average_return(&self) -> f64 {
         if self.n_paths() == 0 {
@@ -435,6 +520,13 @@ mod tests {
         let b1 = in_pool(1, || s.sample(&env, &tasks, &[&p], 11, 2, 0).unwrap());
         let b2 = in_pool(2, || s.sample(&env, &tasks, &[&p], 11, 2, 0).unwrap());
         assert_eq!(b1, b2);
+        b1.validate().unwrap();
+        let (o, a, l) = b1.task_slices(2);
+        assert_eq!(
+            (o.len(), a.len(), l.len()),
+            (3 * 17 * 4, 3 * 17 * 2, 3 * 17)
+        );
+        assert_eq!(o[0], b1.obs[2 * 3 * 17 * 4]);
         assert_eq!(
             (b1.n_steps(), b1.n_paths(), b1.n_tasks()),
             (6 * 3 * 17, 18, 6)

@@ -885,13 +885,7 @@ impl GaussianMlpRows<'_> {
         self.hvp_impl(w, v, Some(&mut row_op), out);
     }
 
-    fn hvp_impl(
-        &self,
-        w: &[f64],
-        v: &[f64],
-        row_op: Option<&mut RowOp<'_>>,
-        out: &mut [f64],
-    ) {
+    fn hvp_impl(&self, w: &[f64], v: &[f64], row_op: Option<&mut RowOp<'_>>, out: &mut [f64]) {
         let p = self.policy;
         let ad = p.act_dim();
         let n = self.n;
