@@ -133,6 +133,17 @@ impl SampleBatch {
         )
     }
 
+    /// Path offsets of task k relative to its first step (for estimators that work on
+    /// [`Self::task_slices`]): entries 0 = first path start, …, last = number of steps.
+    pub fn task_local_path_offsets(&self, k: usize) -> Vec<usize> {
+        let ps = self.task_paths(k);
+        let base = self.path_offsets[ps.start];
+        self.path_offsets[ps.start..=ps.end]
+            .iter()
+            .map(|o| o - base)
+            .collect()
+    }
+
     /// Checks that all arrays have consistent lengths and the offsets are monotone (for
     /// batches built or edited by hand); the error names the first inconsistent field.
     pub fn validate(&self) -> Result<(), SettingError> {
@@ -527,6 +538,7 @@ mod tests {
             (3 * 17 * 4, 3 * 17 * 2, 3 * 17)
         );
         assert_eq!(o[0], b1.obs[2 * 3 * 17 * 4]);
+        assert_eq!(b1.task_local_path_offsets(2), vec![0, 17, 34, 51]);
         assert_eq!(
             (b1.n_steps(), b1.n_paths(), b1.n_tasks()),
             (6 * 3 * 17, 18, 6)
