@@ -39,6 +39,58 @@ fn main() {
         .build()
         .unwrap();
 
+    // A ProMP-size one-step meta-gradient skeleton (the lead's estimator core replaces the
+    // simple weights): per task, rows on 2000 pre-update samples, inner gradient, adapted
+    // θ', rows on 2000 post-update samples at θ', outer gradient g', and (I + ηH) g' with
+    // one fused HVP on the pre-update rows. 40 tasks over rayon.
+    let task_data: Vec<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> = (0..40)
+        .map(|_| {
+            let o: Vec<f64> = (0..n * od).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let mut a = vec![0.0; n * ad];
+            let mut l = vec![0.0; n];
+            policy.sample_batch(&o, &mut rng, &mut a, &mut l).unwrap();
+            let adv: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            (o, a, l, adv)
+        })
+        .collect();
+    let meta_gradient = || {
+        use rayon::prelude::*;
+        let parts: Vec<Vec<f64>> = task_data
+            .par_iter()
+            .map(|(o, a, l, adv)| {
+                let pre = policy.rows(o, a, l).unwrap();
+                let w: Vec<f64> = adv.iter().map(|x| x / n as f64).collect();
+                let mut g_in = vec![0.0; d];
+                pre.vjp_add(&w, &mut g_in);
+                let theta1: Vec<f64> = policy
+                    .params()
+                    .iter()
+                    .zip(&g_in)
+                    .map(|(t, g)| t + 0.1 * g)
+                    .collect();
+                let adapted = policy.with_params(&theta1).unwrap();
+                let post = adapted.rows(o, a, l).unwrap();
+                let w_out: Vec<f64> = post
+                    .values()
+                    .iter()
+                    .zip(adv)
+                    .map(|(r, x)| r * x / n as f64)
+                    .collect();
+                let mut g_out = vec![0.0; d];
+                post.vjp_add(&w_out, &mut g_out);
+                let mut hg = vec![0.0; d];
+                pre.hessian_vector_add(
+                    &w,
+                    &g_out,
+                    |jv, c| c.iter_mut().zip(jv).for_each(|(c, x)| *c = x / n as f64),
+                    &mut hg,
+                );
+                g_out.iter().zip(&hg).map(|(g, h)| g + 0.1 * h).collect()
+            })
+            .collect();
+        black_box(parts);
+    };
+
     type Op<'a> = (&'a str, Box<dyn Fn() + 'a>);
     let ops: Vec<Op> = vec![
         (
@@ -111,6 +163,14 @@ fn main() {
                     sampler.sample(&env, &tasks, &[&pp], 1, 0, 0).unwrap()
                 })))
             }),
+        ),
+        (
+            "meta-gradient skeleton, 1 thread",
+            Box::new(|| pool1.install(meta_gradient)),
+        ),
+        (
+            "meta-gradient skeleton, 2 threads",
+            Box::new(|| pool2.install(meta_gradient)),
         ),
     ];
     let reps: usize = std::env::args()

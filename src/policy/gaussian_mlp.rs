@@ -581,7 +581,7 @@ impl GaussianMlp {
     pub fn rows<'a>(
         &'a self,
         obs: &'a [f64],
-        actions: &'a [f64],
+        actions: &[f64],
         behaviour_log_probs: &[f64],
     ) -> Result<GaussianMlpRows<'a>, SettingError> {
         let n = self.check_obs(obs)?;
@@ -1294,6 +1294,90 @@ mod tests {
         rows.vjp_add(&c, &mut composed);
         rows.curvature_hvp_add(&w, &v, &mut composed);
         assert!(max_abs_diff(&fused, &composed) < 1e-12);
+    }
+
+    /// Σ_i w_i log π_θ(a_i|x_i) in hyper-dual arithmetic, θ_k = θ_k + ε₁ v_k + ε₂ u_k:
+    /// `.eps1` is ∇f·v and `.eps1eps2` is uᵀ∇²f v, exact to rounding (num-dual oracle).
+    fn hyperdual_loglik(
+        p: &GaussianMlp,
+        v: &[f64],
+        u: &[f64],
+        obs: &[f64],
+        actions: &[f64],
+        w: &[f64],
+    ) -> num_dual::HyperDual64 {
+        use num_dual::{DualNum, HyperDual64 as H};
+        let th: Vec<H> = (0..p.num_params())
+            .map(|k| H::new(p.params()[k], v[k], u[k], 0.0))
+            .collect();
+        let (od, ad) = (p.obs_dim(), p.act_dim());
+        let mut total = H::from_re(0.0);
+        for i in 0..w.len() {
+            let mut h: Vec<H> = obs[i * od..(i + 1) * od]
+                .iter()
+                .map(|&x| H::from_re(x))
+                .collect();
+            for l in 0..p.n_layers() {
+                let (fi, fo) = (p.sizes[l], p.sizes[l + 1]);
+                let mut z: Vec<H> = (0..fo).map(|j| th[p.b_off[l] + j]).collect();
+                for (a, ha) in h.iter().enumerate().take(fi) {
+                    for (j, zj) in z.iter_mut().enumerate() {
+                        *zj += *ha * th[p.w_off[l] + a * fo + j];
+                    }
+                }
+                h = if l + 1 < p.n_layers() {
+                    z.iter().map(|x| x.tanh()).collect()
+                } else {
+                    z
+                };
+            }
+            let mut lp = H::from_re(0.0);
+            for j in 0..ad {
+                let s = th[p.s_off + j];
+                let diff = H::from_re(actions[i * ad + j]) - h[j];
+                lp += diff * diff * (s * H::from_re(-2.0)).exp() * H::from_re(-0.5)
+                    - s
+                    - H::from_re(HALF_LN_2PI);
+            }
+            total += lp * H::from_re(w[i]);
+        }
+        total
+    }
+
+    #[test]
+    fn jvp_and_hvp_match_hyperdual_oracle_to_rounding() {
+        for seed in 0..4 {
+            let p = small_policy(70 + seed);
+            let (obs, actions, behaviour) = data(&p, 6, 80 + seed);
+            let rows = p.rows(&obs, &actions, &behaviour).unwrap();
+            let w = rand_vec(6, 90 + seed);
+            let (v, u) = (
+                rand_vec(p.num_params(), 100 + seed),
+                rand_vec(p.num_params(), 110 + seed),
+            );
+            let oracle = hyperdual_loglik(&p, &v, &u, &obs, &actions, &w);
+            let mut jv = vec![0.0; 6];
+            rows.jvp(&v, &mut jv);
+            let wjv: f64 = w.iter().zip(&jv).map(|(a, b)| a * b).sum();
+            assert!(
+                (wjv - oracle.eps1).abs() < 1e-12 * (1.0 + oracle.eps1.abs()),
+                "{wjv} {}",
+                oracle.eps1
+            );
+            let mut hv = vec![0.0; p.num_params()];
+            rows.curvature_hvp_add(&w, &v, &mut hv);
+            let uhv: f64 = u.iter().zip(&hv).map(|(a, b)| a * b).sum();
+            assert!(
+                (uhv - oracle.eps1eps2).abs() < 1e-12 * (1.0 + oracle.eps1eps2.abs()),
+                "{uhv} {}",
+                oracle.eps1eps2
+            );
+            // symmetry: uᵀHv = vᵀHu
+            let mut hu = vec![0.0; p.num_params()];
+            rows.curvature_hvp_add(&w, &u, &mut hu);
+            let vhu: f64 = v.iter().zip(&hu).map(|(a, b)| a * b).sum();
+            assert!((uhv - vhu).abs() < 1e-12 * (1.0 + uhv.abs()));
+        }
     }
 
     #[test]
