@@ -43,7 +43,9 @@ fn main() {
     // simple weights): per task, rows on 2000 pre-update samples, inner gradient, adapted
     // θ', rows on 2000 post-update samples at θ', outer gradient g', and (I + ηH) g' with
     // one fused HVP on the pre-update rows. 40 tasks over rayon.
-    let task_data: Vec<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> = (0..40)
+    /// obs, actions, behaviour log-probs, advantages of one task.
+    type TaskData = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+    let task_data: Vec<TaskData> = (0..40)
         .map(|_| {
             let o: Vec<f64> = (0..n * od).map(|_| rng.random_range(-1.0..1.0)).collect();
             let mut a = vec![0.0; n * ad];
