@@ -1,6 +1,6 @@
 //! Min-of-N timings, interleaved across operations, for a machine shared with other jobs
 //! (contention only adds time, so the minimum is the most stable statistic).
-//! Run: `cargo run --release --example timing`.
+//! Run: `cargo run --release --example timing [reps] [name filter]`.
 
 use metagrad::envs::PointEnv;
 use metagrad::meta::sampler::{Sampler, SamplerConfig, sample_tasks};
@@ -29,6 +29,16 @@ fn main() {
     let env = PointEnv::corners();
     let pp = GaussianMlp::new(4, 2, &GaussianMlpConfig::default(), 1).unwrap();
     let tasks = sample_tasks(&env, 40, 1, 0);
+    let tiny = GaussianMlp::new(
+        4,
+        2,
+        &GaussianMlpConfig {
+            hidden: vec![1],
+            init_log_std: 0.0,
+        },
+        1,
+    )
+    .unwrap();
     let sampler = Sampler::new(SamplerConfig::default()).unwrap();
     let pool1 = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
@@ -159,6 +169,14 @@ fn main() {
             }),
         ),
         (
+            "sampler 80k steps, 1 thread, 4→1→2 policy (overhead)",
+            Box::new(|| {
+                drop(black_box(pool1.install(|| {
+                    sampler.sample(&env, &tasks, &[&tiny], 1, 0, 0).unwrap()
+                })))
+            }),
+        ),
+        (
             "sampler 80k steps, 2 threads",
             Box::new(|| {
                 drop(black_box(pool2.install(|| {
@@ -179,6 +197,11 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(15);
+    let filter = std::env::args().nth(2).unwrap_or_default();
+    let ops: Vec<Op> = ops
+        .into_iter()
+        .filter(|(name, _)| name.contains(&filter))
+        .collect();
     let mut times = vec![Vec::new(); ops.len()];
     for _ in 0..reps {
         for (k, (_, f)) in ops.iter().enumerate() {

@@ -3,6 +3,21 @@
 //! outer optimisers' building blocks ([`optim`]: TRPO, PPO-clip, Adam).
 //!
 //! Settings follow ProMP's code base, which the paper reuses (notes §5).
+//!
+//! # Wiring an inner objective (per task k)
+//!
+//! 1. `batch = sampler.sample(env, &tasks, &[&policy], seed, iteration, phase)`, then
+//!    `proc = processing::process(&batch, &cfg)` for the advantages;
+//! 2. `(obs, act, logp) = batch.task_slices(k)`, rows `policy.rows(obs, act, logp)`
+//!    (ρ_i = π_θ/π_behaviour, u_i = log π_θ) and trajectories from
+//!    `batch.task_local_path_offsets(k)`;
+//! 3. an estimator V̂(ρ) gives ∂V̂/∂ρ (and its row-space second derivatives); with
+//!    w_i = ρ_i ∂V̂/∂ρ_i, `rows.vjp_add(&w, g)` is the gradient and
+//!    `rows.hessian_vector_add(&w2, v, |jv, c| …, out)` the Hessian-vector product, where
+//!    w2 = ∂V̂/∂u and c = ∂²V̂/∂u∂uᵀ · (J v) (one fused pass; see
+//!    [`crate::policy::GaussianMlpRows::hessian_vector_add`]);
+//! 4. adapted parameters θ' = θ + η g give a new policy (`policy.with_params(&θ')`)
+//!    for post-update sampling (one policy per task in `sample`, with a new `phase`).
 
 pub mod optim;
 pub mod processing;
