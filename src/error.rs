@@ -41,3 +41,39 @@ pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
 pub fn ensure_finite(field: impl FnOnce() -> String, value: f64) -> Result<()> {
     if value.is_finite() { Ok(()) } else { Err(invalid(field(), format!("must be finite, got {value}"))) }
 }
+
+/// A setting or an input that is out of range, from the meta-RL engine's validators.
+/// The message names the field and its value; it converts into [`Error::Invalid`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid {field} = {value}: {reason}")]
+pub struct SettingError {
+    /// Name of the offending field or argument.
+    pub field: &'static str,
+    /// The value that was given, formatted.
+    pub value: String,
+    /// What was expected.
+    pub reason: String,
+}
+
+impl SettingError {
+    /// A new error for `field` with the given `value` and `reason`.
+    pub fn new(field: &'static str, value: impl std::fmt::Display, reason: impl Into<String>) -> Self {
+        Self { field, value: value.to_string(), reason: reason.into() }
+    }
+}
+
+impl From<SettingError> for Error {
+    fn from(e: SettingError) -> Self {
+        invalid(e.field, format!("{} (got {})", e.reason, e.value))
+    }
+}
+
+/// `Ok(())` when `cond` holds, else a [`SettingError`].
+pub(crate) fn ensure(
+    cond: bool,
+    field: &'static str,
+    value: impl std::fmt::Display,
+    reason: &str,
+) -> std::result::Result<(), SettingError> {
+    if cond { Ok(()) } else { Err(SettingError::new(field, value, reason)) }
+}

@@ -8,7 +8,9 @@
 //! * [`policy`]: differentiable policies and the [`policy::ScoreRows`] derivative products;
 //! * [`tabular`]: tabular MDPs and the exact oracle (V, ∇V, ∇²V, finite-horizon J_T);
 //! * [`envs`]: meta-RL task environments;
-//! * [`plot`]: PNG/SVG line plots with error bars for the benchmark figures.
+//! * [`meta`]: meta-RL sampling, sample processing and outer optimisers;
+//! * [`experiments`]: the paper's studies and their result files;
+//! * [`plot`]: PNG/SVG line plots with error bars.
 
 // Index loops mirror the formulas (x, a, t subscripts); keep them.
 #![allow(clippy::needless_range_loop)]
@@ -17,6 +19,7 @@ pub mod envs;
 pub mod error;
 pub mod estimators;
 pub mod experiments;
+pub mod meta;
 pub mod plot;
 pub mod policy;
 pub mod problem;

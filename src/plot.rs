@@ -70,14 +70,7 @@ fn ensure_font() -> Result<()> {
         plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok()
             && plotters::style::register_font(FONT, FontStyle::Bold, dejavu::sans::bold()).is_ok()
     });
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            "plot font",
-            "embedded DejaVu Sans could not be parsed",
-        ))
-    }
+    if ok { Ok(()) } else { Err(invalid("plot font", "embedded DejaVu Sans could not be parsed")) }
 }
 
 /// A series reduced to its drawable points: (x, y, half-width or 0).
@@ -120,10 +113,7 @@ fn clean(fig: &Figure) -> Result<Vec<Clean<'_>>> {
                     drawable.then_some((x, y, e))
                 })
                 .collect();
-            Ok(Clean {
-                name: &s.name,
-                points,
-            })
+            Ok(Clean { name: &s.name, points })
         })
         .collect()
 }
@@ -132,9 +122,7 @@ fn clean(fig: &Figure) -> Result<Vec<Clean<'_>>> {
 fn ranges(data: &[Clean<'_>], log_x: bool) -> Option<((f64, f64), (f64, f64))> {
     let pts = || data.iter().flat_map(|s| s.points.iter());
     let fold = |it: &mut dyn Iterator<Item = f64>| {
-        it.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-            (lo.min(v), hi.max(v))
-        })
+        it.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
     };
     let (x0, x1) = fold(&mut pts().map(|p| p.0));
     let (y0, _) = fold(&mut pts().map(|p| p.1 - p.2));
@@ -253,8 +241,7 @@ impl<C, DB: DrawingBackend> Drawable<DB> for Marker<C> {
         };
         let fill = self.colour.filled();
         let line = self.colour.stroke_width(2);
-        let poly =
-            |pts: &[(i32, i32)]| pts.iter().map(|&(u, v)| (x + u, y + v)).collect::<Vec<_>>();
+        let poly = |pts: &[(i32, i32)]| pts.iter().map(|&(u, v)| (x + u, y + v)).collect::<Vec<_>>();
         match self.kind % 6 {
             0 => backend.draw_circle((x, y), 4, &fill, true),
             1 => backend.fill_polygon(poly(&[(0, -6), (5, 3), (-5, 3)]), &fill),
@@ -313,37 +300,23 @@ where
         // Whiskers with caps.
         for &(x, y, h) in s.points.iter().filter(|p| p.2 > 0.0) {
             let line = colour.mix(0.8).stroke_width(1);
-            chart
-                .draw_series([PathElement::new(vec![(x, y - h), (x, y + h)], line)])
-                .map_err(e)?;
+            chart.draw_series([PathElement::new(vec![(x, y - h), (x, y + h)], line)]).map_err(e)?;
             for end in [y - h, y + h] {
-                let cap =
-                    EmptyElement::at((x, end)) + PathElement::new(vec![(-4, 0), (4, 0)], line);
+                let cap = EmptyElement::at((x, end)) + PathElement::new(vec![(-4, 0), (4, 0)], line);
                 chart.draw_series([cap]).map_err(e)?;
             }
         }
         chart
-            .draw_series(LineSeries::new(
-                s.points.iter().map(|p| (p.0, p.1)),
-                colour.stroke_width(2),
-            ))
+            .draw_series(LineSeries::new(s.points.iter().map(|p| (p.0, p.1)), colour.stroke_width(2)))
             .map_err(e)?;
         chart
-            .draw_series(s.points.iter().map(|&(x, y, _)| Marker {
-                at: (x, y),
-                kind: k,
-                colour,
-            }))
+            .draw_series(s.points.iter().map(|&(x, y, _)| Marker { at: (x, y), kind: k, colour }))
             .map_err(e)?
             .label(s.name)
             .legend(move |(lx, ly)| {
                 EmptyElement::at((lx, ly))
                     + PathElement::new(vec![(-2, 0), (22, 0)], colour.stroke_width(2))
-                    + Marker {
-                        at: (10, 0),
-                        kind: k,
-                        colour,
-                    }
+                    + Marker { at: (10, 0), kind: k, colour }
             });
     }
     chart
@@ -397,20 +370,15 @@ pub fn save(fig: &Figure, stem: &Path) -> Result<()> {
     let png = with_suffix(stem, "png");
     let svg = with_suffix(stem, "svg");
     let data = clean(fig).map_err(|err| match err {
-        Error::Invalid { field, reason } => invalid(
-            format!("figure {:?} for {}: {field}", fig.title, png.display()),
-            reason,
-        ),
+        Error::Invalid { field, reason } => {
+            invalid(format!("figure {:?} for {}: {field}", fig.title, png.display()), reason)
+        }
         other => other,
     })?;
     if data.iter().all(|s| s.points.is_empty()) {
         return Err(invalid(
             format!("figure {:?} for {}", fig.title, png.display()),
-            if fig.log_x {
-                "no finite point with positive x to draw"
-            } else {
-                "no finite point to draw"
-            },
+            if fig.log_x { "no finite point with positive x to draw" } else { "no finite point to draw" },
         ));
     }
     let Some(r) = ranges(&data, fig.log_x) else {
@@ -427,22 +395,10 @@ pub fn save(fig: &Figure, stem: &Path) -> Result<()> {
         })?;
     }
     let corner = legend_corner(&data, r.0, r.1, fig.log_x);
-    render(
-        BitMapBackend::new(&png, SIZE).into_drawing_area(),
-        fig,
-        &data,
-        r,
-        corner.clone(),
-    )
-    .map_err(|m| io_error(&png, "writing plot", m))?;
-    render(
-        SVGBackend::new(&svg, SIZE).into_drawing_area(),
-        fig,
-        &data,
-        r,
-        corner,
-    )
-    .map_err(|m| io_error(&svg, "writing plot", m))?;
+    render(BitMapBackend::new(&png, SIZE).into_drawing_area(), fig, &data, r, corner.clone())
+        .map_err(|m| io_error(&png, "writing plot", m))?;
+    render(SVGBackend::new(&svg, SIZE).into_drawing_area(), fig, &data, r, corner)
+        .map_err(|m| io_error(&svg, "writing plot", m))?;
     Ok(())
 }
 
@@ -454,12 +410,7 @@ mod tests {
         let x: Vec<f64> = [10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0].to_vec();
         let y = x.iter().map(|n| 1.0 - k / n.sqrt()).collect();
         let err = Some(x.iter().map(|n| 0.5 * k / n.sqrt()).collect());
-        Series {
-            name: name.into(),
-            x,
-            y,
-            err,
-        }
+        Series { name: name.into(), x, y, err }
     }
 
     fn figure(log_x: bool) -> Figure {
@@ -504,12 +455,7 @@ mod tests {
         fig.series[0].y[2] = f64::NAN;
         fig.series[1].x[0] = f64::INFINITY;
         fig.series[2].err.as_mut().unwrap()[1] = f64::NAN;
-        fig.series.push(Series {
-            name: "empty".into(),
-            x: vec![],
-            y: vec![],
-            err: None,
-        });
+        fig.series.push(Series { name: "empty".into(), x: vec![], y: vec![], err: None });
         save(&fig, &dir.path().join("lin")).unwrap();
         assert!(dir.path().join("lin.png").metadata().unwrap().len() > 10_000);
         assert!(dir.path().join("lin.svg").exists());
@@ -524,12 +470,7 @@ mod tests {
                 x_label: "x".into(),
                 y_label: "y".into(),
                 log_x,
-                series: vec![Series {
-                    name: "p".into(),
-                    x: vec![5.0],
-                    y: vec![0.0],
-                    err: None,
-                }],
+                series: vec![Series { name: "p".into(), x: vec![5.0], y: vec![0.0], err: None }],
             };
             save(&fig, &dir.path().join(format!("one{log_x}"))).unwrap();
         }
@@ -545,10 +486,7 @@ mod tests {
         }
         let msg = save(&fig, &stem).unwrap_err().to_string();
         assert!(msg.contains("empty.png"), "{msg}");
-        let fig = Figure {
-            series: vec![],
-            ..figure(false)
-        };
+        let fig = Figure { series: vec![], ..figure(false) };
         assert!(matches!(save(&fig, &stem), Err(Error::Invalid { .. })));
         let fig = Figure {
             series: vec![Series {
@@ -569,10 +507,7 @@ mod tests {
         let mut fig = figure(false);
         fig.series[3].y.pop();
         let msg = save(&fig, &dir.path().join("bad")).unwrap_err().to_string();
-        assert!(
-            msg.contains("series[3]") && msg.contains("bad.png"),
-            "{msg}"
-        );
+        assert!(msg.contains("series[3]") && msg.contains("bad.png"), "{msg}");
     }
 
     #[test]

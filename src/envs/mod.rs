@@ -4,6 +4,10 @@
 //! physical-parameter multipliers). Sampling tasks, setting a task, resetting and stepping
 //! take explicit random-number generators, so every draw flows from the user's seed.
 
+pub mod point;
+
+pub use point::PointEnv;
+
 use rand_chacha::ChaCha8Rng;
 
 /// What one environment step returns.

@@ -14,8 +14,10 @@
 //! respect to its rows into parameter gradients, Hessians and Hessian-vector products with
 //! these products only, so a new policy needs nothing but this trait.
 
+pub mod gaussian_mlp;
 pub mod softmax;
 
+pub use gaussian_mlp::{GaussianMlp, GaussianMlpConfig, GaussianMlpRows};
 pub use softmax::{SoftmaxRows, TabularSoftmax};
 
 /// The θ-dependent scalars that estimators read, with derivative products w.r.t. θ.

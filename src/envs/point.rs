@@ -1,0 +1,206 @@
+//! 2-D point navigation to one of four corner goals (ProMP's point envs, notes §5).
+//!
+//! Tasks: the goal g is drawn uniformly among the four corners (±2, ±2); it is not
+//! observed. Reward after each step: r = max(2 − ‖p' − g‖₂, 0), with p' the position
+//! after the step. No termination (episodes end at the sampler's horizon).
+//!
+//! * `point-corners` ([`PointEnv::corners`], with momentum): observation (p, v) ∈ R⁴;
+//!   reset p ~ U[−0.2, 0.2]², v ~ U[−0.1, 0.1]²; step v ← v + clip(a, ±0.1), p ← p + v.
+//! * `point-corners-simple` ([`PointEnv::corners_simple`], no momentum): observation
+//!   p ∈ R²; reset p ~ U[−0.2, 0.2]²; step p ← p + clip(a, ±0.1).
+//!
+//! Both have action bounds [−0.1, 0.1]²; the sampler maps the policy's [−10, 10]² onto
+//! them.
+
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+
+use super::{MetaEnv, Step};
+use crate::error::SettingError;
+
+/// The four corner goals.
+pub const CORNERS: [[f64; 2]; 4] = [[-2.0, -2.0], [2.0, -2.0], [-2.0, 2.0], [2.0, 2.0]];
+/// Action bound: actions are clipped to [−ACTION_BOUND, ACTION_BOUND] per dimension.
+pub const ACTION_BOUND: f64 = 0.1;
+
+/// The 2-D corner-goal point environment, with or without momentum (module docs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PointEnv {
+    momentum: bool,
+    goal: [f64; 2],
+    pos: [f64; 2],
+    vel: [f64; 2],
+}
+
+impl PointEnv {
+    /// `point-corners`: the momentum env of paper Fig. 1(d).
+    pub fn corners() -> Self {
+        Self { momentum: true, goal: CORNERS[3], pos: [0.0; 2], vel: [0.0; 2] }
+    }
+    /// `point-corners-simple`: ProMP's corner env without momentum.
+    pub fn corners_simple() -> Self {
+        Self { momentum: false, ..Self::corners() }
+    }
+    /// The env for a command-line name (`point-corners` or `point-corners-simple`).
+    pub fn from_name(name: &str) -> Result<Self, SettingError> {
+        match name {
+            "point-corners" => Ok(Self::corners()),
+            "point-corners-simple" => Ok(Self::corners_simple()),
+            other => Err(SettingError::new("env", other, "expected point-corners or point-corners-simple")),
+        }
+    }
+    /// Set the goal, with an error for a task that is not a finite 2-vector.
+    pub fn try_set_task(&mut self, task: &[f64]) -> Result<(), SettingError> {
+        if task.len() != 2 || !task.iter().all(|t| t.is_finite()) {
+            return Err(SettingError::new("task", format!("{task:?}"), "expected a finite 2-D goal"));
+        }
+        self.goal = [task[0], task[1]];
+        Ok(())
+    }
+    /// Current goal.
+    pub fn goal(&self) -> [f64; 2] {
+        self.goal
+    }
+    /// Current position.
+    pub fn position(&self) -> [f64; 2] {
+        self.pos
+    }
+    /// Current velocity (always zero without momentum).
+    pub fn velocity(&self) -> [f64; 2] {
+        self.vel
+    }
+    fn write_obs(&self, obs: &mut [f64]) {
+        obs[..2].copy_from_slice(&self.pos);
+        if self.momentum {
+            obs[2..4].copy_from_slice(&self.vel);
+        }
+    }
+}
+
+impl MetaEnv for PointEnv {
+    fn name(&self) -> &str {
+        if self.momentum { "point-corners" } else { "point-corners-simple" }
+    }
+    fn obs_dim(&self) -> usize {
+        if self.momentum { 4 } else { 2 }
+    }
+    fn act_dim(&self) -> usize {
+        2
+    }
+    fn action_bounds(&self) -> (Vec<f64>, Vec<f64>) {
+        (vec![-ACTION_BOUND; 2], vec![ACTION_BOUND; 2])
+    }
+    /// Each goal is one of the four corners, uniformly.
+    fn sample_tasks(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<f64>> {
+        (0..n).map(|_| CORNERS[rng.random_range(0..4usize)].to_vec()).collect()
+    }
+    /// Panics on a task that is not a 2-vector (tasks come from `sample_tasks`; use
+    /// [`PointEnv::try_set_task`] for untrusted input).
+    fn set_task(&mut self, task: &[f64]) {
+        if let Err(e) = self.try_set_task(task) {
+            panic!("{e}");
+        }
+    }
+    fn reset(&mut self, rng: &mut ChaCha8Rng, obs: &mut [f64]) {
+        self.pos = [rng.random_range(-0.2..0.2), rng.random_range(-0.2..0.2)];
+        self.vel =
+            if self.momentum { [rng.random_range(-0.1..0.1), rng.random_range(-0.1..0.1)] } else { [0.0; 2] };
+        self.write_obs(obs);
+    }
+    fn step(&mut self, action: &[f64], obs: &mut [f64]) -> Step {
+        for (k, &ak) in action.iter().enumerate().take(2) {
+            // NaN actions count as 0 rather than poisoning the state.
+            let a = if ak.is_nan() { 0.0 } else { ak.clamp(-ACTION_BOUND, ACTION_BOUND) };
+            if self.momentum {
+                self.vel[k] += a;
+                self.pos[k] += self.vel[k];
+            } else {
+                self.pos[k] += a;
+            }
+        }
+        self.write_obs(obs);
+        let dist = ((self.pos[0] - self.goal[0]).powi(2) + (self.pos[1] - self.goal[1]).powi(2)).sqrt();
+        Step { reward: (2.0 - dist).max(0.0), done: false }
+    }
+    fn boxed_clone(&self) -> Box<dyn MetaEnv> {
+        Box::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn tasks_are_corners_and_all_appear() {
+        let env = PointEnv::corners();
+        let tasks = env.sample_tasks(200, &mut ChaCha8Rng::seed_from_u64(1));
+        for c in CORNERS {
+            assert!(tasks.iter().any(|t| t[..] == c[..]));
+        }
+        assert!(tasks.iter().all(|t| CORNERS.iter().any(|c| t[..] == c[..])));
+        assert_eq!(tasks, env.sample_tasks(200, &mut ChaCha8Rng::seed_from_u64(1)));
+    }
+
+    #[test]
+    fn momentum_dynamics_reward_and_clipping() {
+        let mut env = PointEnv::corners();
+        env.set_task(&[2.0, 2.0]);
+        let mut obs = [0.0; 4];
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..100 {
+            env.reset(&mut rng, &mut obs);
+            assert!(obs[..2].iter().all(|p| p.abs() <= 0.2) && obs[2..].iter().all(|v| v.abs() <= 0.1));
+        }
+        let (p0, v0) = (env.position(), env.velocity());
+        let s = env.step(&[0.05, 5.0], &mut obs);
+        let v1 = [v0[0] + 0.05, v0[1] + 0.1];
+        let p1 = [p0[0] + v1[0], p0[1] + v1[1]];
+        assert_eq!(obs, [p1[0], p1[1], v1[0], v1[1]]);
+        let d = ((p1[0] - 2.0).powi(2) + (p1[1] - 2.0).powi(2)).sqrt();
+        assert!((s.reward - (2.0 - d).max(0.0)).abs() < 1e-15);
+        // Near the goal the reward is positive and equals 2 − distance.
+        let mut near = PointEnv::corners();
+        near.set_task(&[0.5, -0.5]);
+        near.reset(&mut rng, &mut obs);
+        let s = near.step(&[0.0, 0.0], &mut obs);
+        let d = ((obs[0] - 0.5).powi(2) + (obs[1] + 0.5).powi(2)).sqrt();
+        assert!(s.reward > 0.0 && (s.reward - (2.0 - d)).abs() < 1e-15);
+        assert!(!s.done);
+        // Far from the goal the reward is 0.
+        let mut far = PointEnv::corners();
+        far.set_task(&[-2.0, -2.0]);
+        far.reset(&mut rng, &mut obs);
+        for _ in 0..30 {
+            far.step(&[0.1, 0.1], &mut obs);
+        }
+        assert_eq!(far.step(&[0.1, 0.1], &mut obs).reward, 0.0);
+    }
+
+    #[test]
+    fn simple_env_has_no_momentum() {
+        let mut env = PointEnv::corners_simple();
+        assert_eq!((env.name(), env.obs_dim(), env.act_dim()), ("point-corners-simple", 2, 2));
+        env.set_task(&[-2.0, 2.0]);
+        let mut obs = [0.0; 2];
+        env.reset(&mut ChaCha8Rng::seed_from_u64(4), &mut obs);
+        let p0 = env.position();
+        env.step(&[-1.0, 0.03], &mut obs);
+        assert_eq!(obs, [p0[0] - 0.1, p0[1] + 0.03]);
+        let p1 = env.position();
+        let s = env.step(&[0.0, 0.0], &mut obs);
+        assert_eq!(obs, p1);
+        let d = ((p1[0] + 2.0).powi(2) + (p1[1] - 2.0).powi(2)).sqrt();
+        assert!((s.reward - (2.0 - d).max(0.0)).abs() < 1e-15);
+    }
+
+    #[test]
+    fn bad_names_and_tasks_are_errors() {
+        assert!(PointEnv::from_name("point").unwrap_err().to_string().contains("env = point"));
+        assert_eq!(PointEnv::from_name("point-corners").unwrap().name(), "point-corners");
+        let mut env = PointEnv::corners();
+        assert!(env.try_set_task(&[1.0]).unwrap_err().to_string().contains("task = [1.0]"));
+        assert!(env.try_set_task(&[f64::NAN, 0.0]).is_err());
+    }
+}

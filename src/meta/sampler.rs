@@ -1,0 +1,588 @@
+//! Parallel, seeded trajectory sampler (ProMP's meta-sampler, notes §5).
+//!
+//! For every task, `rollouts_per_task` environment copies each take exactly `horizon`
+//! steps with the Gaussian MLP policy. The tasks are the unit of parallel work (rayon);
+//! within a task the copies step in lockstep so that the policy's mean is computed for
+//! all of them in one batched forward pass.
+//!
+//! # Actions
+//!
+//! The policy's action a (stored raw in [`SampleBatch::actions`], with its log-probability)
+//! is presented in [−c, c]^d, c = `action_range` (10 in ProMP), and mapped linearly onto
+//! the environment's bounds [lb, ub]: a_env = lb + (clip(a, ±c) + c)·(ub − lb)/(2c).
+//!
+//! # Randomness
+//!
+//! Copy r of task k draws everything (reset states, policy noise) from its own
+//! `ChaCha8Rng::seed_from_u64(rollout_seed(seed, iteration, phase, k, r))`, so the batch
+//! does not depend on the number of threads. `phase` separates the pre-update and the
+//! post-update sampling rounds of one iteration (e.g. the inner-step index).
+//!
+//! # Early termination
+//!
+//! ProMP's sampler keeps every environment copy stepping until the batch has
+//! rollouts_per_task·horizon steps per task: when an episode terminates, the path is closed
+//! and the copy resets and starts a new path. This sampler does the same. The trailing,
+//! unfinished path of a copy (cut by the step budget, not by termination) is kept by
+//! default, so every task has exactly rollouts_per_task·horizon steps; ProMP drops it
+//! (set `keep_trailing_partial = false` for that). Without early termination (the point
+//! envs) every copy yields one path of `horizon` steps, and both choices agree.
+
+use rand::RngExt;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use rayon::prelude::*;
+
+use crate::envs::MetaEnv;
+use crate::error::{SettingError, ensure};
+use crate::policy::GaussianMlp;
+
+/// Sampler settings (defaults: ProMP's 20 rollouts per task, horizon 100, actions
+/// presented in [−10, 10]^d, trailing partial paths kept).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SamplerConfig {
+    /// Environment copies (episodes without early termination) per task.
+    pub rollouts_per_task: usize,
+    /// Steps per copy.
+    pub horizon: usize,
+    /// c: the policy's actions are presented in [−c, c]^d.
+    pub action_range: f64,
+    /// Keep the unfinished last path of a copy whose earlier episode terminated.
+    pub keep_trailing_partial: bool,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        Self { rollouts_per_task: 20, horizon: 100, action_range: 10.0, keep_trailing_partial: true }
+    }
+}
+
+/// Samples from all tasks of one round, as flat arrays.
+///
+/// Steps are ordered by task, then environment copy, then path, then time. Path p covers
+/// steps `path_offsets[p]..path_offsets[p+1]`; the paths of task k are
+/// `task_path_offsets[k]..task_path_offsets[k+1]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SampleBatch {
+    /// Observation dimension.
+    pub obs_dim: usize,
+    /// Action dimension.
+    pub act_dim: usize,
+    /// x_t, N×obs_dim row-major.
+    pub obs: Vec<f64>,
+    /// Raw policy actions a_t (before clipping and mapping), N×act_dim.
+    pub actions: Vec<f64>,
+    /// Rewards r_t.
+    pub rewards: Vec<f64>,
+    /// Behaviour log-probabilities log π_θ(a_t|x_t) of the sampling policy.
+    pub log_probs: Vec<f64>,
+    /// Time index t of every step within its path.
+    pub time_steps: Vec<usize>,
+    /// Step offsets of the paths (n_paths + 1 entries).
+    pub path_offsets: Vec<usize>,
+    /// Task index of every path.
+    pub path_task: Vec<usize>,
+    /// Whether the path ended by termination (true) or by the step budget (false).
+    pub path_terminated: Vec<bool>,
+    /// Last observation x_T of every path (n_paths×obs_dim), for bootstrapping.
+    pub final_obs: Vec<f64>,
+    /// Path offsets of the tasks (n_tasks + 1 entries).
+    pub task_path_offsets: Vec<usize>,
+}
+
+impl SampleBatch {
+    /// Number of steps N.
+    pub fn n_steps(&self) -> usize {
+        self.rewards.len()
+    }
+    /// Number of paths.
+    pub fn n_paths(&self) -> usize {
+        self.path_task.len()
+    }
+    /// Number of tasks.
+    pub fn n_tasks(&self) -> usize {
+        self.task_path_offsets.len().saturating_sub(1)
+    }
+    /// Step range of path p.
+    pub fn path_steps(&self, p: usize) -> std::ops::Range<usize> {
+        self.path_offsets[p]..self.path_offsets[p + 1]
+    }
+    /// Path range of task k.
+    pub fn task_paths(&self, k: usize) -> std::ops::Range<usize> {
+        self.task_path_offsets[k]..self.task_path_offsets[k + 1]
+    }
+    /// Step range of task k.
+    pub fn task_steps(&self, k: usize) -> std::ops::Range<usize> {
+        let ps = self.task_paths(k);
+        self.path_offsets[ps.start]..self.path_offsets[ps.end]
+    }
+    /// Observations, actions and behaviour log-probabilities of task k's steps (the
+    /// inputs of [`GaussianMlp::rows`] for that task).
+    pub fn task_slices(&self, k: usize) -> (&[f64], &[f64], &[f64]) {
+        let r = self.task_steps(k);
+        (
+            &self.obs[r.start * self.obs_dim..r.end * self.obs_dim],
+            &self.actions[r.start * self.act_dim..r.end * self.act_dim],
+            &self.log_probs[r],
+        )
+    }
+
+    /// Path offsets of task k relative to its first step (for estimators that work on
+    /// [`Self::task_slices`]): entries 0 = first path start, …, last = number of steps.
+    pub fn task_local_path_offsets(&self, k: usize) -> Vec<usize> {
+        let ps = self.task_paths(k);
+        let base = self.path_offsets[ps.start];
+        self.path_offsets[ps.start..=ps.end].iter().map(|o| o - base).collect()
+    }
+
+    /// Checks that all arrays have consistent lengths and the offsets are monotone (for
+    /// batches built or edited by hand); the error names the first inconsistent field.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        let n = self.rewards.len();
+        let np = self.path_task.len();
+        ensure(self.obs.len() == n * self.obs_dim, "obs.len()", self.obs.len(), "expected N·obs_dim")?;
+        ensure(
+            self.actions.len() == n * self.act_dim,
+            "actions.len()",
+            self.actions.len(),
+            "expected N·act_dim",
+        )?;
+        ensure(self.log_probs.len() == n, "log_probs.len()", self.log_probs.len(), "expected N")?;
+        ensure(self.time_steps.len() == n, "time_steps.len()", self.time_steps.len(), "expected N")?;
+        ensure(
+            self.path_offsets.len() == np + 1,
+            "path_offsets.len()",
+            self.path_offsets.len(),
+            "expected n_paths + 1",
+        )?;
+        ensure(
+            self.path_terminated.len() == np,
+            "path_terminated.len()",
+            self.path_terminated.len(),
+            "expected n_paths",
+        )?;
+        ensure(
+            self.final_obs.len() == np * self.obs_dim,
+            "final_obs.len()",
+            self.final_obs.len(),
+            "expected n_paths·obs_dim",
+        )?;
+        let monotone = |o: &[usize], end: usize| {
+            o.first() == Some(&0) && o.last() == Some(&end) && o.windows(2).all(|w| w[0] <= w[1])
+        };
+        ensure(
+            monotone(&self.path_offsets, n),
+            "path_offsets",
+            format!("{:?}", self.path_offsets),
+            "expected 0 ≤ … ≤ N",
+        )?;
+        ensure(
+            monotone(&self.task_path_offsets, np),
+            "task_path_offsets",
+            format!("{:?}", self.task_path_offsets),
+            "expected 0 ≤ … ≤ n_paths",
+        )?;
+        for k in 0..self.n_tasks() {
+            if let Some(p) = self.task_paths(k).find(|&p| self.path_task[p] != k) {
+                return Err(SettingError::new(
+                    "path_task",
+                    format!("path {p} → {}", self.path_task[p]),
+                    format!("expected task {k}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Mean over paths of the undiscounted return Σ_t r_t (ProMP's "AverageReturn").
+    pub fn average_return(&self) -> f64 {
+        if self.n_paths() == 0 {
+            return 0.0;
+        }
+        self.rewards.iter().sum::<f64>() / self.n_paths() as f64
+    }
+    /// [`Self::average_return`] restricted to task k.
+    pub fn task_average_return(&self, k: usize) -> f64 {
+        let ps = self.task_paths(k);
+        if ps.is_empty() {
+            return 0.0;
+        }
+        self.rewards[self.task_steps(k)].iter().sum::<f64>() / ps.len() as f64
+    }
+}
+
+/// SplitMix64 finaliser.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Seed of environment copy `rollout` of task `task` in sampling round (`iteration`,
+/// `phase`): a SplitMix64 hash chain over (seed, iteration, phase, task, rollout).
+pub fn rollout_seed(seed: u64, iteration: u64, phase: u64, task: u64, rollout: u64) -> u64 {
+    [iteration, phase, task, rollout].iter().fold(splitmix64(seed), |h, &x| splitmix64(h ^ splitmix64(x)))
+}
+
+/// The sampler (settings validated once, at construction).
+#[derive(Clone, Debug)]
+pub struct Sampler {
+    cfg: SamplerConfig,
+}
+
+/// One path under construction or finished, local to a copy.
+struct CopyBuffers {
+    obs: Vec<f64>,
+    actions: Vec<f64>,
+    rewards: Vec<f64>,
+    log_probs: Vec<f64>,
+    time_steps: Vec<usize>,
+    /// (end step, terminated) of closed paths, relative to this copy.
+    path_ends: Vec<(usize, bool)>,
+    final_obs: Vec<f64>,
+}
+
+impl Sampler {
+    /// A sampler; errors name the field for zero rollouts, zero horizon or a non-positive
+    /// / non-finite action range.
+    pub fn new(cfg: SamplerConfig) -> Result<Self, SettingError> {
+        ensure(cfg.rollouts_per_task > 0, "rollouts_per_task", cfg.rollouts_per_task, "must be positive")?;
+        ensure(cfg.horizon > 0, "horizon", cfg.horizon, "must be positive")?;
+        ensure(
+            cfg.action_range.is_finite() && cfg.action_range > 0.0,
+            "action_range",
+            cfg.action_range,
+            "must be positive and finite",
+        )?;
+        Ok(Self { cfg })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SamplerConfig {
+        &self.cfg
+    }
+
+    /// Sample every task of `tasks` (in order) with `policies[k]` for task k, or with
+    /// `policies[0]` for all tasks when one policy is given. Runs in the current rayon pool.
+    pub fn sample(
+        &self,
+        env: &dyn MetaEnv,
+        tasks: &[Vec<f64>],
+        policies: &[&GaussianMlp],
+        seed: u64,
+        iteration: u64,
+        phase: u64,
+    ) -> Result<SampleBatch, SettingError> {
+        let (od, ad) = (env.obs_dim(), env.act_dim());
+        ensure(
+            policies.len() == 1 || policies.len() == tasks.len(),
+            "policies.len()",
+            policies.len(),
+            &format!("expected 1 or the number of tasks ({})", tasks.len()),
+        )?;
+        for p in policies {
+            ensure(
+                p.obs_dim() == od,
+                "policy obs_dim",
+                p.obs_dim(),
+                &format!("env {} has {od}", env.name()),
+            )?;
+            ensure(
+                p.act_dim() == ad,
+                "policy act_dim",
+                p.act_dim(),
+                &format!("env {} has {ad}", env.name()),
+            )?;
+        }
+        // The trait has no task dimension: learn it from one throwaway draw.
+        let task_dim = env.sample_tasks(1, &mut ChaCha8Rng::seed_from_u64(0)).first().map_or(0, Vec::len);
+        for (k, t) in tasks.iter().enumerate() {
+            ensure(
+                t.len() == task_dim && t.iter().all(|x| x.is_finite()),
+                "task",
+                format!("#{k} {t:?}"),
+                &format!("expected {task_dim} finite entries"),
+            )?;
+        }
+        let (lb, ub) = env.action_bounds();
+        ensure(
+            lb.len() == ad && ub.len() == ad,
+            "action_bounds",
+            format!("{lb:?}, {ub:?}"),
+            "expected act_dim entries",
+        )?;
+        ensure(
+            lb.iter().zip(&ub).all(|(l, u)| l.is_finite() && u.is_finite() && l <= u),
+            "action_bounds",
+            format!("{lb:?}, {ub:?}"),
+            "expected finite lb ≤ ub",
+        )?;
+        let envs: Vec<Box<dyn MetaEnv>> = tasks.iter().map(|_| env.boxed_clone()).collect();
+        let per_task: Vec<Vec<CopyBuffers>> = envs
+            .into_par_iter()
+            .enumerate()
+            .map(|(k, proto)| {
+                let policy = if policies.len() == 1 { policies[0] } else { policies[k] };
+                self.sample_task(proto, &tasks[k], policy, &lb, &ub, |r| {
+                    rollout_seed(seed, iteration, phase, k as u64, r as u64)
+                })
+            })
+            .collect();
+        let mut b = SampleBatch {
+            obs_dim: od,
+            act_dim: ad,
+            path_offsets: vec![0],
+            task_path_offsets: vec![0],
+            ..Default::default()
+        };
+        for (k, copies) in per_task.into_iter().enumerate() {
+            for c in copies {
+                let base = b.rewards.len();
+                b.obs.extend_from_slice(&c.obs);
+                b.actions.extend_from_slice(&c.actions);
+                b.rewards.extend_from_slice(&c.rewards);
+                b.log_probs.extend_from_slice(&c.log_probs);
+                b.time_steps.extend_from_slice(&c.time_steps);
+                b.final_obs.extend_from_slice(&c.final_obs);
+                for (end, term) in c.path_ends {
+                    b.path_offsets.push(base + end);
+                    b.path_task.push(k);
+                    b.path_terminated.push(term);
+                }
+            }
+            b.task_path_offsets.push(b.path_task.len());
+        }
+        Ok(b)
+    }
+
+    /// All copies of one task, in lockstep.
+    fn sample_task(
+        &self,
+        mut proto: Box<dyn MetaEnv>,
+        task: &[f64],
+        policy: &GaussianMlp,
+        lb: &[f64],
+        ub: &[f64],
+        seed_of: impl Fn(usize) -> u64,
+    ) -> Vec<CopyBuffers> {
+        let (nr, hor) = (self.cfg.rollouts_per_task, self.cfg.horizon);
+        let (od, ad) = (proto.obs_dim(), proto.act_dim());
+        let c = self.cfg.action_range;
+        proto.set_task(task);
+        let mut envs: Vec<Box<dyn MetaEnv>> = (0..nr).map(|_| proto.boxed_clone()).collect();
+        let mut rngs: Vec<ChaCha8Rng> = (0..nr).map(|r| ChaCha8Rng::seed_from_u64(seed_of(r))).collect();
+        let mut cur = vec![0.0; nr * od];
+        for r in 0..nr {
+            envs[r].reset(&mut rngs[r], &mut cur[r * od..(r + 1) * od]);
+        }
+        let mut bufs: Vec<CopyBuffers> = (0..nr)
+            .map(|_| CopyBuffers {
+                obs: Vec::with_capacity(hor * od),
+                actions: Vec::with_capacity(hor * ad),
+                rewards: Vec::with_capacity(hor),
+                log_probs: Vec::with_capacity(hor),
+                time_steps: Vec::with_capacity(hor),
+                path_ends: Vec::new(),
+                final_obs: Vec::new(),
+            })
+            .collect();
+        let mut t_in_path = vec![0usize; nr];
+        let std: Vec<f64> = policy.log_std().iter().map(|s| s.exp()).collect();
+        let log_norm: f64 =
+            policy.log_std().iter().sum::<f64>() + 0.5 * ad as f64 * (2.0 * std::f64::consts::PI).ln();
+        let scale: Vec<f64> = lb.iter().zip(ub).map(|(l, u)| (u - l) / (2.0 * c)).collect();
+        let mut raw = vec![0.0; ad];
+        let mut env_act = vec![0.0; ad];
+        for _ in 0..hor {
+            let mean = policy.mean_batch(&cur).expect("obs length checked against the policy");
+            for r in 0..nr {
+                let (rng, buf) = (&mut rngs[r], &mut bufs[r]);
+                let mut quad = 0.0;
+                for j in 0..ad {
+                    let eps: f64 = rng.sample(StandardNormal);
+                    raw[j] = mean[r * ad + j] + std[j] * eps;
+                    quad += eps * eps;
+                    env_act[j] = lb[j] + (raw[j].clamp(-c, c) + c) * scale[j];
+                }
+                let x = &mut cur[r * od..(r + 1) * od];
+                buf.obs.extend_from_slice(x);
+                buf.actions.extend_from_slice(&raw);
+                buf.log_probs.push(-0.5 * quad - log_norm);
+                buf.time_steps.push(t_in_path[r]);
+                let step = envs[r].step(&env_act, x);
+                buf.rewards.push(step.reward);
+                t_in_path[r] += 1;
+                if step.done {
+                    buf.path_ends.push((buf.rewards.len(), true));
+                    buf.final_obs.extend_from_slice(x);
+                    envs[r].reset(rng, x);
+                    t_in_path[r] = 0;
+                }
+            }
+        }
+        for (r, buf) in bufs.iter_mut().enumerate() {
+            if t_in_path[r] > 0 {
+                if buf.path_ends.is_empty() || self.cfg.keep_trailing_partial {
+                    buf.path_ends.push((buf.rewards.len(), false));
+                    buf.final_obs.extend_from_slice(&cur[r * od..(r + 1) * od]);
+                } else {
+                    let keep = buf.path_ends.last().map_or(0, |e| e.0);
+                    buf.obs.truncate(keep * od);
+                    buf.actions.truncate(keep * ad);
+                    buf.rewards.truncate(keep);
+                    buf.log_probs.truncate(keep);
+                    buf.time_steps.truncate(keep);
+                }
+            }
+        }
+        bufs
+    }
+}
+
+/// Draws a fresh set of tasks for `iteration` from the env, seeded by (seed, iteration).
+pub fn sample_tasks(env: &dyn MetaEnv, n: usize, seed: u64, iteration: u64) -> Vec<Vec<f64>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(rollout_seed(seed, iteration, u64::MAX, u64::MAX, u64::MAX));
+    env.sample_tasks(n, &mut rng)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envs::{PointEnv, Step};
+    use crate::policy::GaussianMlpConfig;
+
+    fn policy(env: &dyn MetaEnv) -> GaussianMlp {
+        let cfg = GaussianMlpConfig { hidden: vec![8, 8], init_log_std: 0.5 };
+        GaussianMlp::new(env.obs_dim(), env.act_dim(), &cfg, 3).unwrap()
+    }
+
+    fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+    }
+
+    #[test]
+    fn identical_for_one_and_two_threads() {
+        let env = PointEnv::corners();
+        let p = policy(&env);
+        let tasks = sample_tasks(&env, 6, 5, 0);
+        let cfg = SamplerConfig { rollouts_per_task: 3, horizon: 17, ..Default::default() };
+        let s = Sampler::new(cfg).unwrap();
+        let b1 = in_pool(1, || s.sample(&env, &tasks, &[&p], 11, 2, 0).unwrap());
+        let b2 = in_pool(2, || s.sample(&env, &tasks, &[&p], 11, 2, 0).unwrap());
+        assert_eq!(b1, b2);
+        b1.validate().unwrap();
+        let (o, a, l) = b1.task_slices(2);
+        assert_eq!((o.len(), a.len(), l.len()), (3 * 17 * 4, 3 * 17 * 2, 3 * 17));
+        assert_eq!(o[0], b1.obs[2 * 3 * 17 * 4]);
+        assert_eq!(b1.task_local_path_offsets(2), vec![0, 17, 34, 51]);
+        assert_eq!((b1.n_steps(), b1.n_paths(), b1.n_tasks()), (6 * 3 * 17, 18, 6));
+        // another phase draws other noise
+        let b3 = s.sample(&env, &tasks, &[&p], 11, 2, 1).unwrap();
+        assert_ne!(b1.actions, b3.actions);
+    }
+
+    #[test]
+    fn log_probs_actions_and_env_mapping_are_consistent() {
+        let env = PointEnv::corners_simple();
+        let p = policy(&env);
+        let tasks = vec![vec![2.0, 2.0], vec![-2.0, 2.0]];
+        let s =
+            Sampler::new(SamplerConfig { rollouts_per_task: 2, horizon: 10, ..Default::default() }).unwrap();
+        let b = s.sample(&env, &tasks, &[&p], 1, 0, 0).unwrap();
+        let lp = p.log_prob_batch(&b.obs, &b.actions).unwrap();
+        for (x, y) in lp.iter().zip(&b.log_probs) {
+            assert!((x - y).abs() < 1e-10);
+        }
+        // Replay path 0 through the env: p_{t+1} = p_t + clip(a/100, ±0.1) (bounds ±0.1, c = 10).
+        for p_idx in 0..b.n_paths() {
+            let steps = b.path_steps(p_idx);
+            assert_eq!(b.time_steps[steps.clone()], (0..10).collect::<Vec<_>>());
+            let goal = &tasks[b.path_task[p_idx]];
+            for t in steps.clone() {
+                let next: Vec<f64> = if t + 1 < steps.end {
+                    b.obs[(t + 1) * 2..(t + 2) * 2].to_vec()
+                } else {
+                    b.final_obs[p_idx * 2..p_idx * 2 + 2].to_vec()
+                };
+                for (j, nj) in next.iter().enumerate() {
+                    let a = b.actions[t * 2 + j].clamp(-10.0, 10.0) / 100.0;
+                    assert!((nj - (b.obs[t * 2 + j] + a)).abs() < 1e-12);
+                }
+                let d = ((next[0] - goal[0]).powi(2) + (next[1] - goal[1]).powi(2)).sqrt();
+                assert!((b.rewards[t] - (2.0 - d).max(0.0)).abs() < 1e-12);
+            }
+        }
+    }
+
+    /// An env that terminates every 4 steps, to check the reset-and-continue behaviour.
+    #[derive(Clone)]
+    struct Short(PointEnv, usize);
+    impl MetaEnv for Short {
+        fn name(&self) -> &str {
+            "short"
+        }
+        fn obs_dim(&self) -> usize {
+            2
+        }
+        fn act_dim(&self) -> usize {
+            2
+        }
+        fn action_bounds(&self) -> (Vec<f64>, Vec<f64>) {
+            self.0.action_bounds()
+        }
+        fn sample_tasks(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<f64>> {
+            self.0.sample_tasks(n, rng)
+        }
+        fn set_task(&mut self, task: &[f64]) {
+            self.0.set_task(task)
+        }
+        fn reset(&mut self, rng: &mut ChaCha8Rng, obs: &mut [f64]) {
+            self.1 = 0;
+            self.0.reset(rng, obs)
+        }
+        fn step(&mut self, action: &[f64], obs: &mut [f64]) -> Step {
+            self.1 += 1;
+            Step { done: self.1 == 4, ..self.0.step(action, obs) }
+        }
+        fn boxed_clone(&self) -> Box<dyn MetaEnv> {
+            Box::new(self.clone())
+        }
+    }
+
+    #[test]
+    fn early_termination_resets_and_keeps_sampling() {
+        let env = Short(PointEnv::corners_simple(), 0);
+        let p = policy(&env);
+        let tasks = vec![vec![2.0, 2.0]];
+        let cfg = SamplerConfig { rollouts_per_task: 2, horizon: 10, ..Default::default() };
+        let b = Sampler::new(cfg.clone()).unwrap().sample(&env, &tasks, &[&p], 1, 0, 0).unwrap();
+        assert_eq!(b.n_steps(), 20);
+        assert_eq!(b.path_offsets, vec![0, 4, 8, 10, 14, 18, 20]);
+        assert_eq!(b.path_terminated, vec![true, true, false, true, true, false]);
+        assert_eq!(b.time_steps[8..12], [0, 1, 0, 1]);
+        let drop = SamplerConfig { keep_trailing_partial: false, ..cfg };
+        let b = Sampler::new(drop).unwrap().sample(&env, &tasks, &[&p], 1, 0, 0).unwrap();
+        assert_eq!(b.path_offsets, vec![0, 4, 8, 12, 16]);
+        assert!(b.path_terminated.iter().all(|&t| t));
+    }
+
+    #[test]
+    fn bad_settings_and_inputs_are_errors() {
+        let e = Sampler::new(SamplerConfig { horizon: 0, ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("horizon = 0"), "{e}");
+        let e = Sampler::new(SamplerConfig { action_range: -1.0, ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("action_range = -1"), "{e}");
+        let env = PointEnv::corners();
+        let s = Sampler::new(SamplerConfig::default()).unwrap();
+        let wrong = GaussianMlp::new(2, 2, &GaussianMlpConfig::default(), 0).unwrap();
+        let e = s.sample(&env, &[vec![2.0, 2.0]], &[&wrong], 0, 0, 0).unwrap_err();
+        assert!(e.to_string().contains("policy obs_dim = 2"), "{e}");
+        let p = policy(&env);
+        let e = s.sample(&env, &[vec![2.0]], &[&p], 0, 0, 0).unwrap_err();
+        assert!(e.to_string().contains("task"), "{e}");
+        let e = s.sample(&env, &vec![vec![2.0, 2.0]; 3], &[&p, &p], 0, 0, 0).unwrap_err();
+        assert!(e.to_string().contains("policies.len() = 2"), "{e}");
+    }
+}
