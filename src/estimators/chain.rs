@@ -38,7 +38,7 @@ struct Chunk {
 }
 
 /// Splits `v` into consecutive mutable pieces of the given lengths.
-fn split_lengths<'v, T>(mut v: &'v mut [T], lengths: impl Iterator<Item = usize>) -> Vec<&'v mut [T]> {
+fn split_lengths<T>(mut v: &mut [T], lengths: impl Iterator<Item = usize>) -> Vec<&mut [T]> {
     let mut out = Vec::new();
     for len in lengths {
         let (head, tail) = std::mem::take(&mut v).split_at_mut(len);
@@ -361,7 +361,6 @@ mod tests {
                 let (r, m) = obj.local_rows(chunk, n);
                 let vals = rows.values();
                 let ratios = &vals[chunk.ratio.start + r.start..chunk.ratio.start + r.end];
-                let ns = prepared.n_steps();
                 let means: Vec<f64> = m.map(|i| vals[chunk.mean.start + i]).collect();
                 let mut dual = vec![0.0; closed.len()];
                 obj.dual_row_hessian(n, ratios, &means, &mut dual);
