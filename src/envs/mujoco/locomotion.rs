@@ -233,6 +233,12 @@ impl LocomotionEnv {
         &self.sim
     }
 
+    /// The simulator, mutably (e.g. to step raw physics in benchmarks). Parameters changed
+    /// through it are overwritten by the next parameter task.
+    pub fn sim_mut(&mut self) -> &mut Sim {
+        &mut self.sim
+    }
+
     /// The model's original physical parameters (before any task scaled them).
     pub fn original_params(&self) -> &PhysParams {
         &self.original

@@ -235,6 +235,16 @@ impl Sim {
         Ok(())
     }
 
+    /// Set the controls without stepping.
+    ///
+    /// # Errors
+    /// [`MujocoError::InvalidArgument`] if `ctrl.len()` differs from nu.
+    pub fn set_ctrl(&mut self, ctrl: &[f64]) -> Result<(), MujocoError> {
+        self.check_len("action", ctrl.len(), self.nu())?;
+        self.data.ctrl_mut().copy_from_slice(ctrl);
+        Ok(())
+    }
+
     /// A single `mj_step` with the current controls (for throughput measurements).
     pub fn raw_step(&mut self) {
         self.data.step();
