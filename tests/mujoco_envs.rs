@@ -232,10 +232,9 @@ fn parameter_randomisation_is_applied_and_restored() {
         assert_ne!(p0.body_mass, original.body_mass);
         assert_ne!(p0.dof_damping, original.dof_damping);
         // mass_i = original_i · 1.5^u_i
-        let nb = original.body_mass.len();
-        for i in 0..nb {
-            let want = original.body_mass[i] * 1.5f64.powf(tasks[0][i]);
-            assert!((p0.body_mass[i] - want).abs() <= 1e-12 * want.abs().max(1.0));
+        for ((m0, m), u) in original.body_mass.iter().zip(&p0.body_mass).zip(&tasks[0]) {
+            let want = m0 * 1.5f64.powf(*u);
+            assert!((m - want).abs() <= 1e-12 * want.abs().max(1.0));
         }
         let perturbed = rollout(&mut e, 4, 30);
         assert_ne!(perturbed, fresh, "{}: physics changed", kind.name());

@@ -11,21 +11,21 @@ use crate::envs::{MetaEnv, Step};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EnvKind {
     /// HalfCheetah, task d ∈ {±1}: reward d·Δx/dt − 0.05‖a‖², never terminates, frame skip 5,
-    /// observation qpos[1:] ⊕ qvel (17).
+    /// observation `qpos[1:]` ⊕ qvel (17).
     HalfCheetahRandDirec,
     /// Ant, task d ∈ {±1}: reward d·Δx/dt − 0.5‖a‖² − 5e-4·Σclip(cfrc_ext, ±1)² + 1, done when
     /// the state is not finite or the torso height leaves [0.2, 1.0]; frame skip 5; observation
-    /// as Gymnasium's Ant-v5: qpos[2:] ⊕ qvel ⊕ clip(cfrc_ext[1:], ±1) (105).
+    /// as Gymnasium's Ant-v5: `qpos[2:]` ⊕ qvel ⊕ clip(`cfrc_ext[1:]`, ±1) (105).
     AntRandDirec,
     /// Ant, task goal g uniform in the disk of radius 3: reward −‖xy − g‖₁ − 0.1‖a‖² − contact
     /// cost (no alive bonus); termination and observation as [`EnvKind::AntRandDirec`].
     AntRandGoal,
     /// Walker2d (Gymnasium's `walker2d_v5.xml`), task d ∈ {±1}: reward d·Δx/dt + 1 −
     /// 1e-3‖a‖², healthy while 0.8 < z < 2 and |angle| < 1; frame skip 8 (ProMP's);
-    /// observation qpos[1:] ⊕ clip(qvel, ±10) (17).
+    /// observation `qpos[1:]` ⊕ clip(qvel, ±10) (17).
     Walker2DRandDirec,
     /// Hopper with randomised physics: reward Δx/dt + 1 − 1e-3‖a‖², Hopper-v5's healthy
-    /// condition; frame skip 4; observation qpos[1:] ⊕ clip(qvel, ±10) (11).
+    /// condition; frame skip 4; observation `qpos[1:]` ⊕ clip(qvel, ±10) (11).
     HopperRandParams,
     /// Walker2d with randomised physics: reward Δx/dt + 1 − 1e-3‖a‖², Walker2d's healthy
     /// condition; frame skip 4; observation as [`EnvKind::Walker2DRandDirec`].
@@ -305,7 +305,7 @@ impl LocomotionEnv {
                 if let Some((i, v)) = task
                     .iter()
                     .enumerate()
-                    .find(|(_, v)| !(v.abs() <= PARAM_EXPONENT_RANGE))
+                    .find(|(_, v)| v.is_nan() || v.abs() > PARAM_EXPONENT_RANGE)
                 {
                     return Err(bad(format!(
                         "exponent {i} is {v}; must lie in [-{PARAM_EXPONENT_RANGE}, {PARAM_EXPONENT_RANGE}]"
