@@ -183,6 +183,8 @@ pub struct LocomotionEnv {
     original: PhysParams,
     obs_dim: usize,
     last_error: Option<String>,
+    /// Observation buffer reused across steps.
+    scratch: Vec<f64>,
 }
 
 fn sq_norm(a: &[f64]) -> f64 {
@@ -211,6 +213,7 @@ impl LocomotionEnv {
             original,
             obs_dim: 0,
             last_error: None,
+            scratch: Vec::new(),
         };
         env.obs_dim = env.observation().len();
         Ok(env)
@@ -361,6 +364,13 @@ impl LocomotionEnv {
     /// The observation of the current state (Gymnasium v5's for this robot).
     pub fn observation(&self) -> Vec<f64> {
         let mut obs = Vec::with_capacity(self.obs_dim);
+        self.fill_observation(&mut obs);
+        obs
+    }
+
+    /// Write the observation into `obs` (cleared first; no allocation once it has capacity).
+    fn fill_observation(&self, obs: &mut Vec<f64>) {
+        obs.clear();
         let (qpos, qvel) = (self.sim.qpos(), self.sim.qvel());
         match self.kind {
             EnvKind::HalfCheetahRandDirec => {
@@ -395,7 +405,6 @@ impl LocomotionEnv {
                 }
             }
         }
-        obs
     }
 
     /// The position the forward reward differentiates: x (planar robots), the torso's xy
@@ -497,7 +506,10 @@ impl LocomotionEnv {
                     + 5.0
             }
         };
-        obs.copy_from_slice(&self.observation());
+        let mut scratch = std::mem::take(&mut self.scratch);
+        self.fill_observation(&mut scratch);
+        obs.copy_from_slice(&scratch);
+        self.scratch = scratch;
         Ok(Step {
             reward,
             done: !healthy,
@@ -575,6 +587,13 @@ impl MetaEnv for LocomotionEnv {
         // Lengths come from the model itself, so this cannot fail.
         if let Err(e) = self.sim.reset_to(&qpos, &qvel) {
             self.last_error = Some(e.to_string());
+        }
+        if obs.len() != self.obs_dim {
+            self.last_error = Some(format!(
+                "invalid obs: buffer length {}, expected {}",
+                obs.len(),
+                self.obs_dim
+            ));
         }
         let o = self.observation();
         let n = o.len().min(obs.len());
