@@ -1,9 +1,34 @@
 //! Locomotion meta-tasks on the real MuJoCo engine (feature `mujoco`).
 //!
-//! The engine (`libmujoco.so.3.17.0`) and the robots' model files (Gymnasium 1.4.0's XML
-//! assets) are installed project-locally by `scripts/install-mujoco.sh` into `.deps/mujoco/`.
-//! [`Sim`] wraps one model; [`LocomotionEnv`] implements [`crate::envs::MetaEnv`] for the seven
-//! meta-tasks of notes §5 ([`EnvKind`]); [`make_env`] builds one by its command-line name.
+//! The engine (`libmujoco.so.3.17.0` from the PyPI wheel `mujoco==3.17.0`) and the robots'
+//! model files (the XML assets of the PyPI wheel `gymnasium==1.4.0`) are installed
+//! project-locally by `scripts/install-mujoco.sh` into `.deps/mujoco/`; the build links the
+//! engine through `mujoco-rs` 7.0.0 and embeds its directory as the run-time library path.
+//!
+//! ```text
+//! scripts/install-mujoco.sh                  # idempotent; also creates .deps/venv
+//! cargo build --release --features mujoco
+//! scripts/ci-mujoco.sh                       # parity with Gymnasium v5 + env tests
+//! cargo bench --features mujoco --bench mujoco_envs
+//! ```
+//!
+//! [`Sim`] wraps one model and steps it exactly as Gymnasium's `MujocoEnv` does;
+//! [`LocomotionEnv`] implements [`crate::envs::MetaEnv`] for the seven meta-tasks of notes §5
+//! ([`EnvKind`]); [`make_env`] builds one by its command-line name. Conventions, where notes §5
+//! leaves a choice:
+//! * observations, reset noise and healthy conditions are Gymnasium v5's for the robot
+//!   (Walker2d uses Gymnasium's `walker2d_v5.xml`, as Walker2d-v5 does);
+//! * frame skips: 5 (HalfCheetah, Ant, Humanoid), 8 (Walker2DRandDirec, as ProMP), 4
+//!   (Hopper/Walker2d random parameters, as Gymnasium v5);
+//! * alive bonuses are paid on every step, the terminal one included (ProMP's convention);
+//! * a random-parameter task scales the model's original body masses, inertias, dof damping
+//!   and geom frictions per element, then calls `mj_setConst` so derived constants (subtree
+//!   masses, inverse weights) match the new parameters;
+//! * the forward velocity is measured as Gymnasium v5 does: `qpos[0]` for the planar robots,
+//!   the torso body's `xpos` for Ant, the mass centre (`xipos`) for Humanoid.
+//!
+//! `$METAGRAD_MUJOCO_ASSETS` overrides the directory of the XML files. MuJoCo logs model
+//! warnings (e.g. Humanoid's deprecated `settotalmass`) to stderr and `MUJOCO_LOG.TXT`.
 
 mod locomotion;
 mod sim;
