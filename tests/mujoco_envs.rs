@@ -329,3 +329,55 @@ fn clear_errors_for_bad_input() {
             .contains("qpos")
     );
 }
+
+#[test]
+fn reset_noise_matches_gymnasium_v5_scales() {
+    // (kind, qpos half-width, qvel: Some(half-width) uniform, None = 0.1·N(0,1))
+    let cases = [
+        (EnvKind::HalfCheetahRandDirec, 0.1, None),
+        (EnvKind::AntRandDirec, 0.1, None),
+        (EnvKind::Walker2DRandDirec, 5e-3, Some(5e-3)),
+        (EnvKind::HopperRandParams, 5e-3, Some(5e-3)),
+        (EnvKind::HumanoidRandDirec2D, 1e-2, Some(1e-2)),
+    ];
+    for (kind, qs, vs) in cases {
+        let mut e = env(kind);
+        let mut obs = vec![0.0; e.obs_dim()];
+        let mut r = rng(17);
+        let (mut dq, mut dv) = (Vec::new(), Vec::new());
+        for _ in 0..200 {
+            e.reset(&mut r, &mut obs);
+            let s = e.sim();
+            dq.extend(s.qpos().iter().zip(s.init_qpos()).map(|(a, b)| a - b));
+            dv.extend(s.qvel().iter().zip(s.init_qvel()).map(|(a, b)| a - b));
+        }
+        assert!(
+            dq.iter().all(|d| d.abs() <= qs),
+            "{}: qpos noise",
+            kind.name()
+        );
+        let max = dq.iter().fold(0.0f64, |m, d| m.max(d.abs()));
+        assert!(
+            max > 0.9 * qs,
+            "{}: qpos noise spans its range",
+            kind.name()
+        );
+        let sd = (dv.iter().map(|d| d * d).sum::<f64>() / dv.len() as f64).sqrt();
+        match vs {
+            Some(w) => {
+                assert!(
+                    dv.iter().all(|d| d.abs() <= w),
+                    "{}: qvel noise",
+                    kind.name()
+                );
+                let want = w / 3f64.sqrt();
+                assert!(
+                    (sd - want).abs() < 0.1 * want,
+                    "{}: qvel sd {sd}",
+                    kind.name()
+                );
+            }
+            None => assert!((sd - 0.1).abs() < 0.01, "{}: qvel sd {sd}", kind.name()),
+        }
+    }
+}

@@ -59,7 +59,8 @@ fn reference() -> Reference {
     serde_json::from_str(&text).expect("parse reference JSON")
 }
 
-fn assert_close(what: &str, case: &str, step: usize, ours: &[f64], theirs: &[f64]) {
+/// Asserts equality to [`TOL`]; returns the largest absolute difference.
+fn assert_close(what: &str, case: &str, step: usize, ours: &[f64], theirs: &[f64]) -> f64 {
     assert_eq!(
         ours.len(),
         theirs.len(),
@@ -72,6 +73,9 @@ fn assert_close(what: &str, case: &str, step: usize, ours: &[f64], theirs: &[f64
             (a - b).abs()
         );
     }
+    ours.iter()
+        .zip(theirs)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
 }
 
 #[test]
@@ -91,20 +95,34 @@ fn parity_with_gymnasium_v5() {
         let mut env = LocomotionEnv::new(kind).expect("load env");
         env.try_set_task(&case.task).expect("set task");
         env.reset_to(&case.qpos0, &case.qvel0).expect("set state");
-        assert_close("obs", &label, 0, &env.observation(), &case.obs0);
+        let mut max_diff = assert_close("obs", &label, 0, &env.observation(), &case.obs0);
         let mut obs = vec![0.0; env.obs_dim()];
         let mut gym_done = false;
         for (t, action) in case.actions.iter().enumerate() {
             let step = env.try_step(action, &mut obs).expect("step");
             let s = t + 1;
-            assert_close("qpos", &label, s, env.sim().qpos(), &case.qpos[t]);
-            assert_close("qvel", &label, s, env.sim().qvel(), &case.qvel[t]);
-            assert_close("obs", &label, s, &obs, &case.obs[t]);
+            max_diff = max_diff
+                .max(assert_close(
+                    "qpos",
+                    &label,
+                    s,
+                    env.sim().qpos(),
+                    &case.qpos[t],
+                ))
+                .max(assert_close(
+                    "qvel",
+                    &label,
+                    s,
+                    env.sim().qvel(),
+                    &case.qvel[t],
+                ))
+                .max(assert_close("obs", &label, s, &obs, &case.obs[t]));
             assert_eq!(
                 step.done, case.terminated[t],
                 "{label} step {s}: termination"
             );
             if !gym_done && !case.terminated[t] {
+                max_diff = max_diff.max((step.reward - case.reward[t]).abs());
                 assert!(
                     (step.reward - case.reward[t]).abs() <= TOL,
                     "{label} step {s}: reward {} vs Gymnasium {}",
@@ -114,6 +132,10 @@ fn parity_with_gymnasium_v5() {
             }
             gym_done |= case.terminated[t];
         }
+        eprintln!(
+            "{label}: {} steps, max |difference| {max_diff:e}",
+            case.actions.len()
+        );
         covered.insert(case.env.clone());
     }
     assert_eq!(covered.len(), EnvKind::NAMES.len(), "every env has a case");
