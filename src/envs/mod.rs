@@ -13,7 +13,7 @@ pub mod mujoco;
 ///
 /// # Errors
 /// Without the `mujoco` feature: an error saying how to build with it. With it: the errors of
-/// [`mujoco::make_env`] (unknown name, MuJoCo assets not installed).
+/// `mujoco::make_env` (unknown name, MuJoCo assets not installed).
 pub fn make_mujoco_env(name: &str) -> anyhow::Result<Box<dyn MetaEnv>> {
     #[cfg(feature = "mujoco")]
     {
