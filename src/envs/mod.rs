@@ -10,6 +10,29 @@ pub use point::PointEnv;
 
 use rand_chacha::ChaCha8Rng;
 
+#[cfg(feature = "mujoco")]
+pub mod mujoco;
+
+/// Build a MuJoCo locomotion meta-task by name (e.g. `half-cheetah-rand-direc`).
+///
+/// # Errors
+/// Without the `mujoco` feature: an error saying how to build with it. With it: the errors of
+/// `mujoco::make_env` (unknown name, MuJoCo assets not installed).
+pub fn make_mujoco_env(name: &str) -> anyhow::Result<Box<dyn MetaEnv>> {
+    #[cfg(feature = "mujoco")]
+    {
+        Ok(mujoco::make_env(name)?)
+    }
+    #[cfg(not(feature = "mujoco"))]
+    {
+        anyhow::bail!(
+            "environment `{name}` needs MuJoCo, but metagrad was built without the `mujoco` \
+             feature: run `scripts/install-mujoco.sh`, then build with `cargo build --release \
+             --features mujoco`"
+        )
+    }
+}
+
 /// What one environment step returns.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Step {
