@@ -48,6 +48,16 @@ fn split_lengths<T>(mut v: &mut [T], lengths: impl Iterator<Item = usize>) -> Ve
     out
 }
 
+/// Maps `f` over `items` in order: in parallel on the current rayon pool when it has more
+/// than one thread, sequentially otherwise (a one-thread pool would only add hand-offs).
+fn map_ordered<I: Send, T: Send>(items: Vec<I>, f: impl Fn(I) -> T + Sync + Send) -> Vec<T> {
+    if rayon::current_num_threads() <= 1 || items.len() <= 1 {
+        items.into_iter().map(f).collect()
+    } else {
+        items.into_par_iter().map(f).collect()
+    }
+}
+
 /// Derivatives of a batch objective through a policy's rows.
 pub struct BatchObjective<'a, R: ScoreRows> {
     batch: &'a PreparedBatch,
@@ -114,32 +124,37 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         E: Fn(&Chunk, &[S], &[S], &[S], &[S], Vec<S>) -> T + Sync,
     {
         let vals = self.rows.values();
-        self.chunks
-            .par_iter()
-            .map(|chunk| {
-                let lift_range = |r: &Range<usize>, base: usize| -> Vec<S> {
-                    (r.start..r.end).map(|i| lift(vals[base + i], base + i)).collect()
-                };
-                let ratios = lift_range(&chunk.ratio, 0);
-                let means = lift_range(&chunk.mean, 0);
-                let mut g_ratio = vec![S::zero(); ratios.len()];
-                let mut g_mean = vec![S::zero(); means.len()];
-                let mut values = Vec::with_capacity(chunk.trajectories.len());
-                let mut scratch = Vec::new();
-                for n in chunk.trajectories.clone() {
-                    let (r, m) = self.local_rows(chunk, n);
-                    let means_arg =
-                        self.batch.critic_means.then(|| (&means[m.clone()], &mut g_mean[m.clone()]));
-                    values.push(self.batch.kernel(
-                        n,
-                        &ratios[r.clone()],
-                        means_arg,
-                        &mut g_ratio[r],
-                        &mut scratch,
-                    ));
-                }
-                emit(chunk, &ratios, &means, &g_ratio, &g_mean, values)
-            })
+        map_ordered(self.chunks.iter().collect(), |chunk| {
+            let lift_range = |r: &Range<usize>, base: usize| -> Vec<S> {
+                (r.start..r.end).map(|i| lift(vals[base + i], base + i)).collect()
+            };
+            let ratios = lift_range(&chunk.ratio, 0);
+            let means = lift_range(&chunk.mean, 0);
+            let mut g_ratio = vec![S::zero(); ratios.len()];
+            let mut g_mean = vec![S::zero(); means.len()];
+            let mut values = Vec::with_capacity(chunk.trajectories.len());
+            let mut scratch = Vec::new();
+            for n in chunk.trajectories.clone() {
+                let (r, m) = self.local_rows(chunk, n);
+                let means_arg = self.batch.critic_means.then(|| (&means[m.clone()], &mut g_mean[m.clone()]));
+                values.push(self.batch.kernel(
+                    n,
+                    &ratios[r.clone()],
+                    means_arg,
+                    &mut g_ratio[r],
+                    &mut scratch,
+                ));
+            }
+            emit(chunk, &ratios, &means, &g_ratio, &g_mean, values)
+        })
+    }
+
+    /// Splits a row-space vector into each chunk's (ratio rows, critic-mean rows) pieces.
+    fn output_pieces<'o>(&self, out: &'o mut [f64]) -> Vec<(&'o mut [f64], &'o mut [f64])> {
+        let (ratio_out, mean_out) = out.split_at_mut(self.batch.n_steps());
+        split_lengths(ratio_out, self.chunks.iter().map(|c| c.ratio.len()))
+            .into_iter()
+            .zip(split_lengths(mean_out, self.chunks.iter().map(|c| c.mean.len())))
             .collect()
     }
 
@@ -152,29 +167,21 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
     /// rows in place and write straight into per-chunk pieces of the output.
     pub fn row_gradient(&self) -> (f64, Vec<f64>) {
         let vals = self.rows.values();
-        let n_steps = self.batch.n_steps();
         let mut row_grad = vec![0.0; self.rows.num_rows()];
-        let (ratio_out, mean_out) = row_grad.split_at_mut(n_steps);
-        let ratio_parts = split_lengths(ratio_out, self.chunks.iter().map(|c| c.ratio.len()));
-        let mean_parts = split_lengths(mean_out, self.chunks.iter().map(|c| c.mean.len()));
-        let sums: Vec<f64> = self
-            .chunks
-            .par_iter()
-            .zip(ratio_parts.into_par_iter().zip(mean_parts))
-            .map(|(chunk, (g_ratio, g_mean))| {
-                let mut scratch = Vec::new();
-                let mut sum = 0.0;
-                for n in chunk.trajectories.clone() {
-                    let (r, m) = self.local_rows(chunk, n);
-                    let ratios = &vals[chunk.ratio.start + r.start..chunk.ratio.start + r.end];
-                    let means = &vals[chunk.mean.start + m.start..chunk.mean.start + m.end];
-                    let means_arg = self.batch.critic_means.then(|| (means, &mut g_mean[m.clone()]));
-                    sum += self.batch.kernel(n, ratios, means_arg, &mut g_ratio[r], &mut scratch);
-                }
-                g_ratio.iter_mut().chain(g_mean.iter_mut()).for_each(|g| *g *= self.scale);
-                sum
-            })
-            .collect();
+        let items: Vec<_> = self.chunks.iter().zip(self.output_pieces(&mut row_grad)).collect();
+        let sums: Vec<f64> = map_ordered(items, |(chunk, (g_ratio, g_mean))| {
+            let mut scratch = Vec::new();
+            let mut sum = 0.0;
+            for n in chunk.trajectories.clone() {
+                let (r, m) = self.local_rows(chunk, n);
+                let ratios = &vals[chunk.ratio.start + r.start..chunk.ratio.start + r.end];
+                let means = &vals[chunk.mean.start + m.start..chunk.mean.start + m.end];
+                let means_arg = self.batch.critic_means.then(|| (means, &mut g_mean[m.clone()]));
+                sum += self.batch.kernel(n, ratios, means_arg, &mut g_ratio[r], &mut scratch);
+            }
+            g_ratio.iter_mut().chain(g_mean.iter_mut()).for_each(|g| *g *= self.scale);
+            sum
+        });
         (sums.iter().sum::<f64>() * self.scale, row_grad)
     }
 
@@ -195,17 +202,33 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         let s = self.scale;
         // ℓ-space tangent: dρ = ρ·(Jv) for ratio rows, dc = (Jv) for critic-mean rows.
         let lift = |val: f64, i: usize| Dual64::new(val, if i < n_steps { val * jv[i] } else { jv[i] });
-        let parts = self.pass(lift, |_, _, _, gr: &[Dual64], gm: &[Dual64], values: Vec<Dual64>| {
-            (gr.to_vec(), gm.to_vec(), values.iter().map(|x| x.re).sum::<f64>())
+        let (mut row_grad, mut row_fu) = (vec![0.0; nr], vec![0.0; nr]);
+        let items: Vec<_> = self
+            .chunks
+            .iter()
+            .zip(self.output_pieces(&mut row_grad).into_iter().zip(self.output_pieces(&mut row_fu)))
+            .collect();
+        let vals = self.rows.values();
+        let sums = map_ordered(items, |(chunk, ((g_ratio, g_mean), (f_ratio, f_mean)))| {
+            let ratios: Vec<Dual64> = chunk.ratio.clone().map(|i| lift(vals[i], i)).collect();
+            let means: Vec<Dual64> = chunk.mean.clone().map(|i| lift(vals[i], i)).collect();
+            let mut gr = vec![Dual64::from(0.0); ratios.len()];
+            let mut gm = vec![Dual64::from(0.0); means.len()];
+            let (mut sum, mut scratch) = (0.0, Vec::new());
+            for n in chunk.trajectories.clone() {
+                let (r, m) = self.local_rows(chunk, n);
+                let means_arg = self.batch.critic_means.then(|| (&means[m.clone()], &mut gm[m.clone()]));
+                sum += self.batch.kernel(n, &ratios[r.clone()], means_arg, &mut gr[r], &mut scratch).re;
+            }
+            for (x, (g, f)) in gr.iter().chain(&gm).zip(
+                g_ratio.iter_mut().chain(g_mean.iter_mut()).zip(f_ratio.iter_mut().chain(f_mean.iter_mut())),
+            ) {
+                *g = x.re * s;
+                *f = x.eps * s;
+            }
+            sum
         });
-        // Rows are ordered: all ratio rows (chunk by chunk), then all critic-mean rows.
-        let (mut row_grad, mut row_fu) = (Vec::with_capacity(nr), Vec::with_capacity(nr));
-        let ordered = parts.iter().flat_map(|p| &p.0).chain(parts.iter().flat_map(|p| &p.1));
-        for x in ordered {
-            row_grad.push(x.re * s);
-            row_fu.push(x.eps * s);
-        }
-        let value: f64 = parts.iter().map(|p| p.2).sum();
+        let value: f64 = sums.iter().sum();
         let d = self.rows.num_params();
         let mut grad = vec![0.0; d];
         self.rows.vjp_add(&row_grad, &mut grad);

@@ -71,24 +71,23 @@ impl TabularSoftmax {
         &self.probs[x * self.n_actions..(x + 1) * self.n_actions]
     }
 
-    /// Rows for a batch: one likelihood-ratio row per step (`states[i]`, `actions[i]`,
-    /// behaviour probability `behaviour[i]`), then, when `critic` (an |X|×|A| action-value
+    /// Rows for a batch: one likelihood-ratio row per step i, in state `states[i]` with
+    /// flat index `flat[i]` = state·|A| + action of the taken action and inverse behaviour
+    /// probability `inv_behaviour[i]` = 1/μ_i; then, when `critic` (an |X|×|A| action-value
     /// table) is given, one critic-mean row per entry of `mean_states`.
     pub fn rows<'a>(
         &'a self,
         states: &'a [usize],
-        actions: &'a [usize],
-        behaviour: &[f64],
+        flat: &'a [usize],
+        inv_behaviour: &[f64],
         mean_states: &'a [usize],
         critic: Option<&'a [f64]>,
     ) -> SoftmaxRows<'a> {
-        assert_eq!(states.len(), actions.len());
-        assert_eq!(states.len(), behaviour.len());
+        assert_eq!(states.len(), flat.len());
+        assert_eq!(states.len(), inv_behaviour.len());
         let na = self.n_actions;
         let mut values = Vec::with_capacity(states.len() + mean_states.len());
-        values.extend(
-            states.iter().zip(actions).zip(behaviour).map(|((&x, &a), &m)| self.probs[x * na + a] / m),
-        );
+        values.extend(flat.iter().zip(inv_behaviour).map(|(&i, &inv)| self.probs[i] * inv));
         // Per-state critic means c_x and advantage-weighted probabilities y = π ⊙ (q − c).
         let mut mean_y = Vec::new();
         let mean_states = match critic {
@@ -109,7 +108,7 @@ impl TabularSoftmax {
             }
             None => &[],
         };
-        SoftmaxRows { policy: self, states, actions, mean_states, mean_y, values }
+        SoftmaxRows { policy: self, states, flat, mean_states, mean_y, values }
     }
 }
 
@@ -131,7 +130,8 @@ impl Policy for TabularSoftmax {
 pub struct SoftmaxRows<'a> {
     policy: &'a TabularSoftmax,
     states: &'a [usize],
-    actions: &'a [usize],
+    /// state·|A| + action per ratio row.
+    flat: &'a [usize],
     mean_states: &'a [usize],
     /// y = π ⊙ (q − c) per state (|X|×|A|), empty without a critic.
     mean_y: Vec<f64>,
@@ -146,12 +146,13 @@ impl SoftmaxRows<'_> {
     /// (`c_state`), and per-(state, action) sums of ratio-row weights (`w_sa`).
     fn weight_sums(&self, w: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let (ns, na) = (self.policy.n_states, self.policy.n_actions);
-        let (mut w_state, mut w_sa, mut c_state) = (vec![0.0; ns], vec![0.0; ns * na], vec![0.0; ns]);
+        let mut w_sa = vec![0.0; ns * na];
         let nr = self.n_ratio();
-        for ((&x, &a), &wi) in self.states.iter().zip(self.actions).zip(&w[..nr]) {
-            w_state[x] += wi;
-            w_sa[x * na + a] += wi;
+        for (&i, &wi) in self.flat.iter().zip(&w[..nr]) {
+            w_sa[i] += wi;
         }
+        let w_state = w_sa.chunks(na).map(|c| c.iter().sum()).collect();
+        let mut c_state = vec![0.0; ns];
         for (&x, &wi) in self.mean_states.iter().zip(&w[nr..]) {
             c_state[x] += wi;
         }
@@ -177,8 +178,8 @@ impl ScoreRows for SoftmaxRows<'_> {
             .map(|x| self.policy.probs_at(x).iter().zip(&v[x * na..(x + 1) * na]).map(|(p, v)| p * v).sum())
             .collect();
         let nr = self.n_ratio();
-        for (o, (&x, &a)) in out[..nr].iter_mut().zip(self.states.iter().zip(self.actions)) {
-            *o = v[x * na + a] - pv[x];
+        for (o, (&x, &i)) in out[..nr].iter_mut().zip(self.states.iter().zip(self.flat)) {
+            *o = v[i] - pv[x];
         }
         if !self.mean_states.is_empty() {
             let yv: Vec<f64> = (0..ns)
@@ -269,7 +270,7 @@ impl ScoreRows for SoftmaxRows<'_> {
             if rows.iter().all(|&r| r < nr) {
                 // Ratio rows only: y = e_a, one addition per pair.
                 flat.clear();
-                flat.extend(rows.iter().map(|&r| self.states[r] * na + self.actions[r]));
+                flat.extend(rows.iter().map(|&r| self.flat[r]));
                 for (a, &ia) in flat.iter().enumerate() {
                     let zrow = &mut z[ia * d..(ia + 1) * d];
                     for (&ib, &fab) in flat.iter().zip(&f[a * k..(a + 1) * k]) {
@@ -333,7 +334,7 @@ impl SoftmaxRows<'_> {
         let na = self.policy.n_actions;
         if r < nr {
             scratch.iter_mut().for_each(|s| *s = 0.0);
-            scratch[self.actions[r]] = 1.0;
+            scratch[self.flat[r] - self.states[r] * na] = 1.0;
             (self.states[r], scratch)
         } else {
             let x = self.mean_states[r - nr];
