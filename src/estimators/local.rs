@@ -210,36 +210,34 @@ pub fn taylor<S: Scalar>(
 pub fn taylor2<S: Scalar>(
     discount: TaylorDiscount,
     gamma: f64,
+    powers: &[f64],
     v0: f64,
     signal: &[f64],
     ratios: &[S],
     grad: &mut [S],
-    scratch: &mut Vec<S>,
 ) -> S {
     let n = ratios.len();
-    scratch.clear();
-    let (beta, mut disc, step) = match discount {
-        TaylorDiscount::Absolute => (1.0, 1.0, gamma),
-        TaylorDiscount::FromFirst => (gamma, 1.0, 1.0),
+    // a_t = γ^t Â_t (absolute, β = 1) or Â_t (from first, β = γ); `powers[t]` = γ^t.
+    let (beta, absolute) = match discount {
+        TaylorDiscount::Absolute => (1.0, true),
+        TaylorDiscount::FromFirst => (gamma, false),
     };
+    let a = |t: usize| if absolute { powers[t] * signal[t] } else { signal[t] };
     let mut total = S::from(v0);
     let mut h = S::zero();
     // Forward: store H_t in grad[t].
     for t in 0..n {
         let d = ratios[t] - 1.0;
-        let a = disc * signal[t];
-        scratch.push(S::from(a));
         grad[t] = h;
-        total += d * (h + 1.0) * a;
+        total += d * (h + 1.0) * a(t);
         h = (h + d) * beta;
-        disc *= step;
     }
     let mut lam = S::zero();
     for t in (0..n).rev() {
-        let a = scratch[t].re();
+        let at = a(t);
         let d = ratios[t] - 1.0;
-        let dl = (grad[t] + 1.0) * a + lam * beta;
-        lam = d * a + lam * beta;
+        let dl = (grad[t] + 1.0) * at + lam * beta;
+        lam = d * at + lam * beta;
         grad[t] = ratios[t] * dl;
     }
     total
@@ -365,7 +363,8 @@ mod tests {
                     .collect();
                 let (mut g1, mut g2) = (vec![Dual64::from(0.0); t], vec![Dual64::from(0.0); t]);
                 let mut scratch = Vec::new();
-                let v1 = taylor2(discount, gamma, 0.3, &signal, &ratios, &mut g1, &mut scratch);
+                let powers: Vec<f64> = (0..t).map(|i| gamma.powi(i as i32)).collect();
+                let v1 = taylor2(discount, gamma, &powers, 0.3, &signal, &ratios, &mut g1);
                 let v2 = taylor(2, discount, gamma, 0.3, &signal, &ratios, &mut g2, &mut scratch);
                 assert!((v1.re - v2.re).abs() < 1e-13 && (v1.eps - v2.eps).abs() < 1e-13);
                 for (a, b) in g1.iter().zip(&g2) {
@@ -398,7 +397,10 @@ mod tests {
             0 => doubly_robust(gamma, 0.3, signal, r, None, gr),
             1 => truncated_doubly_robust(gamma, 1.2, 0.8, 0.3, signal, r, gr, &mut scratch),
             2 => taylor(k, discount, gamma, 0.3, signal, r, gr, &mut scratch),
-            3 => taylor2(discount, gamma, 0.3, signal, r, gr, &mut scratch),
+            3 => {
+                let powers: Vec<f64> = (0..r.len()).map(|i| gamma.powi(i as i32)).collect();
+                taylor2(discount, gamma, &powers, 0.3, signal, r, gr)
+            }
             4 => naive_score(discount, gamma, 0.3, signal, r, gr),
             _ => doubly_robust(gamma, 0.3, signal, r, Some((c, gc)), gr),
         };

@@ -179,6 +179,8 @@ pub struct PreparedBatch {
     pub signal: Vec<f64>,
     /// Trajectory n's steps are `step_start[n]..step_start[n+1]` (N + 1 entries).
     pub step_start: Vec<usize>,
+    /// γ^0, γ^1, … up to the longest trajectory.
+    powers: Vec<f64>,
 }
 
 impl PreparedBatch {
@@ -191,6 +193,7 @@ impl PreparedBatch {
             v0: Vec::new(),
             signal: Vec::new(),
             step_start: vec![0],
+            powers: vec![1.0],
         }
     }
 
@@ -294,6 +297,10 @@ impl PreparedBatch {
         self.critic_means = means;
         self.v0.push(v0);
         self.step_start.push(self.signal.len());
+        while self.powers.len() <= t {
+            let last = *self.powers.last().expect("starts with γ^0");
+            self.powers.push(last * g);
+        }
         Ok(())
     }
 
@@ -315,7 +322,7 @@ impl PreparedBatch {
                 local::truncated_doubly_robust(g, rho_bar, c_bar, v0, signal, ratios, grad, scratch)
             }
             Estimator::TayPo { order: 2, discount } => {
-                local::taylor2(discount, g, v0, signal, ratios, grad, scratch)
+                local::taylor2(discount, g, &self.powers[..ratios.len()], v0, signal, ratios, grad)
             }
             Estimator::TayPo { order, discount } => {
                 local::taylor(order, discount, g, v0, signal, ratios, grad, scratch)
