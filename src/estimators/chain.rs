@@ -195,6 +195,11 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
 
     /// f, ∇f and the Hessian-vector product ∇²f·v = Jᵀ F J v + Σ g_i ∇²u_i v.
     pub fn gradient_and_hvp(&self, v: &[f64]) -> (f64, Vec<f64>, Vec<f64>) {
+        self.gradient_and_hvp_with(v, self.batch.has_closed_form_row_hvp())
+    }
+
+    /// [`Self::gradient_and_hvp`], with F·(Jv) in closed form (`closed`) or by dual passes.
+    fn gradient_and_hvp_with(&self, v: &[f64], closed: bool) -> (f64, Vec<f64>, Vec<f64>) {
         let nr = self.rows.num_rows();
         let n_steps = self.batch.n_steps();
         let mut jv = vec![0.0; nr];
@@ -210,11 +215,51 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
             .collect();
         let vals = self.rows.values();
         let sums = map_ordered(items, |(chunk, ((g_ratio, g_mean), (f_ratio, f_mean)))| {
+            let (mut sum, mut scratch) = (0.0, Vec::new());
+            if closed {
+                // f64 kernels for g, then the O(T) closed-form F·(Jv).
+                for n in chunk.trajectories.clone() {
+                    let (r, m) = self.local_rows(chunk, n);
+                    let (rg, mg) = (
+                        chunk.ratio.start + r.start..chunk.ratio.start + r.end,
+                        chunk.mean.start + m.start..chunk.mean.start + m.end,
+                    );
+                    let means_arg =
+                        self.batch.critic_means.then(|| (&vals[mg.clone()], &mut g_mean[m.clone()]));
+                    sum += self.batch.kernel(
+                        n,
+                        &vals[rg.clone()],
+                        means_arg,
+                        &mut g_ratio[r.clone()],
+                        &mut scratch,
+                    );
+                    let means_hvp = self
+                        .batch
+                        .critic_means
+                        .then(|| (&g_mean[m.clone()], &jv[mg], &mut f_mean[m.clone()]));
+                    self.batch.closed_form_row_hvp(
+                        n,
+                        &vals[rg.clone()],
+                        &g_ratio[r.clone()],
+                        means_hvp,
+                        &jv[rg],
+                        &mut f_ratio[r],
+                    );
+                }
+                g_ratio
+                    .iter_mut()
+                    .chain(g_mean.iter_mut())
+                    .chain(f_ratio.iter_mut())
+                    .chain(f_mean.iter_mut())
+                    .for_each(|x| *x *= s);
+                return sum;
+            }
+            // Any estimator: forward-over-reverse on dual rows.
+            let mut scratch = Vec::new();
             let ratios: Vec<Dual64> = chunk.ratio.clone().map(|i| lift(vals[i], i)).collect();
             let means: Vec<Dual64> = chunk.mean.clone().map(|i| lift(vals[i], i)).collect();
             let mut gr = vec![Dual64::from(0.0); ratios.len()];
             let mut gm = vec![Dual64::from(0.0); means.len()];
-            let (mut sum, mut scratch) = (0.0, Vec::new());
             for n in chunk.trajectories.clone() {
                 let (r, m) = self.local_rows(chunk, n);
                 let means_arg = self.batch.critic_means.then(|| (&means[m.clone()], &mut gm[m.clone()]));
@@ -230,11 +275,8 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         });
         let value: f64 = sums.iter().sum();
         let d = self.rows.num_params();
-        let mut grad = vec![0.0; d];
-        self.rows.vjp_add(&row_grad, &mut grad);
-        let mut hv = vec![0.0; d];
-        self.rows.vjp_add(&row_fu, &mut hv);
-        self.rows.curvature_hvp_add(&row_grad, v, &mut hv);
+        let (mut grad, mut hv) = (vec![0.0; d], vec![0.0; d]);
+        self.rows.gradient_and_hvp_add(&row_grad, &row_fu, v, &mut grad, &mut hv);
         (value * s, grad, hv)
     }
 
@@ -389,6 +431,15 @@ mod tests {
                 obj.dual_row_hessian(n, ratios, &means, &mut dual);
                 let err = closed.iter().zip(&dual).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
                 assert!(err < 1e-12, "{est}: closed form differs from dual passes by {err}");
+            }
+            // Closed-form row HVPs against forward-over-reverse dual passes.
+            assert!(prepared.has_closed_form_row_hvp());
+            let v: Vec<f64> = (0..12).map(|i| (i as f64 * 0.7).sin()).collect();
+            let (a, ga, ha) = obj.gradient_and_hvp_with(&v, true);
+            let (b, gb, hb) = obj.gradient_and_hvp_with(&v, false);
+            assert!((a - b).abs() < 1e-13);
+            for (x, y) in ga.iter().zip(&gb).chain(ha.iter().zip(&hb)) {
+                assert!((x - y).abs() < 1e-12 * (1.0 + y.abs()), "{est}: closed-form HVP {x} vs dual {y}");
             }
         }
     }

@@ -325,6 +325,77 @@ pub fn taylor2_row_hessian(
     }
 }
 
+/// Row-space Hessian-vector product of [`doubly_robust`] in O(T), from its gradient: with
+/// F[ℓ_j, ℓ_k] = g_max(j,k) and F[ℓ_j, c_{t+1}] = ∂V̂/∂c_{t+1}·1[j ≤ t],
+/// (Fu)_{ℓ_k} = g_k Σ_{j≤k} u_j + Σ_{j>k} g_j u_j + Σ_{t≥k} (∂V̂/∂c_{t+1}) u_{c_{t+1}} and
+/// (Fu)_{c_{t+1}} = (∂V̂/∂c_{t+1}) Σ_{j≤t} u_j, (Fu)_{c_0} = 0.
+pub fn doubly_robust_row_hvp(
+    grad: &[f64],
+    means: Option<(&[f64], &[f64], &mut [f64])>,
+    u: &[f64],
+    out: &mut [f64],
+) {
+    let t = grad.len();
+    // Prefix sums U_k = Σ_{j≤k} u_j, kept in `out` for now.
+    let mut acc = 0.0;
+    for k in 0..t {
+        acc += u[k];
+        out[k] = acc;
+    }
+    if let Some((grad_c, u_c, out_c)) = means {
+        out_c[0] = 0.0;
+        for s in 0..t {
+            out_c[s + 1] = grad_c[s + 1] * out[s];
+        }
+        let mut suffix = 0.0;
+        let mut suffix_c = 0.0;
+        for k in (0..t).rev() {
+            suffix_c += grad_c[k + 1] * u_c[k + 1];
+            out[k] = grad[k] * out[k] + suffix + suffix_c;
+            suffix += grad[k] * u[k];
+        }
+    } else {
+        let mut suffix = 0.0;
+        for k in (0..t).rev() {
+            out[k] = grad[k] * out[k] + suffix;
+            suffix += grad[k] * u[k];
+        }
+    }
+}
+
+/// Row-space Hessian-vector product of [`taylor2`] in O(T): with F_kk = g_k and
+/// F_jl = ρ_j ρ_l w(j, l) Â_l (j < l), (Fu)_k = g_k u_k + ρ_k a_k P_k + ρ_k S_k, where
+/// P_k = Σ_{j<k} w'(j,k) ρ_j u_j and S_k = Σ_{l>k} w'(k,l) ρ_l a_l u_l with a_l = γ^l Â_l and
+/// w' = 1 (absolute), or a_l = Â_l and w' = γ^{l−j} (from first, as running discounts).
+#[allow(clippy::too_many_arguments)]
+pub fn taylor2_row_hvp(
+    discount: TaylorDiscount,
+    gamma: f64,
+    powers: &[f64],
+    signal: &[f64],
+    ratios: &[f64],
+    grad: &[f64],
+    u: &[f64],
+    out: &mut [f64],
+) {
+    let t = ratios.len();
+    let (absolute, beta) = match discount {
+        TaylorDiscount::Absolute => (true, 1.0),
+        TaylorDiscount::FromFirst => (false, gamma),
+    };
+    let a = |l: usize| if absolute { powers[l] * signal[l] } else { signal[l] };
+    let mut prefix = 0.0;
+    for k in 0..t {
+        out[k] = grad[k] * u[k] + ratios[k] * a(k) * prefix;
+        prefix = beta * (prefix + ratios[k] * u[k]);
+    }
+    let mut suffix = 0.0;
+    for k in (0..t).rev() {
+        out[k] += ratios[k] * suffix;
+        suffix = beta * (suffix + ratios[k] * a(k) * u[k]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

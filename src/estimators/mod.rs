@@ -331,6 +331,45 @@ impl PreparedBatch {
         }
     }
 
+    /// Whether [`PreparedBatch::closed_form_row_hvp`] applies to this estimator.
+    pub fn has_closed_form_row_hvp(&self) -> bool {
+        matches!(
+            self.estimator,
+            Estimator::Is | Estimator::Dr | Estimator::TayPo { order: 2, .. } | Estimator::NaiveScore { .. }
+        )
+    }
+
+    /// Closed-form O(T) row Hessian-vector product F·u of trajectory n (ℓ/c-space
+    /// direction `u`, written to `out`), from its rows and gradient; `false` when the
+    /// estimator has none (then use dual passes of [`PreparedBatch::kernel`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn closed_form_row_hvp(
+        &self,
+        n: usize,
+        ratios: &[f64],
+        grad: &[f64],
+        means: Option<(&[f64], &[f64], &mut [f64])>,
+        u: &[f64],
+        out: &mut [f64],
+    ) -> bool {
+        match self.estimator {
+            Estimator::Is | Estimator::Dr => local::doubly_robust_row_hvp(grad, means, u, out),
+            Estimator::TayPo { order: 2, discount } => local::taylor2_row_hvp(
+                discount,
+                self.gamma,
+                &self.powers[..ratios.len()],
+                &self.signal[self.steps(n)],
+                ratios,
+                grad,
+                u,
+                out,
+            ),
+            Estimator::NaiveScore { .. } => out.iter_mut().for_each(|x| *x = 0.0),
+            _ => return false,
+        }
+        true
+    }
+
     /// Closed-form dense row Hessian of trajectory n (k×k, ratio rows then critic-mean
     /// rows) from its rows and gradient, where one exists (IS, DR, TayPO-2, the naive
     /// score); `false` otherwise.

@@ -126,6 +126,10 @@ impl Policy for TabularSoftmax {
     }
 }
 
+/// Per-state ratio-row weights, per-(state, action) ratio-row weights, per-state
+/// critic-mean-row weights.
+type WeightSums = (Vec<f64>, Vec<f64>, Vec<f64>);
+
 /// [`ScoreRows`] of a [`TabularSoftmax`] on a batch of steps (see [`TabularSoftmax::rows`]).
 pub struct SoftmaxRows<'a> {
     policy: &'a TabularSoftmax,
@@ -144,7 +148,46 @@ impl SoftmaxRows<'_> {
     }
     /// Per-state sums of the weights of ratio rows (`w_state`) and of critic-mean rows
     /// (`c_state`), and per-(state, action) sums of ratio-row weights (`w_sa`).
-    fn weight_sums(&self, w: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    /// Σ_i w_i ∇u_i from the weight sums.
+    fn vjp_from_sums(&self, (w_state, w_sa, c_state): &WeightSums, out: &mut [f64]) {
+        let na = self.policy.n_actions;
+        for x in 0..self.policy.n_states {
+            let pi = self.policy.probs_at(x);
+            for b in 0..na {
+                let i = x * na + b;
+                out[i] += w_sa[i] - w_state[x] * pi[b];
+                if !self.mean_y.is_empty() {
+                    out[i] += c_state[x] * self.mean_y[i];
+                }
+            }
+        }
+    }
+
+    /// Σ_i w_i ∇²u_i v from the weight sums.
+    fn curvature_hvp_from_sums(&self, (w_state, _, c_state): &WeightSums, v: &[f64], out: &mut [f64]) {
+        let na = self.policy.n_actions;
+        for x in 0..self.policy.n_states {
+            let (pi, vx) = (self.policy.probs_at(x), &v[x * na..(x + 1) * na]);
+            let pv: f64 = pi.iter().zip(vx).map(|(p, v)| p * v).sum();
+            let ox = &mut out[x * na..(x + 1) * na];
+            if w_state[x] != 0.0 {
+                // −W (diag π − ππᵀ) v
+                for b in 0..na {
+                    ox[b] -= w_state[x] * pi[b] * (vx[b] - pv);
+                }
+            }
+            if !self.mean_y.is_empty() && c_state[x] != 0.0 {
+                // C (diag y − yπᵀ − πyᵀ) v
+                let y = &self.mean_y[x * na..(x + 1) * na];
+                let yv: f64 = y.iter().zip(vx).map(|(y, v)| y * v).sum();
+                for b in 0..na {
+                    ox[b] += c_state[x] * (y[b] * vx[b] - y[b] * pv - pi[b] * yv);
+                }
+            }
+        }
+    }
+
+    fn weight_sums(&self, w: &[f64]) -> WeightSums {
         let (ns, na) = (self.policy.n_states, self.policy.n_actions);
         let mut w_sa = vec![0.0; ns * na];
         let nr = self.n_ratio();
@@ -198,42 +241,18 @@ impl ScoreRows for SoftmaxRows<'_> {
     }
 
     fn vjp_add(&self, w: &[f64], out: &mut [f64]) {
-        let na = self.policy.n_actions;
-        let (w_state, w_sa, c_state) = self.weight_sums(w);
-        for x in 0..self.policy.n_states {
-            let pi = self.policy.probs_at(x);
-            for b in 0..na {
-                let i = x * na + b;
-                out[i] += w_sa[i] - w_state[x] * pi[b];
-                if !self.mean_y.is_empty() {
-                    out[i] += c_state[x] * self.mean_y[i];
-                }
-            }
-        }
+        self.vjp_from_sums(&self.weight_sums(w), out);
     }
 
     fn curvature_hvp_add(&self, w: &[f64], v: &[f64], out: &mut [f64]) {
-        let na = self.policy.n_actions;
-        let (w_state, _, c_state) = self.weight_sums(w);
-        for x in 0..self.policy.n_states {
-            let (pi, vx) = (self.policy.probs_at(x), &v[x * na..(x + 1) * na]);
-            let pv: f64 = pi.iter().zip(vx).map(|(p, v)| p * v).sum();
-            let ox = &mut out[x * na..(x + 1) * na];
-            if w_state[x] != 0.0 {
-                // −W (diag π − ππᵀ) v
-                for b in 0..na {
-                    ox[b] -= w_state[x] * pi[b] * (vx[b] - pv);
-                }
-            }
-            if !self.mean_y.is_empty() && c_state[x] != 0.0 {
-                // C (diag y − yπᵀ − πyᵀ) v
-                let y = &self.mean_y[x * na..(x + 1) * na];
-                let yv: f64 = y.iter().zip(vx).map(|(y, v)| y * v).sum();
-                for b in 0..na {
-                    ox[b] += c_state[x] * (y[b] * vx[b] - y[b] * pv - pi[b] * yv);
-                }
-            }
-        }
+        self.curvature_hvp_from_sums(&self.weight_sums(w), v, out);
+    }
+
+    fn gradient_and_hvp_add(&self, g: &[f64], f: &[f64], v: &[f64], grad: &mut [f64], hv: &mut [f64]) {
+        let sums_g = self.weight_sums(g);
+        self.vjp_from_sums(&sums_g, grad);
+        self.vjp_from_sums(&self.weight_sums(f), hv);
+        self.curvature_hvp_from_sums(&sums_g, v, hv);
     }
 
     fn curvature_hessian_add(&self, w: &[f64], out: &mut [f64]) {
