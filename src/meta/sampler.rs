@@ -18,6 +18,16 @@
 //! does not depend on the number of threads. `phase` separates the pre-update and the
 //! post-update sampling rounds of one iteration (e.g. the inner-step index).
 //!
+//! # Environment copies
+//!
+//! Each rayon worker clones the caller's env once per batch of tasks it takes on, plus
+//! `rollouts_per_task` copies, and switches those copies from task to task with
+//! [`MetaEnv::set_task`] instead of cloning them per task (a MuJoCo clone allocates and
+//! fills a whole `mjData`); every copy is reset before it steps, so the batch is the same as
+//! with fresh clones. Tasks must be ones the env accepts (e.g. drawn by its
+//! `sample_tasks`): an env that rejects a task keeps its previous one, which for a reused
+//! copy is the previous task that worker sampled.
+//!
 //! # Early termination
 //!
 //! ProMP's sampler keeps every environment copy stepping until the batch has
@@ -33,6 +43,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
+use std::sync::{Mutex, PoisonError};
 
 use crate::envs::MetaEnv;
 use crate::error::{SettingError, ensure};
@@ -232,6 +243,14 @@ pub struct Sampler {
     cfg: SamplerConfig,
 }
 
+/// A worker's environment copies, reused across the tasks it samples.
+struct WorkerEnvs {
+    /// A clone of the caller's env (its task and state untouched).
+    base: Box<dyn MetaEnv>,
+    /// The copies stepped in lockstep (at least `rollouts_per_task` once used).
+    copies: Vec<Box<dyn MetaEnv>>,
+}
+
 /// One path under construction or finished, local to a copy.
 struct CopyBuffers {
     obs: Vec<f64>,
@@ -319,16 +338,25 @@ impl Sampler {
             format!("{lb:?}, {ub:?}"),
             "expected finite lb ≤ ub",
         )?;
-        let envs: Vec<Box<dyn MetaEnv>> = tasks.iter().map(|_| env.boxed_clone()).collect();
-        let per_task: Vec<Vec<CopyBuffers>> = envs
+        // Environment copies are reused across the tasks a worker samples (cloning a MuJoCo
+        // env allocates and fills its whole mjData, a large share of a HalfCheetah task's
+        // sampling time). `env` itself need not be `Sync`, so each worker clones its base copy
+        // from behind a lock.
+        let master = Mutex::new(env.boxed_clone());
+        let per_task: Vec<Vec<CopyBuffers>> = (0..tasks.len())
             .into_par_iter()
-            .enumerate()
-            .map(|(k, proto)| {
-                let policy = if policies.len() == 1 { policies[0] } else { policies[k] };
-                self.sample_task(proto, &tasks[k], policy, &lb, &ub, |r| {
-                    rollout_seed(seed, iteration, phase, k as u64, r as u64)
-                })
-            })
+            .map_init(
+                || WorkerEnvs {
+                    base: master.lock().unwrap_or_else(PoisonError::into_inner).boxed_clone(),
+                    copies: Vec::new(),
+                },
+                |w, k| {
+                    let policy = if policies.len() == 1 { policies[0] } else { policies[k] };
+                    self.sample_task(w, &tasks[k], policy, &lb, &ub, |r| {
+                        rollout_seed(seed, iteration, phase, k as u64, r as u64)
+                    })
+                },
+            )
             .collect();
         let mut b = SampleBatch {
             obs_dim: od,
@@ -357,10 +385,12 @@ impl Sampler {
         Ok(b)
     }
 
-    /// All copies of one task, in lockstep.
+    /// All copies of one task, in lockstep, on the worker's environment copies (created on
+    /// first use as clones of the caller's env, then switched to each task with
+    /// [`MetaEnv::set_task`]; every copy is reset before its first step).
     fn sample_task(
         &self,
-        mut proto: Box<dyn MetaEnv>,
+        w: &mut WorkerEnvs,
         task: &[f64],
         policy: &GaussianMlp,
         lb: &[f64],
@@ -368,10 +398,15 @@ impl Sampler {
         seed_of: impl Fn(usize) -> u64,
     ) -> Vec<CopyBuffers> {
         let (nr, hor) = (self.cfg.rollouts_per_task, self.cfg.horizon);
-        let (od, ad) = (proto.obs_dim(), proto.act_dim());
+        let (od, ad) = (w.base.obs_dim(), w.base.act_dim());
         let c = self.cfg.action_range;
-        proto.set_task(task);
-        let mut envs: Vec<Box<dyn MetaEnv>> = (0..nr).map(|_| proto.boxed_clone()).collect();
+        while w.copies.len() < nr {
+            w.copies.push(w.base.boxed_clone());
+        }
+        let envs = &mut w.copies[..nr];
+        for e in envs.iter_mut() {
+            e.set_task(task);
+        }
         let mut rngs: Vec<ChaCha8Rng> = (0..nr).map(|r| ChaCha8Rng::seed_from_u64(seed_of(r))).collect();
         let mut cur = vec![0.0; nr * od];
         for r in 0..nr {
