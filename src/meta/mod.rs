@@ -19,6 +19,9 @@
 //! 4. adapted parameters θ' = θ + η g give a new policy (`policy.with_params(&θ')`)
 //!    for post-update sampling (one policy per task in `sample`, with a new `phase`).
 
+pub mod algos;
+pub mod metagrad;
+pub mod objectives;
 pub mod optim;
 pub mod processing;
 pub mod sampler;
