@@ -150,8 +150,11 @@ impl Common {
         p.gae_lambda = self.gae_lambda;
         p.hidden = self.hidden.clone();
         p.normalisation = self.normalisation;
-        p.taypo_discount =
-            if self.taypo_discount == "absolute" { TaylorDiscount::Absolute } else { TaylorDiscount::FromFirst };
+        p.taypo_discount = if self.taypo_discount == "absolute" {
+            TaylorDiscount::Absolute
+        } else {
+            TaylorDiscount::FromFirst
+        };
         p.dr_normalise = !self.no_dr_normalise;
         p.trpo.max_kl = self.max_kl;
         p.ppo_clip = self.ppo_clip;
@@ -220,7 +223,8 @@ fn run_one(
     prepare_output_dir(out)?;
     let ckpt_path = out.join("checkpoint.json");
     let mut trainer = if ckpt_path.exists() && (resume || resume_if_present) {
-        let text = std::fs::read_to_string(&ckpt_path).with_context(|| format!("cannot read {}", ckpt_path.display()))?;
+        let text = std::fs::read_to_string(&ckpt_path)
+            .with_context(|| format!("cannot read {}", ckpt_path.display()))?;
         let ck: Checkpoint = serde_json::from_str(&text)
             .with_context(|| format!("cannot parse checkpoint {}", ckpt_path.display()))?;
         if !same_run(&ck.params, params) {
@@ -255,12 +259,17 @@ fn run_one(
         write_progress(&out.join("progress.csv"), &trainer.state().history)?;
         let ck = Checkpoint { params: (**params).clone(), state: trainer.state().clone() };
         let tmp = out.join("checkpoint.json.tmp");
-        std::fs::write(&tmp, serde_json::to_string(&ck)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::write(&tmp, serde_json::to_string(&ck)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &ckpt_path).with_context(|| format!("cannot write {}", ckpt_path.display()))?;
     }
     let history = trainer.state().history.clone();
     write_progress(&out.join("progress.csv"), &history)?;
-    plot_run(&history, &format!("{} on {} (seed {})", params.algo, params.env, params.seed), &out.join("learning_curve"))?;
+    plot_run(
+        &history,
+        &format!("{} on {} (seed {})", params.algo, params.env, params.seed),
+        &out.join("learning_curve"),
+    )?;
     Ok(history)
 }
 
@@ -286,8 +295,12 @@ fn plot_run(history: &[IterationStats], title: &str, stem: &Path) -> Result<()> 
         return Ok(());
     }
     let x: Vec<f64> = history.iter().map(|h| h.iteration as f64).collect();
-    let mut series =
-        vec![Series { name: "pre-update".into(), x: x.clone(), y: history.iter().map(|h| h.pre_return).collect(), err: None }];
+    let mut series = vec![Series {
+        name: "pre-update".into(),
+        x: x.clone(),
+        y: history.iter().map(|h| h.pre_return).collect(),
+        err: None,
+    }];
     for k in 0..history[0].post_returns.len() {
         series.push(Series {
             name: format!("after {} inner step{}", k + 1, if k == 0 { "" } else { "s" }),
@@ -327,7 +340,11 @@ fn compare(c: CompareArgs) -> Result<()> {
     let algos: Vec<Algorithm> = if c.algos.trim() == "all" {
         Algorithm::ALL.to_vec()
     } else {
-        c.algos.split(',').filter(|s| !s.trim().is_empty()).map(Algorithm::parse).collect::<metagrad::Result<_>>()?
+        c.algos
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(Algorithm::parse)
+            .collect::<metagrad::Result<_>>()?
     };
     if algos.is_empty() {
         bail!("invalid --algos: no algorithm named in {:?}", c.algos);
@@ -345,7 +362,8 @@ fn compare(c: CompareArgs) -> Result<()> {
     at.sort_unstable();
     at.dedup();
     prepare_output_dir(&c.out)?;
-    let runs: Vec<(Algorithm, u64)> = algos.iter().flat_map(|&a| c.seeds.iter().map(move |&s| (a, s))).collect();
+    let runs: Vec<(Algorithm, u64)> =
+        algos.iter().flat_map(|&a| c.seeds.iter().map(move |&s| (a, s))).collect();
     // Validate everything before running anything.
     let params: Vec<ValidParams> = runs.iter().map(|&(a, s)| c.common.params(a, s)).collect::<Result<_>>()?;
     let bar = ProgressBar::new((runs.len() * n) as u64);
@@ -359,7 +377,10 @@ fn compare(c: CompareArgs) -> Result<()> {
         let h = run_one(p, &dir, false, true, &sub)?;
         bar.set_position(before + n as u64);
         if let Some(last) = h.last() {
-            bar.set_message(format!("last post-update return {:.1}", last.post_returns.last().copied().unwrap_or(last.pre_return)));
+            bar.set_message(format!(
+                "last post-update return {:.1}",
+                last.post_returns.last().copied().unwrap_or(last.pre_return)
+            ));
         }
         histories.push(h);
     }

@@ -215,9 +215,29 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         (value * s, grad, hv)
     }
 
-    /// ∇²f·v.
+    /// ∇²f·v, through the policy's fused product [`ScoreRows::fused_hvp_add`]: one `f64`
+    /// kernel pass for g, then F·(Jv) from the dual-number kernel pass inside it (for the
+    /// Gaussian MLP one forward-mode and one forward-over-reverse pass instead of
+    /// [`Self::gradient_and_hvp`]'s separate jvp, two vjps and curvature product).
     pub fn hvp(&self, v: &[f64]) -> Vec<f64> {
-        self.gradient_and_hvp(v).2
+        let (_, row_grad) = self.row_gradient();
+        let n_steps = self.batch.n_steps();
+        let s = self.scale;
+        let mut hv = vec![0.0; self.rows.num_params()];
+        let mut op = |jv: &[f64], c: &mut [f64]| {
+            let lift = |val: f64, i: usize| Dual64::new(val, if i < n_steps { val * jv[i] } else { jv[i] });
+            let parts = self.pass(lift, |_, _, _, gr: &[Dual64], gm: &[Dual64], _: Vec<Dual64>| {
+                (
+                    gr.iter().map(|x| x.eps).collect::<Vec<f64>>(),
+                    gm.iter().map(|x| x.eps).collect::<Vec<f64>>(),
+                )
+            });
+            // Rows are ordered: all ratio rows (chunk by chunk), then all critic-mean rows.
+            let ordered = parts.iter().flat_map(|p| &p.0).chain(parts.iter().flat_map(|p| &p.1));
+            c.iter_mut().zip(ordered).for_each(|(ci, x)| *ci = x * s);
+        };
+        self.rows.fused_hvp_add(&row_grad, v, &mut op, &mut hv);
+        hv
     }
 
     /// Dense row Hessian of trajectory n by one dual pass per row (any estimator).

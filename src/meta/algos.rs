@@ -231,7 +231,11 @@ impl Params {
             if v == 0 { Err(invalid(field, "must be ≥ 1, got 0")) } else { Ok(()) }
         };
         let finite_pos = |field: &str, v: f64| -> Result<()> {
-            if v.is_finite() && v > 0.0 { Ok(()) } else { Err(invalid(field, format!("must be finite and > 0, got {v}"))) }
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(invalid(field, format!("must be finite and > 0, got {v}")))
+            }
         };
         make_env(&self.env)?;
         pos("iterations", self.iterations)?;
@@ -248,7 +252,8 @@ impl Params {
         if !self.init_log_std.is_finite() {
             return Err(invalid("init-log-std", format!("must be finite, got {}", self.init_log_std)));
         }
-        ProcessingConfig { gamma: self.gamma, gae_lambda: self.gae_lambda, ..Default::default() }.validate()?;
+        ProcessingConfig { gamma: self.gamma, gae_lambda: self.gae_lambda, ..Default::default() }
+            .validate()?;
         self.trpo.validate()?;
         finite_pos("ppo-clip", self.ppo_clip)?;
         if !(self.kl_coeff.is_finite() && self.kl_coeff >= 0.0) {
@@ -376,7 +381,8 @@ impl Trainer {
     pub fn new(params: ValidParams) -> Result<Self> {
         let env = make_env(&params.env)?;
         let cfg = GaussianMlpConfig { hidden: params.hidden.clone(), init_log_std: params.init_log_std };
-        let policy = GaussianMlp::new(env.obs_dim(), env.act_dim(), &cfg, crate::rng::derive_seed(params.seed, &[7]))?;
+        let policy =
+            GaussianMlp::new(env.obs_dim(), env.act_dim(), &cfg, crate::rng::derive_seed(params.seed, &[7]))?;
         let sampler = Sampler::new(SamplerConfig {
             rollouts_per_task: params.rollouts,
             horizon: params.horizon,
@@ -440,8 +446,7 @@ impl Trainer {
         let mut steps = 0u64;
         let mut post = Vec::new();
         for k in 0..=k_steps {
-            let refs: Vec<&GaussianMlp> =
-                if k == 0 { vec![&self.policy] } else { policies.iter().collect() };
+            let refs: Vec<&GaussianMlp> = if k == 0 { vec![&self.policy] } else { policies.iter().collect() };
             let batch = self.sampler.sample(self.env.as_ref(), &tasks, &refs, p.seed, it, k as u64)?;
             steps += batch.n_steps() as u64;
             returns.push(batch.average_return());
@@ -468,7 +473,8 @@ impl Trainer {
                 policies[t] = next;
             }
         }
-        let rounds = per_task.into_iter().zip(post).map(|(rounds, post)| TaskRounds { rounds, post }).collect();
+        let rounds =
+            per_task.into_iter().zip(post).map(|(rounds, post)| TaskRounds { rounds, post }).collect();
         Ok((rounds, returns, steps))
     }
 
@@ -477,7 +483,15 @@ impl Trainer {
         let started = Instant::now();
         let it = self.state.iteration;
         let (data, returns, steps) = self.sample_iteration(it as u64)?;
-        let diag = if self.params.algo.is_promp() { self.promp_update(&data)? } else { self.trpo_update(&data)? };
+        let sampled = started.elapsed().as_secs_f64();
+        let diag =
+            if self.params.algo.is_promp() { self.promp_update(&data)? } else { self.trpo_update(&data)? };
+        if std::env::var_os("METAGRAD_PROFILE").is_some() {
+            eprintln!(
+                "iteration {it}: sampling + inner steps {sampled:.2} s, outer update {:.2} s",
+                started.elapsed().as_secs_f64() - sampled
+            );
+        }
         self.state.iteration += 1;
         self.state.env_steps += steps;
         self.state.wall_s += started.elapsed().as_secs_f64();
@@ -514,13 +528,10 @@ impl Trainer {
         let nt = data.len() as f64;
         let old = self.policy.clone();
         // Adapted policies at θ_old (equal to the sampling policies).
-        let chains: Vec<Vec<GaussianMlp>> = data
-            .par_iter()
-            .map(|d| metagrad::adapt(&inner, &old, &d.rounds, eta))
-            .collect::<Result<_>>()?;
-        // Loss (to minimise) of one task at adapted policies, with per-step E-MAML gradients.
-        let task_loss = |d: &TaskRounds, pols: &[GaussianMlp], w: f64, grad: bool| -> Result<(f64, Vec<f64>, Vec<Vec<f64>>)> {
-            let last = pols.last().expect("θ_K");
+        let chains: Vec<Vec<GaussianMlp>> =
+            data.par_iter().map(|d| metagrad::adapt(&inner, &old, &d.rounds, eta)).collect::<Result<_>>()?;
+        // Per-task loss (to minimise) at θ_K: −mean(ρ'Â').
+        let outer_loss = |d: &TaskRounds, last: &GaussianMlp, grad: bool| -> Result<(f64, Vec<f64>)> {
             let rows = d.post.rows(last)?;
             let o = ratio_surrogate(rows.values(), &d.post.advantages)?;
             let mut g = Vec::new();
@@ -528,26 +539,30 @@ impl Trainer {
                 g = vec![0.0; last.num_params()];
                 rows.vjp_add(&o.d_log, &mut g);
             }
-            let mut loss = o.loss;
-            let mut extras = Vec::new();
-            if w != 0.0 {
-                for (r, pol) in d.rounds.iter().zip(pols) {
-                    let (e, ge) = exploration_term(pol, &r.data, w)?;
-                    loss -= e;
-                    extras.push(ge.iter().map(|x| -x).collect());
-                }
-            }
-            Ok((loss, g, extras))
+            Ok((o.loss, g))
         };
+        // E-MAML: −R̄·mean_{D_k} log π_{θ_k} per inner step.
+        let explore =
+            |d: &TaskRounds, w: f64, k: usize, pol: &GaussianMlp| -> Result<Option<(f64, Vec<f64>)>> {
+                if w == 0.0 {
+                    return Ok(None);
+                }
+                let (e, g) = exploration_term(pol, &d.rounds[k].data, w)?;
+                Ok(Some((-e, g.iter().map(|x| -x).collect())))
+            };
         let parts: Vec<(f64, Vec<f64>)> = data
             .par_iter()
-            .zip(chains.par_iter())
             .zip(weights.par_iter())
-            .map(|((d, pols), &w)| {
-                let (loss, g, extras) = task_loss(d, pols, w, true)?;
-                let rows = chain_rows(pols, &d.rounds)?;
-                let objs = chain_objectives(&inner, &rows, &d.rounds)?;
-                Ok((loss, metagrad::vjp(&objs, eta, order, &g, &extras)?))
+            .map(|(d, &w)| {
+                metagrad::meta_gradient_with(
+                    &inner,
+                    &old,
+                    &d.rounds,
+                    eta,
+                    order,
+                    &mut |last| outer_loss(d, last, true),
+                    &|k, pol| explore(d, w, k, pol),
+                )
             })
             .collect::<Result<_>>()?;
         let loss_before = parts.iter().map(|x| x.0).sum::<f64>() / nt;
@@ -585,8 +600,14 @@ impl Trainer {
                 .zip(weights.par_iter())
                 .map(|(d, &w)| {
                     let pols = metagrad::adapt(&inner, &q, &d.rounds, eta)?;
-                    let (loss, _, _) = task_loss(d, &pols, w, false)?;
-                    let kl = d.post.kl_from_behaviour(pols.last().expect("θ_K"), None)?;
+                    let last = pols.last().expect("θ_K");
+                    let mut loss = outer_loss(d, last, false)?.0;
+                    for (k, pol) in pols[..d.rounds.len()].iter().enumerate() {
+                        if let Some((e, _)) = explore(d, w, k, pol)? {
+                            loss += e;
+                        }
+                    }
+                    let kl = d.post.kl_from_behaviour(last, None)?;
                     Ok((loss, kl))
                 })
                 .collect();
@@ -611,27 +632,35 @@ impl Trainer {
         let mut last_loss = 0.0;
         for _ in 0..p.promp_steps {
             let q = self.policy.with_params(&theta)?;
+            let ppo = |d: &TaskRounds, last: &GaussianMlp| -> Result<(f64, Vec<f64>)> {
+                let rows = d.post.rows(last)?;
+                let o = ppo_clip_objective(rows.values(), &d.post.advantages, p.ppo_clip)?;
+                let mut g = vec![0.0; last.num_params()];
+                rows.vjp_add(&o.d_log, &mut g);
+                Ok((o.loss, g))
+            };
+            // c_KL·KL(π_{θ_k^old} ‖ π_{θ_k}) on D_k.
+            let kl_term = |d: &TaskRounds, k: usize, pol: &GaussianMlp| -> Result<Option<(f64, Vec<f64>)>> {
+                if p.kl_coeff == 0.0 {
+                    return Ok(None);
+                }
+                let mut g = vec![0.0; pol.num_params()];
+                let kl = d.rounds[k].data.kl_from_behaviour(pol, Some(&mut g))?;
+                g.iter_mut().for_each(|x| *x *= p.kl_coeff);
+                Ok(Some((p.kl_coeff * kl, g)))
+            };
             let parts: Vec<(f64, Vec<f64>)> = data
                 .par_iter()
                 .map(|d| {
-                    let pols = metagrad::adapt(&inner, &q, &d.rounds, eta)?;
-                    let last = pols.last().expect("θ_K");
-                    let rows = d.post.rows(last)?;
-                    let o = ppo_clip_objective(rows.values(), &d.post.advantages, p.ppo_clip)?;
-                    let mut g = vec![0.0; last.num_params()];
-                    rows.vjp_add(&o.d_log, &mut g);
-                    let mut loss = o.loss;
-                    let mut extras = Vec::with_capacity(d.rounds.len());
-                    for (r, pol) in d.rounds.iter().zip(&pols) {
-                        let mut ge = vec![0.0; pol.num_params()];
-                        let kl = r.data.kl_from_behaviour(pol, Some(&mut ge))?;
-                        loss += p.kl_coeff * kl;
-                        ge.iter_mut().for_each(|x| *x *= p.kl_coeff);
-                        extras.push(ge);
-                    }
-                    let crow = chain_rows(&pols, &d.rounds)?;
-                    let objs = chain_objectives(&inner, &crow, &d.rounds)?;
-                    Ok((loss, metagrad::vjp(&objs, eta, Order::Second, &g, &extras)?))
+                    metagrad::meta_gradient_with(
+                        &inner,
+                        &q,
+                        &d.rounds,
+                        eta,
+                        Order::Second,
+                        &mut |last| ppo(d, last),
+                        &|k, pol| kl_term(d, k, pol),
+                    )
                 })
                 .collect::<Result<_>>()?;
             last_loss = parts.iter().map(|x| x.0).sum::<f64>() / nt;

@@ -88,7 +88,10 @@ pub fn adapt(
 }
 
 /// Rows of every inner round at its adapted policy (`policies[k]` on D_k).
-pub fn chain_rows<'a>(policies: &'a [GaussianMlp], rounds: &'a [InnerRound]) -> Result<Vec<GaussianMlpRows<'a>>> {
+pub fn chain_rows<'a>(
+    policies: &'a [GaussianMlp],
+    rounds: &'a [InnerRound],
+) -> Result<Vec<GaussianMlpRows<'a>>> {
     rounds.iter().zip(policies).map(|(r, p)| r.data.rows(p)).collect()
 }
 
@@ -123,7 +126,10 @@ pub fn vjp<R: ScoreRows>(
     extras: &[Vec<f64>],
 ) -> Result<Vec<f64>> {
     if !extras.is_empty() && extras.len() != objs.len() {
-        return Err(invalid("extras", format!("expected 0 or {} per-step terms, got {}", objs.len(), extras.len())));
+        return Err(invalid(
+            "extras",
+            format!("expected 0 or {} per-step terms, got {}", objs.len(), extras.len()),
+        ));
     }
     let mut w = w.to_vec();
     for k in (0..objs.len()).rev() {
@@ -138,24 +144,56 @@ pub fn vjp<R: ScoreRows>(
     Ok(w)
 }
 
-/// The meta-gradient of θ ↦ L_out(θ_K(θ)) for one task at fixed data: adapts, calls
-/// `outer(π_{θ_K})` for (L_out, ∇L_out) and accumulates back. Returns (L_out, ∇L, θ_K's
-/// policy).
+/// A per-step term E_k of the outer objective: given k and π_{θ_k}, (E_k, ∇E_k), or `None`.
+pub type StepTerm<'f> = dyn Fn(usize, &GaussianMlp) -> Result<Option<(f64, Vec<f64>)>> + 'f;
+
+/// The meta-gradient of L(θ) = L_out(θ_K(θ)) + Σ_k E_k(θ_k(θ)) for one task at fixed data:
+/// adapts and accumulates back in one recursion that keeps step k's rows alive from the
+/// inner gradient to the HVP (one forward pass per inner step). `outer(π_{θ_K})` gives
+/// (L_out, ∇L_out); `extra` the per-step terms. Returns (L, ∇L).
+pub fn meta_gradient_with(
+    inner: &InnerObjective,
+    policy: &GaussianMlp,
+    rounds: &[InnerRound],
+    eta: f64,
+    order: Order,
+    outer: &mut dyn FnMut(&GaussianMlp) -> Result<(f64, Vec<f64>)>,
+    extra: &StepTerm<'_>,
+) -> Result<(f64, Vec<f64>)> {
+    let Some((round, rest)) = rounds.split_first() else {
+        return outer(policy);
+    };
+    let k = 0;
+    let rows = round.data.rows(policy)?;
+    let obj = inner.objective(&round.data, &round.prepared, &rows)?;
+    let (_, g_in) = obj.gradient();
+    let theta: Vec<f64> = policy.params().iter().zip(&g_in).map(|(t, g)| t + eta * g).collect();
+    let next = policy.with_params(&theta).map_err(|e| {
+        invalid("inner step", format!("the adapted parameters are not finite ({e}); lower --inner-lr"))
+    })?;
+    let shifted = |j: usize, p: &GaussianMlp| extra(j + 1, p);
+    let (mut value, mut v) = meta_gradient_with(inner, &next, rest, eta, order, outer, &shifted)?;
+    if order == Order::Second {
+        let hv = obj.hvp(&v);
+        v.iter_mut().zip(&hv).for_each(|(a, b)| *a += eta * b);
+    }
+    if let Some((e, ge)) = extra(k, policy)? {
+        value += e;
+        v.iter_mut().zip(&ge).for_each(|(a, b)| *a += b);
+    }
+    Ok((value, v))
+}
+
+/// [`meta_gradient_with`] without per-step terms: (L_out(θ_K), ∇_θ L_out(θ_K(θ))).
 pub fn meta_gradient(
     inner: &InnerObjective,
     policy: &GaussianMlp,
     rounds: &[InnerRound],
     eta: f64,
     order: Order,
-    outer: impl FnOnce(&GaussianMlp) -> Result<(f64, Vec<f64>)>,
-) -> Result<(f64, Vec<f64>, GaussianMlp)> {
-    let policies = adapt(inner, policy, rounds, eta)?;
-    let last = policies.last().expect("θ_0").clone();
-    let (value, g_out) = outer(&last)?;
-    let rows = chain_rows(&policies, rounds)?;
-    let objs = chain_objectives(inner, &rows, rounds)?;
-    let g = vjp(&objs, eta, order, &g_out, &[])?;
-    Ok((value, g, last))
+    mut outer: impl FnMut(&GaussianMlp) -> Result<(f64, Vec<f64>)>,
+) -> Result<(f64, Vec<f64>)> {
+    meta_gradient_with(inner, policy, rounds, eta, order, &mut outer, &|_, _| Ok(None))
 }
 
 #[cfg(test)]
@@ -185,7 +223,7 @@ mod tests {
             let rounds: Vec<InnerRound> =
                 data[..3].iter().map(|d| InnerRound::new(&inner, d.clone()).unwrap()).collect();
             let post = &data[3];
-            let (val, g, _) =
+            let (val, g) =
                 meta_gradient(&inner, &policy, &rounds, eta, Order::Second, |p| outer(p, post)).unwrap();
             let f = |th: &[f64]| {
                 let q = policy.with_params(th).unwrap();
@@ -207,11 +245,60 @@ mod tests {
             }
             assert!(worst < 1e-6, "{kind:?}: meta-gradient rel err {worst}");
             // First order differs (the Hessian term matters here) and equals ∇L_out(θ_K).
-            let (_, g1, last) =
+            let (_, g1) =
                 meta_gradient(&inner, &policy, &rounds, eta, Order::First, |p| outer(p, post)).unwrap();
+            let last = adapt(&inner, &policy, &rounds, eta).unwrap().pop().unwrap();
             assert_eq!(g1, outer(&last, post).unwrap().1);
+            // The chain form gives the same meta-gradient.
+            let pols = adapt(&inner, &policy, &rounds, eta).unwrap();
+            let rows = chain_rows(&pols, &rounds).unwrap();
+            let objs = chain_objectives(&inner, &rows, &rounds).unwrap();
+            let g_chain = vjp(&objs, eta, Order::Second, &outer(&last, post).unwrap().1, &[]).unwrap();
+            assert!(g_chain.iter().zip(&g).all(|(a, b)| (a - b).abs() <= 1e-12 * (1.0 + b.abs())));
             let diff = g1.iter().zip(&g).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
             assert!(diff > 1e-3 * scale, "{kind:?}: second-order term negligible ({diff} vs {scale})");
+        }
+    }
+
+    #[test]
+    fn per_step_terms_are_differentiated_through_the_adaptation() {
+        use crate::meta::objectives::exploration_term;
+        let (p0, data) = small_setup(13, 3);
+        let policy = perturbed(&p0, 0.1, 8);
+        let (eta, w) = (0.3, 0.8);
+        let inner = InnerObjective::new(InnerKind::Lvc, 0.99);
+        let rounds: Vec<InnerRound> =
+            data[..2].iter().map(|d| InnerRound::new(&inner, d.clone()).unwrap()).collect();
+        let post = &data[2];
+        // L = L_out(θ_2) + Σ_k [E-MAML term + KL(μ_k ‖ π_{θ_k})] on D_k.
+        let extra = |k: usize, p: &GaussianMlp| -> Result<Option<(f64, Vec<f64>)>> {
+            let (e, mut g) = exploration_term(p, &rounds[k].data, w)?;
+            let kl = rounds[k].data.kl_from_behaviour(p, Some(&mut g))?;
+            Ok(Some((e + kl, g)))
+        };
+        let (val, g) =
+            meta_gradient_with(&inner, &policy, &rounds, eta, Order::Second, &mut |p| outer(p, post), &extra)
+                .unwrap();
+        let f = |th: &[f64]| {
+            let q = policy.with_params(th).unwrap();
+            let ps = adapt(&inner, &q, &rounds, eta).unwrap();
+            let mut l = outer(ps.last().unwrap(), post).unwrap().0;
+            for (k, p) in ps[..2].iter().enumerate() {
+                l += extra(k, p).unwrap().unwrap().0;
+            }
+            l
+        };
+        assert!((f(policy.params()) - val).abs() < 1e-12);
+        let th = policy.params();
+        let h = 1e-5;
+        let scale = g.iter().map(|x| x.abs()).fold(0.0, f64::max);
+        for i in 0..th.len() {
+            let mut a = th.to_vec();
+            a[i] += h;
+            let mut b = th.to_vec();
+            b[i] -= h;
+            let fd = (f(&a) - f(&b)) / (2.0 * h);
+            assert!((fd - g[i]).abs() < 1e-6 * scale, "θ[{i}]: {fd} vs {}", g[i]);
         }
     }
 
@@ -220,7 +307,8 @@ mod tests {
         let (p0, data) = small_setup(12, 2);
         let policy = perturbed(&p0, 0.1, 6);
         let inner = InnerObjective::new(InnerKind::Taypo2, 0.99);
-        let rounds: Vec<InnerRound> = data.iter().map(|d| InnerRound::new(&inner, d.clone()).unwrap()).collect();
+        let rounds: Vec<InnerRound> =
+            data.iter().map(|d| InnerRound::new(&inner, d.clone()).unwrap()).collect();
         let policies = adapt(&inner, &policy, &rounds, 0.2).unwrap();
         let rows = chain_rows(&policies, &rounds).unwrap();
         let objs = chain_objectives(&inner, &rows, &rounds).unwrap();
@@ -247,7 +335,8 @@ mod tests {
         use rand::{RngExt, SeedableRng};
         use rand_chacha::ChaCha8Rng;
         let mut rng = ChaCha8Rng::seed_from_u64(21);
-        let params = RandomMdpParams { n_states: 4, n_actions: 3, dirichlet: 0.5, gamma: 0.8, ..Default::default() };
+        let params =
+            RandomMdpParams { n_states: 4, n_actions: 3, dirichlet: 0.5, gamma: 0.8, ..Default::default() };
         let mdp = TabularMdp::random(&params, &mut rng);
         let theta: Vec<f64> = (0..12).map(|_| rng.random_range(-0.5..0.5)).collect();
         let policy = TabularSoftmax::new(4, 3, theta.clone());
@@ -274,8 +363,10 @@ mod tests {
                 let post: Vec<_> =
                     (0..n).map(|_| mdp.sample_trajectory(post_policy.probs(), horizon, &mut rng)).collect();
                 let post_batch = TabularBatch::new(&post, post_policy.probs(), 3);
-                let g_post =
-                    post_batch.estimate(Estimator::Dr, 0.8, &post_policy, Some(&critic), false).unwrap().gradient;
+                let g_post = post_batch
+                    .estimate(Estimator::Dr, 0.8, &post_policy, Some(&critic), false)
+                    .unwrap()
+                    .gradient;
                 let pre_batch = TabularBatch::new(&pre, policy.probs(), 3);
                 let prepared = pre_batch.prepare(est, 0.8, Some(&critic)).unwrap();
                 let rows = pre_batch.rows(&policy, &prepared, Some(&critic));

@@ -306,14 +306,17 @@ pub(crate) mod tests {
         let theta: Vec<f64> = policy.params().iter().map(|t| t + 0.2 * rng.random_range(-1.0..1.0)).collect();
         policy.set_params(&theta);
         // Goals near the start so that rewards (and advantages) are not all zero.
-        let ts: Vec<Vec<f64>> = (0..tasks).map(|k| vec![0.3 + 0.2 * k as f64, -0.4 + 0.3 * k as f64]).collect();
-        let s = Sampler::new(SamplerConfig { rollouts_per_task: 3, horizon: 7, ..Default::default() }).unwrap();
+        let ts: Vec<Vec<f64>> =
+            (0..tasks).map(|k| vec![0.3 + 0.2 * k as f64, -0.4 + 0.3 * k as f64]).collect();
+        let s =
+            Sampler::new(SamplerConfig { rollouts_per_task: 3, horizon: 7, ..Default::default() }).unwrap();
         let b = s.sample(&env, &ts, &[&policy], seed, 0, 0).unwrap();
         let pc = ProcessingConfig::default();
         let p = process(&b, &pc).unwrap();
         assert!(b.rewards.iter().filter(|r| **r > 0.0).count() > b.n_steps() / 2);
-        let data =
-            (0..tasks).map(|k| TaskData::from_batch(&b, &p, k, &policy, pc.gamma, pc.gae_lambda).unwrap()).collect();
+        let data = (0..tasks)
+            .map(|k| TaskData::from_batch(&b, &p, k, &policy, pc.gamma, pc.gae_lambda).unwrap())
+            .collect();
         (policy, data)
     }
 
@@ -400,7 +403,8 @@ pub(crate) mod tests {
             let st = task.path_steps(p);
             let ret = crate::meta::processing::discounted_returns(&task.rewards[st.clone()], 0.99);
             for (t, i) in st.enumerate() {
-                w[i] = 0.99f64.powi(t as i32) * (ret[t] - task.baselines[i]) / task.adv_std
+                w[i] = 0.99f64.powi(t as i32) * (ret[t] - task.baselines[i])
+                    / task.adv_std
                     / task.n_steps() as f64;
             }
         }
@@ -438,7 +442,8 @@ pub(crate) mod tests {
     fn push_advantages_rejects_wrong_estimators_and_bad_values() {
         let mut b = PreparedBatch::new(Estimator::Dr, 0.9);
         assert!(b.push_advantages(&[1.0]).unwrap_err().to_string().contains("dr"));
-        let mut b = PreparedBatch::new(Estimator::TayPo { order: 2, discount: TaylorDiscount::FromFirst }, 0.9);
+        let mut b =
+            PreparedBatch::new(Estimator::TayPo { order: 2, discount: TaylorDiscount::FromFirst }, 0.9);
         let e = b.push_advantages(&[1.0, f64::NAN]).unwrap_err().to_string();
         assert!(e.contains("advantages[1]"), "{e}");
         b.push_advantages(&[1.0, 2.0]).unwrap();

@@ -854,6 +854,12 @@ impl ScoreRows for GaussianMlpRows<'_> {
         self.hvp_impl(w, v, None, out);
     }
 
+    /// One forward-mode and one forward-over-reverse pass
+    /// ([`GaussianMlpRows::hessian_vector_add`]).
+    fn fused_hvp_add(&self, w: &[f64], v: &[f64], op: &mut dyn FnMut(&[f64], &mut [f64]), out: &mut [f64]) {
+        self.hvp_impl(w, v, Some(op), out);
+    }
+
     /// Dense Σ_i w_i ∇²u_i from D Hessian-vector products with the basis vectors.
     fn curvature_hessian_add(&self, w: &[f64], out: &mut [f64]) {
         let d = self.num_params();

@@ -37,6 +37,19 @@ pub trait ScoreRows: Sync {
     fn vjp_add(&self, w: &[f64], out: &mut [f64]);
     /// `out += Σ_i w_i ∇²u_i v` (the rows' own curvature applied to `v`).
     fn curvature_hvp_add(&self, w: &[f64], v: &[f64], out: &mut [f64]);
+    /// `out += Jᵀ c + Σ_i w_i ∇²u_i v` with c = `op`(J v) (`op` receives J v and writes c,
+    /// pre-zeroed): the Hessian-vector product of an estimator whose row-space second
+    /// derivatives `op` applies (Gauss–Newton part) with row gradient w (curvature part).
+    /// The default chains [`Self::jvp`], [`Self::vjp_add`] and [`Self::curvature_hvp_add`];
+    /// a policy may share passes between them.
+    fn fused_hvp_add(&self, w: &[f64], v: &[f64], op: &mut dyn FnMut(&[f64], &mut [f64]), out: &mut [f64]) {
+        let mut jv = vec![0.0; self.num_rows()];
+        self.jvp(v, &mut jv);
+        let mut c = vec![0.0; self.num_rows()];
+        op(&jv, &mut c);
+        self.vjp_add(&c, out);
+        self.curvature_hvp_add(w, v, out);
+    }
     /// `out += Σ_i w_i ∇²u_i` as a dense row-major D×D matrix.
     fn curvature_hessian_add(&self, w: &[f64], out: &mut [f64]);
     /// For every block (one per trajectory, see [`RowBlocks`]):
