@@ -30,7 +30,7 @@ enum Command {
     ExampleProblem(example::Args),
     /// Meta-RL on the 2-D navigation task (or a MuJoCo meta-task): TRPO-MAML, TRPO-FMAML,
     /// TRPO-E-MAML, TRPO-DiCE, ProMP, ProMP-TayPO-2 (paper Fig. 1 d, Fig. 2).
-    MetaRl(meta_rl::Args),
+    MetaRl(Box<meta_rl::Args>),
 }
 
 /// Runs the parsed command.
@@ -46,7 +46,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Estimate(args) => estimate::run(args),
         Command::Tabular(args) => tabular::run(args),
         Command::ExampleProblem(args) => example::run(args),
-        Command::MetaRl(args) => meta_rl::run(args),
+        Command::MetaRl(args) => meta_rl::run(*args),
     }
 }
 

@@ -144,6 +144,9 @@ pub fn vjp<R: ScoreRows>(
     Ok(w)
 }
 
+/// An outer objective at θ_K: given π_{θ_K}, (L_out, ∇L_out).
+pub type OuterTerm<'f> = dyn FnMut(&GaussianMlp) -> Result<(f64, Vec<f64>)> + 'f;
+
 /// A per-step term E_k of the outer objective: given k and π_{θ_k}, (E_k, ∇E_k), or `None`.
 pub type StepTerm<'f> = dyn Fn(usize, &GaussianMlp) -> Result<Option<(f64, Vec<f64>)>> + 'f;
 
@@ -157,7 +160,7 @@ pub fn meta_gradient_with(
     rounds: &[InnerRound],
     eta: f64,
     order: Order,
-    outer: &mut dyn FnMut(&GaussianMlp) -> Result<(f64, Vec<f64>)>,
+    outer: &mut OuterTerm<'_>,
     extra: &StepTerm<'_>,
 ) -> Result<(f64, Vec<f64>)> {
     let Some((round, rest)) = rounds.split_first() else {
@@ -319,7 +322,12 @@ mod tests {
         let a: f64 = w.iter().zip(&ju).map(|(x, y)| x * y).sum();
         let b: f64 = u.iter().zip(&jtw).map(|(x, y)| x * y).sum();
         assert!((a - b).abs() < 1e-10 * (1.0 + a.abs()), "{a} vs {b}");
-        assert!(vjp(&objs, 0.2, Order::Second, &w, &[w.clone()]).unwrap_err().to_string().contains("extras"));
+        assert!(
+            vjp(&objs, 0.2, Order::Second, &w, std::slice::from_ref(&w))
+                .unwrap_err()
+                .to_string()
+                .contains("extras")
+        );
     }
 
     /// End to end on a tabular task where the exact meta-gradient is known: with pre-update
