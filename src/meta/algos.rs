@@ -40,7 +40,7 @@ use super::sampler::{Sampler, SamplerConfig, sample_tasks};
 use crate::envs::{MetaEnv, PointEnv, make_mujoco_env};
 use crate::error::{Result, invalid};
 use crate::estimators::TaylorDiscount;
-use crate::policy::{GaussianMlp, GaussianMlpConfig, Policy, ScoreRows};
+use crate::policy::{GaussianMlp, GaussianMlpConfig, GaussianMlpRows, Policy, ScoreRows};
 
 /// A meta-RL algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -542,14 +542,17 @@ impl Trainer {
             Ok((o.loss, g))
         };
         // E-MAML: −R̄·mean_{D_k} log π_{θ_k} per inner step.
-        let explore =
-            |d: &TaskRounds, w: f64, k: usize, pol: &GaussianMlp| -> Result<Option<(f64, Vec<f64>)>> {
-                if w == 0.0 {
-                    return Ok(None);
-                }
-                let (e, g) = exploration_term(pol, &d.rounds[k].data, w)?;
-                Ok(Some((-e, g.iter().map(|x| -x).collect())))
-            };
+        let explore = |d: &TaskRounds,
+                       w: f64,
+                       k: usize,
+                       rows: &GaussianMlpRows<'_>|
+         -> Result<Option<(f64, Vec<f64>)>> {
+            if w == 0.0 {
+                return Ok(None);
+            }
+            let (e, g) = exploration_term(rows, &d.rounds[k].data, w)?;
+            Ok(Some((-e, g.iter().map(|x| -x).collect())))
+        };
         let parts: Vec<(f64, Vec<f64>)> = data
             .par_iter()
             .zip(weights.par_iter())
@@ -602,12 +605,14 @@ impl Trainer {
                     let pols = metagrad::adapt(&inner, &q, &d.rounds, eta)?;
                     let last = pols.last().expect("θ_K");
                     let mut loss = outer_loss(d, last, false)?.0;
-                    for (k, pol) in pols[..d.rounds.len()].iter().enumerate() {
-                        if let Some((e, _)) = explore(d, w, k, pol)? {
-                            loss += e;
+                    if w != 0.0 {
+                        for (k, pol) in pols[..d.rounds.len()].iter().enumerate() {
+                            if let Some((e, _)) = explore(d, w, k, &d.rounds[k].data.rows(pol)?)? {
+                                loss += e;
+                            }
                         }
                     }
-                    let kl = d.post.kl_from_behaviour(last, None)?;
+                    let kl = d.post.kl_from_behaviour(&d.post.rows(last)?, None)?;
                     Ok((loss, kl))
                 })
                 .collect();
@@ -640,15 +645,16 @@ impl Trainer {
                 Ok((o.loss, g))
             };
             // c_KL·KL(π_{θ_k^old} ‖ π_{θ_k}) on D_k.
-            let kl_term = |d: &TaskRounds, k: usize, pol: &GaussianMlp| -> Result<Option<(f64, Vec<f64>)>> {
-                if p.kl_coeff == 0.0 {
-                    return Ok(None);
-                }
-                let mut g = vec![0.0; pol.num_params()];
-                let kl = d.rounds[k].data.kl_from_behaviour(pol, Some(&mut g))?;
-                g.iter_mut().for_each(|x| *x *= p.kl_coeff);
-                Ok(Some((p.kl_coeff * kl, g)))
-            };
+            let kl_term =
+                |d: &TaskRounds, k: usize, rows: &GaussianMlpRows<'_>| -> Result<Option<(f64, Vec<f64>)>> {
+                    if p.kl_coeff == 0.0 {
+                        return Ok(None);
+                    }
+                    let mut g = vec![0.0; rows.num_params()];
+                    let kl = d.rounds[k].data.kl_from_behaviour(rows, Some(&mut g))?;
+                    g.iter_mut().for_each(|x| *x *= p.kl_coeff);
+                    Ok(Some((p.kl_coeff * kl, g)))
+                };
             let parts: Vec<(f64, Vec<f64>)> = data
                 .par_iter()
                 .map(|d| {

@@ -147,8 +147,9 @@ pub fn vjp<R: ScoreRows>(
 /// An outer objective at θ_K: given π_{θ_K}, (L_out, ∇L_out).
 pub type OuterTerm<'f> = dyn FnMut(&GaussianMlp) -> Result<(f64, Vec<f64>)> + 'f;
 
-/// A per-step term E_k of the outer objective: given k and π_{θ_k}, (E_k, ∇E_k), or `None`.
-pub type StepTerm<'f> = dyn Fn(usize, &GaussianMlp) -> Result<Option<(f64, Vec<f64>)>> + 'f;
+/// A per-step term E_k of the outer objective: given k and π_{θ_k}'s rows on D_k,
+/// (E_k, ∇E_k), or `None`.
+pub type StepTerm<'f> = dyn Fn(usize, &GaussianMlpRows<'_>) -> Result<Option<(f64, Vec<f64>)>> + 'f;
 
 /// The meta-gradient of L(θ) = L_out(θ_K(θ)) + Σ_k E_k(θ_k(θ)) for one task at fixed data:
 /// adapts and accumulates back in one recursion that keeps step k's rows alive from the
@@ -174,13 +175,13 @@ pub fn meta_gradient_with(
     let next = policy.with_params(&theta).map_err(|e| {
         invalid("inner step", format!("the adapted parameters are not finite ({e}); lower --inner-lr"))
     })?;
-    let shifted = |j: usize, p: &GaussianMlp| extra(j + 1, p);
+    let shifted = |j: usize, r: &GaussianMlpRows<'_>| extra(j + 1, r);
     let (mut value, mut v) = meta_gradient_with(inner, &next, rest, eta, order, outer, &shifted)?;
     if order == Order::Second {
         let hv = obj.hvp(&v);
         v.iter_mut().zip(&hv).for_each(|(a, b)| *a += eta * b);
     }
-    if let Some((e, ge)) = extra(k, policy)? {
+    if let Some((e, ge)) = extra(k, &rows)? {
         value += e;
         v.iter_mut().zip(&ge).for_each(|(a, b)| *a += b);
     }
@@ -274,9 +275,9 @@ mod tests {
             data[..2].iter().map(|d| InnerRound::new(&inner, d.clone()).unwrap()).collect();
         let post = &data[2];
         // L = L_out(θ_2) + Σ_k [E-MAML term + KL(μ_k ‖ π_{θ_k})] on D_k.
-        let extra = |k: usize, p: &GaussianMlp| -> Result<Option<(f64, Vec<f64>)>> {
-            let (e, mut g) = exploration_term(p, &rounds[k].data, w)?;
-            let kl = rounds[k].data.kl_from_behaviour(p, Some(&mut g))?;
+        let extra = |k: usize, r: &GaussianMlpRows<'_>| -> Result<Option<(f64, Vec<f64>)>> {
+            let (e, mut g) = exploration_term(r, &rounds[k].data, w)?;
+            let kl = rounds[k].data.kl_from_behaviour(r, Some(&mut g))?;
             Ok(Some((e + kl, g)))
         };
         let (val, g) =
@@ -287,7 +288,7 @@ mod tests {
             let ps = adapt(&inner, &q, &rounds, eta).unwrap();
             let mut l = outer(ps.last().unwrap(), post).unwrap().0;
             for (k, p) in ps[..2].iter().enumerate() {
-                l += extra(k, p).unwrap().unwrap().0;
+                l += extra(k, &rounds[k].data.rows(p).unwrap()).unwrap().unwrap().0;
             }
             l
         };

@@ -262,17 +262,17 @@ impl TaskData {
     pub fn rows<'a>(&'a self, policy: &'a GaussianMlp) -> Result<GaussianMlpRows<'a>> {
         Ok(policy.rows(&self.obs, &self.actions, &self.behaviour_log_probs)?)
     }
-    /// Mean KL(μ(·|x_i) ‖ π_θ(·|x_i)) over the samples, and (with `grad`) its gradient
-    /// added into `grad`.
-    pub fn kl_from_behaviour(&self, policy: &GaussianMlp, grad: Option<&mut [f64]>) -> Result<f64> {
-        Ok(policy.batch(&self.obs)?.mean_kl_from(&self.behaviour_mean, &self.behaviour_log_std, grad)?)
+    /// Mean KL(μ(·|x_i) ‖ π_θ(·|x_i)) over the samples at the rows' policy (reusing their
+    /// forward pass), and (with `grad`) its gradient added into `grad`.
+    pub fn kl_from_behaviour(&self, rows: &GaussianMlpRows<'_>, grad: Option<&mut [f64]>) -> Result<f64> {
+        Ok(rows.mean_kl_from(&self.behaviour_mean, &self.behaviour_log_std, grad)?)
     }
 }
 
-/// E-MAML's exploration term on one task's inner-loop samples at `policy`:
+/// E-MAML's exploration term on one task's inner-loop samples, at the rows' policy:
 /// E(θ) = R̄ · (1/N) Σ_i log ρ_i (= R̄ · mean log π_θ + const), evaluated as the naive-score
 /// estimator with constant signal R̄ (`weight`). Returns E and ∇E.
-pub fn exploration_term(policy: &GaussianMlp, task: &TaskData, weight: f64) -> Result<(f64, Vec<f64>)> {
+pub fn exploration_term(rows: &GaussianMlpRows<'_>, task: &TaskData, weight: f64) -> Result<(f64, Vec<f64>)> {
     if !weight.is_finite() {
         return Err(invalid("exploration weight", format!("must be finite, got {weight}")));
     }
@@ -283,8 +283,7 @@ pub fn exploration_term(policy: &GaussianMlp, task: &TaskData, weight: f64) -> R
         signal.resize(task.path_steps(p).len(), weight);
         b.push_advantages(&signal)?;
     }
-    let rows = task.rows(policy)?;
-    Ok(BatchObjective::new(&b, &rows)?.with_scale(1.0 / task.n_steps().max(1) as f64).gradient())
+    Ok(BatchObjective::new(&b, rows)?.with_scale(1.0 / task.n_steps().max(1) as f64).gradient())
 }
 
 #[cfg(test)]
@@ -418,7 +417,7 @@ pub(crate) mod tests {
         let (p0, data) = small_setup(6, 1);
         let policy = perturbed(&p0, 0.1, 2);
         let task = &data[0];
-        let (val, grad) = exploration_term(&policy, task, 0.7).unwrap();
+        let (val, grad) = exploration_term(&task.rows(&policy).unwrap(), task, 0.7).unwrap();
         let lp = policy.log_prob_batch(&task.obs, &task.actions).unwrap();
         let expect = 0.7 * lp.iter().zip(&task.behaviour_log_probs).map(|(a, b)| a - b).sum::<f64>()
             / task.n_steps() as f64;
@@ -430,12 +429,19 @@ pub(crate) mod tests {
             a[i] += h;
             let mut b = th.to_vec();
             b[i] -= h;
-            let fd = (exploration_term(&policy.with_params(&a).unwrap(), task, 0.7).unwrap().0
-                - exploration_term(&policy.with_params(&b).unwrap(), task, 0.7).unwrap().0)
-                / (2.0 * h);
+            let e = |th: &[f64]| {
+                let q = policy.with_params(th).unwrap();
+                exploration_term(&task.rows(&q).unwrap(), task, 0.7).unwrap().0
+            };
+            let fd = (e(&a) - e(&b)) / (2.0 * h);
             assert!((fd - grad[i]).abs() < 1e-7 * (1.0 + fd.abs()));
         }
-        assert!(exploration_term(&policy, task, f64::NAN).unwrap_err().to_string().contains("exploration"));
+        assert!(
+            exploration_term(&task.rows(&policy).unwrap(), task, f64::NAN)
+                .unwrap_err()
+                .to_string()
+                .contains("exploration")
+        );
     }
 
     #[test]
