@@ -677,3 +677,61 @@ impl Trainer {
         Ok(last_loss)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(algo: Algorithm) -> ValidParams {
+        Params {
+            tasks: 3,
+            rollouts: 2,
+            horizon: 15,
+            hidden: vec![8, 8],
+            inner_steps: Some(2),
+            iterations: 3,
+            ..Params::new("point-corners", algo)
+        }
+        .validate()
+        .unwrap()
+    }
+
+    #[test]
+    fn every_algorithm_runs_and_respects_its_outer_constraints() {
+        for algo in Algorithm::ALL {
+            let mut t = Trainer::new(tiny(algo)).unwrap();
+            let theta0 = t.policy().params().to_vec();
+            while !t.finished() {
+                let s = t.step().unwrap();
+                assert_eq!(s.post_returns.len(), 2);
+                assert!(s.pre_return.is_finite() && s.post_returns.iter().all(|r| r.is_finite()));
+                if !algo.is_promp() {
+                    // The accepted TRPO step's mean KL (0 when rejected) is within the bound.
+                    assert!((0.0..=0.01).contains(&s.outer_diag), "{algo}: KL {}", s.outer_diag);
+                }
+            }
+            assert_ne!(t.policy().params(), &theta0[..], "{algo} did not move θ");
+            assert_eq!(t.state().history.len(), 3);
+            assert_eq!(t.state().env_steps, 3 * 3 * 3 * 2 * 15);
+        }
+    }
+
+    #[test]
+    fn settings_are_validated_with_named_fields() {
+        let bad = |p: Params, want: &str| {
+            let e = p.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{e} does not name {want}");
+        };
+        let base = Params::new("point-corners", Algorithm::Promp);
+        bad(Params { tasks: 0, ..base.clone() }, "tasks");
+        bad(Params { inner_steps: Some(0), ..base.clone() }, "inner-steps");
+        bad(Params { inner_lr: f64::NAN, ..base.clone() }, "inner-lr");
+        bad(Params { ppo_clip: 0.0, ..base.clone() }, "ppo-clip");
+        bad(Params { kl_coeff: -1.0, ..base.clone() }, "kl-coeff");
+        bad(Params { gae_lambda: 2.0, ..base.clone() }, "gae_lambda");
+        bad(Params { env: "ant-rand-goal".into(), ..base.clone() }, "mujoco");
+        assert_eq!(base.clone().validate().unwrap().k(), 3);
+        assert!(Algorithm::parse("promp-taypo2").is_ok());
+        assert!(Algorithm::parse("x").unwrap_err().to_string().contains("trpo-maml"));
+    }
+}

@@ -306,6 +306,50 @@ mod tests {
         }
     }
 
+    /// TRPO's Fisher-vector product through the adaptation, J_Kᵀ F' J_K v, equals the
+    /// Hessian of θ ↦ mean KL(π_{θ_K(θ0)} ‖ π_{θ_K(θ)}) at θ0 applied to v (finite
+    /// differences of its gradient).
+    #[test]
+    fn fisher_through_the_adaptation_is_the_kl_hessian() {
+        let (p0, data) = small_setup(14, 3);
+        let policy = perturbed(&p0, 0.1, 9);
+        let eta = 0.3;
+        let inner = InnerObjective::new(InnerKind::Taypo2, 0.99);
+        let rounds: Vec<InnerRound> =
+            data[..2].iter().map(|d| InnerRound::new(&inner, d.clone()).unwrap()).collect();
+        let post = &data[2];
+        let pols = adapt(&inner, &policy, &rounds, eta).unwrap();
+        let old = pols.last().unwrap().clone();
+        let old_mean = old.mean_batch(&post.obs).unwrap();
+        let kl_grad = |th: &[f64]| {
+            let q = policy.with_params(th).unwrap();
+            meta_gradient(&inner, &q, &rounds, eta, Order::Second, |last| {
+                let mut g = vec![0.0; last.num_params()];
+                let kl = last.batch(&post.obs)?.mean_kl_from(&old_mean, old.log_std(), Some(&mut g))?;
+                Ok((kl, g))
+            })
+            .unwrap()
+            .1
+        };
+        let rows = chain_rows(&pols, &rounds).unwrap();
+        let objs = chain_objectives(&inner, &rows, &rounds).unwrap();
+        let batch = old.batch(&post.obs).unwrap();
+        let v = rand_vec(policy.num_params(), 4);
+        let u = jvp(&objs, eta, Order::Second, &v);
+        let mut fu = vec![0.0; u.len()];
+        batch.fisher_vector_product(&u, &mut fu).unwrap();
+        let fvp = vjp(&objs, eta, Order::Second, &fu, &[]).unwrap();
+        let h = 1e-5;
+        let th = policy.params();
+        let plus: Vec<f64> = th.iter().zip(&v).map(|(t, x)| t + h * x).collect();
+        let minus: Vec<f64> = th.iter().zip(&v).map(|(t, x)| t - h * x).collect();
+        let fd: Vec<f64> =
+            kl_grad(&plus).iter().zip(&kl_grad(&minus)).map(|(a, b)| (a - b) / (2.0 * h)).collect();
+        let scale = fd.iter().map(|x| x.abs()).fold(0.0, f64::max);
+        let err = fd.iter().zip(&fvp).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(scale > 1e-3 && err < 1e-5 * scale, "J'F'Jv vs KL Hessian: err {err}, scale {scale}");
+    }
+
     #[test]
     fn jvp_and_vjp_are_transposes() {
         let (p0, data) = small_setup(12, 2);
