@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use metagrad::estimators::Estimator;
-use metagrad::experiments::tabular_study::{StudyParams, SummaryRow, Sweep, summarise};
+use metagrad::experiments::tabular_study::{StudyParams, SummaryRow, Sweep, plot_summary, summarise};
 use metagrad::experiments::{RunConfig, prepare_output_dir, write_csv, write_json};
 use metagrad::tabular::RandomMdpParams;
 
@@ -104,8 +104,15 @@ pub fn run(args: Args) -> Result<()> {
     write_csv(&args.out.join("summary.csv"), &summary)?;
     let config = RunConfig { command: "tabular", version: env!("CARGO_PKG_VERSION"), settings: &*study };
     write_json(&args.out.join("config.json"), &config)?;
+    let figures = plot_summary(&summary, &args.out)?;
     print_summary(&summary);
-    eprintln!("wrote {} in {:.1} s", args.out.display(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "wrote trials.csv, summary.csv, config.json and {} figure(s) ({}) to {} in {:.1} s",
+        figures.len(),
+        figures.join(", "),
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

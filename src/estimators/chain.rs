@@ -48,6 +48,16 @@ fn split_lengths<T>(mut v: &mut [T], lengths: impl Iterator<Item = usize>) -> Ve
     out
 }
 
+/// Maps `f` over `items` in order: in parallel on the current rayon pool when it has more
+/// than one thread, sequentially otherwise (a one-thread pool would only add hand-offs).
+fn map_ordered<I: Send, T: Send>(items: Vec<I>, f: impl Fn(I) -> T + Sync + Send) -> Vec<T> {
+    if rayon::current_num_threads() <= 1 || items.len() <= 1 {
+        items.into_iter().map(f).collect()
+    } else {
+        items.into_par_iter().map(f).collect()
+    }
+}
+
 /// Derivatives of a batch objective through a policy's rows.
 pub struct BatchObjective<'a, R: ScoreRows> {
     batch: &'a PreparedBatch,
@@ -114,32 +124,37 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         E: Fn(&Chunk, &[S], &[S], &[S], &[S], Vec<S>) -> T + Sync,
     {
         let vals = self.rows.values();
-        self.chunks
-            .par_iter()
-            .map(|chunk| {
-                let lift_range = |r: &Range<usize>, base: usize| -> Vec<S> {
-                    (r.start..r.end).map(|i| lift(vals[base + i], base + i)).collect()
-                };
-                let ratios = lift_range(&chunk.ratio, 0);
-                let means = lift_range(&chunk.mean, 0);
-                let mut g_ratio = vec![S::zero(); ratios.len()];
-                let mut g_mean = vec![S::zero(); means.len()];
-                let mut values = Vec::with_capacity(chunk.trajectories.len());
-                let mut scratch = Vec::new();
-                for n in chunk.trajectories.clone() {
-                    let (r, m) = self.local_rows(chunk, n);
-                    let means_arg =
-                        self.batch.critic_means.then(|| (&means[m.clone()], &mut g_mean[m.clone()]));
-                    values.push(self.batch.kernel(
-                        n,
-                        &ratios[r.clone()],
-                        means_arg,
-                        &mut g_ratio[r],
-                        &mut scratch,
-                    ));
-                }
-                emit(chunk, &ratios, &means, &g_ratio, &g_mean, values)
-            })
+        map_ordered(self.chunks.iter().collect(), |chunk| {
+            let lift_range = |r: &Range<usize>, base: usize| -> Vec<S> {
+                (r.start..r.end).map(|i| lift(vals[base + i], base + i)).collect()
+            };
+            let ratios = lift_range(&chunk.ratio, 0);
+            let means = lift_range(&chunk.mean, 0);
+            let mut g_ratio = vec![S::zero(); ratios.len()];
+            let mut g_mean = vec![S::zero(); means.len()];
+            let mut values = Vec::with_capacity(chunk.trajectories.len());
+            let mut scratch = Vec::new();
+            for n in chunk.trajectories.clone() {
+                let (r, m) = self.local_rows(chunk, n);
+                let means_arg = self.batch.critic_means.then(|| (&means[m.clone()], &mut g_mean[m.clone()]));
+                values.push(self.batch.kernel(
+                    n,
+                    &ratios[r.clone()],
+                    means_arg,
+                    &mut g_ratio[r],
+                    &mut scratch,
+                ));
+            }
+            emit(chunk, &ratios, &means, &g_ratio, &g_mean, values)
+        })
+    }
+
+    /// Splits a row-space vector into each chunk's (ratio rows, critic-mean rows) pieces.
+    fn output_pieces<'o>(&self, out: &'o mut [f64]) -> Vec<(&'o mut [f64], &'o mut [f64])> {
+        let (ratio_out, mean_out) = out.split_at_mut(self.batch.n_steps());
+        split_lengths(ratio_out, self.chunks.iter().map(|c| c.ratio.len()))
+            .into_iter()
+            .zip(split_lengths(mean_out, self.chunks.iter().map(|c| c.mean.len())))
             .collect()
     }
 
@@ -152,29 +167,21 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
     /// rows in place and write straight into per-chunk pieces of the output.
     pub fn row_gradient(&self) -> (f64, Vec<f64>) {
         let vals = self.rows.values();
-        let n_steps = self.batch.n_steps();
         let mut row_grad = vec![0.0; self.rows.num_rows()];
-        let (ratio_out, mean_out) = row_grad.split_at_mut(n_steps);
-        let ratio_parts = split_lengths(ratio_out, self.chunks.iter().map(|c| c.ratio.len()));
-        let mean_parts = split_lengths(mean_out, self.chunks.iter().map(|c| c.mean.len()));
-        let sums: Vec<f64> = self
-            .chunks
-            .par_iter()
-            .zip(ratio_parts.into_par_iter().zip(mean_parts))
-            .map(|(chunk, (g_ratio, g_mean))| {
-                let mut scratch = Vec::new();
-                let mut sum = 0.0;
-                for n in chunk.trajectories.clone() {
-                    let (r, m) = self.local_rows(chunk, n);
-                    let ratios = &vals[chunk.ratio.start + r.start..chunk.ratio.start + r.end];
-                    let means = &vals[chunk.mean.start + m.start..chunk.mean.start + m.end];
-                    let means_arg = self.batch.critic_means.then(|| (means, &mut g_mean[m.clone()]));
-                    sum += self.batch.kernel(n, ratios, means_arg, &mut g_ratio[r], &mut scratch);
-                }
-                g_ratio.iter_mut().chain(g_mean.iter_mut()).for_each(|g| *g *= self.scale);
-                sum
-            })
-            .collect();
+        let items: Vec<_> = self.chunks.iter().zip(self.output_pieces(&mut row_grad)).collect();
+        let sums: Vec<f64> = map_ordered(items, |(chunk, (g_ratio, g_mean))| {
+            let mut scratch = Vec::new();
+            let mut sum = 0.0;
+            for n in chunk.trajectories.clone() {
+                let (r, m) = self.local_rows(chunk, n);
+                let ratios = &vals[chunk.ratio.start + r.start..chunk.ratio.start + r.end];
+                let means = &vals[chunk.mean.start + m.start..chunk.mean.start + m.end];
+                let means_arg = self.batch.critic_means.then(|| (means, &mut g_mean[m.clone()]));
+                sum += self.batch.kernel(n, ratios, means_arg, &mut g_ratio[r], &mut scratch);
+            }
+            g_ratio.iter_mut().chain(g_mean.iter_mut()).for_each(|g| *g *= self.scale);
+            sum
+        });
         (sums.iter().sum::<f64>() * self.scale, row_grad)
     }
 
@@ -188,54 +195,108 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
 
     /// f, ∇f and the Hessian-vector product ∇²f·v = Jᵀ F J v + Σ g_i ∇²u_i v.
     pub fn gradient_and_hvp(&self, v: &[f64]) -> (f64, Vec<f64>, Vec<f64>) {
+        self.gradient_and_hvp_with(v, self.batch.has_closed_form_row_hvp())
+    }
+
+    /// [`Self::gradient_and_hvp`], with F·(Jv) in closed form (`closed`) or by dual passes.
+    fn gradient_and_hvp_with(&self, v: &[f64], closed: bool) -> (f64, Vec<f64>, Vec<f64>) {
+        let mut jv = vec![0.0; self.rows.num_rows()];
+        self.rows.jvp(v, &mut jv);
+        let (value, row_grad, row_fu) = self.row_derivatives(&jv, closed);
+        let d = self.rows.num_params();
+        let (mut grad, mut hv) = (vec![0.0; d], vec![0.0; d]);
+        self.rows.gradient_and_hvp_add(&row_grad, &row_fu, v, &mut grad, &mut hv);
+        (value, grad, hv)
+    }
+
+    /// f, the row gradient g = ∂f/∂u and the row-space product F·(Jv) for the row tangent
+    /// `jv` = J v, with F·(Jv) in closed form (`closed`) or by dual passes.
+    fn row_derivatives(&self, jv: &[f64], closed: bool) -> (f64, Vec<f64>, Vec<f64>) {
         let nr = self.rows.num_rows();
         let n_steps = self.batch.n_steps();
-        let mut jv = vec![0.0; nr];
-        self.rows.jvp(v, &mut jv);
         let s = self.scale;
         // ℓ-space tangent: dρ = ρ·(Jv) for ratio rows, dc = (Jv) for critic-mean rows.
         let lift = |val: f64, i: usize| Dual64::new(val, if i < n_steps { val * jv[i] } else { jv[i] });
-        let parts = self.pass(lift, |_, _, _, gr: &[Dual64], gm: &[Dual64], values: Vec<Dual64>| {
-            (gr.to_vec(), gm.to_vec(), values.iter().map(|x| x.re).sum::<f64>())
+        let (mut row_grad, mut row_fu) = (vec![0.0; nr], vec![0.0; nr]);
+        let items: Vec<_> = self
+            .chunks
+            .iter()
+            .zip(self.output_pieces(&mut row_grad).into_iter().zip(self.output_pieces(&mut row_fu)))
+            .collect();
+        let vals = self.rows.values();
+        let sums = map_ordered(items, |(chunk, ((g_ratio, g_mean), (f_ratio, f_mean)))| {
+            let (mut sum, mut scratch) = (0.0, Vec::new());
+            if closed {
+                // f64 kernels for g, then the O(T) closed-form F·(Jv).
+                for n in chunk.trajectories.clone() {
+                    let (r, m) = self.local_rows(chunk, n);
+                    let (rg, mg) = (
+                        chunk.ratio.start + r.start..chunk.ratio.start + r.end,
+                        chunk.mean.start + m.start..chunk.mean.start + m.end,
+                    );
+                    let means_arg =
+                        self.batch.critic_means.then(|| (&vals[mg.clone()], &mut g_mean[m.clone()]));
+                    sum += self.batch.kernel(
+                        n,
+                        &vals[rg.clone()],
+                        means_arg,
+                        &mut g_ratio[r.clone()],
+                        &mut scratch,
+                    );
+                    let means_hvp = self
+                        .batch
+                        .critic_means
+                        .then(|| (&g_mean[m.clone()], &jv[mg], &mut f_mean[m.clone()]));
+                    self.batch.closed_form_row_hvp(
+                        n,
+                        &vals[rg.clone()],
+                        &g_ratio[r.clone()],
+                        means_hvp,
+                        &jv[rg],
+                        &mut f_ratio[r],
+                    );
+                }
+                g_ratio
+                    .iter_mut()
+                    .chain(g_mean.iter_mut())
+                    .chain(f_ratio.iter_mut())
+                    .chain(f_mean.iter_mut())
+                    .for_each(|x| *x *= s);
+                return sum;
+            }
+            // Any estimator: forward-over-reverse on dual rows.
+            let mut scratch = Vec::new();
+            let ratios: Vec<Dual64> = chunk.ratio.clone().map(|i| lift(vals[i], i)).collect();
+            let means: Vec<Dual64> = chunk.mean.clone().map(|i| lift(vals[i], i)).collect();
+            let mut gr = vec![Dual64::from(0.0); ratios.len()];
+            let mut gm = vec![Dual64::from(0.0); means.len()];
+            for n in chunk.trajectories.clone() {
+                let (r, m) = self.local_rows(chunk, n);
+                let means_arg = self.batch.critic_means.then(|| (&means[m.clone()], &mut gm[m.clone()]));
+                sum += self.batch.kernel(n, &ratios[r.clone()], means_arg, &mut gr[r], &mut scratch).re;
+            }
+            for (x, (g, f)) in gr.iter().chain(&gm).zip(
+                g_ratio.iter_mut().chain(g_mean.iter_mut()).zip(f_ratio.iter_mut().chain(f_mean.iter_mut())),
+            ) {
+                *g = x.re * s;
+                *f = x.eps * s;
+            }
+            sum
         });
-        // Rows are ordered: all ratio rows (chunk by chunk), then all critic-mean rows.
-        let (mut row_grad, mut row_fu) = (Vec::with_capacity(nr), Vec::with_capacity(nr));
-        let ordered = parts.iter().flat_map(|p| &p.0).chain(parts.iter().flat_map(|p| &p.1));
-        for x in ordered {
-            row_grad.push(x.re * s);
-            row_fu.push(x.eps * s);
-        }
-        let value: f64 = parts.iter().map(|p| p.2).sum();
-        let d = self.rows.num_params();
-        let mut grad = vec![0.0; d];
-        self.rows.vjp_add(&row_grad, &mut grad);
-        let mut hv = vec![0.0; d];
-        self.rows.vjp_add(&row_fu, &mut hv);
-        self.rows.curvature_hvp_add(&row_grad, v, &mut hv);
-        (value * s, grad, hv)
+        let value: f64 = sums.iter().sum();
+        (value * s, row_grad, row_fu)
     }
 
     /// ∇²f·v, through the policy's fused product [`ScoreRows::fused_hvp_add`]: one `f64`
-    /// kernel pass for g, then F·(Jv) from the dual-number kernel pass inside it (for the
-    /// Gaussian MLP one forward-mode and one forward-over-reverse pass instead of
-    /// [`Self::gradient_and_hvp`]'s separate jvp, two vjps and curvature product).
+    /// kernel pass for g, then F·(Jv) (closed form where the estimator has one, else dual
+    /// passes) inside it. For the Gaussian MLP that is one forward-mode and one
+    /// forward-over-reverse pass, instead of [`Self::gradient_and_hvp`]'s jvp, two vjps
+    /// and curvature product.
     pub fn hvp(&self, v: &[f64]) -> Vec<f64> {
         let (_, row_grad) = self.row_gradient();
-        let n_steps = self.batch.n_steps();
-        let s = self.scale;
+        let closed = self.batch.has_closed_form_row_hvp();
         let mut hv = vec![0.0; self.rows.num_params()];
-        let mut op = |jv: &[f64], c: &mut [f64]| {
-            let lift = |val: f64, i: usize| Dual64::new(val, if i < n_steps { val * jv[i] } else { jv[i] });
-            let parts = self.pass(lift, |_, _, _, gr: &[Dual64], gm: &[Dual64], _: Vec<Dual64>| {
-                (
-                    gr.iter().map(|x| x.eps).collect::<Vec<f64>>(),
-                    gm.iter().map(|x| x.eps).collect::<Vec<f64>>(),
-                )
-            });
-            // Rows are ordered: all ratio rows (chunk by chunk), then all critic-mean rows.
-            let ordered = parts.iter().flat_map(|p| &p.0).chain(parts.iter().flat_map(|p| &p.1));
-            c.iter_mut().zip(ordered).for_each(|(ci, x)| *ci = x * s);
-        };
+        let mut op = |jv: &[f64], c: &mut [f64]| c.copy_from_slice(&self.row_derivatives(jv, closed).2);
         self.rows.fused_hvp_add(&row_grad, v, &mut op, &mut hv);
         hv
     }
@@ -386,6 +447,15 @@ mod tests {
                 obj.dual_row_hessian(n, ratios, &means, &mut dual);
                 let err = closed.iter().zip(&dual).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
                 assert!(err < 1e-12, "{est}: closed form differs from dual passes by {err}");
+            }
+            // Closed-form row HVPs against forward-over-reverse dual passes.
+            assert!(prepared.has_closed_form_row_hvp());
+            let v: Vec<f64> = (0..12).map(|i| (i as f64 * 0.7).sin()).collect();
+            let (a, ga, ha) = obj.gradient_and_hvp_with(&v, true);
+            let (b, gb, hb) = obj.gradient_and_hvp_with(&v, false);
+            assert!((a - b).abs() < 1e-13);
+            for (x, y) in ga.iter().zip(&gb).chain(ha.iter().zip(&hb)) {
+                assert!((x - y).abs() < 1e-12 * (1.0 + y.abs()), "{est}: closed-form HVP {x} vs dual {y}");
             }
         }
     }

@@ -78,12 +78,19 @@ pub fn doubly_robust<S: Scalar>(
     total
 }
 
+/// Relative tolerance under which a ratio equal to its truncation level counts as a tie.
+pub const TIE_TOLERANCE: f64 = 1e-12;
+
 /// Truncated doubly robust (V-trace style, notes §1), with ρ̄_t = min(ρ_t, ρ̄) and
 /// c̄_t = min(ρ_t, c̄): V̂ = v_0 + Σ_t γ^t (Π_{s<t} c̄_s) ρ̄_t δ_t.
 ///
 /// A truncated factor has derivative ρ_t·1[ρ_t ≤ bound] w.r.t. ℓ_t (the tie counts as
 /// untruncated), so ∂V̂/∂ℓ_k = 1[ρ_k ≤ ρ̄](term k) + 1[ρ_k ≤ c̄] Σ_{t>k}(term t).
 /// With ρ̄ = c̄ = ∞ this is [`doubly_robust`] with a state-value critic.
+///
+/// A ratio within [`TIE_TOLERANCE`] (relative) of its bound counts as a tie, so that an
+/// on-policy ratio computed as exp(log π − log μ), which may round to 1 + 2⁻⁵², still
+/// passes its derivative at ρ̄ = 1.
 #[allow(clippy::too_many_arguments)]
 pub fn truncated_doubly_robust<S: Scalar>(
     gamma: f64,
@@ -96,27 +103,28 @@ pub fn truncated_doubly_robust<S: Scalar>(
     scratch: &mut Vec<S>,
 ) -> S {
     let n = ratios.len();
+    let (rho_tie, c_tie) = (rho_bar * (1.0 + TIE_TOLERANCE), c_bar * (1.0 + TIE_TOLERANCE));
     scratch.clear();
     let mut prod = S::one();
     let mut disc = 1.0;
     let mut total = S::from(v0);
     for t in 0..n {
         let r = ratios[t];
-        let rb = if r.re() <= rho_bar { r } else { S::from(rho_bar) };
+        let rb = if r.re() <= rho_tie { r } else { S::from(rho_bar) };
         let term = prod * rb * (disc * signal[t]);
         scratch.push(term);
         total += term;
-        prod *= if r.re() <= c_bar { r } else { S::from(c_bar) };
+        prod *= if r.re() <= c_tie { r } else { S::from(c_bar) };
         disc *= gamma;
     }
     let mut after = S::zero();
     for k in (0..n).rev() {
         let r = ratios[k].re();
         let mut g = S::zero();
-        if r <= rho_bar {
+        if r <= rho_tie {
             g += scratch[k];
         }
-        if r <= c_bar {
+        if r <= c_tie {
             g += after;
         }
         grad[k] = g;
@@ -202,36 +210,34 @@ pub fn taylor<S: Scalar>(
 pub fn taylor2<S: Scalar>(
     discount: TaylorDiscount,
     gamma: f64,
+    powers: &[f64],
     v0: f64,
     signal: &[f64],
     ratios: &[S],
     grad: &mut [S],
-    scratch: &mut Vec<S>,
 ) -> S {
     let n = ratios.len();
-    scratch.clear();
-    let (beta, mut disc, step) = match discount {
-        TaylorDiscount::Absolute => (1.0, 1.0, gamma),
-        TaylorDiscount::FromFirst => (gamma, 1.0, 1.0),
+    // a_t = γ^t Â_t (absolute, β = 1) or Â_t (from first, β = γ); `powers[t]` = γ^t.
+    let (beta, absolute) = match discount {
+        TaylorDiscount::Absolute => (1.0, true),
+        TaylorDiscount::FromFirst => (gamma, false),
     };
+    let a = |t: usize| if absolute { powers[t] * signal[t] } else { signal[t] };
     let mut total = S::from(v0);
     let mut h = S::zero();
     // Forward: store H_t in grad[t].
     for t in 0..n {
         let d = ratios[t] - 1.0;
-        let a = disc * signal[t];
-        scratch.push(S::from(a));
         grad[t] = h;
-        total += d * (h + 1.0) * a;
+        total += d * (h + 1.0) * a(t);
         h = (h + d) * beta;
-        disc *= step;
     }
     let mut lam = S::zero();
     for t in (0..n).rev() {
-        let a = scratch[t].re();
+        let at = a(t);
         let d = ratios[t] - 1.0;
-        let dl = (grad[t] + 1.0) * a + lam * beta;
-        lam = d * a + lam * beta;
+        let dl = (grad[t] + 1.0) * at + lam * beta;
+        lam = d * at + lam * beta;
         grad[t] = ratios[t] * dl;
     }
     total
@@ -319,12 +325,102 @@ pub fn taylor2_row_hessian(
     }
 }
 
+/// Row-space Hessian-vector product of [`doubly_robust`] in O(T), from its gradient: with
+/// F[ℓ_j, ℓ_k] = g_max(j,k) and F[ℓ_j, c_{t+1}] = ∂V̂/∂c_{t+1}·1[j ≤ t],
+/// (Fu)_{ℓ_k} = g_k Σ_{j≤k} u_j + Σ_{j>k} g_j u_j + Σ_{t≥k} (∂V̂/∂c_{t+1}) u_{c_{t+1}} and
+/// (Fu)_{c_{t+1}} = (∂V̂/∂c_{t+1}) Σ_{j≤t} u_j, (Fu)_{c_0} = 0.
+pub fn doubly_robust_row_hvp(
+    grad: &[f64],
+    means: Option<(&[f64], &[f64], &mut [f64])>,
+    u: &[f64],
+    out: &mut [f64],
+) {
+    let t = grad.len();
+    // Prefix sums U_k = Σ_{j≤k} u_j, kept in `out` for now.
+    let mut acc = 0.0;
+    for k in 0..t {
+        acc += u[k];
+        out[k] = acc;
+    }
+    if let Some((grad_c, u_c, out_c)) = means {
+        out_c[0] = 0.0;
+        for s in 0..t {
+            out_c[s + 1] = grad_c[s + 1] * out[s];
+        }
+        let mut suffix = 0.0;
+        let mut suffix_c = 0.0;
+        for k in (0..t).rev() {
+            suffix_c += grad_c[k + 1] * u_c[k + 1];
+            out[k] = grad[k] * out[k] + suffix + suffix_c;
+            suffix += grad[k] * u[k];
+        }
+    } else {
+        let mut suffix = 0.0;
+        for k in (0..t).rev() {
+            out[k] = grad[k] * out[k] + suffix;
+            suffix += grad[k] * u[k];
+        }
+    }
+}
+
+/// Row-space Hessian-vector product of [`taylor2`] in O(T): with F_kk = g_k and
+/// F_jl = ρ_j ρ_l w(j, l) Â_l (j < l), (Fu)_k = g_k u_k + ρ_k a_k P_k + ρ_k S_k, where
+/// P_k = Σ_{j<k} w'(j,k) ρ_j u_j and S_k = Σ_{l>k} w'(k,l) ρ_l a_l u_l with a_l = γ^l Â_l and
+/// w' = 1 (absolute), or a_l = Â_l and w' = γ^{l−j} (from first, as running discounts).
+#[allow(clippy::too_many_arguments)]
+pub fn taylor2_row_hvp(
+    discount: TaylorDiscount,
+    gamma: f64,
+    powers: &[f64],
+    signal: &[f64],
+    ratios: &[f64],
+    grad: &[f64],
+    u: &[f64],
+    out: &mut [f64],
+) {
+    let t = ratios.len();
+    let (absolute, beta) = match discount {
+        TaylorDiscount::Absolute => (true, 1.0),
+        TaylorDiscount::FromFirst => (false, gamma),
+    };
+    let a = |l: usize| if absolute { powers[l] * signal[l] } else { signal[l] };
+    let mut prefix = 0.0;
+    for k in 0..t {
+        out[k] = grad[k] * u[k] + ratios[k] * a(k) * prefix;
+        prefix = beta * (prefix + ratios[k] * u[k]);
+    }
+    let mut suffix = 0.0;
+    for k in (0..t).rev() {
+        out[k] += ratios[k] * suffix;
+        suffix = beta * (suffix + ratios[k] * a(k) * u[k]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use num_dual::Dual64;
     use rand::{RngExt, SeedableRng};
     use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn truncation_ties_pass_the_derivative_despite_rounding() {
+        // On-policy ratios computed through logs may round just above 1.
+        let ratios = [1.0 + f64::EPSILON, 1.0 - f64::EPSILON, 1.0];
+        let signal = [0.5, -0.25, 1.0];
+        let (mut g_trunc, mut g_dr) = ([0.0; 3], [0.0; 3]);
+        let mut scratch = Vec::new();
+        let v = truncated_doubly_robust(0.9, 1.0, 1.0, 0.1, &signal, &ratios, &mut g_trunc, &mut scratch);
+        let w = doubly_robust(0.9, 0.1, &signal, &ratios, None, &mut g_dr);
+        assert!((v - w).abs() < 1e-14);
+        for (a, b) in g_trunc.iter().zip(&g_dr) {
+            assert!((a - b).abs() < 1e-14);
+        }
+        // A clearly truncated ratio stops its derivative.
+        let mut g = [0.0; 3];
+        truncated_doubly_robust(0.9, 1.0, 1.0, 0.1, &signal, &[1.5, 1.0, 1.0], &mut g, &mut scratch);
+        assert_eq!(g[0], 0.0);
+    }
 
     #[test]
     fn specialised_taylor2_equals_general_kernel() {
@@ -338,7 +434,8 @@ mod tests {
                     .collect();
                 let (mut g1, mut g2) = (vec![Dual64::from(0.0); t], vec![Dual64::from(0.0); t]);
                 let mut scratch = Vec::new();
-                let v1 = taylor2(discount, gamma, 0.3, &signal, &ratios, &mut g1, &mut scratch);
+                let powers: Vec<f64> = (0..t).map(|i| gamma.powi(i as i32)).collect();
+                let v1 = taylor2(discount, gamma, &powers, 0.3, &signal, &ratios, &mut g1);
                 let v2 = taylor(2, discount, gamma, 0.3, &signal, &ratios, &mut g2, &mut scratch);
                 assert!((v1.re - v2.re).abs() < 1e-13 && (v1.eps - v2.eps).abs() < 1e-13);
                 for (a, b) in g1.iter().zip(&g2) {
@@ -346,6 +443,78 @@ mod tests {
                         (a.re - b.re).abs() < 1e-13 && (a.eps - b.eps).abs() < 1e-13,
                         "{gamma} {discount:?}"
                     );
+                }
+            }
+        }
+    }
+
+    use proptest::prelude::*;
+
+    /// Value and ℓ-gradient of one kernel on dual rows (`kind`: 0 DR, 1 truncated DR,
+    /// 2 TayPO-K general, 3 TayPO-2 specialised, 4 naive score, 5 DR with critic means).
+    fn run(
+        kind: u8,
+        k: usize,
+        discount: TaylorDiscount,
+        gamma: f64,
+        signal: &[f64],
+        r: &[Dual64],
+        c: &[Dual64],
+    ) -> (Dual64, Vec<Dual64>) {
+        let mut g = vec![Dual64::from(0.0); r.len() + c.len()];
+        let mut scratch = Vec::new();
+        let (gr, gc) = g.split_at_mut(r.len());
+        let v = match kind {
+            0 => doubly_robust(gamma, 0.3, signal, r, None, gr),
+            1 => truncated_doubly_robust(gamma, 1.2, 0.8, 0.3, signal, r, gr, &mut scratch),
+            2 => taylor(k, discount, gamma, 0.3, signal, r, gr, &mut scratch),
+            3 => {
+                let powers: Vec<f64> = (0..r.len()).map(|i| gamma.powi(i as i32)).collect();
+                taylor2(discount, gamma, &powers, 0.3, signal, r, gr)
+            }
+            4 => naive_score(discount, gamma, 0.3, signal, r, gr),
+            _ => doubly_robust(gamma, 0.3, signal, r, Some((c, gc)), gr),
+        };
+        (v, g)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// The hand-written adjoints are the derivatives of the kernels' own values
+        /// (forward mode, exact), and the row Hessians they induce are symmetric.
+        #[test]
+        fn adjoints_equal_forward_mode_derivatives(
+            kind in 0u8..6,
+            k in 1usize..6,
+            from_first in any::<bool>(),
+            gamma in 0.0f64..1.0,
+            rows in prop::collection::vec((0.05f64..3.0, -2.0f64..2.0, -2.0f64..2.0), 1..9),
+        ) {
+            let discount = if from_first { TaylorDiscount::FromFirst } else { TaylorDiscount::Absolute };
+            let t = rows.len();
+            let signal: Vec<f64> = rows.iter().map(|x| x.1).collect();
+            let ratio_vals: Vec<f64> = rows.iter().map(|x| x.0).collect();
+            let mean_vals: Vec<f64> = if kind == 5 { (0..=t).map(|i| rows[i.min(t - 1)].2 + i as f64 * 0.1).collect() } else { vec![] };
+            let m = t + mean_vals.len();
+            let lift = |j: usize| -> (Vec<Dual64>, Vec<Dual64>) {
+                // Unit tangent on row j in ℓ/c space: dρ = ρ, dc = 1.
+                let r = ratio_vals.iter().enumerate().map(|(a, &x)| Dual64::new(x, if a == j { x } else { 0.0 })).collect();
+                let c = mean_vals.iter().enumerate().map(|(a, &x)| Dual64::new(x, if a + t == j { 1.0 } else { 0.0 })).collect();
+                (r, c)
+            };
+            let mut f = vec![0.0; m * m];
+            for j in 0..m {
+                let (r, c) = lift(j);
+                let (v, g) = run(kind, k, discount, gamma, &signal, &r, &c);
+                // Forward-mode derivative of the value along row j = adjoint j.
+                prop_assert!((v.eps - g[j].re).abs() <= 1e-10 * (1.0 + g[j].re.abs()), "row {j}: {} vs {}", v.eps, g[j].re);
+                for a in 0..m {
+                    f[a * m + j] = g[a].eps;
+                }
+            }
+            for a in 0..m {
+                for b in 0..m {
+                    prop_assert!((f[a * m + b] - f[b * m + a]).abs() <= 1e-9 * (1.0 + f[a * m + b].abs()));
                 }
             }
         }

@@ -179,6 +179,8 @@ pub struct PreparedBatch {
     pub signal: Vec<f64>,
     /// Trajectory n's steps are `step_start[n]..step_start[n+1]` (N + 1 entries).
     pub step_start: Vec<usize>,
+    /// γ^0, γ^1, … up to the longest trajectory.
+    powers: Vec<f64>,
 }
 
 impl PreparedBatch {
@@ -191,6 +193,7 @@ impl PreparedBatch {
             v0: Vec::new(),
             signal: Vec::new(),
             step_start: vec![0],
+            powers: vec![1.0],
         }
     }
 
@@ -294,6 +297,10 @@ impl PreparedBatch {
         self.critic_means = means;
         self.v0.push(v0);
         self.step_start.push(self.signal.len());
+        while self.powers.len() <= t {
+            let last = *self.powers.last().expect("starts with γ^0");
+            self.powers.push(last * g);
+        }
         Ok(())
     }
 
@@ -325,6 +332,10 @@ impl PreparedBatch {
         self.signal.extend_from_slice(advantages);
         self.v0.push(0.0);
         self.step_start.push(self.signal.len());
+        while self.powers.len() <= advantages.len() {
+            let last = *self.powers.last().expect("starts with γ^0");
+            self.powers.push(last * self.gamma);
+        }
         Ok(())
     }
 
@@ -346,13 +357,52 @@ impl PreparedBatch {
                 local::truncated_doubly_robust(g, rho_bar, c_bar, v0, signal, ratios, grad, scratch)
             }
             Estimator::TayPo { order: 2, discount } => {
-                local::taylor2(discount, g, v0, signal, ratios, grad, scratch)
+                local::taylor2(discount, g, &self.powers[..ratios.len()], v0, signal, ratios, grad)
             }
             Estimator::TayPo { order, discount } => {
                 local::taylor(order, discount, g, v0, signal, ratios, grad, scratch)
             }
             Estimator::NaiveScore { discount } => local::naive_score(discount, g, v0, signal, ratios, grad),
         }
+    }
+
+    /// Whether [`PreparedBatch::closed_form_row_hvp`] applies to this estimator.
+    pub fn has_closed_form_row_hvp(&self) -> bool {
+        matches!(
+            self.estimator,
+            Estimator::Is | Estimator::Dr | Estimator::TayPo { order: 2, .. } | Estimator::NaiveScore { .. }
+        )
+    }
+
+    /// Closed-form O(T) row Hessian-vector product F·u of trajectory n (ℓ/c-space
+    /// direction `u`, written to `out`), from its rows and gradient; `false` when the
+    /// estimator has none (then use dual passes of [`PreparedBatch::kernel`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn closed_form_row_hvp(
+        &self,
+        n: usize,
+        ratios: &[f64],
+        grad: &[f64],
+        means: Option<(&[f64], &[f64], &mut [f64])>,
+        u: &[f64],
+        out: &mut [f64],
+    ) -> bool {
+        match self.estimator {
+            Estimator::Is | Estimator::Dr => local::doubly_robust_row_hvp(grad, means, u, out),
+            Estimator::TayPo { order: 2, discount } => local::taylor2_row_hvp(
+                discount,
+                self.gamma,
+                &self.powers[..ratios.len()],
+                &self.signal[self.steps(n)],
+                ratios,
+                grad,
+                u,
+                out,
+            ),
+            Estimator::NaiveScore { .. } => out.iter_mut().for_each(|x| *x = 0.0),
+            _ => return false,
+        }
+        true
     }
 
     /// Closed-form dense row Hessian of trajectory n (k×k, ratio rows then critic-mean

@@ -348,6 +348,11 @@ pub(crate) mod tests {
                 let obj = InnerObjective { normalisation: norm, ..InnerObjective::new(kind, 0.99) };
                 let prepared = obj.prepare(task).unwrap();
                 let (val, grad, hv) = obj.gradient_and_hvp(&policy, task, &prepared, &v).unwrap();
+                // The fused HVP path (used by the meta-gradients) agrees with the chain rule's.
+                let rows = task.rows(&policy).unwrap();
+                let hv_fused = obj.objective(task, &prepared, &rows).unwrap().hvp(&v);
+                let e = max_rel(&hv_fused, &hv);
+                assert!(e < 1e-12, "{kind:?} {norm:?}: fused HVP differs by {e}");
                 let f = |th: &[f64]| {
                     obj.value_and_gradient(&policy.with_params(th).unwrap(), task, &prepared).unwrap()
                 };

@@ -37,6 +37,13 @@ pub trait ScoreRows: Sync {
     fn vjp_add(&self, w: &[f64], out: &mut [f64]);
     /// `out += Σ_i w_i ∇²u_i v` (the rows' own curvature applied to `v`).
     fn curvature_hvp_add(&self, w: &[f64], v: &[f64], out: &mut [f64]);
+    /// The chain rule's last HVP step in one call: `grad += Jᵀg` and
+    /// `hv += Jᵀf + Σ_i g_i ∇²u_i v`. Implementations may share work between the parts.
+    fn gradient_and_hvp_add(&self, g: &[f64], f: &[f64], v: &[f64], grad: &mut [f64], hv: &mut [f64]) {
+        self.vjp_add(g, grad);
+        self.vjp_add(f, hv);
+        self.curvature_hvp_add(g, v, hv);
+    }
     /// `out += Jᵀ c + Σ_i w_i ∇²u_i v` with c = `op`(J v) (`op` receives J v and writes c,
     /// pre-zeroed): the Hessian-vector product of an estimator whose row-space second
     /// derivatives `op` applies (Gauss–Newton part) with row gradient w (curvature part).

@@ -71,24 +71,23 @@ impl TabularSoftmax {
         &self.probs[x * self.n_actions..(x + 1) * self.n_actions]
     }
 
-    /// Rows for a batch: one likelihood-ratio row per step (`states[i]`, `actions[i]`,
-    /// behaviour probability `behaviour[i]`), then, when `critic` (an |X|×|A| action-value
+    /// Rows for a batch: one likelihood-ratio row per step i, in state `states[i]` with
+    /// flat index `flat[i]` = state·|A| + action of the taken action and inverse behaviour
+    /// probability `inv_behaviour[i]` = 1/μ_i; then, when `critic` (an |X|×|A| action-value
     /// table) is given, one critic-mean row per entry of `mean_states`.
     pub fn rows<'a>(
         &'a self,
         states: &'a [usize],
-        actions: &'a [usize],
-        behaviour: &[f64],
+        flat: &'a [usize],
+        inv_behaviour: &[f64],
         mean_states: &'a [usize],
         critic: Option<&'a [f64]>,
     ) -> SoftmaxRows<'a> {
-        assert_eq!(states.len(), actions.len());
-        assert_eq!(states.len(), behaviour.len());
+        assert_eq!(states.len(), flat.len());
+        assert_eq!(states.len(), inv_behaviour.len());
         let na = self.n_actions;
         let mut values = Vec::with_capacity(states.len() + mean_states.len());
-        values.extend(
-            states.iter().zip(actions).zip(behaviour).map(|((&x, &a), &m)| self.probs[x * na + a] / m),
-        );
+        values.extend(flat.iter().zip(inv_behaviour).map(|(&i, &inv)| self.probs[i] * inv));
         // Per-state critic means c_x and advantage-weighted probabilities y = π ⊙ (q − c).
         let mut mean_y = Vec::new();
         let mean_states = match critic {
@@ -109,7 +108,7 @@ impl TabularSoftmax {
             }
             None => &[],
         };
-        SoftmaxRows { policy: self, states, actions, mean_states, mean_y, values }
+        SoftmaxRows { policy: self, states, flat, mean_states, mean_y, values }
     }
 }
 
@@ -127,11 +126,16 @@ impl Policy for TabularSoftmax {
     }
 }
 
+/// Per-state ratio-row weights, per-(state, action) ratio-row weights, per-state
+/// critic-mean-row weights.
+type WeightSums = (Vec<f64>, Vec<f64>, Vec<f64>);
+
 /// [`ScoreRows`] of a [`TabularSoftmax`] on a batch of steps (see [`TabularSoftmax::rows`]).
 pub struct SoftmaxRows<'a> {
     policy: &'a TabularSoftmax,
     states: &'a [usize],
-    actions: &'a [usize],
+    /// state·|A| + action per ratio row.
+    flat: &'a [usize],
     mean_states: &'a [usize],
     /// y = π ⊙ (q − c) per state (|X|×|A|), empty without a critic.
     mean_y: Vec<f64>,
@@ -144,14 +148,54 @@ impl SoftmaxRows<'_> {
     }
     /// Per-state sums of the weights of ratio rows (`w_state`) and of critic-mean rows
     /// (`c_state`), and per-(state, action) sums of ratio-row weights (`w_sa`).
-    fn weight_sums(&self, w: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-        let (ns, na) = (self.policy.n_states, self.policy.n_actions);
-        let (mut w_state, mut w_sa, mut c_state) = (vec![0.0; ns], vec![0.0; ns * na], vec![0.0; ns]);
-        let nr = self.n_ratio();
-        for ((&x, &a), &wi) in self.states.iter().zip(self.actions).zip(&w[..nr]) {
-            w_state[x] += wi;
-            w_sa[x * na + a] += wi;
+    /// Σ_i w_i ∇u_i from the weight sums.
+    fn vjp_from_sums(&self, (w_state, w_sa, c_state): &WeightSums, out: &mut [f64]) {
+        let na = self.policy.n_actions;
+        for x in 0..self.policy.n_states {
+            let pi = self.policy.probs_at(x);
+            for b in 0..na {
+                let i = x * na + b;
+                out[i] += w_sa[i] - w_state[x] * pi[b];
+                if !self.mean_y.is_empty() {
+                    out[i] += c_state[x] * self.mean_y[i];
+                }
+            }
         }
+    }
+
+    /// Σ_i w_i ∇²u_i v from the weight sums.
+    fn curvature_hvp_from_sums(&self, (w_state, _, c_state): &WeightSums, v: &[f64], out: &mut [f64]) {
+        let na = self.policy.n_actions;
+        for x in 0..self.policy.n_states {
+            let (pi, vx) = (self.policy.probs_at(x), &v[x * na..(x + 1) * na]);
+            let pv: f64 = pi.iter().zip(vx).map(|(p, v)| p * v).sum();
+            let ox = &mut out[x * na..(x + 1) * na];
+            if w_state[x] != 0.0 {
+                // −W (diag π − ππᵀ) v
+                for b in 0..na {
+                    ox[b] -= w_state[x] * pi[b] * (vx[b] - pv);
+                }
+            }
+            if !self.mean_y.is_empty() && c_state[x] != 0.0 {
+                // C (diag y − yπᵀ − πyᵀ) v
+                let y = &self.mean_y[x * na..(x + 1) * na];
+                let yv: f64 = y.iter().zip(vx).map(|(y, v)| y * v).sum();
+                for b in 0..na {
+                    ox[b] += c_state[x] * (y[b] * vx[b] - y[b] * pv - pi[b] * yv);
+                }
+            }
+        }
+    }
+
+    fn weight_sums(&self, w: &[f64]) -> WeightSums {
+        let (ns, na) = (self.policy.n_states, self.policy.n_actions);
+        let mut w_sa = vec![0.0; ns * na];
+        let nr = self.n_ratio();
+        for (&i, &wi) in self.flat.iter().zip(&w[..nr]) {
+            w_sa[i] += wi;
+        }
+        let w_state = w_sa.chunks(na).map(|c| c.iter().sum()).collect();
+        let mut c_state = vec![0.0; ns];
         for (&x, &wi) in self.mean_states.iter().zip(&w[nr..]) {
             c_state[x] += wi;
         }
@@ -177,8 +221,8 @@ impl ScoreRows for SoftmaxRows<'_> {
             .map(|x| self.policy.probs_at(x).iter().zip(&v[x * na..(x + 1) * na]).map(|(p, v)| p * v).sum())
             .collect();
         let nr = self.n_ratio();
-        for (o, (&x, &a)) in out[..nr].iter_mut().zip(self.states.iter().zip(self.actions)) {
-            *o = v[x * na + a] - pv[x];
+        for (o, (&x, &i)) in out[..nr].iter_mut().zip(self.states.iter().zip(self.flat)) {
+            *o = v[i] - pv[x];
         }
         if !self.mean_states.is_empty() {
             let yv: Vec<f64> = (0..ns)
@@ -197,42 +241,18 @@ impl ScoreRows for SoftmaxRows<'_> {
     }
 
     fn vjp_add(&self, w: &[f64], out: &mut [f64]) {
-        let na = self.policy.n_actions;
-        let (w_state, w_sa, c_state) = self.weight_sums(w);
-        for x in 0..self.policy.n_states {
-            let pi = self.policy.probs_at(x);
-            for b in 0..na {
-                let i = x * na + b;
-                out[i] += w_sa[i] - w_state[x] * pi[b];
-                if !self.mean_y.is_empty() {
-                    out[i] += c_state[x] * self.mean_y[i];
-                }
-            }
-        }
+        self.vjp_from_sums(&self.weight_sums(w), out);
     }
 
     fn curvature_hvp_add(&self, w: &[f64], v: &[f64], out: &mut [f64]) {
-        let na = self.policy.n_actions;
-        let (w_state, _, c_state) = self.weight_sums(w);
-        for x in 0..self.policy.n_states {
-            let (pi, vx) = (self.policy.probs_at(x), &v[x * na..(x + 1) * na]);
-            let pv: f64 = pi.iter().zip(vx).map(|(p, v)| p * v).sum();
-            let ox = &mut out[x * na..(x + 1) * na];
-            if w_state[x] != 0.0 {
-                // −W (diag π − ππᵀ) v
-                for b in 0..na {
-                    ox[b] -= w_state[x] * pi[b] * (vx[b] - pv);
-                }
-            }
-            if !self.mean_y.is_empty() && c_state[x] != 0.0 {
-                // C (diag y − yπᵀ − πyᵀ) v
-                let y = &self.mean_y[x * na..(x + 1) * na];
-                let yv: f64 = y.iter().zip(vx).map(|(y, v)| y * v).sum();
-                for b in 0..na {
-                    ox[b] += c_state[x] * (y[b] * vx[b] - y[b] * pv - pi[b] * yv);
-                }
-            }
-        }
+        self.curvature_hvp_from_sums(&self.weight_sums(w), v, out);
+    }
+
+    fn gradient_and_hvp_add(&self, g: &[f64], f: &[f64], v: &[f64], grad: &mut [f64], hv: &mut [f64]) {
+        let sums_g = self.weight_sums(g);
+        self.vjp_from_sums(&sums_g, grad);
+        self.vjp_from_sums(&self.weight_sums(f), hv);
+        self.curvature_hvp_from_sums(&sums_g, v, hv);
     }
 
     fn curvature_hessian_add(&self, w: &[f64], out: &mut [f64]) {
@@ -269,7 +289,7 @@ impl ScoreRows for SoftmaxRows<'_> {
             if rows.iter().all(|&r| r < nr) {
                 // Ratio rows only: y = e_a, one addition per pair.
                 flat.clear();
-                flat.extend(rows.iter().map(|&r| self.states[r] * na + self.actions[r]));
+                flat.extend(rows.iter().map(|&r| self.flat[r]));
                 for (a, &ia) in flat.iter().enumerate() {
                     let zrow = &mut z[ia * d..(ia + 1) * d];
                     for (&ib, &fab) in flat.iter().zip(&f[a * k..(a + 1) * k]) {
@@ -333,7 +353,7 @@ impl SoftmaxRows<'_> {
         let na = self.policy.n_actions;
         if r < nr {
             scratch.iter_mut().for_each(|s| *s = 0.0);
-            scratch[self.actions[r]] = 1.0;
+            scratch[self.flat[r] - self.states[r] * na] = 1.0;
             (self.states[r], scratch)
         } else {
             let x = self.mean_states[r - nr];

@@ -25,8 +25,10 @@ pub struct TabularBatch<'a> {
     behaviour: &'a [f64],
     n_actions: usize,
     step_states: Vec<usize>,
-    step_actions: Vec<usize>,
-    step_behaviour: Vec<f64>,
+    /// state·|A| + action per step.
+    step_flat: Vec<usize>,
+    /// 1/μ(a_t|x_t) per step.
+    step_inv_behaviour: Vec<f64>,
     path_states: Vec<usize>,
 }
 
@@ -38,15 +40,15 @@ impl<'a> TabularBatch<'a> {
             behaviour,
             n_actions,
             step_states: Vec::new(),
-            step_actions: Vec::new(),
-            step_behaviour: Vec::new(),
+            step_flat: Vec::new(),
+            step_inv_behaviour: Vec::new(),
             path_states: Vec::new(),
         };
         for tr in trajectories {
             for (&x, &a) in tr.states.iter().zip(&tr.actions) {
                 b.step_states.push(x);
-                b.step_actions.push(a);
-                b.step_behaviour.push(behaviour[x * n_actions + a]);
+                b.step_flat.push(x * n_actions + a);
+                b.step_inv_behaviour.push(1.0 / behaviour[x * n_actions + a]);
             }
             b.path_states.extend_from_slice(&tr.states);
         }
@@ -98,7 +100,7 @@ impl<'a> TabularBatch<'a> {
             Some(Critic::ActionValues(q)) if prepared.critic_means => Some(q.as_slice()),
             _ => None,
         };
-        policy.rows(&self.step_states, &self.step_actions, &self.step_behaviour, &self.path_states, q)
+        policy.rows(&self.step_states, &self.step_flat, &self.step_inv_behaviour, &self.path_states, q)
     }
 
     /// Mean estimate over the batch with its gradient, and the Hessian when `hessian`.
