@@ -26,6 +26,9 @@
 //!      mean_tasks[PPO-clip(ρ', Â'; ε) + c_KL Σ_k KL(π_{θ_k^old} ‖ π_{θ_k(θ)}) on D_k];
 //!      while θ moves away from θ_old, the inner objectives are evaluated off-policy
 //!      (ratios against the behaviour of each D_k).
+//!
+//! Setting the environment variable `METAGRAD_PROFILE` prints, per iteration, the time
+//! spent sampling (with the inner adaptation) and in the outer update.
 
 use std::time::Instant;
 

@@ -116,7 +116,7 @@ pub fn jvp<R: ScoreRows>(objs: &[BatchObjective<'_, R>], eta: f64, order: Order,
     u
 }
 
-/// J_Kᵀ w plus per-step terms: w ← w + ηĤ_k w + extras[k] for k = K−1 … 0 (`extras` empty
+/// J_Kᵀ w plus per-step terms: w ← w + ηĤ_k w + `extras[k]` for k = K−1 … 0 (`extras` empty
 /// or of length K; HVPs dropped for [`Order::First`]).
 pub fn vjp<R: ScoreRows>(
     objs: &[BatchObjective<'_, R>],
