@@ -33,8 +33,11 @@ fn time<T>(label: &str, reps: usize, threads: usize, mut f: impl FnMut() -> T) {
     }
     let wall = w0.elapsed().as_secs_f64() / reps as f64;
     let cpu = (cpu_seconds() - c0) / reps as f64;
+    if reps == 0 {
+        return;
+    }
     println!(
-        "{label:44} wall {:8.3} s   cpu {:8.3} s   cpu/threads {:8.3} s",
+        "{label:44} wall {:9.4} s   cpu {:9.4} s   cpu/threads {:9.4} s",
         wall,
         cpu,
         cpu / threads as f64
@@ -96,6 +99,58 @@ fn main() {
                 .collect::<Vec<_>>()
         });
     }
+    // Per-operation costs at the point env's size (4 → (64, 64) → 2, 2000 samples = one
+    // task's round), one thread: what an iteration is made of.
+    let pool1 = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    pool1.install(|| {
+        let p = GaussianMlp::new(4, 2, &GaussianMlpConfig::default(), 3).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let n = 2000;
+        let obs: Vec<f64> = (0..n * 4).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let mut actions = vec![0.0; n * 2];
+        let mut logp = vec![0.0; n];
+        p.sample_batch(&obs, &mut rng, &mut actions, &mut logp).unwrap();
+        let d = TaskData {
+            obs_dim: 4,
+            act_dim: 2,
+            behaviour_mean: p.mean_batch(&obs).unwrap(),
+            behaviour_log_std: p.log_std().to_vec(),
+            obs: obs.clone(),
+            actions: actions.clone(),
+            behaviour_log_probs: logp.clone(),
+            rewards: vec![0.5; n],
+            advantages: (0..n).map(|_| rng.random_range(-1.5..1.5)).collect(),
+            baselines: vec![1.0; n],
+            adv_std: 1.0,
+            path_offsets: (0..=20).map(|k| k * 100).collect(),
+            average_return: 0.0,
+        };
+        let inner = InnerObjective::new(InnerKind::Taypo2, 0.99);
+        let prepared = inner.prepare(&d).unwrap();
+        let v: Vec<f64> = (0..p.num_params()).map(|i| (i as f64).sin()).collect();
+        let r = 500;
+        time("point size: rows (forward pass)", r, 1, || d.rows(&p).unwrap().values()[0]);
+        let rows = d.rows(&p).unwrap();
+        let obj = inner.objective(&d, &prepared, &rows).unwrap();
+        time("point size: row kernel pass (TayPO-2)", r, 1, || obj.row_gradient().0);
+        time("point size: inner gradient (kernel + vjp)", r, 1, || obj.gradient().0);
+        time("point size: fused HVP (TayPO-2)", r, 1, || obj.hvp(&v)[0]);
+        let mut hv = vec![0.0; p.num_params()];
+        let w = vec![0.001; n];
+        time("point size: MLP fused pass only (R-fwd + R-bwd)", r, 1, || {
+            rows.hessian_vector_add(&w, &v, |jv, c| c.copy_from_slice(jv), &mut hv)
+        });
+        time("point size: gradient_and_hvp (unfused)", r, 1, || obj.gradient_and_hvp(&v).0);
+        let batch = p.batch(&obs).unwrap();
+        let mut out = vec![0.0; p.num_params()];
+        time("point size: Fisher-vector product", r, 1, || {
+            batch.fisher_vector_product(&v, &mut out).unwrap()
+        });
+        let mut g = vec![0.0; p.num_params()];
+        time("point size: KL + gradient from rows", r, 1, || {
+            d.kl_from_behaviour(&rows, Some(&mut g)).unwrap()
+        });
+    });
     for algo in Algorithm::ALL {
         let params =
             Params { iterations: 1_000_000, ..Params::new("point-corners", algo) }.validate().unwrap();
