@@ -2,6 +2,7 @@
 
 mod estimate;
 mod example;
+mod meta_rl;
 mod tabular;
 
 use anyhow::{Context, Result};
@@ -27,6 +28,9 @@ enum Command {
     Tabular(tabular::Args),
     /// Write an example problem file for `estimate` (one random trial of the tabular study).
     ExampleProblem(example::Args),
+    /// Meta-RL on the 2-D navigation task (or a MuJoCo meta-task): TRPO-MAML, TRPO-FMAML,
+    /// TRPO-E-MAML, TRPO-DiCE, ProMP, ProMP-TayPO-2 (paper Fig. 1 d, Fig. 2).
+    MetaRl(Box<meta_rl::Args>),
 }
 
 /// Runs the parsed command.
@@ -42,6 +46,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Estimate(args) => estimate::run(args),
         Command::Tabular(args) => tabular::run(args),
         Command::ExampleProblem(args) => example::run(args),
+        Command::MetaRl(args) => meta_rl::run(*args),
     }
 }
 

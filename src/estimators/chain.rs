@@ -200,10 +200,20 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
 
     /// [`Self::gradient_and_hvp`], with F·(Jv) in closed form (`closed`) or by dual passes.
     fn gradient_and_hvp_with(&self, v: &[f64], closed: bool) -> (f64, Vec<f64>, Vec<f64>) {
+        let mut jv = vec![0.0; self.rows.num_rows()];
+        self.rows.jvp(v, &mut jv);
+        let (value, row_grad, row_fu) = self.row_derivatives(&jv, closed);
+        let d = self.rows.num_params();
+        let (mut grad, mut hv) = (vec![0.0; d], vec![0.0; d]);
+        self.rows.gradient_and_hvp_add(&row_grad, &row_fu, v, &mut grad, &mut hv);
+        (value, grad, hv)
+    }
+
+    /// f, the row gradient g = ∂f/∂u and the row-space product F·(Jv) for the row tangent
+    /// `jv` = J v, with F·(Jv) in closed form (`closed`) or by dual passes.
+    fn row_derivatives(&self, jv: &[f64], closed: bool) -> (f64, Vec<f64>, Vec<f64>) {
         let nr = self.rows.num_rows();
         let n_steps = self.batch.n_steps();
-        let mut jv = vec![0.0; nr];
-        self.rows.jvp(v, &mut jv);
         let s = self.scale;
         // ℓ-space tangent: dρ = ρ·(Jv) for ratio rows, dc = (Jv) for critic-mean rows.
         let lift = |val: f64, i: usize| Dual64::new(val, if i < n_steps { val * jv[i] } else { jv[i] });
@@ -274,15 +284,21 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
             sum
         });
         let value: f64 = sums.iter().sum();
-        let d = self.rows.num_params();
-        let (mut grad, mut hv) = (vec![0.0; d], vec![0.0; d]);
-        self.rows.gradient_and_hvp_add(&row_grad, &row_fu, v, &mut grad, &mut hv);
-        (value * s, grad, hv)
+        (value * s, row_grad, row_fu)
     }
 
-    /// ∇²f·v.
+    /// ∇²f·v, through the policy's fused product [`ScoreRows::fused_hvp_add`]: one `f64`
+    /// kernel pass for g, then F·(Jv) (closed form where the estimator has one, else dual
+    /// passes) inside it. For the Gaussian MLP that is one forward-mode and one
+    /// forward-over-reverse pass, instead of [`Self::gradient_and_hvp`]'s jvp, two vjps
+    /// and curvature product.
     pub fn hvp(&self, v: &[f64]) -> Vec<f64> {
-        self.gradient_and_hvp(v).2
+        let (_, row_grad) = self.row_gradient();
+        let closed = self.batch.has_closed_form_row_hvp();
+        let mut hv = vec![0.0; self.rows.num_params()];
+        let mut op = |jv: &[f64], c: &mut [f64]| c.copy_from_slice(&self.row_derivatives(jv, closed).2);
+        self.rows.fused_hvp_add(&row_grad, v, &mut op, &mut hv);
+        hv
     }
 
     /// Dense row Hessian of trajectory n by one dual pass per row (any estimator).

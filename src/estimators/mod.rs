@@ -304,6 +304,41 @@ impl PreparedBatch {
         Ok(())
     }
 
+    /// Appends a trajectory whose per-step signal is given directly: the advantages
+    /// Â_0..Â_{T−1} (e.g. GAE advantages, normalised per task), with v_0 = 0. For the
+    /// estimators whose signal is an advantage (TayPO-K, the naive score), this is the
+    /// meta-RL form of [`Self::push`]: the estimate is Σ_t … Â_t without a zeroth-order
+    /// term (notes §5, ProMP's per-step losses). Other estimators (IS, DR) read rewards
+    /// and a critic: use [`Self::push`].
+    pub fn push_advantages(&mut self, advantages: &[f64]) -> Result<()> {
+        if !matches!(self.estimator, Estimator::TayPo { .. } | Estimator::NaiveScore { .. }) {
+            return Err(invalid(
+                "estimator",
+                format!(
+                    "{}: given advantages are a signal only for taypo-K and maml; use push with rewards",
+                    self.estimator
+                ),
+            ));
+        }
+        if let Some(i) = advantages.iter().position(|a| !a.is_finite()) {
+            return Err(invalid(
+                format!("advantages[{i}] of trajectory {}", self.len()),
+                format!("must be finite, got {}", advantages[i]),
+            ));
+        }
+        if self.critic_means {
+            return Err(invalid("critic", "all trajectories of a batch need the same kind of critic"));
+        }
+        self.signal.extend_from_slice(advantages);
+        self.v0.push(0.0);
+        self.step_start.push(self.signal.len());
+        while self.powers.len() <= advantages.len() {
+            let last = *self.powers.last().expect("starts with γ^0");
+            self.powers.push(last * self.gamma);
+        }
+        Ok(())
+    }
+
     /// Runs the estimator's kernel on trajectory `n` given its rows; writes the gradient
     /// w.r.t. the ratio rows (and the critic-mean rows, if any) and returns V̂.
     pub fn kernel<S: Scalar>(

@@ -1,6 +1,9 @@
 //! Meta-RL machinery around the estimators: parallel seeded sampling
-//! ([`sampler`]), sample processing into returns and advantages ([`processing`]) and the
-//! outer optimisers' building blocks ([`optim`]: TRPO, PPO-clip, Adam).
+//! ([`sampler`]), sample processing into returns and advantages ([`processing`]), the
+//! outer optimisers' building blocks ([`optim`]: TRPO, PPO-clip, Adam), the inner
+//! objectives as estimators ([`objectives`]: MAML, LVC, TayPO-2, DR, E-MAML's term),
+//! K-step meta-gradients by Hessian-vector products ([`metagrad`]) and the six algorithms
+//! with their trainer and checkpointable state ([`algos`]).
 //!
 //! Settings follow ProMP's code base, which the paper reuses (notes §5).
 //!
@@ -19,6 +22,9 @@
 //! 4. adapted parameters θ' = θ + η g give a new policy (`policy.with_params(&θ')`)
 //!    for post-update sampling (one policy per task in `sample`, with a new `phase`).
 
+pub mod algos;
+pub mod metagrad;
+pub mod objectives;
 pub mod optim;
 pub mod processing;
 pub mod sampler;

@@ -611,34 +611,7 @@ impl GaussianMlpBatch<'_> {
         old_log_std: &[f64],
         grad: Option<&mut [f64]>,
     ) -> Result<f64, SettingError> {
-        let p = self.policy;
-        let ad = p.act_dim();
-        ensure(old_mean.len() == self.n * ad, "old_mean.len()", old_mean.len(), "expected N·act_dim")?;
-        ensure(old_log_std.len() == ad, "old_log_std.len()", old_log_std.len(), "expected act_dim")?;
-        if self.n == 0 {
-            return Ok(0.0);
-        }
-        let s = p.log_std();
-        let inv_var: Vec<f64> = s.iter().map(|s| (-2.0 * s).exp()).collect();
-        let old_var: Vec<f64> = old_log_std.iter().map(|s| (2.0 * s).exp()).collect();
-        let inv_n = 1.0 / self.n as f64;
-        let mut kl = 0.0;
-        let mut g_mean = vec![0.0; self.n * ad];
-        let mut g_s = vec![0.0; ad];
-        for i in 0..self.n * ad {
-            let j = i % ad;
-            let diff = self.act.mean[i] - old_mean[i];
-            let num = old_var[j] + diff * diff;
-            kl += s[j] - old_log_std[j] + 0.5 * num * inv_var[j] - 0.5;
-            g_mean[i] = inv_n * diff * inv_var[j];
-            g_s[j] += inv_n * (1.0 - num * inv_var[j]);
-        }
-        if let Some(out) = grad {
-            ensure(out.len() == p.theta.len(), "grad.len()", out.len(), "expected num_params")?;
-            p.backward_add(&self.act, self.obs, self.n, &g_mean, out);
-            out[p.s_off..].iter_mut().zip(&g_s).for_each(|(o, g)| *o += g);
-        }
-        Ok(kl * inv_n)
+        mean_kl_from(self.policy, &self.act, self.obs, self.n, old_mean, old_log_std, grad)
     }
 
     /// Exact Fisher-vector product of the batch-mean Fisher information, equal to the
@@ -667,6 +640,46 @@ impl GaussianMlpBatch<'_> {
         out[p.s_off..].iter_mut().zip(&v[p.s_off..]).for_each(|(o, vs)| *o = 2.0 * vs);
         Ok(())
     }
+}
+
+/// Mean KL(π_old ‖ π_θ) over a batch from a forward pass `act` (see
+/// [`GaussianMlpBatch::mean_kl_from`]).
+fn mean_kl_from(
+    p: &GaussianMlp,
+    act: &Activations,
+    obs: &[f64],
+    n: usize,
+    old_mean: &[f64],
+    old_log_std: &[f64],
+    grad: Option<&mut [f64]>,
+) -> Result<f64, SettingError> {
+    let ad = p.act_dim();
+    ensure(old_mean.len() == n * ad, "old_mean.len()", old_mean.len(), "expected N·act_dim")?;
+    ensure(old_log_std.len() == ad, "old_log_std.len()", old_log_std.len(), "expected act_dim")?;
+    if n == 0 {
+        return Ok(0.0);
+    }
+    let s = p.log_std();
+    let inv_var: Vec<f64> = s.iter().map(|s| (-2.0 * s).exp()).collect();
+    let old_var: Vec<f64> = old_log_std.iter().map(|s| (2.0 * s).exp()).collect();
+    let inv_n = 1.0 / n as f64;
+    let mut kl = 0.0;
+    let mut g_mean = vec![0.0; n * ad];
+    let mut g_s = vec![0.0; ad];
+    for i in 0..n * ad {
+        let j = i % ad;
+        let diff = act.mean[i] - old_mean[i];
+        let num = old_var[j] + diff * diff;
+        kl += s[j] - old_log_std[j] + 0.5 * num * inv_var[j] - 0.5;
+        g_mean[i] = inv_n * diff * inv_var[j];
+        g_s[j] += inv_n * (1.0 - num * inv_var[j]);
+    }
+    if let Some(out) = grad {
+        ensure(out.len() == p.theta.len(), "grad.len()", out.len(), "expected num_params")?;
+        p.backward_add(act, obs, n, &g_mean, out);
+        out[p.s_off..].iter_mut().zip(&g_s).for_each(|(o, g)| *o += g);
+    }
+    Ok(kl * inv_n)
 }
 
 /// [`ScoreRows`] of a [`GaussianMlp`] on a batch of N taken actions: row i holds
@@ -699,6 +712,17 @@ impl GaussianMlpRows<'_> {
     /// The policy the rows were evaluated with.
     pub fn policy(&self) -> &GaussianMlp {
         self.policy
+    }
+
+    /// [`GaussianMlpBatch::mean_kl_from`] on the rows' observations, reusing their forward
+    /// pass (no second forward pass through the network).
+    pub fn mean_kl_from(
+        &self,
+        old_mean: &[f64],
+        old_log_std: &[f64],
+        grad: Option<&mut [f64]>,
+    ) -> Result<f64, SettingError> {
+        mean_kl_from(self.policy, &self.act, self.obs, self.n, old_mean, old_log_std, grad)
     }
 
     /// Per-row gradients ∇u_r for the listed rows, as a k×D row-major matrix (one small
@@ -852,6 +876,12 @@ impl ScoreRows for GaussianMlpRows<'_> {
     /// R-operator; the log-std part is Σ_i w_i (−2 e_ij R{m_ij} − 2 (q_ij + 1) v_{s,j}).
     fn curvature_hvp_add(&self, w: &[f64], v: &[f64], out: &mut [f64]) {
         self.hvp_impl(w, v, None, out);
+    }
+
+    /// One forward-mode and one forward-over-reverse pass
+    /// ([`GaussianMlpRows::hessian_vector_add`]).
+    fn fused_hvp_add(&self, w: &[f64], v: &[f64], op: &mut dyn FnMut(&[f64], &mut [f64]), out: &mut [f64]) {
+        self.hvp_impl(w, v, Some(op), out);
     }
 
     /// Dense Σ_i w_i ∇²u_i from D Hessian-vector products with the basis vectors.

@@ -44,6 +44,19 @@ pub trait ScoreRows: Sync {
         self.vjp_add(f, hv);
         self.curvature_hvp_add(g, v, hv);
     }
+    /// `out += Jᵀ c + Σ_i w_i ∇²u_i v` with c = `op`(J v) (`op` receives J v and writes c,
+    /// pre-zeroed): the Hessian-vector product of an estimator whose row-space second
+    /// derivatives `op` applies (Gauss–Newton part) with row gradient w (curvature part).
+    /// The default is [`Self::jvp`], `op`, then [`Self::gradient_and_hvp_add`] (whose
+    /// gradient part is discarded); a policy may share passes between the steps.
+    fn fused_hvp_add(&self, w: &[f64], v: &[f64], op: &mut dyn FnMut(&[f64], &mut [f64]), out: &mut [f64]) {
+        let mut jv = vec![0.0; self.num_rows()];
+        self.jvp(v, &mut jv);
+        let mut c = vec![0.0; self.num_rows()];
+        op(&jv, &mut c);
+        let mut unused = vec![0.0; self.num_params()];
+        self.gradient_and_hvp_add(w, &c, v, &mut unused, out);
+    }
     /// `out += Σ_i w_i ∇²u_i` as a dense row-major D×D matrix.
     fn curvature_hessian_add(&self, w: &[f64], out: &mut [f64]);
     /// For every block (one per trajectory, see [`RowBlocks`]):

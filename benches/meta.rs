@@ -1,0 +1,99 @@
+//! Meta-RL benchmarks (issue 5), on the current rayon pool (2 threads on the CI machine):
+//!
+//! * `promp_size_meta_gradient/*`: one second-order meta-gradient of ProMP's size: policy
+//!   20 → (64, 64) → 6 (≈ 5.9k parameters), 40 tasks × 2000 pre-update and 2000
+//!   post-update samples (20 paths × 100 steps each), one inner step; per task the inner
+//!   gradient, the adapted policy's outer gradient (TRPO surrogate) and one HVP of the
+//!   inner objective (target ≤ 300 ms on 2 cores);
+//! * `point_corners_iteration/*`: one full meta-iteration on `point-corners` with the
+//!   notes' settings (40 tasks × 20 rollouts × horizon 100, 3 inner steps): sampling of the
+//!   4 rounds, inner adaptation and the outer update.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use metagrad::meta::algos::{Algorithm, Params, Trainer};
+use metagrad::meta::metagrad::{InnerRound, Order, meta_gradient};
+use metagrad::meta::objectives::{InnerKind, InnerObjective, TaskData};
+use metagrad::meta::optim::ratio_surrogate;
+use metagrad::policy::{GaussianMlp, GaussianMlpConfig, Policy, ScoreRows};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use std::hint::black_box;
+use std::time::Duration;
+
+/// Synthetic task data of ProMP's size sampled from `policy`.
+fn task(policy: &GaussianMlp, seed: u64) -> TaskData {
+    let (od, ad, n) = (20, 6, 2000);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let obs: Vec<f64> = (0..n * od).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let mut actions = vec![0.0; n * ad];
+    let mut logp = vec![0.0; n];
+    policy.sample_batch(&obs, &mut rng, &mut actions, &mut logp).unwrap();
+    let rewards: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..1.0)).collect();
+    let advantages: Vec<f64> = (0..n).map(|_| rng.random_range(-1.5..1.5)).collect();
+    let baselines: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..10.0)).collect();
+    TaskData {
+        obs_dim: od,
+        act_dim: ad,
+        behaviour_mean: policy.mean_batch(&obs).unwrap(),
+        behaviour_log_std: policy.log_std().to_vec(),
+        obs,
+        actions,
+        behaviour_log_probs: logp,
+        rewards,
+        advantages,
+        baselines,
+        adv_std: 3.0,
+        path_offsets: (0..=20).map(|p| p * 100).collect(),
+        average_return: 0.0,
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let policy = GaussianMlp::new(20, 6, &GaussianMlpConfig::default(), 2).unwrap();
+    assert_eq!(policy.num_params(), 20 * 64 + 64 + 64 * 64 + 64 + 64 * 6 + 6 + 6);
+    let tasks: Vec<(TaskData, TaskData)> =
+        (0..40).map(|t| (task(&policy, 2 * t), task(&policy, 2 * t + 1))).collect();
+    let mut g = c.benchmark_group("promp_size_meta_gradient");
+    g.sample_size(10).measurement_time(Duration::from_secs(8)).warm_up_time(Duration::from_secs(1));
+    for kind in [InnerKind::Lvc, InnerKind::Taypo2, InnerKind::Dr] {
+        let inner = InnerObjective::new(kind, 0.99);
+        let rounds: Vec<(Vec<InnerRound>, &TaskData)> = tasks
+            .iter()
+            .map(|(pre, post)| (vec![InnerRound::new(&inner, pre.clone()).unwrap()], post))
+            .collect();
+        g.bench_function(format!("{kind:?}").to_lowercase(), |b| {
+            b.iter(|| {
+                let parts: Vec<Vec<f64>> = rounds
+                    .par_iter()
+                    .map(|(r, post)| {
+                        meta_gradient(&inner, &policy, r, 0.1, Order::Second, |p| {
+                            let rows = post.rows(p)?;
+                            let o = ratio_surrogate(rows.values(), &post.advantages)?;
+                            let mut g = vec![0.0; p.num_params()];
+                            rows.vjp_add(&o.d_log, &mut g);
+                            Ok((o.loss, g))
+                        })
+                        .unwrap()
+                        .1
+                    })
+                    .collect();
+                black_box(parts)
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("point_corners_iteration");
+    g.sample_size(10).measurement_time(Duration::from_secs(30)).warm_up_time(Duration::from_secs(1));
+    for algo in [Algorithm::PrompTaypo2, Algorithm::TrpoMaml] {
+        let params =
+            Params { iterations: 1_000_000, ..Params::new("point-corners", algo) }.validate().unwrap();
+        let mut trainer = Trainer::new(params).unwrap();
+        g.bench_function(algo.name(), |b| b.iter(|| black_box(trainer.step().unwrap())));
+    }
+    g.finish();
+}
+
+criterion_group!(group, benches);
+criterion_main!(group);

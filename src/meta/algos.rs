@@ -1,0 +1,740 @@
+//! The six meta-RL algorithms of the paper's Fig. 1(d) and Fig. 2 (notes §4–5), each an
+//! inner objective ([`super::objectives`]) composed with an outer optimiser.
+//!
+//! | algorithm | inner objective | meta-gradient | outer |
+//! |---|---|---|---|
+//! | `trpo-maml` | naive score (MAML) | second order | TRPO |
+//! | `trpo-fmaml` | naive score | first order | TRPO |
+//! | `trpo-emaml` | naive score + E-MAML exploration term | second order | TRPO |
+//! | `trpo-dice` | DR (DiCE) | second order | TRPO |
+//! | `promp` | TayPO-1 / LVC | second order | PPO-clip + inner KL, Adam |
+//! | `promp-taypo2` | TayPO-2 | second order | PPO-clip + inner KL, Adam |
+//!
+//! # One iteration (per task, in parallel; tasks fresh each iteration)
+//!
+//! 1. D_0 is sampled with π_θ; for k = 0 … K−1: θ_{k+1} = θ_k + η∇V̂_in(θ_k; D_k), then
+//!    D_{k+1} is sampled with π_{θ_{k+1}} (D_K is the post-update data). Returns of D_0
+//!    are the pre-update return, of D_k the return after k inner steps.
+//! 2. The outer step, with all data fixed and θ_k(θ) recomputed from θ
+//!    ([`super::metagrad`]); ρ'_i = π_{θ_K(θ)}(a'_i|x'_i)/π_{θ_K^old}(a'_i|x'_i) on D_K:
+//!    * **TRPO**: minimise L(θ) = mean_tasks[−mean_i ρ'_i Â'_i] (minus, for E-MAML,
+//!      Σ_k R̄·mean_{D_k} log π_{θ_k(θ)}) subject to mean_tasks KL(π_{θ_K^old} ‖ π_{θ_K(θ)})
+//!      on D_K ≤ δ. Conjugate gradient on the exact Fisher of that KL through the
+//!      adaptation, J_Kᵀ F' J_K v (J_K = Π(I + ηĤ_k); one step: (I+ηĤ)F'(I+ηĤ)v; J = I
+//!      for FMAML), then [`super::optim::trpo_step`]'s line search (every trial re-adapts).
+//!    * **ProMP**: `promp_steps` Adam steps on the loss
+//!      mean_tasks[PPO-clip(ρ', Â'; ε) + c_KL Σ_k KL(π_{θ_k^old} ‖ π_{θ_k(θ)}) on D_k];
+//!      while θ moves away from θ_old, the inner objectives are evaluated off-policy
+//!      (ratios against the behaviour of each D_k).
+//!
+//! Setting the environment variable `METAGRAD_PROFILE` prints, per iteration, the time
+//! spent sampling (with the inner adaptation) and in the outer update.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::metagrad::{self, InnerRound, Order, chain_objectives, chain_rows};
+use super::objectives::{InnerKind, InnerObjective, Normalisation, TaskData, exploration_term};
+use super::optim::{Adam, AdamConfig, TrpoConfig, ppo_clip_objective, ratio_surrogate, trpo_step};
+use super::processing::{ProcessingConfig, process};
+use super::sampler::{Sampler, SamplerConfig, sample_tasks};
+use crate::envs::{MetaEnv, PointEnv, make_mujoco_env};
+use crate::error::{Result, invalid};
+use crate::estimators::TaylorDiscount;
+use crate::policy::{GaussianMlp, GaussianMlpConfig, GaussianMlpRows, Policy, ScoreRows};
+
+/// A meta-RL algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Algorithm {
+    /// TRPO with MAML's naive inner loss, second order.
+    TrpoMaml,
+    /// TRPO with MAML's naive inner loss, first order.
+    TrpoFmaml,
+    /// TRPO-MAML plus E-MAML's exploration term.
+    TrpoEmaml,
+    /// TRPO with the DR (DiCE) inner objective.
+    TrpoDice,
+    /// ProMP: LVC (TayPO-1) inner objective, PPO-clip outer.
+    Promp,
+    /// ProMP with the TayPO-2 inner objective.
+    PrompTaypo2,
+}
+
+impl Algorithm {
+    /// All six, in the paper's order.
+    pub const ALL: [Algorithm; 6] = [
+        Algorithm::TrpoMaml,
+        Algorithm::TrpoFmaml,
+        Algorithm::TrpoEmaml,
+        Algorithm::TrpoDice,
+        Algorithm::Promp,
+        Algorithm::PrompTaypo2,
+    ];
+
+    /// The command-line name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Algorithm::TrpoMaml => "trpo-maml",
+            Algorithm::TrpoFmaml => "trpo-fmaml",
+            Algorithm::TrpoEmaml => "trpo-emaml",
+            Algorithm::TrpoDice => "trpo-dice",
+            Algorithm::Promp => "promp",
+            Algorithm::PrompTaypo2 => "promp-taypo2",
+        }
+    }
+
+    /// Parses a name (as on the command line).
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::ALL.iter().copied().find(|a| a.name() == name.trim()).ok_or_else(|| {
+            invalid(
+                "algo",
+                format!(
+                    "unknown algorithm {name:?} (known: {})",
+                    Self::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+    }
+
+    /// The inner objective's estimator.
+    pub fn inner_kind(&self) -> InnerKind {
+        match self {
+            Algorithm::TrpoMaml | Algorithm::TrpoFmaml | Algorithm::TrpoEmaml => InnerKind::Maml,
+            Algorithm::TrpoDice => InnerKind::Dr,
+            Algorithm::Promp => InnerKind::Lvc,
+            Algorithm::PrompTaypo2 => InnerKind::Taypo2,
+        }
+    }
+
+    /// Whether the outer optimiser is ProMP's (otherwise TRPO).
+    pub fn is_promp(&self) -> bool {
+        matches!(self, Algorithm::Promp | Algorithm::PrompTaypo2)
+    }
+
+    /// First or second order meta-gradient.
+    pub fn order(&self) -> Order {
+        if *self == Algorithm::TrpoFmaml { Order::First } else { Order::Second }
+    }
+
+    /// Whether the E-MAML exploration term is added.
+    pub fn exploration(&self) -> bool {
+        *self == Algorithm::TrpoEmaml
+    }
+}
+
+impl std::fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether `env` is one of the 2-D point environments.
+pub fn is_point_env(env: &str) -> bool {
+    env.starts_with("point-")
+}
+
+/// The environment for a command-line name: the point envs, or a MuJoCo meta-task (which
+/// needs the `mujoco` feature and errors clearly without it).
+pub fn make_env(name: &str) -> Result<Box<dyn MetaEnv>> {
+    if is_point_env(name) {
+        Ok(Box::new(PointEnv::from_name(name)?))
+    } else {
+        make_mujoco_env(name).map_err(|e| invalid("env", format!("{name:?}: {e:#}")))
+    }
+}
+
+/// Settings of a meta-RL run (notes §5 defaults). Check with [`Params::validate`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Environment name.
+    pub env: String,
+    /// Algorithm.
+    pub algo: Algorithm,
+    /// Seed of every random draw.
+    pub seed: u64,
+    /// Meta-iterations.
+    pub iterations: usize,
+    /// Tasks per iteration (40).
+    pub tasks: usize,
+    /// Rollouts per task and sampling round (20).
+    pub rollouts: usize,
+    /// Horizon (100).
+    pub horizon: usize,
+    /// γ (0.99).
+    pub gamma: f64,
+    /// GAE λ (1).
+    pub gae_lambda: f64,
+    /// Normalise advantages per task (true).
+    pub normalize_advantages: bool,
+    /// Inner steps K; `None`: 3 for the point envs, 1 otherwise.
+    pub inner_steps: Option<usize>,
+    /// Inner step size η (0.1).
+    pub inner_lr: f64,
+    /// Hidden layer widths ((64, 64)).
+    pub hidden: Vec<usize>,
+    /// Initial log-std (0).
+    pub init_log_std: f64,
+    /// Normalisation of the inner objectives (mean over samples).
+    pub normalisation: Normalisation,
+    /// TayPO-K / naive-score discount convention (ProMP's γ^{t2−t1}).
+    pub taypo_discount: TaylorDiscount,
+    /// DR: divide rewards and critic by the task's advantage std (true).
+    pub dr_normalise: bool,
+    /// TRPO settings (max KL 0.01, 10 CG iterations, backtracking 0.8 × ≤ 15).
+    pub trpo: TrpoConfig,
+    /// ProMP's PPO clip ε (0.3).
+    pub ppo_clip: f64,
+    /// ProMP's inner KL penalty coefficient (5e-4).
+    pub kl_coeff: f64,
+    /// ProMP's Adam learning rate (1e-3).
+    pub adam_lr: f64,
+    /// ProMP's full-batch Adam steps per iteration (5).
+    pub promp_steps: usize,
+    /// Weight of E-MAML's exploration term (1).
+    pub emaml_weight: f64,
+}
+
+impl Params {
+    /// Defaults for `env` and `algo`.
+    pub fn new(env: &str, algo: Algorithm) -> Self {
+        Self {
+            env: env.to_string(),
+            algo,
+            seed: 1,
+            iterations: 500,
+            tasks: 40,
+            rollouts: 20,
+            horizon: 100,
+            gamma: 0.99,
+            gae_lambda: 1.0,
+            normalize_advantages: true,
+            inner_steps: None,
+            inner_lr: 0.1,
+            hidden: vec![64, 64],
+            init_log_std: 0.0,
+            normalisation: Normalisation::Samples,
+            taypo_discount: TaylorDiscount::FromFirst,
+            dr_normalise: true,
+            trpo: TrpoConfig::default(),
+            ppo_clip: 0.3,
+            kl_coeff: 5e-4,
+            adam_lr: 1e-3,
+            promp_steps: 5,
+            emaml_weight: 1.0,
+        }
+    }
+
+    /// Checks every setting; errors name the field and its value.
+    pub fn validate(mut self) -> Result<ValidParams> {
+        let pos = |field: &str, v: usize| -> Result<()> {
+            if v == 0 { Err(invalid(field, "must be ≥ 1, got 0")) } else { Ok(()) }
+        };
+        let finite_pos = |field: &str, v: f64| -> Result<()> {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(invalid(field, format!("must be finite and > 0, got {v}")))
+            }
+        };
+        make_env(&self.env)?;
+        pos("iterations", self.iterations)?;
+        pos("tasks", self.tasks)?;
+        pos("rollouts", self.rollouts)?;
+        pos("horizon", self.horizon)?;
+        let k = self.inner_steps.unwrap_or(if is_point_env(&self.env) { 3 } else { 1 });
+        pos("inner-steps", k)?;
+        self.inner_steps = Some(k);
+        finite_pos("inner-lr", self.inner_lr)?;
+        for &h in &self.hidden {
+            pos("hidden", h)?;
+        }
+        if !self.init_log_std.is_finite() {
+            return Err(invalid("init-log-std", format!("must be finite, got {}", self.init_log_std)));
+        }
+        ProcessingConfig { gamma: self.gamma, gae_lambda: self.gae_lambda, ..Default::default() }
+            .validate()?;
+        self.trpo.validate()?;
+        finite_pos("ppo-clip", self.ppo_clip)?;
+        if !(self.kl_coeff.is_finite() && self.kl_coeff >= 0.0) {
+            return Err(invalid("kl-coeff", format!("must be finite and ≥ 0, got {}", self.kl_coeff)));
+        }
+        finite_pos("adam-lr", self.adam_lr)?;
+        pos("promp-steps", self.promp_steps)?;
+        if !self.emaml_weight.is_finite() {
+            return Err(invalid("emaml-weight", format!("must be finite, got {}", self.emaml_weight)));
+        }
+        Ok(ValidParams(self))
+    }
+}
+
+/// Validated settings (inner steps resolved).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ValidParams(Params);
+
+impl std::ops::Deref for ValidParams {
+    type Target = Params;
+    fn deref(&self) -> &Params {
+        &self.0
+    }
+}
+
+impl ValidParams {
+    /// K.
+    pub fn k(&self) -> usize {
+        self.0.inner_steps.expect("resolved by validate")
+    }
+    /// The inner objective.
+    pub fn inner(&self) -> InnerObjective {
+        InnerObjective {
+            kind: self.algo.inner_kind(),
+            normalisation: self.normalisation,
+            discount: self.taypo_discount,
+            gamma: self.gamma,
+            dr_normalise: self.dr_normalise,
+        }
+    }
+    fn processing(&self) -> ProcessingConfig {
+        ProcessingConfig {
+            gamma: self.gamma,
+            gae_lambda: self.gae_lambda,
+            normalize_advantages: self.normalize_advantages,
+            ..Default::default()
+        }
+    }
+    /// The same settings with another seed / algorithm (for grids).
+    pub fn with(&self, algo: Algorithm, seed: u64) -> ValidParams {
+        ValidParams(Params { algo, seed, ..self.0.clone() })
+    }
+}
+
+/// Everything a run needs to continue: written as a JSON checkpoint every iteration. All
+/// randomness of iteration i is derived from (seed, i), so (θ, optimiser state, i) is
+/// the whole state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Completed iterations (the next one to run).
+    pub iteration: usize,
+    /// Policy parameters θ.
+    pub theta: Vec<f64>,
+    /// ProMP's Adam state.
+    pub adam: Option<Adam>,
+    /// Environment steps so far.
+    pub env_steps: u64,
+    /// Wall-clock seconds so far (summed over resumed sessions).
+    pub wall_s: f64,
+    /// Per-iteration results so far.
+    pub history: Vec<IterationStats>,
+}
+
+/// One iteration's results.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IterationStats {
+    /// Iteration index (from 0).
+    pub iteration: usize,
+    /// Mean return of the pre-update paths.
+    pub pre_return: f64,
+    /// Mean return after 1 … K inner steps.
+    pub post_returns: Vec<f64>,
+    /// Cumulative environment steps.
+    pub env_steps: u64,
+    /// Cumulative wall-clock seconds.
+    pub wall_s: f64,
+    /// Outer step diagnostics: TRPO's KL of the accepted step (0 if rejected), ProMP's
+    /// final PPO loss.
+    pub outer_diag: f64,
+}
+
+/// A meta-RL trainer: settings, environment, policy and optimiser state.
+pub struct Trainer {
+    params: ValidParams,
+    env: Box<dyn MetaEnv>,
+    sampler: Sampler,
+    policy: GaussianMlp,
+    state: TrainerState,
+}
+
+/// One task's data of one iteration: inner rounds (with their behaviour policies) and the
+/// post-update data.
+struct TaskRounds {
+    rounds: Vec<InnerRound>,
+    post: TaskData,
+}
+
+fn mean_of(v: impl Iterator<Item = f64>) -> f64 {
+    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    if n == 0 { 0.0 } else { s / n as f64 }
+}
+
+/// Sums per-task vectors in order (deterministic), scaled.
+fn sum_scaled(parts: &[Vec<f64>], scale: f64) -> Vec<f64> {
+    let mut out = vec![0.0; parts.first().map_or(0, Vec::len)];
+    for p in parts {
+        out.iter_mut().zip(p).for_each(|(o, x)| *o += x);
+    }
+    out.iter_mut().for_each(|o| *o *= scale);
+    out
+}
+
+impl Trainer {
+    /// A fresh trainer (policy initialised from the seed).
+    pub fn new(params: ValidParams) -> Result<Self> {
+        let env = make_env(&params.env)?;
+        let cfg = GaussianMlpConfig { hidden: params.hidden.clone(), init_log_std: params.init_log_std };
+        let policy =
+            GaussianMlp::new(env.obs_dim(), env.act_dim(), &cfg, crate::rng::derive_seed(params.seed, &[7]))?;
+        let sampler = Sampler::new(SamplerConfig {
+            rollouts_per_task: params.rollouts,
+            horizon: params.horizon,
+            ..Default::default()
+        })?;
+        let adam = if params.algo.is_promp() {
+            Some(Adam::new(policy.num_params(), AdamConfig { lr: params.adam_lr, ..Default::default() })?)
+        } else {
+            None
+        };
+        let state = TrainerState {
+            iteration: 0,
+            theta: policy.params().to_vec(),
+            adam,
+            env_steps: 0,
+            wall_s: 0.0,
+            history: Vec::new(),
+        };
+        Ok(Self { params, env, sampler, policy, state })
+    }
+
+    /// A trainer continuing from a checkpointed state.
+    pub fn resume(params: ValidParams, state: TrainerState) -> Result<Self> {
+        let mut t = Self::new(params)?;
+        t.policy.try_set_params(&state.theta).map_err(|e| invalid("checkpoint theta", e.to_string()))?;
+        if state.adam.is_some() != t.state.adam.is_some() {
+            return Err(invalid("checkpoint adam", "optimiser state does not match the algorithm"));
+        }
+        t.state = state;
+        Ok(t)
+    }
+
+    /// The settings.
+    pub fn params(&self) -> &ValidParams {
+        &self.params
+    }
+    /// The state (for checkpoints).
+    pub fn state(&self) -> &TrainerState {
+        &self.state
+    }
+    /// The current policy.
+    pub fn policy(&self) -> &GaussianMlp {
+        &self.policy
+    }
+    /// Whether all iterations are done.
+    pub fn finished(&self) -> bool {
+        self.state.iteration >= self.params.iterations
+    }
+
+    /// Samples one iteration's data: K inner rounds with adaptation, then the post-update
+    /// round. Returns per-task rounds and the returns per round.
+    fn sample_iteration(&self, it: u64) -> Result<(Vec<TaskRounds>, Vec<f64>, u64)> {
+        let p = &self.params;
+        let k_steps = p.k();
+        let inner = p.inner();
+        let pc = p.processing();
+        let tasks = sample_tasks(self.env.as_ref(), p.tasks, p.seed, it);
+        let mut policies: Vec<GaussianMlp> = vec![self.policy.clone(); p.tasks];
+        let mut per_task: Vec<Vec<InnerRound>> = (0..p.tasks).map(|_| Vec::with_capacity(k_steps)).collect();
+        let mut returns = Vec::with_capacity(k_steps + 1);
+        let mut steps = 0u64;
+        let mut post = Vec::new();
+        for k in 0..=k_steps {
+            let refs: Vec<&GaussianMlp> = if k == 0 { vec![&self.policy] } else { policies.iter().collect() };
+            let batch = self.sampler.sample(self.env.as_ref(), &tasks, &refs, p.seed, it, k as u64)?;
+            steps += batch.n_steps() as u64;
+            returns.push(batch.average_return());
+            let proc = process(&batch, &pc)?;
+            let data: Vec<TaskData> = (0..p.tasks)
+                .into_par_iter()
+                .map(|t| TaskData::from_batch(&batch, &proc, t, &policies[t], pc.gamma, pc.gae_lambda))
+                .collect::<Result<_>>()?;
+            if k == k_steps {
+                post = data;
+                break;
+            }
+            let stepped: Vec<(InnerRound, GaussianMlp)> = data
+                .into_par_iter()
+                .zip(policies.par_iter())
+                .map(|(d, pol)| {
+                    let round = InnerRound::new(&inner, d)?;
+                    let (_, next) = metagrad::inner_step(&inner, pol, &round, p.inner_lr)?;
+                    Ok((round, next))
+                })
+                .collect::<Result<_>>()?;
+            for (t, (round, next)) in stepped.into_iter().enumerate() {
+                per_task[t].push(round);
+                policies[t] = next;
+            }
+        }
+        let rounds =
+            per_task.into_iter().zip(post).map(|(rounds, post)| TaskRounds { rounds, post }).collect();
+        Ok((rounds, returns, steps))
+    }
+
+    /// Runs one iteration and returns its statistics.
+    pub fn step(&mut self) -> Result<IterationStats> {
+        let started = Instant::now();
+        let it = self.state.iteration;
+        let (data, returns, steps) = self.sample_iteration(it as u64)?;
+        let sampled = started.elapsed().as_secs_f64();
+        let diag =
+            if self.params.algo.is_promp() { self.promp_update(&data)? } else { self.trpo_update(&data)? };
+        if std::env::var_os("METAGRAD_PROFILE").is_some() {
+            eprintln!(
+                "iteration {it}: sampling + inner steps {sampled:.2} s, outer update {:.2} s",
+                started.elapsed().as_secs_f64() - sampled
+            );
+        }
+        self.state.iteration += 1;
+        self.state.env_steps += steps;
+        self.state.wall_s += started.elapsed().as_secs_f64();
+        self.state.theta = self.policy.params().to_vec();
+        let stats = IterationStats {
+            iteration: it,
+            pre_return: returns[0],
+            post_returns: returns[1..].to_vec(),
+            env_steps: self.state.env_steps,
+            wall_s: self.state.wall_s,
+            outer_diag: diag,
+        };
+        self.state.history.push(stats.clone());
+        Ok(stats)
+    }
+
+    /// E-MAML weights R̄_t: post-update task returns normalised across tasks.
+    fn exploration_weights(&self, data: &[TaskRounds]) -> Vec<f64> {
+        if !self.params.algo.exploration() {
+            return vec![0.0; data.len()];
+        }
+        let r: Vec<f64> = data.iter().map(|d| d.post.average_return).collect();
+        let m = mean_of(r.iter().copied());
+        let sd = (mean_of(r.iter().map(|x| (x - m) * (x - m)))).sqrt() + 1e-8;
+        r.iter().map(|x| self.params.emaml_weight * (x - m) / sd).collect()
+    }
+
+    /// TRPO outer step. Returns the accepted step's KL (0 when rejected).
+    fn trpo_update(&mut self, data: &[TaskRounds]) -> Result<f64> {
+        let p = self.params.clone();
+        let inner = p.inner();
+        let (eta, order) = (p.inner_lr, p.algo.order());
+        let weights = self.exploration_weights(data);
+        let nt = data.len() as f64;
+        let old = self.policy.clone();
+        // Adapted policies at θ_old (equal to the sampling policies).
+        let chains: Vec<Vec<GaussianMlp>> =
+            data.par_iter().map(|d| metagrad::adapt(&inner, &old, &d.rounds, eta)).collect::<Result<_>>()?;
+        // Per-task loss (to minimise) at θ_K: −mean(ρ'Â').
+        let outer_loss = |d: &TaskRounds, last: &GaussianMlp, grad: bool| -> Result<(f64, Vec<f64>)> {
+            let rows = d.post.rows(last)?;
+            let o = ratio_surrogate(rows.values(), &d.post.advantages)?;
+            let mut g = Vec::new();
+            if grad {
+                g = vec![0.0; last.num_params()];
+                rows.vjp_add(&o.d_log, &mut g);
+            }
+            Ok((o.loss, g))
+        };
+        // E-MAML: −R̄·mean_{D_k} log π_{θ_k} per inner step.
+        let explore = |d: &TaskRounds,
+                       w: f64,
+                       k: usize,
+                       rows: &GaussianMlpRows<'_>|
+         -> Result<Option<(f64, Vec<f64>)>> {
+            if w == 0.0 {
+                return Ok(None);
+            }
+            let (e, g) = exploration_term(rows, &d.rounds[k].data, w)?;
+            Ok(Some((-e, g.iter().map(|x| -x).collect())))
+        };
+        let parts: Vec<(f64, Vec<f64>)> = data
+            .par_iter()
+            .zip(weights.par_iter())
+            .map(|(d, &w)| {
+                metagrad::meta_gradient_with(
+                    &inner,
+                    &old,
+                    &d.rounds,
+                    eta,
+                    order,
+                    &mut |last| outer_loss(d, last, true),
+                    &|k, pol| explore(d, w, k, pol),
+                )
+            })
+            .collect::<Result<_>>()?;
+        let loss_before = parts.iter().map(|x| x.0).sum::<f64>() / nt;
+        let grad = sum_scaled(&parts.iter().map(|x| x.1.clone()).collect::<Vec<_>>(), 1.0 / nt);
+        // Fisher-vector product through the adaptation: mean_t J_tᵀ F'_t J_t v.
+        let fisher_rows: Vec<Vec<_>> =
+            data.iter().zip(&chains).map(|(d, pols)| chain_rows(pols, &d.rounds)).collect::<Result<_>>()?;
+        let fisher_objs: Vec<Vec<_>> = data
+            .iter()
+            .zip(&fisher_rows)
+            .map(|(d, rows)| chain_objectives(&inner, rows, &d.rounds))
+            .collect::<Result<_>>()?;
+        let post_batches: Vec<_> = data
+            .iter()
+            .zip(&chains)
+            .map(|(d, pols)| pols.last().expect("θ_K").batch(&d.post.obs))
+            .collect::<std::result::Result<_, _>>()?;
+        let fvp = |v: &[f64], out: &mut [f64]| {
+            let parts: Vec<Vec<f64>> = fisher_objs
+                .par_iter()
+                .zip(post_batches.par_iter())
+                .map(|(objs, batch)| {
+                    let u = metagrad::jvp(objs, eta, order, v);
+                    let mut fu = vec![0.0; u.len()];
+                    batch.fisher_vector_product(&u, &mut fu).expect("lengths match");
+                    metagrad::vjp(objs, eta, order, &fu, &[]).expect("no extras")
+                })
+                .collect();
+            out.copy_from_slice(&sum_scaled(&parts, 1.0 / nt));
+        };
+        let eval = |theta: &[f64]| -> (f64, f64) {
+            let Ok(q) = old.with_params(theta) else { return (f64::NAN, f64::NAN) };
+            let res: Result<Vec<(f64, f64)>> = data
+                .par_iter()
+                .zip(weights.par_iter())
+                .map(|(d, &w)| {
+                    let pols = metagrad::adapt(&inner, &q, &d.rounds, eta)?;
+                    let last = pols.last().expect("θ_K");
+                    let mut loss = outer_loss(d, last, false)?.0;
+                    if w != 0.0 {
+                        for (k, pol) in pols[..d.rounds.len()].iter().enumerate() {
+                            if let Some((e, _)) = explore(d, w, k, &d.rounds[k].data.rows(pol)?)? {
+                                loss += e;
+                            }
+                        }
+                    }
+                    let kl = d.post.kl_from_behaviour(&d.post.rows(last)?, None)?;
+                    Ok((loss, kl))
+                })
+                .collect();
+            match res {
+                Ok(v) => (v.iter().map(|x| x.0).sum::<f64>() / nt, v.iter().map(|x| x.1).sum::<f64>() / nt),
+                Err(_) => (f64::NAN, f64::NAN),
+            }
+        };
+        let out = trpo_step(&p.trpo, old.params(), &grad, loss_before, fvp, eval)?;
+        drop(fisher_objs);
+        self.policy.try_set_params(&out.theta)?;
+        Ok(out.kl)
+    }
+
+    /// ProMP's outer steps. Returns the last PPO loss.
+    fn promp_update(&mut self, data: &[TaskRounds]) -> Result<f64> {
+        let p = self.params.clone();
+        let inner = p.inner();
+        let eta = p.inner_lr;
+        let nt = data.len() as f64;
+        let mut theta = self.policy.params().to_vec();
+        let mut last_loss = 0.0;
+        for _ in 0..p.promp_steps {
+            let q = self.policy.with_params(&theta)?;
+            let ppo = |d: &TaskRounds, last: &GaussianMlp| -> Result<(f64, Vec<f64>)> {
+                let rows = d.post.rows(last)?;
+                let o = ppo_clip_objective(rows.values(), &d.post.advantages, p.ppo_clip)?;
+                let mut g = vec![0.0; last.num_params()];
+                rows.vjp_add(&o.d_log, &mut g);
+                Ok((o.loss, g))
+            };
+            // c_KL·KL(π_{θ_k^old} ‖ π_{θ_k}) on D_k.
+            let kl_term =
+                |d: &TaskRounds, k: usize, rows: &GaussianMlpRows<'_>| -> Result<Option<(f64, Vec<f64>)>> {
+                    if p.kl_coeff == 0.0 {
+                        return Ok(None);
+                    }
+                    let mut g = vec![0.0; rows.num_params()];
+                    let kl = d.rounds[k].data.kl_from_behaviour(rows, Some(&mut g))?;
+                    g.iter_mut().for_each(|x| *x *= p.kl_coeff);
+                    Ok(Some((p.kl_coeff * kl, g)))
+                };
+            let parts: Vec<(f64, Vec<f64>)> = data
+                .par_iter()
+                .map(|d| {
+                    metagrad::meta_gradient_with(
+                        &inner,
+                        &q,
+                        &d.rounds,
+                        eta,
+                        Order::Second,
+                        &mut |last| ppo(d, last),
+                        &|k, pol| kl_term(d, k, pol),
+                    )
+                })
+                .collect::<Result<_>>()?;
+            last_loss = parts.iter().map(|x| x.0).sum::<f64>() / nt;
+            let grad = sum_scaled(&parts.iter().map(|x| x.1.clone()).collect::<Vec<_>>(), 1.0 / nt);
+            self.state.adam.as_mut().expect("ProMP has Adam").step(&mut theta, &grad)?;
+        }
+        self.policy.try_set_params(&theta)?;
+        Ok(last_loss)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(algo: Algorithm) -> ValidParams {
+        Params {
+            tasks: 3,
+            rollouts: 2,
+            horizon: 15,
+            hidden: vec![8, 8],
+            inner_steps: Some(2),
+            iterations: 3,
+            ..Params::new("point-corners", algo)
+        }
+        .validate()
+        .unwrap()
+    }
+
+    #[test]
+    fn every_algorithm_runs_and_respects_its_outer_constraints() {
+        for algo in Algorithm::ALL {
+            let mut t = Trainer::new(tiny(algo)).unwrap();
+            let theta0 = t.policy().params().to_vec();
+            while !t.finished() {
+                let s = t.step().unwrap();
+                assert_eq!(s.post_returns.len(), 2);
+                assert!(s.pre_return.is_finite() && s.post_returns.iter().all(|r| r.is_finite()));
+                if !algo.is_promp() {
+                    // The accepted TRPO step's mean KL (0 when rejected) is within the bound.
+                    assert!((0.0..=0.01).contains(&s.outer_diag), "{algo}: KL {}", s.outer_diag);
+                }
+            }
+            assert_ne!(t.policy().params(), &theta0[..], "{algo} did not move θ");
+            assert_eq!(t.state().history.len(), 3);
+            assert_eq!(t.state().env_steps, 3 * 3 * 3 * 2 * 15);
+        }
+    }
+
+    #[test]
+    fn settings_are_validated_with_named_fields() {
+        let bad = |p: Params, want: &str| {
+            let e = p.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{e} does not name {want}");
+        };
+        let base = Params::new("point-corners", Algorithm::Promp);
+        bad(Params { tasks: 0, ..base.clone() }, "tasks");
+        bad(Params { inner_steps: Some(0), ..base.clone() }, "inner-steps");
+        bad(Params { inner_lr: f64::NAN, ..base.clone() }, "inner-lr");
+        bad(Params { ppo_clip: 0.0, ..base.clone() }, "ppo-clip");
+        bad(Params { kl_coeff: -1.0, ..base.clone() }, "kl-coeff");
+        bad(Params { gae_lambda: 2.0, ..base.clone() }, "gae_lambda");
+        bad(Params { env: "ant-rand-goal".into(), ..base.clone() }, "mujoco");
+        assert_eq!(base.clone().validate().unwrap().k(), 3);
+        assert!(Algorithm::parse("promp-taypo2").is_ok());
+        assert!(Algorithm::parse("x").unwrap_err().to_string().contains("trpo-maml"));
+    }
+}

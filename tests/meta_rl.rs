@@ -1,0 +1,162 @@
+//! `metagrad meta-rl` end to end on tiny runs: resume equals an uninterrupted run,
+//! results do not depend on the thread count, the grid writes its table and figure and
+//! skips finished runs, and bad settings get clear errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn metagrad(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_metagrad")).args(args).output().expect("binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const TINY: [&str; 14] = [
+    "--tasks",
+    "3",
+    "--rollouts",
+    "2",
+    "--horizon",
+    "12",
+    "--hidden",
+    "8,8",
+    "--inner-steps",
+    "2",
+    "--env",
+    "point-corners",
+    "--inner-lr",
+    "0.1",
+];
+
+/// `metagrad [global] meta-rl … [extra]` on the tiny settings; must succeed.
+fn run(out: &Path, algo: &str, iterations: &str, global: &[&str], extra: &[&str]) -> Output {
+    let mut args = vec![];
+    args.extend_from_slice(global);
+    args.extend_from_slice(&["meta-rl", "--algo", algo, "--seed", "3", "--iterations", iterations]);
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&TINY);
+    args.extend_from_slice(&["--out", out.to_str().unwrap()]);
+    let o = metagrad(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    o
+}
+
+/// θ from the checkpoint and the progress table without the wall-clock column.
+fn outcome(dir: &Path) -> (Vec<f64>, Vec<String>) {
+    let ck: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint.json")).unwrap()).unwrap();
+    let theta = ck["state"]["theta"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let csv = std::fs::read_to_string(dir.join("progress.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let wall = header.iter().position(|h| *h == "wall_s").unwrap();
+    let rows = csv
+        .lines()
+        .map(|l| {
+            l.split(',').enumerate().filter(|(i, _)| *i != wall).map(|(_, x)| x).collect::<Vec<_>>().join(",")
+        })
+        .collect();
+    (theta, rows)
+}
+
+#[test]
+fn resume_continues_exactly_and_threads_do_not_matter() {
+    let dir = tempfile::tempdir().unwrap();
+    for algo in ["promp-taypo2", "trpo-maml"] {
+        let full = dir.path().join(format!("{algo}-full"));
+        run(&full, algo, "3", &["--threads", "2"], &[]);
+        let parts = dir.path().join(format!("{algo}-parts"));
+        run(&parts, algo, "1", &["--threads", "1"], &[]);
+        // Without --resume an existing run is not overwritten.
+        let mut args = vec!["meta-rl", "--algo", algo, "--seed", "3", "--iterations", "3"];
+        args.extend_from_slice(&TINY);
+        args.extend_from_slice(&["--out", parts.to_str().unwrap()]);
+        let o = metagrad(&args);
+        assert!(!o.status.success() && stderr(&o).contains("--resume"), "{}", stderr(&o));
+        // Resume with another thread count.
+        run(&parts, algo, "3", &["--threads", "2"], &["--resume"]);
+        let (ta, ra) = outcome(&full);
+        let (tb, rb) = outcome(&parts);
+        assert_eq!(ta, tb, "{algo}: θ differs between resumed and uninterrupted runs");
+        assert_eq!(ra, rb, "{algo}: progress differs");
+        assert_eq!(ra.len(), 4);
+        assert!(full.join("learning_curve.png").exists() && full.join("learning_curve.svg").exists());
+        assert!(full.join("config.json").exists());
+    }
+}
+
+#[test]
+fn resume_with_e_maml_matches_and_checks_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full");
+    run(&full, "trpo-emaml", "2", &[], &[]);
+    let part = dir.path().join("part");
+    run(&part, "trpo-emaml", "1", &[], &[]);
+    run(&part, "trpo-emaml", "2", &[], &["--resume"]);
+    assert_eq!(outcome(&full), outcome(&part));
+    // A resume with other settings is refused.
+    let mut args = vec!["meta-rl", "--resume", "--algo", "trpo-emaml", "--seed", "4", "--iterations", "2"];
+    args.extend_from_slice(&TINY);
+    args.extend_from_slice(&["--out", part.to_str().unwrap()]);
+    let o = metagrad(&args);
+    assert!(!o.status.success() && stderr(&o).contains("settings differ"), "{}", stderr(&o));
+}
+
+#[test]
+fn compare_runs_the_grid_and_skips_finished_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("grid");
+    let mut args =
+        vec!["meta-rl", "compare", "--algos", "all", "--seeds", "1,2", "--iterations", "2", "--at", "1"];
+    args.extend_from_slice(&TINY);
+    args.extend_from_slice(&["--out", out.to_str().unwrap()]);
+    let o = metagrad(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert!(summary.starts_with("algo,iteration,is_final,seeds,post_return_mean"), "{summary}");
+    // 6 algorithms × (iteration 1, final iteration 2) + header.
+    assert_eq!(summary.lines().count(), 13, "{summary}");
+    for a in ["trpo-maml", "trpo-fmaml", "trpo-emaml", "trpo-dice", "promp", "promp-taypo2"] {
+        assert!(summary.contains(&format!("{a},2,true,2,")), "{a}: {summary}");
+        assert!(out.join(a).join("seed2").join("checkpoint.json").exists());
+    }
+    assert!(out.join("fig1d.png").exists() && out.join("fig1d.svg").exists());
+    // Re-running finds every run finished and reproduces the table.
+    let t = std::time::Instant::now();
+    let o = metagrad(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(out.join("summary.csv")).unwrap(), summary);
+    assert!(t.elapsed().as_secs_f64() < 30.0);
+}
+
+#[test]
+fn bad_settings_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x");
+    let o_s = out.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["--algo", "maml++"], vec!["algo", "maml++"]),
+        (vec!["--tasks", "0"], vec!["tasks", "0"]),
+        (vec!["--inner-lr=-1"], vec!["inner-lr", "-1"]),
+        (vec!["--gamma", "1.5"], vec!["gamma", "1.5"]),
+        (vec!["--env", "nowhere"], vec!["env", "nowhere"]),
+        (vec!["--env", "half-cheetah-rand-direc"], vec!["mujoco"]),
+        (vec!["--max-kl", "0"], vec!["max_kl", "0"]),
+        (vec!["--hidden", "64,0"], vec!["hidden"]),
+        (vec!["--resume"], vec!["--resume", "no checkpoint"]),
+    ];
+    for (extra, want) in cases {
+        let mut args = vec!["meta-rl", "--iterations", "1", "--out", o_s];
+        args.extend_from_slice(&extra);
+        let o = metagrad(&args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{extra:?} accepted");
+        assert!(!err.contains("panicked"), "{extra:?} panicked: {err}");
+        for w in want {
+            assert!(err.contains(w), "{extra:?}: error {err:?} does not mention {w:?}");
+        }
+    }
+    let o = metagrad(&["meta-rl", "compare", "--algos", "promp,foo", "--out", o_s]);
+    assert!(!o.status.success() && stderr(&o).contains("foo"), "{}", stderr(&o));
+}
