@@ -732,7 +732,12 @@ mod tests {
         bad(Params { ppo_clip: 0.0, ..base.clone() }, "ppo-clip");
         bad(Params { kl_coeff: -1.0, ..base.clone() }, "kl-coeff");
         bad(Params { gae_lambda: 2.0, ..base.clone() }, "gae_lambda");
+        // A MuJoCo task needs the `mujoco` feature; an unknown name is refused either way.
+        #[cfg(not(feature = "mujoco"))]
         bad(Params { env: "ant-rand-goal".into(), ..base.clone() }, "mujoco");
+        #[cfg(feature = "mujoco")]
+        assert!(Params { env: "ant-rand-goal".into(), ..base.clone() }.validate().is_ok());
+        assert!(Params { env: "no-such-env".into(), ..base.clone() }.validate().is_err());
         assert_eq!(base.clone().validate().unwrap().k(), 3);
         assert!(Algorithm::parse("promp-taypo2").is_ok());
         assert!(Algorithm::parse("x").unwrap_err().to_string().contains("trpo-maml"));
