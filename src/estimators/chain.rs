@@ -287,12 +287,16 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         (value * s, row_grad, row_fu)
     }
 
-    /// ∇²f·v, through the policy's fused product [`ScoreRows::fused_hvp_add`]: one `f64`
+    /// ∇²f·v. For policies with a fused pass ([`ScoreRows::has_fused_hvp`]), through
+    /// [`ScoreRows::fused_hvp_add`]: one `f64`
     /// kernel pass for g, then F·(Jv) (closed form where the estimator has one, else dual
     /// passes) inside it. For the Gaussian MLP that is one forward-mode and one
     /// forward-over-reverse pass, instead of [`Self::gradient_and_hvp`]'s jvp, two vjps
     /// and curvature product.
     pub fn hvp(&self, v: &[f64]) -> Vec<f64> {
+        if !self.rows.has_fused_hvp() {
+            return self.gradient_and_hvp(v).2;
+        }
         let (_, row_grad) = self.row_gradient();
         let closed = self.batch.has_closed_form_row_hvp();
         let mut hv = vec![0.0; self.rows.num_params()];

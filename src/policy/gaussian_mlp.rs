@@ -880,6 +880,10 @@ impl ScoreRows for GaussianMlpRows<'_> {
 
     /// One forward-mode and one forward-over-reverse pass
     /// ([`GaussianMlpRows::hessian_vector_add`]).
+    fn has_fused_hvp(&self) -> bool {
+        true
+    }
+
     fn fused_hvp_add(&self, w: &[f64], v: &[f64], op: &mut dyn FnMut(&[f64], &mut [f64]), out: &mut [f64]) {
         self.hvp_impl(w, v, Some(op), out);
     }

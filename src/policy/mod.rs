@@ -57,6 +57,12 @@ pub trait ScoreRows: Sync {
         let mut unused = vec![0.0; self.num_params()];
         self.gradient_and_hvp_add(w, &c, v, &mut unused, out);
     }
+    /// Whether [`Self::fused_hvp_add`] shares passes (true for policies that override it
+    /// with a single fused pass). When false, estimators compute HVPs through
+    /// [`Self::gradient_and_hvp_add`], which needs one estimator pass instead of two.
+    fn has_fused_hvp(&self) -> bool {
+        false
+    }
     /// `out += Σ_i w_i ∇²u_i` as a dense row-major D×D matrix.
     fn curvature_hessian_add(&self, w: &[f64], out: &mut [f64]);
     /// For every block (one per trajectory, see [`RowBlocks`]):
