@@ -14,7 +14,7 @@ use metagrad::meta::algos::{Algorithm, Params, Trainer};
 use metagrad::meta::metagrad::{InnerRound, Order, meta_gradient};
 use metagrad::meta::objectives::{InnerKind, InnerObjective, TaskData};
 use metagrad::meta::optim::ratio_surrogate;
-use metagrad::policy::{GaussianMlp, GaussianMlpConfig, Policy, ScoreRows};
+use metagrad::policy::{GaussianMlp, GaussianMlpConfig, Policy, Precision, ScoreRows};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -47,6 +47,43 @@ fn task(policy: &GaussianMlp, seed: u64) -> TaskData {
         path_offsets: (0..=20).map(|p| p * 100).collect(),
         average_return: 0.0,
     }
+}
+
+/// The MLP passes that dominate a meta-iteration, on the point env's network
+/// (4 → (64, 64) → 2) and one task-round of 2000 samples, one thread: the forward pass
+/// that builds the rows, a gradient (VJP), a fused HVP of the LVC objective and a Fisher
+/// product.
+fn mlp_passes(c: &mut Criterion) {
+    for precision in [Precision::F64, Precision::F32] {
+        mlp_passes_in(c, precision);
+    }
+}
+
+fn mlp_passes_in(c: &mut Criterion, precision: Precision) {
+    let cfg = GaussianMlpConfig { precision, ..Default::default() };
+    let policy = GaussianMlp::new(4, 2, &cfg, 3).unwrap();
+    let (od, ad, n) = (4, 2, 2000);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let obs: Vec<f64> = (0..n * od).map(|_| rng.random_range(-2.0..2.0)).collect();
+    let mut actions = vec![0.0; n * ad];
+    let mut logp = vec![0.0; n];
+    policy.sample_batch(&obs, &mut rng, &mut actions, &mut logp).unwrap();
+    let w: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let v: Vec<f64> = (0..policy.num_params()).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let rows = policy.rows(&obs, &actions, &logp).unwrap();
+    let batch = policy.batch(&obs).unwrap();
+    let mut out = vec![0.0; policy.num_params()];
+    let mut g = c.benchmark_group(format!("mlp_point_n2000_{precision}"));
+    g.sample_size(30).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    g.bench_function("rows_forward", |b| b.iter(|| black_box(policy.rows(&obs, &actions, &logp).unwrap())));
+    g.bench_function("vjp", |b| b.iter(|| rows.vjp_add(black_box(&w), &mut out)));
+    g.bench_function("fused_hvp", |b| {
+        b.iter(|| rows.fused_hvp_add(black_box(&w), &v, &mut |jv, c| c.copy_from_slice(jv), &mut out))
+    });
+    g.bench_function("fisher_product", |b| {
+        b.iter(|| batch.fisher_vector_product(black_box(&v), &mut out).unwrap())
+    });
+    g.finish();
 }
 
 fn benches(c: &mut Criterion) {
@@ -95,5 +132,5 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(group, benches);
+criterion_group!(group, mlp_passes, benches);
 criterion_main!(group);

@@ -43,7 +43,7 @@ use super::sampler::{Sampler, SamplerConfig, sample_tasks};
 use crate::envs::{MetaEnv, PointEnv, make_mujoco_env};
 use crate::error::{Result, invalid};
 use crate::estimators::TaylorDiscount;
-use crate::policy::{GaussianMlp, GaussianMlpConfig, GaussianMlpRows, Policy, ScoreRows};
+use crate::policy::{GaussianMlp, GaussianMlpConfig, GaussianMlpRows, Policy, Precision, ScoreRows};
 
 /// A meta-RL algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -178,6 +178,10 @@ pub struct Params {
     pub hidden: Vec<usize>,
     /// Initial log-std (0).
     pub init_log_std: f64,
+    /// Floating-point type of the policy's network passes (f32; runs saved before this
+    /// setting existed used f64).
+    #[serde(default)]
+    pub precision: Precision,
     /// Normalisation of the inner objectives (mean over samples).
     pub normalisation: Normalisation,
     /// TayPO-K / naive-score discount convention (ProMP's γ^{t2−t1}).
@@ -216,6 +220,7 @@ impl Params {
             inner_lr: 0.1,
             hidden: vec![64, 64],
             init_log_std: 0.0,
+            precision: Precision::F32,
             normalisation: Normalisation::Samples,
             taypo_discount: TaylorDiscount::FromFirst,
             dr_normalise: true,
@@ -383,7 +388,11 @@ impl Trainer {
     /// A fresh trainer (policy initialised from the seed).
     pub fn new(params: ValidParams) -> Result<Self> {
         let env = make_env(&params.env)?;
-        let cfg = GaussianMlpConfig { hidden: params.hidden.clone(), init_log_std: params.init_log_std };
+        let cfg = GaussianMlpConfig {
+            hidden: params.hidden.clone(),
+            init_log_std: params.init_log_std,
+            precision: params.precision,
+        };
         let policy =
             GaussianMlp::new(env.obs_dim(), env.act_dim(), &cfg, crate::rng::derive_seed(params.seed, &[7]))?;
         let sampler = Sampler::new(SamplerConfig {

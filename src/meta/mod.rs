@@ -45,7 +45,7 @@ mod tests {
     #[test]
     fn trpo_improves_the_return_on_a_point_env() {
         let env = PointEnv::corners_simple();
-        let cfg = GaussianMlpConfig { hidden: vec![16, 16], init_log_std: 0.0 };
+        let cfg = GaussianMlpConfig { hidden: vec![16, 16], init_log_std: 0.0, ..Default::default() };
         let mut policy = GaussianMlp::new(2, 2, &cfg, 1).unwrap();
         let tasks = vec![vec![0.8, -0.6]; 4];
         let sampler =

@@ -299,7 +299,7 @@ pub(crate) mod tests {
     /// A small policy and one round of samples from `tasks` tasks (short paths).
     pub(crate) fn small_setup(seed: u64, tasks: usize) -> (GaussianMlp, Vec<TaskData>) {
         let env = PointEnv::corners();
-        let cfg = GaussianMlpConfig { hidden: vec![5, 4], init_log_std: -0.3 };
+        let cfg = GaussianMlpConfig { hidden: vec![5, 4], init_log_std: -0.3, ..Default::default() };
         let mut policy = GaussianMlp::new(4, 2, &cfg, seed).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(seed + 50);
         let theta: Vec<f64> = policy.params().iter().map(|t| t + 0.2 * rng.random_range(-1.0..1.0)).collect();

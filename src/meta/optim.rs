@@ -347,7 +347,7 @@ mod tests {
 
     /// TRPO on the Gaussian MLP: −mean[ρ Â] with the exact Fisher and KL.
     fn trpo_run(max_kl: f64, fisher_scale: f64) -> (TrpoOutcome, f64) {
-        let cfg = GaussianMlpConfig { hidden: vec![16, 16], init_log_std: 0.0 };
+        let cfg = GaussianMlpConfig { hidden: vec![16, 16], init_log_std: 0.0, ..Default::default() };
         let old = GaussianMlp::new(3, 2, &cfg, 7).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(8);
         let n = 200;

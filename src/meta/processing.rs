@@ -225,7 +225,13 @@ mod tests {
     #[test]
     fn baseline_matches_direct_least_squares() {
         let env = PointEnv::corners();
-        let p = GaussianMlp::new(4, 2, &GaussianMlpConfig { hidden: vec![8], init_log_std: 1.0 }, 0).unwrap();
+        let p = GaussianMlp::new(
+            4,
+            2,
+            &GaussianMlpConfig { hidden: vec![8], init_log_std: 1.0, ..Default::default() },
+            0,
+        )
+        .unwrap();
         // Goals near the start, so that rewards are not all zero within 30 steps.
         let tasks = vec![vec![0.5, 0.5], vec![-0.3, 1.0]];
         let s =

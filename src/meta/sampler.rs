@@ -489,7 +489,7 @@ mod tests {
     use crate::policy::GaussianMlpConfig;
 
     fn policy(env: &dyn MetaEnv) -> GaussianMlp {
-        let cfg = GaussianMlpConfig { hidden: vec![8, 8], init_log_std: 0.5 };
+        let cfg = GaussianMlpConfig { hidden: vec![8, 8], init_log_std: 0.5, ..Default::default() };
         GaussianMlp::new(env.obs_dim(), env.act_dim(), &cfg, 3).unwrap()
     }
 

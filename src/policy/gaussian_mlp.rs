@@ -31,11 +31,16 @@
 //! with a branch-free, vectorisable exp (absolute error ≤ 4e-16; ≈ 3–4× faster than
 //! `f64::tanh`, which dominated the forward pass); derivatives use 1 − h² of that value.
 //!
-//! f64 rather than f32: the estimators differentiate products of many likelihood ratios
-//! and second-order terms (Hessian-vector products feed conjugate gradient and
-//! meta-gradients), where f32 loses the agreement with finite differences and the
-//! exact identities the tests rely on; `crates.md` measured the f64 MLP gradient and HVP
-//! well within budget.
+//! # Precision
+//!
+//! The passes run in f64 or f32 ([`Precision`], chosen per policy). The interface is f64
+//! throughout (θ, observations, actions, cotangents, results); in f32 mode the weights,
+//! activations and their tangents are f32 and the per-sample output-space quantities
+//! (means, log-probabilities, e, q) are formed in f64 from the f32 means. f64 is exact to
+//! ≈1e-15 and is what the derivative tests check against finite differences and
+//! identities; f32 halves the memory traffic and doubles the SIMD width of the matrix
+//! products (`benches/meta.rs`, `mlp_point_n2000`), agrees with f64 to ≈1e-6 relative
+//! (tested), and is what ProMP's and MAML's reference implementations use for the policy.
 
 use rand::SeedableRng;
 use rand::{Rng, RngExt};
@@ -43,6 +48,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
+use super::mlp_kernels::{Real, add_row, col_sums_add, mm_nn, mm_nt, mm_tn_add};
 use super::{Policy, RowBlocks, ScoreRows};
 use crate::error::{SettingError, ensure};
 
@@ -52,6 +58,26 @@ type RowOp<'f> = dyn FnMut(&[f64], &mut [f64]) + 'f;
 /// ½ ln 2π.
 const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
+/// Floating-point type of a [`GaussianMlp`]'s network passes (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Double precision: exact derivatives to ≈1e-15 (tests, tabular-size problems).
+    #[default]
+    F64,
+    /// Single precision network passes (≈1e-6 relative), about twice as fast.
+    F32,
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F64 => "f64",
+            Precision::F32 => "f32",
+        })
+    }
+}
+
 /// Architecture and initialisation settings of a [`GaussianMlp`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GaussianMlpConfig {
@@ -59,17 +85,20 @@ pub struct GaussianMlpConfig {
     pub hidden: Vec<usize>,
     /// Initial value of every log-std entry (default 0).
     pub init_log_std: f64,
+    /// Floating-point type of the network passes (default f64).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl Default for GaussianMlpConfig {
     fn default() -> Self {
-        Self { hidden: vec![64, 64], init_log_std: 0.0 }
+        Self { hidden: vec![64, 64], init_log_std: 0.0, precision: Precision::F64 }
     }
 }
 
 /// Gaussian policy with an MLP mean (tanh hidden layers, linear output) and a
 /// state-independent log-std. See the module docs for the model and parameter layout.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct GaussianMlp {
     /// Layer sizes [obs_dim, hidden…, act_dim].
     sizes: Vec<usize>,
@@ -80,159 +109,56 @@ pub struct GaussianMlp {
     /// Offset of the log-std in θ.
     s_off: usize,
     theta: Vec<f64>,
+    precision: Precision,
+    /// The network part of θ in f32 (empty in f64 mode).
+    theta32: Vec<f32>,
 }
 
-/// Activations of one batched forward pass: hidden post-tanh activations h_1…h_{L−1}
-/// (each N×n_l, row-major) and the means (N×act_dim).
+/// One batched forward pass in the working precision: the observations, the hidden
+/// post-tanh activations h_1…h_{L−1} (each N×n_l, row-major) and the means (N×act_dim,
+/// in f64). The same type holds the R-operator tangents of a forward-mode pass.
 #[derive(Clone, Debug)]
-struct Activations {
-    hidden: Vec<Vec<f64>>,
+struct Activations<F> {
+    input: Vec<F>,
+    hidden: Vec<Vec<F>>,
     mean: Vec<f64>,
 }
 
-// ---------------------------------------------------------------------------------------
-// Matrix products (row-major, f64) on top of matrixmultiply.
+/// A forward pass in either precision.
+#[derive(Clone, Debug)]
+enum Pass {
+    F64(Activations<f64>),
+    F32(Activations<f32>),
+}
 
-/// C = A·B + βC with A m×k, B k×n, C m×n, all row-major.
-fn mm_nn(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], beta: f64, c: &mut [f64]) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: the slices hold at least the m×k, k×n and m×n elements addressed with these
-    // strides (checked above); c does not alias a or b (distinct borrows).
-    unsafe {
-        matrixmultiply::dgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b.as_ptr(),
-            n as isize,
-            1,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
+impl Pass {
+    fn mean(&self) -> &[f64] {
+        match self {
+            Pass::F64(a) => &a.mean,
+            Pass::F32(a) => &a.mean,
+        }
     }
 }
 
-/// C += Aᵀ·B with A k×m (row-major, so Aᵀ is m×k), B k×n, C m×n.
-fn mm_tn_add(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], c: &mut [f64]) {
-    assert!(a.len() >= k * m && b.len() >= k * n && c.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: as in `mm_nn`; Aᵀ(i, p) = A(p, i) lives at p·m + i.
-    unsafe {
-        matrixmultiply::dgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            1,
-            m as isize,
-            b.as_ptr(),
-            n as isize,
-            1,
-            1.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
+/// Runs `$body` with `$theta` (the policy's network weights) and `$act` (the pass's
+/// activations) in the pass's precision.
+macro_rules! with_pass {
+    ($p:expr, $pass:expr, |$theta:ident, $act:ident| $body:expr) => {
+        match $pass {
+            Pass::F64($act) => {
+                let $theta: &[f64] = &$p.theta;
+                $body
+            }
+            Pass::F32($act) => {
+                let $theta: &[f32] = &$p.theta32;
+                $body
+            }
+        }
+    };
 }
 
-/// C = A·Bᵀ + βC with A m×k, B n×k (row-major, so Bᵀ is k×n), C m×n.
-fn mm_nt(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], beta: f64, c: &mut [f64]) {
-    assert!(a.len() >= m * k && b.len() >= n * k && c.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: as in `mm_nn`; Bᵀ(p, j) = B(j, p) lives at j·k + p.
-    unsafe {
-        matrixmultiply::dgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b.as_ptr(),
-            1,
-            k as isize,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
-}
-
-/// out[j] += Σ_i x[i·n + j] (column sums of an N×n matrix).
-fn col_sums_add(x: &[f64], n: usize, out: &mut [f64]) {
-    for row in x.chunks_exact(n) {
-        out.iter_mut().zip(row).for_each(|(o, v)| *o += v);
-    }
-}
-
-/// Adds the row vector `b` to every row of the N×n matrix `x`.
-fn add_row(x: &mut [f64], b: &[f64]) {
-    for row in x.chunks_exact_mut(b.len()) {
-        row.iter_mut().zip(b).for_each(|(o, v)| *o += v);
-    }
-}
-
-/// e^x for |x| ≤ 40 (the callers clamp): Cody–Waite reduction x = n ln 2 + r, |r| ≤ ½ ln 2,
-/// e^r by its Taylor polynomial of degree 13 (truncation < 2e-17 relative), and 2ⁿ by
-/// writing the exponent bits. Branch-free so that loops over slices vectorise; relative
-/// error ≈ 2e-16 (tested against `f64::exp`).
-#[inline(always)]
-fn exp_reduced(x: f64) -> f64 {
-    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    // 1.5·2⁵²: adding it rounds to the nearest integer, held in the low mantissa bits.
-    const MAGIC: f64 = 6_755_399_441_055_744.0;
-    let kf = x * std::f64::consts::LOG2_E + MAGIC;
-    let n_bits = kf.to_bits().wrapping_sub(MAGIC.to_bits());
-    let n = kf - MAGIC;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    let mut p = 1.0 / 6_227_020_800.0;
-    for c in [
-        1.0 / 479_001_600.0,
-        1.0 / 39_916_800.0,
-        1.0 / 3_628_800.0,
-        1.0 / 362_880.0,
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = p * r + c;
-    }
-    p * f64::from_bits(n_bits.wrapping_add(1023) << 52)
-}
-
-/// In-place tanh, x ← 1 − 2 / (e^{2x} + 1) with x clamped to ±20 (where tanh rounds to
-/// ±1). Absolute error ≤ 4e-16 over the real line (tested against `f64::tanh`), ≈ 3×
-/// faster than `f64::tanh` because it vectorises; the forward passes are dominated by it.
-/// NaN inputs stay NaN.
-fn tanh_inplace(xs: &mut [f64]) {
-    for x in xs.iter_mut() {
-        // clamp keeps NaN, and NaN propagates through exp_reduced.
-        *x = 1.0 - 2.0 / (exp_reduced(2.0 * x.clamp(-20.0, 20.0)) + 1.0);
-    }
+fn to_real<F: Real>(x: &[f64]) -> Vec<F> {
+    x.iter().map(|&v| F::from_f64(v)).collect()
 }
 
 impl GaussianMlp {
@@ -275,7 +201,10 @@ impl GaussianMlp {
             }
         }
         theta[s_off..].iter_mut().for_each(|s| *s = config.init_log_std);
-        Ok(Self { sizes, w_off, b_off, s_off, theta })
+        let mut p =
+            Self { sizes, w_off, b_off, s_off, theta, precision: config.precision, theta32: Vec::new() };
+        p.sync_working_params();
+        Ok(p)
     }
 
     /// Observation dimension.
@@ -290,6 +219,10 @@ impl GaussianMlp {
     pub fn layer_sizes(&self) -> &[usize] {
         &self.sizes
     }
+    /// Floating-point type of the network passes.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
     /// The log-std s (act_dim entries).
     pub fn log_std(&self) -> &[f64] {
         &self.theta[self.s_off..]
@@ -301,11 +234,18 @@ impl GaussianMlp {
     fn n_layers(&self) -> usize {
         self.sizes.len() - 1
     }
-    fn weights<'t>(&self, theta: &'t [f64], l: usize) -> &'t [f64] {
+    fn weights<'t, F>(&self, theta: &'t [F], l: usize) -> &'t [F] {
         &theta[self.w_off[l]..self.w_off[l] + self.sizes[l] * self.sizes[l + 1]]
     }
-    fn biases<'t>(&self, theta: &'t [f64], l: usize) -> &'t [f64] {
+    fn biases<'t, F>(&self, theta: &'t [F], l: usize) -> &'t [F] {
         &theta[self.b_off[l]..self.b_off[l] + self.sizes[l + 1]]
+    }
+    /// Refreshes the f32 copy of the network weights after θ changed.
+    fn sync_working_params(&mut self) {
+        self.theta32 = match self.precision {
+            Precision::F64 => Vec::new(),
+            Precision::F32 => to_real(&self.theta[..self.s_off]),
+        };
     }
 
     /// Replace θ, with an error (not a panic) on a length mismatch or non-finite entries.
@@ -320,6 +260,7 @@ impl GaussianMlp {
             return Err(SettingError::new("theta", format!("θ[{i}] = {}", theta[i]), "must be finite"));
         }
         self.theta.copy_from_slice(theta);
+        self.sync_working_params();
         Ok(())
     }
 
@@ -328,6 +269,14 @@ impl GaussianMlp {
         let mut p = self.clone();
         p.try_set_params(theta)?;
         Ok(p)
+    }
+
+    /// A copy of this policy whose passes run in `precision` (same θ).
+    pub fn with_precision(&self, precision: Precision) -> Self {
+        let mut p = self.clone();
+        p.precision = precision;
+        p.sync_working_params();
+        p
     }
 
     /// Checks that `obs` holds `n` observations and returns n.
@@ -352,68 +301,92 @@ impl GaussianMlp {
         )
     }
 
-    /// Batched forward pass (obs: N×obs_dim row-major).
-    fn forward(&self, obs: &[f64], n: usize) -> Activations {
-        let nl = self.n_layers();
-        let mut hidden: Vec<Vec<f64>> = Vec::with_capacity(nl - 1);
-        let mut mean = Vec::new();
-        for l in 0..nl {
-            let (fi, fo) = (self.sizes[l], self.sizes[l + 1]);
-            let input = if l == 0 { obs } else { &hidden[l - 1] };
-            let mut z = vec![0.0; n * fo];
-            mm_nn(n, fi, fo, input, self.weights(&self.theta, l), 0.0, &mut z);
-            add_row(&mut z, self.biases(&self.theta, l));
-            if l + 1 < nl {
-                tanh_inplace(&mut z);
-                hidden.push(z);
-            } else {
-                mean = z;
-            }
+    /// Batched forward pass (obs: N×obs_dim row-major) in the policy's precision.
+    fn forward(&self, obs: &[f64], n: usize) -> Pass {
+        match self.precision {
+            Precision::F64 => Pass::F64(self.forward_in(&self.theta, obs, n)),
+            Precision::F32 => Pass::F32(self.forward_in(&self.theta32, obs, n)),
         }
-        Activations { hidden, mean }
     }
 
-    /// Forward-mode tangents along v (network part of v only): R{h_l} for hidden layers
-    /// and R{m}. R{z_l} = R{h_{l−1}} W_l + h_{l−1} V_l + V_{b,l}, R{h_l} = (1 − h_l²) ⊙ R{z_l}.
-    fn forward_r(&self, act: &Activations, obs: &[f64], n: usize, v: &[f64]) -> Activations {
+    /// Batched forward pass with network weights `theta` in precision F.
+    fn forward_in<F: Real>(&self, theta: &[F], obs: &[f64], n: usize) -> Activations<F> {
         let nl = self.n_layers();
-        let mut hidden: Vec<Vec<f64>> = Vec::with_capacity(nl - 1);
+        let input: Vec<F> = to_real(obs);
+        let mut hidden: Vec<Vec<F>> = Vec::with_capacity(nl - 1);
         let mut mean = Vec::new();
         for l in 0..nl {
             let (fi, fo) = (self.sizes[l], self.sizes[l + 1]);
-            let input = if l == 0 { obs } else { &act.hidden[l - 1] };
-            let mut rz = vec![0.0; n * fo];
-            mm_nn(n, fi, fo, input, self.weights(v, l), 0.0, &mut rz);
+            let x = if l == 0 { &input } else { &hidden[l - 1] };
+            let mut z = vec![F::ZERO; n * fo];
+            mm_nn(n, fi, fo, x, self.weights(theta, l), F::ZERO, &mut z);
+            add_row(&mut z, self.biases(theta, l));
+            if l + 1 < nl {
+                F::tanh_inplace(&mut z);
+                hidden.push(z);
+            } else {
+                mean = z.iter().map(|x| x.to_f64()).collect();
+            }
+        }
+        Activations { input, hidden, mean }
+    }
+
+    /// Forward-mode tangents along v (network part of v only, in precision F): R{h_l} for
+    /// hidden layers and R{m}. R{z_l} = R{h_{l−1}} W_l + h_{l−1} V_l + V_{b,l},
+    /// R{h_l} = (1 − h_l²) ⊙ R{z_l}.
+    fn forward_r<F: Real>(&self, theta: &[F], act: &Activations<F>, n: usize, v: &[F]) -> Activations<F> {
+        let nl = self.n_layers();
+        let mut hidden: Vec<Vec<F>> = Vec::with_capacity(nl - 1);
+        let mut mean = Vec::new();
+        for l in 0..nl {
+            let (fi, fo) = (self.sizes[l], self.sizes[l + 1]);
+            let input = if l == 0 { &act.input } else { &act.hidden[l - 1] };
+            let mut rz = vec![F::ZERO; n * fo];
+            mm_nn(n, fi, fo, input, self.weights(v, l), F::ZERO, &mut rz);
             if l > 0 {
-                mm_nn(n, fi, fo, &hidden[l - 1], self.weights(&self.theta, l), 1.0, &mut rz);
+                mm_nn(n, fi, fo, &hidden[l - 1], self.weights(theta, l), F::ONE, &mut rz);
             }
             add_row(&mut rz, self.biases(v, l));
             if l + 1 < nl {
-                rz.iter_mut().zip(&act.hidden[l]).for_each(|(r, h)| *r *= 1.0 - h * h);
+                rz.iter_mut().zip(&act.hidden[l]).for_each(|(r, h)| *r *= F::ONE - *h * *h);
                 hidden.push(rz);
             } else {
-                mean = rz;
+                mean = rz.iter().map(|x| x.to_f64()).collect();
             }
         }
-        Activations { hidden, mean }
+        Activations { input: Vec::new(), hidden, mean }
+    }
+
+    /// Adds a network-part gradient accumulated in precision F to the f64 `out`.
+    fn add_net_grad<F: Real>(&self, grad: &[F], out: &mut [f64]) {
+        out[..self.s_off].iter_mut().zip(grad).for_each(|(o, g)| *o += g.to_f64());
     }
 
     /// Backpropagation: out[net part] += Σ_i J_{m,i}ᵀ g_i for output-space cotangents
     /// `g_mean` (N×act_dim). The log-std block of `out` is not touched.
-    fn backward_add(&self, act: &Activations, obs: &[f64], n: usize, g_mean: &[f64], out: &mut [f64]) {
-        let mut dz = g_mean.to_vec();
+    fn backward_add<F: Real>(
+        &self,
+        theta: &[F],
+        act: &Activations<F>,
+        n: usize,
+        g_mean: &[f64],
+        out: &mut [f64],
+    ) {
+        let mut grad = vec![F::ZERO; self.s_off];
+        let mut dz: Vec<F> = to_real(g_mean);
         for l in (0..self.n_layers()).rev() {
             let (fi, fo) = (self.sizes[l], self.sizes[l + 1]);
-            let input = if l == 0 { obs } else { &act.hidden[l - 1] };
-            mm_tn_add(fi, n, fo, input, &dz, &mut out[self.w_off[l]..self.w_off[l] + fi * fo]);
-            col_sums_add(&dz, fo, &mut out[self.b_off[l]..self.b_off[l] + fo]);
+            let input = if l == 0 { &act.input } else { &act.hidden[l - 1] };
+            mm_tn_add(fi, n, fo, input, &dz, &mut grad[self.w_off[l]..self.w_off[l] + fi * fo]);
+            col_sums_add(&dz, fo, &mut grad[self.b_off[l]..self.b_off[l] + fo]);
             if l > 0 {
-                let mut dh = vec![0.0; n * fi];
-                mm_nt(n, fo, fi, &dz, self.weights(&self.theta, l), 0.0, &mut dh);
-                dh.iter_mut().zip(&act.hidden[l - 1]).for_each(|(d, h)| *d *= 1.0 - h * h);
+                let mut dh = vec![F::ZERO; n * fi];
+                mm_nt(n, fo, fi, &dz, self.weights(theta, l), F::ZERO, &mut dh);
+                dh.iter_mut().zip(&act.hidden[l - 1]).for_each(|(d, h)| *d *= F::ONE - *h * *h);
                 dz = dh;
             }
         }
+        self.add_net_grad(&grad, out);
     }
 
     /// Pearlmutter's R-operator applied to [`Self::backward_add`]: out[net part] +=
@@ -422,58 +395,67 @@ impl GaussianMlp {
     /// R{dW_l} = R{h_{l−1}}ᵀ D_l + h_{l−1}ᵀ R{D_l}, R{db_l} = Σ_i R{D_l},
     /// R{D_{l−1}} = (R{D_l} W_lᵀ + D_l V_lᵀ) ⊙ (1 − h²) − 2 (D_l W_lᵀ) ⊙ h ⊙ R{h}.
     #[allow(clippy::too_many_arguments)]
-    fn backward_r_add(
+    fn backward_r_add<F: Real>(
         &self,
-        act: &Activations,
-        ract: &Activations,
-        obs: &[f64],
+        theta: &[F],
+        act: &Activations<F>,
+        ract: &Activations<F>,
         n: usize,
-        v: &[f64],
+        v: &[F],
         g_mean: &[f64],
         rg_mean: &[f64],
         out: &mut [f64],
     ) {
-        let mut dz = g_mean.to_vec();
-        let mut rdz = rg_mean.to_vec();
+        let mut grad = vec![F::ZERO; self.s_off];
+        let mut dz: Vec<F> = to_real(g_mean);
+        let mut rdz: Vec<F> = to_real(rg_mean);
         for l in (0..self.n_layers()).rev() {
             let (fi, fo) = (self.sizes[l], self.sizes[l + 1]);
-            let input = if l == 0 { obs } else { &act.hidden[l - 1] };
-            let ow = &mut out[self.w_off[l]..self.w_off[l] + fi * fo];
+            let input = if l == 0 { &act.input } else { &act.hidden[l - 1] };
+            let ow = &mut grad[self.w_off[l]..self.w_off[l] + fi * fo];
             mm_tn_add(fi, n, fo, input, &rdz, ow);
             if l > 0 {
                 mm_tn_add(fi, n, fo, &ract.hidden[l - 1], &dz, ow);
             }
-            col_sums_add(&rdz, fo, &mut out[self.b_off[l]..self.b_off[l] + fo]);
+            col_sums_add(&rdz, fo, &mut grad[self.b_off[l]..self.b_off[l] + fo]);
             if l > 0 {
-                let w = self.weights(&self.theta, l);
-                let mut dh = vec![0.0; n * fi];
-                mm_nt(n, fo, fi, &dz, w, 0.0, &mut dh);
-                let mut rdh = vec![0.0; n * fi];
-                mm_nt(n, fo, fi, &rdz, w, 0.0, &mut rdh);
-                mm_nt(n, fo, fi, &dz, self.weights(v, l), 1.0, &mut rdh);
+                let w = self.weights(theta, l);
+                let mut dh = vec![F::ZERO; n * fi];
+                mm_nt(n, fo, fi, &dz, w, F::ZERO, &mut dh);
+                let mut rdh = vec![F::ZERO; n * fi];
+                mm_nt(n, fo, fi, &rdz, w, F::ZERO, &mut rdh);
+                mm_nt(n, fo, fi, &dz, self.weights(v, l), F::ONE, &mut rdh);
                 let (h, rh) = (&act.hidden[l - 1], &ract.hidden[l - 1]);
-                for i in 0..n * fi {
-                    let g = 1.0 - h[i] * h[i];
-                    rdh[i] = rdh[i] * g - 2.0 * dh[i] * h[i] * rh[i];
-                    dh[i] *= g;
+                for (((d, rd), h), rh) in dh.iter_mut().zip(rdh.iter_mut()).zip(h).zip(rh) {
+                    let g = F::ONE - *h * *h;
+                    *rd = *rd * g - F::TWO * *d * *h * *rh;
+                    *d *= g;
                 }
                 dz = dh;
                 rdz = rdh;
             }
         }
+        self.add_net_grad(&grad, out);
     }
 
     /// Means m(x_i) for a batch (obs: N×obs_dim row-major); returns N×act_dim.
     pub fn mean_batch(&self, obs: &[f64]) -> Result<Vec<f64>, SettingError> {
         let n = self.check_obs(obs)?;
-        Ok(self.forward(obs, n).mean)
+        Ok(self.forward_mean(obs, n))
+    }
+
+    fn forward_mean(&self, obs: &[f64], n: usize) -> Vec<f64> {
+        match self.forward(obs, n) {
+            Pass::F64(a) => a.mean,
+            Pass::F32(a) => a.mean,
+        }
     }
 
     /// log π_θ(a_i|x_i) for a batch (obs N×obs_dim, actions N×act_dim, row-major).
     pub fn log_prob_batch(&self, obs: &[f64], actions: &[f64]) -> Result<Vec<f64>, SettingError> {
         let n = self.check_obs(obs)?;
         self.check_actions(actions, n)?;
-        let mean = self.forward(obs, n).mean;
+        let mean = self.forward_mean(obs, n);
         Ok(self.log_prob_from_mean(&mean, actions))
     }
 
@@ -504,7 +486,7 @@ impl GaussianMlp {
         let n = self.check_obs(obs)?;
         self.check_actions(actions, n)?;
         ensure(log_probs.len() == n, "log_probs.len()", log_probs.len(), &format!("expected N = {n}"))?;
-        let mean = self.forward(obs, n).mean;
+        let mean = self.forward_mean(obs, n);
         let ad = self.act_dim();
         let s = self.log_std();
         let const_term: f64 = s.iter().sum::<f64>() + ad as f64 * HALF_LN_2PI;
@@ -541,12 +523,13 @@ impl GaussianMlp {
         let inv_var: Vec<f64> = self.log_std().iter().map(|s| (-2.0 * s).exp()).collect();
         let mut e = vec![0.0; n * ad];
         let mut q = vec![0.0; n * ad];
+        let mean = act.mean();
         for i in 0..n * ad {
-            let diff = actions[i] - act.mean[i];
+            let diff = actions[i] - mean[i];
             e[i] = diff * inv_var[i % ad];
             q[i] = diff * e[i] - 1.0;
         }
-        let log_probs = self.log_prob_from_mean(&act.mean, actions);
+        let log_probs = self.log_prob_from_mean(act.mean(), actions);
         let values = log_probs.iter().zip(behaviour_log_probs).map(|(lp, lm)| (lp - lm).exp()).collect();
         Ok(GaussianMlpRows { policy: self, obs, n, act, e, q, inv_var, log_probs, values })
     }
@@ -555,7 +538,7 @@ impl GaussianMlp {
     pub fn batch<'a>(&'a self, obs: &'a [f64]) -> Result<GaussianMlpBatch<'a>, SettingError> {
         let n = self.check_obs(obs)?;
         let act = self.forward(obs, n);
-        Ok(GaussianMlpBatch { policy: self, obs, n, act })
+        Ok(GaussianMlpBatch { policy: self, n, act })
     }
 }
 
@@ -578,9 +561,8 @@ impl Policy for GaussianMlp {
 /// to another policy and the Fisher-vector products that TRPO needs.
 pub struct GaussianMlpBatch<'a> {
     policy: &'a GaussianMlp,
-    obs: &'a [f64],
     n: usize,
-    act: Activations,
+    act: Pass,
 }
 
 impl GaussianMlpBatch<'_> {
@@ -594,7 +576,7 @@ impl GaussianMlpBatch<'_> {
     }
     /// Means m(x_i), N×act_dim row-major.
     pub fn mean(&self) -> &[f64] {
-        &self.act.mean
+        self.act.mean()
     }
 
     /// Mean over the batch of KL(π_old(·|x_i) ‖ π_θ(·|x_i)) where π_θ is this batch's policy
@@ -611,7 +593,7 @@ impl GaussianMlpBatch<'_> {
         old_log_std: &[f64],
         grad: Option<&mut [f64]>,
     ) -> Result<f64, SettingError> {
-        mean_kl_from(self.policy, &self.act, self.obs, self.n, old_mean, old_log_std, grad)
+        mean_kl_from(self.policy, &self.act, self.n, old_mean, old_log_std, grad)
     }
 
     /// Exact Fisher-vector product of the batch-mean Fisher information, equal to the
@@ -634,9 +616,11 @@ impl GaussianMlpBatch<'_> {
         let ad = p.act_dim();
         let inv_var: Vec<f64> = p.log_std().iter().map(|s| (-2.0 * s).exp()).collect();
         let inv_n = 1.0 / self.n as f64;
-        let mut g = p.forward_r(&self.act, self.obs, self.n, v).mean;
-        g.iter_mut().enumerate().for_each(|(i, x)| *x *= inv_n * inv_var[i % ad]);
-        p.backward_add(&self.act, self.obs, self.n, &g, out);
+        with_pass!(p, &self.act, |theta, act| {
+            let mut g = p.forward_r(theta, act, self.n, &to_real(&v[..p.s_off])).mean;
+            g.iter_mut().enumerate().for_each(|(i, x)| *x *= inv_n * inv_var[i % ad]);
+            p.backward_add(theta, act, self.n, &g, out);
+        });
         out[p.s_off..].iter_mut().zip(&v[p.s_off..]).for_each(|(o, vs)| *o = 2.0 * vs);
         Ok(())
     }
@@ -646,8 +630,7 @@ impl GaussianMlpBatch<'_> {
 /// [`GaussianMlpBatch::mean_kl_from`]).
 fn mean_kl_from(
     p: &GaussianMlp,
-    act: &Activations,
-    obs: &[f64],
+    act: &Pass,
     n: usize,
     old_mean: &[f64],
     old_log_std: &[f64],
@@ -668,7 +651,7 @@ fn mean_kl_from(
     let mut g_s = vec![0.0; ad];
     for i in 0..n * ad {
         let j = i % ad;
-        let diff = act.mean[i] - old_mean[i];
+        let diff = act.mean()[i] - old_mean[i];
         let num = old_var[j] + diff * diff;
         kl += s[j] - old_log_std[j] + 0.5 * num * inv_var[j] - 0.5;
         g_mean[i] = inv_n * diff * inv_var[j];
@@ -676,7 +659,7 @@ fn mean_kl_from(
     }
     if let Some(out) = grad {
         ensure(out.len() == p.theta.len(), "grad.len()", out.len(), "expected num_params")?;
-        p.backward_add(act, obs, n, &g_mean, out);
+        with_pass!(p, act, |theta, a| p.backward_add(theta, a, n, &g_mean, out));
         out[p.s_off..].iter_mut().zip(&g_s).for_each(|(o, g)| *o += g);
     }
     Ok(kl * inv_n)
@@ -693,7 +676,7 @@ pub struct GaussianMlpRows<'a> {
     policy: &'a GaussianMlp,
     obs: &'a [f64],
     n: usize,
-    act: Activations,
+    act: Pass,
     /// e_ij = (a_ij − m_ij) e^{−2 s_j}.
     e: Vec<f64>,
     /// q_ij = (a_ij − m_ij)² e^{−2 s_j} − 1.
@@ -722,7 +705,7 @@ impl GaussianMlpRows<'_> {
         old_log_std: &[f64],
         grad: Option<&mut [f64]>,
     ) -> Result<f64, SettingError> {
-        mean_kl_from(self.policy, &self.act, self.obs, self.n, old_mean, old_log_std, grad)
+        mean_kl_from(self.policy, &self.act, self.n, old_mean, old_log_std, grad)
     }
 
     /// Per-row gradients ∇u_r for the listed rows, as a k×D row-major matrix (one small
@@ -742,7 +725,8 @@ impl GaussianMlpRows<'_> {
         for &r in rows {
             sub_obs.extend_from_slice(&self.obs[r * od..(r + 1) * od]);
         }
-        let act = p.forward(&sub_obs, k);
+        // In f64 whatever the policy's precision (this path serves full Hessians).
+        let act = p.forward_in(&p.theta, &sub_obs, k);
         let mut dz: Vec<f64> = Vec::with_capacity(k * ad);
         for &r in rows {
             dz.extend_from_slice(&self.e[r * ad..(r + 1) * ad]);
@@ -795,23 +779,33 @@ impl GaussianMlpRows<'_> {
 
     fn hvp_impl(&self, w: &[f64], v: &[f64], row_op: Option<&mut RowOp<'_>>, out: &mut [f64]) {
         let p = self.policy;
-        let ad = p.act_dim();
         let n = self.n;
-        let ract = p.forward_r(&self.act, self.obs, n, v);
-        let vs = &v[p.s_off..];
+        with_pass!(p, &self.act, |theta, act| {
+            let vn = to_real(&v[..p.s_off]);
+            let ract = p.forward_r(theta, act, n, &vn);
+            let (g, rg, rgs) = self.hvp_cotangents(w, v, &ract.mean, row_op);
+            p.backward_r_add(theta, act, &ract, n, &vn, &g, &rg, out);
+            out[p.s_off..].iter_mut().zip(&rgs).for_each(|(o, x)| *o += x);
+        });
+    }
+
+    /// Output-space cotangents of the HVP given the forward-mode tangents R{m} of the
+    /// means: g = w ⊙ e, R{g} (with the Gauss–Newton coefficients c = op(J v) added as
+    /// c ⊙ e), and the log-std block of the result.
+    fn hvp_cotangents(
+        &self,
+        w: &[f64],
+        v: &[f64],
+        rmean: &[f64],
+        row_op: Option<&mut RowOp<'_>>,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let ad = self.policy.act_dim();
+        let n = self.n;
+        let vs = &v[self.policy.s_off..];
         // Row-space coefficients c of the Gauss–Newton part (zero without row_op).
         let mut c = vec![0.0; if row_op.is_some() { n } else { 0 }];
         if let Some(op) = row_op {
-            let jv: Vec<f64> = (0..n)
-                .map(|i| {
-                    (0..ad)
-                        .map(|j| {
-                            let k = i * ad + j;
-                            self.e[k] * ract.mean[k] + self.q[k] * vs[j]
-                        })
-                        .sum()
-                })
-                .collect();
+            let jv = self.jvp_from_tangents(rmean, vs);
             op(&jv, &mut c);
         }
         let mut g = vec![0.0; n * ad];
@@ -821,14 +815,23 @@ impl GaussianMlpRows<'_> {
             let ci = c.get(i).copied().unwrap_or(0.0);
             for j in 0..ad {
                 let k = i * ad + j;
-                let (e, rm, q) = (self.e[k], ract.mean[k], self.q[k]);
+                let (e, rm, q) = (self.e[k], rmean[k], self.q[k]);
                 g[k] = wi * e;
                 rg[k] = wi * (-self.inv_var[j] * rm - 2.0 * e * vs[j]) + ci * e;
                 rgs[j] += wi * (-2.0 * e * rm - 2.0 * (q + 1.0) * vs[j]) + ci * q;
             }
         }
-        p.backward_r_add(&self.act, &ract, self.obs, n, v, &g, &rg, out);
-        out[p.s_off..].iter_mut().zip(&rgs).for_each(|(o, x)| *o += x);
+        (g, rg, rgs)
+    }
+
+    /// ∇u_i · v = Σ_j e_ij R{m_ij} + q_ij v_{s,j} from the mean tangents R{m}.
+    fn jvp_from_tangents(&self, rmean: &[f64], vs: &[f64]) -> Vec<f64> {
+        let ad = self.policy.act_dim();
+        (0..self.n)
+            .map(|i| {
+                (0..ad).map(|j| self.e[i * ad + j] * rmean[i * ad + j] + self.q[i * ad + j] * vs[j]).sum()
+            })
+            .collect()
     }
 }
 
@@ -846,13 +849,11 @@ impl ScoreRows for GaussianMlpRows<'_> {
     /// ∇u_i · v = Σ_j e_ij R{m_ij} + q_ij v_{s,j}.
     fn jvp(&self, v: &[f64], out: &mut [f64]) {
         let p = self.policy;
-        let ad = p.act_dim();
-        let rm = p.forward_r(&self.act, self.obs, self.n, v).mean;
-        let vs = &v[p.s_off..];
-        for (i, o) in out.iter_mut().enumerate().take(self.n) {
-            let r = i * ad..(i + 1) * ad;
-            *o = (0..ad).map(|j| self.e[r.start + j] * rm[r.start + j] + self.q[r.start + j] * vs[j]).sum();
-        }
+        let rm = with_pass!(p, &self.act, |theta, act| p
+            .forward_r(theta, act, self.n, &to_real(&v[..p.s_off]))
+            .mean);
+        let jv = self.jvp_from_tangents(&rm, &v[p.s_off..]);
+        out[..self.n].copy_from_slice(&jv);
     }
 
     /// Σ_i w_i ∇u_i: backpropagate g_ij = w_i e_ij; log-std part Σ_i w_i q_ij.
@@ -867,7 +868,7 @@ impl ScoreRows for GaussianMlpRows<'_> {
                 gs[j] += w[i] * self.q[i * ad + j];
             }
         }
-        p.backward_add(&self.act, self.obs, self.n, &g, out);
+        with_pass!(p, &self.act, |theta, act| p.backward_add(theta, act, self.n, &g, out));
         out[p.s_off..].iter_mut().zip(&gs).for_each(|(o, x)| *o += x);
     }
 
@@ -922,7 +923,7 @@ mod tests {
     use super::*;
 
     fn small_policy(seed: u64) -> GaussianMlp {
-        let cfg = GaussianMlpConfig { hidden: vec![5, 4], init_log_std: 0.0 };
+        let cfg = GaussianMlpConfig { hidden: vec![5, 4], init_log_std: 0.0, ..Default::default() };
         let mut p = GaussianMlp::new(3, 2, &cfg, seed).unwrap();
         // Random biases and log-std so that every derivative path is exercised.
         let mut rng = ChaCha8Rng::seed_from_u64(seed + 100);
@@ -969,24 +970,42 @@ mod tests {
     }
 
     #[test]
-    fn fast_tanh_and_exp_are_accurate() {
-        let mut worst_tanh: f64 = 0.0;
-        let mut worst_exp: f64 = 0.0;
-        let xs: Vec<f64> = (0..400_001).map(|i| -30.0 + 60.0 * i as f64 / 400_000.0).collect();
-        let mut t = xs.clone();
-        tanh_inplace(&mut t);
-        for (x, tx) in xs.iter().zip(&t) {
-            worst_tanh = worst_tanh.max((tx - x.tanh()).abs());
-            if x.abs() <= 40.0 {
-                worst_exp = worst_exp.max(((exp_reduced(*x) - x.exp()) / x.exp()).abs());
-            }
-        }
-        assert!(worst_tanh <= 4e-16, "{worst_tanh:e}");
-        assert!(worst_exp <= 4e-16, "{worst_exp:e}");
-        let mut special = [0.0, 1e-300, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
-        tanh_inplace(&mut special);
-        assert_eq!(special[..4], [0.0, 0.0, 1.0, -1.0]);
-        assert!(special[4].is_nan());
+    fn f32_passes_agree_with_f64_to_single_precision() {
+        let p64 = GaussianMlp::new(4, 3, &GaussianMlpConfig::default(), 21).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(22);
+        let theta: Vec<f64> = p64.params().iter().map(|t| t + 0.1 * rng.random_range(-1.0..1.0)).collect();
+        let p64 = p64.with_params(&theta).unwrap();
+        let p32 = p64.with_precision(Precision::F32);
+        assert_eq!((p32.precision(), p32.params()), (Precision::F32, p64.params()));
+        let n = 300;
+        let (obs, actions, behaviour) = data(&p64, n, 23);
+        let (w, v) = (rand_vec(n, 24), rand_vec(p64.num_params(), 25));
+        let rel = |a: &[f64], b: &[f64]| {
+            let scale = b.iter().map(|x| x.abs()).fold(0.0, f64::max);
+            max_abs_diff(a, b) / scale
+        };
+        let (r64, r32) =
+            (p64.rows(&obs, &actions, &behaviour).unwrap(), p32.rows(&obs, &actions, &behaviour).unwrap());
+        assert!(rel(r32.log_probs(), r64.log_probs()) < 1e-5);
+        let d = p64.num_params();
+        let (mut g64, mut g32) = (vec![0.0; d], vec![0.0; d]);
+        r64.vjp_add(&w, &mut g64);
+        r32.vjp_add(&w, &mut g32);
+        assert!(rel(&g32, &g64) < 1e-5, "vjp {}", rel(&g32, &g64));
+        let (mut j64, mut j32) = (vec![0.0; n], vec![0.0; n]);
+        r64.jvp(&v, &mut j64);
+        r32.jvp(&v, &mut j32);
+        assert!(rel(&j32, &j64) < 1e-5, "jvp {}", rel(&j32, &j64));
+        let (mut h64, mut h32) = (vec![0.0; d], vec![0.0; d]);
+        r64.hessian_vector_add(&w, &v, |jv, c| c.copy_from_slice(jv), &mut h64);
+        r32.hessian_vector_add(&w, &v, |jv, c| c.copy_from_slice(jv), &mut h32);
+        assert!(rel(&h32, &h64) < 1e-5, "hvp {}", rel(&h32, &h64));
+        let (mut f64_, mut f32_) = (vec![0.0; d], vec![0.0; d]);
+        p64.batch(&obs).unwrap().fisher_vector_product(&v, &mut f64_).unwrap();
+        p32.batch(&obs).unwrap().fisher_vector_product(&v, &mut f32_).unwrap();
+        assert!(rel(&f32_, &f64_) < 1e-5, "fisher {}", rel(&f32_, &f64_));
+        // The f32 passes are not the f64 ones (the switch is live).
+        assert!(g32 != g64 && h32 != h64);
     }
 
     #[test]
@@ -1002,9 +1021,9 @@ mod tests {
         assert_eq!(p, GaussianMlp::new(20, 6, &GaussianMlpConfig::default(), 1).unwrap());
         let err = GaussianMlp::new(0, 2, &GaussianMlpConfig::default(), 0).unwrap_err();
         assert!(err.to_string().contains("obs_dim = 0"), "{err}");
-        let bad = GaussianMlpConfig { hidden: vec![4, 0], init_log_std: 0.0 };
+        let bad = GaussianMlpConfig { hidden: vec![4, 0], init_log_std: 0.0, ..Default::default() };
         assert!(GaussianMlp::new(2, 2, &bad, 0).unwrap_err().to_string().contains("hidden"));
-        let nan = GaussianMlpConfig { hidden: vec![], init_log_std: f64::NAN };
+        let nan = GaussianMlpConfig { hidden: vec![], init_log_std: f64::NAN, ..Default::default() };
         assert!(GaussianMlp::new(2, 2, &nan, 0).unwrap_err().to_string().contains("init_log_std"));
         let mut q = p.clone();
         assert!(q.try_set_params(&[0.0; 3]).unwrap_err().to_string().contains("theta.len() = 3"));
@@ -1200,7 +1219,7 @@ mod tests {
 
     #[test]
     fn dense_hessian_matches_second_differences_and_is_symmetric() {
-        let cfg = GaussianMlpConfig { hidden: vec![3], init_log_std: 0.2 };
+        let cfg = GaussianMlpConfig { hidden: vec![3], init_log_std: 0.2, ..Default::default() };
         let p = GaussianMlp::new(2, 2, &cfg, 21).unwrap();
         let (obs, actions, behaviour) = data(&p, 4, 22);
         let w = rand_vec(4, 23);

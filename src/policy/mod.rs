@@ -15,9 +15,10 @@
 //! these products only, so a new policy needs nothing but this trait.
 
 pub mod gaussian_mlp;
+pub mod mlp_kernels;
 pub mod softmax;
 
-pub use gaussian_mlp::{GaussianMlp, GaussianMlpConfig, GaussianMlpRows};
+pub use gaussian_mlp::{GaussianMlp, GaussianMlpConfig, GaussianMlpRows, Precision};
 pub use softmax::{SoftmaxRows, TabularSoftmax};
 
 /// The θ-dependent scalars that estimators read, with derivative products w.r.t. θ.
