@@ -47,6 +47,7 @@ use rand::{Rng, RngExt};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
 
 use super::mlp_kernels::{Real, add_row, col_sums_add, mm_nn, mm_nt, mm_tn_add};
 use super::{Policy, RowBlocks, ScoreRows};
@@ -122,6 +123,20 @@ struct Activations<F> {
     input: Vec<F>,
     hidden: Vec<Vec<F>>,
     mean: Vec<f64>,
+}
+
+/// The plain backward pass of one set of output cotangents (see
+/// [`GaussianMlp::plain_chain`]).
+struct PlainChain<F> {
+    /// (D_l, D_l W_lᵀ) for l = L−1 … 0 (the second is empty for the first layer).
+    layers: Vec<(Vec<F>, Vec<F>)>,
+}
+
+/// [`PlainChain`] of the last estimator weights w seen by an HVP of a [`GaussianMlpRows`],
+/// in the rows' precision.
+struct CachedChain {
+    w: Vec<f64>,
+    chain: Box<dyn std::any::Any + Send>,
 }
 
 /// A forward pass in either precision.
@@ -389,9 +404,40 @@ impl GaussianMlp {
         self.add_net_grad(&grad, out);
     }
 
+    /// The cotangents of the plain backward pass for output cotangents `g_mean`: per layer
+    /// l (output layer first), D_l (cotangent of z_l) and, for l > 0, D_l W_lᵀ (the
+    /// cotangent of h_{l−1} before the tanh derivative). They depend on `g_mean` only, so
+    /// a loop of HVPs at fixed estimator weights computes them once.
+    fn plain_chain<F: Real>(
+        &self,
+        theta: &[F],
+        act: &Activations<F>,
+        n: usize,
+        g_mean: &[f64],
+    ) -> PlainChain<F> {
+        let mut layers = Vec::with_capacity(self.n_layers());
+        let mut dz: Vec<F> = to_real(g_mean);
+        for l in (0..self.n_layers()).rev() {
+            let (fi, fo) = (self.sizes[l], self.sizes[l + 1]);
+            if l > 0 {
+                let mut dh = vec![F::ZERO; n * fi];
+                mm_nt(n, fo, fi, &dz, self.weights(theta, l), F::ZERO, &mut dh);
+                let next: Vec<F> =
+                    dh.iter().zip(&act.hidden[l - 1]).map(|(d, h)| *d * (F::ONE - *h * *h)).collect();
+                layers.push((dz, dh));
+                dz = next;
+            } else {
+                layers.push((dz, Vec::new()));
+                break;
+            }
+        }
+        PlainChain { layers }
+    }
+
     /// Pearlmutter's R-operator applied to [`Self::backward_add`]: out[net part] +=
-    /// R{Σ_i J_{m,i}ᵀ g_i} along v, given the cotangents `g_mean` and their directional
-    /// derivatives `rg_mean`. With D_l the cotangent of z_l:
+    /// R{Σ_i J_{m,i}ᵀ g_i} along v, given the plain backward pass of the cotangents g
+    /// ([`Self::plain_chain`]) and their directional derivatives `rg_mean`. With D_l the
+    /// cotangent of z_l:
     /// R{dW_l} = R{h_{l−1}}ᵀ D_l + h_{l−1}ᵀ R{D_l}, R{db_l} = Σ_i R{D_l},
     /// R{D_{l−1}} = (R{D_l} W_lᵀ + D_l V_lᵀ) ⊙ (1 − h²) − 2 (D_l W_lᵀ) ⊙ h ⊙ R{h}.
     #[allow(clippy::too_many_arguments)]
@@ -402,36 +448,30 @@ impl GaussianMlp {
         ract: &Activations<F>,
         n: usize,
         v: &[F],
-        g_mean: &[f64],
+        plain: &PlainChain<F>,
         rg_mean: &[f64],
         out: &mut [f64],
     ) {
         let mut grad = vec![F::ZERO; self.s_off];
-        let mut dz: Vec<F> = to_real(g_mean);
         let mut rdz: Vec<F> = to_real(rg_mean);
-        for l in (0..self.n_layers()).rev() {
+        for (l, (dz, dh)) in (0..self.n_layers()).rev().zip(&plain.layers) {
             let (fi, fo) = (self.sizes[l], self.sizes[l + 1]);
             let input = if l == 0 { &act.input } else { &act.hidden[l - 1] };
             let ow = &mut grad[self.w_off[l]..self.w_off[l] + fi * fo];
             mm_tn_add(fi, n, fo, input, &rdz, ow);
             if l > 0 {
-                mm_tn_add(fi, n, fo, &ract.hidden[l - 1], &dz, ow);
+                mm_tn_add(fi, n, fo, &ract.hidden[l - 1], dz, ow);
             }
             col_sums_add(&rdz, fo, &mut grad[self.b_off[l]..self.b_off[l] + fo]);
             if l > 0 {
-                let w = self.weights(theta, l);
-                let mut dh = vec![F::ZERO; n * fi];
-                mm_nt(n, fo, fi, &dz, w, F::ZERO, &mut dh);
                 let mut rdh = vec![F::ZERO; n * fi];
-                mm_nt(n, fo, fi, &rdz, w, F::ZERO, &mut rdh);
-                mm_nt(n, fo, fi, &dz, self.weights(v, l), F::ONE, &mut rdh);
+                mm_nt(n, fo, fi, &rdz, self.weights(theta, l), F::ZERO, &mut rdh);
+                mm_nt(n, fo, fi, dz, self.weights(v, l), F::ONE, &mut rdh);
                 let (h, rh) = (&act.hidden[l - 1], &ract.hidden[l - 1]);
-                for (((d, rd), h), rh) in dh.iter_mut().zip(rdh.iter_mut()).zip(h).zip(rh) {
+                for (((rd, d), h), rh) in rdh.iter_mut().zip(dh).zip(h).zip(rh) {
                     let g = F::ONE - *h * *h;
                     *rd = *rd * g - F::TWO * *d * *h * *rh;
-                    *d *= g;
                 }
-                dz = dh;
                 rdz = rdh;
             }
         }
@@ -531,7 +571,18 @@ impl GaussianMlp {
         }
         let log_probs = self.log_prob_from_mean(act.mean(), actions);
         let values = log_probs.iter().zip(behaviour_log_probs).map(|(lp, lm)| (lp - lm).exp()).collect();
-        Ok(GaussianMlpRows { policy: self, obs, n, act, e, q, inv_var, log_probs, values })
+        Ok(GaussianMlpRows {
+            policy: self,
+            obs,
+            n,
+            act,
+            e,
+            q,
+            inv_var,
+            log_probs,
+            values,
+            chain_cache: Mutex::new(None),
+        })
     }
 
     /// Forward pass over a batch kept for repeated KL / Fisher-vector products (TRPO).
@@ -685,6 +736,9 @@ pub struct GaussianMlpRows<'a> {
     inv_var: Vec<f64>,
     log_probs: Vec<f64>,
     values: Vec<f64>,
+    /// Plain backward pass of the last HVP's weights (reused while they repeat, e.g. the
+    /// conjugate-gradient loop of TRPO through an inner step).
+    chain_cache: Mutex<Option<CachedChain>>,
 }
 
 impl GaussianMlpRows<'_> {
@@ -779,26 +833,36 @@ impl GaussianMlpRows<'_> {
 
     fn hvp_impl(&self, w: &[f64], v: &[f64], row_op: Option<&mut RowOp<'_>>, out: &mut [f64]) {
         let p = self.policy;
-        let n = self.n;
+        let (n, ad) = (self.n, p.act_dim());
         with_pass!(p, &self.act, |theta, act| {
             let vn = to_real(&v[..p.s_off]);
             let ract = p.forward_r(theta, act, n, &vn);
-            let (g, rg, rgs) = self.hvp_cotangents(w, v, &ract.mean, row_op);
-            p.backward_r_add(theta, act, &ract, n, &vn, &g, &rg, out);
+            let (rg, rgs) = self.hvp_cotangents(w, v, &ract.mean, row_op);
+            let mut cache = self.chain_cache.lock().unwrap_or_else(|e| e.into_inner());
+            let cached = cache.as_ref().filter(|c| c.w[..] == w[..n]).and_then(|c| c.chain.downcast_ref());
+            match cached {
+                Some(chain) => p.backward_r_add(theta, act, &ract, n, &vn, chain, &rg, out),
+                None => {
+                    let g: Vec<f64> = (0..n * ad).map(|k| w[k / ad] * self.e[k]).collect();
+                    let chain = p.plain_chain(theta, act, n, &g);
+                    p.backward_r_add(theta, act, &ract, n, &vn, &chain, &rg, out);
+                    *cache = Some(CachedChain { w: w[..n].to_vec(), chain: Box::new(chain) });
+                }
+            }
             out[p.s_off..].iter_mut().zip(&rgs).for_each(|(o, x)| *o += x);
         });
     }
 
-    /// Output-space cotangents of the HVP given the forward-mode tangents R{m} of the
-    /// means: g = w ⊙ e, R{g} (with the Gauss–Newton coefficients c = op(J v) added as
-    /// c ⊙ e), and the log-std block of the result.
+    /// Output-space tangents of the HVP given the forward-mode tangents R{m} of the means:
+    /// R{g} of the cotangents g = w ⊙ e (with the Gauss–Newton coefficients c = op(J v)
+    /// added as c ⊙ e), and the log-std block of the result.
     fn hvp_cotangents(
         &self,
         w: &[f64],
         v: &[f64],
         rmean: &[f64],
         row_op: Option<&mut RowOp<'_>>,
-    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    ) -> (Vec<f64>, Vec<f64>) {
         let ad = self.policy.act_dim();
         let n = self.n;
         let vs = &v[self.policy.s_off..];
@@ -808,7 +872,6 @@ impl GaussianMlpRows<'_> {
             let jv = self.jvp_from_tangents(rmean, vs);
             op(&jv, &mut c);
         }
-        let mut g = vec![0.0; n * ad];
         let mut rg = vec![0.0; n * ad];
         let mut rgs = vec![0.0; ad];
         for (i, &wi) in w.iter().enumerate().take(n) {
@@ -816,12 +879,11 @@ impl GaussianMlpRows<'_> {
             for j in 0..ad {
                 let k = i * ad + j;
                 let (e, rm, q) = (self.e[k], rmean[k], self.q[k]);
-                g[k] = wi * e;
                 rg[k] = wi * (-self.inv_var[j] * rm - 2.0 * e * vs[j]) + ci * e;
                 rgs[j] += wi * (-2.0 * e * rm - 2.0 * (q + 1.0) * vs[j]) + ci * q;
             }
         }
-        (g, rg, rgs)
+        (rg, rgs)
     }
 
     /// ∇u_i · v = Σ_j e_ij R{m_ij} + q_ij v_{s,j} from the mean tangents R{m}.
@@ -1006,6 +1068,25 @@ mod tests {
         assert!(rel(&f32_, &f64_) < 1e-5, "fisher {}", rel(&f32_, &f64_));
         // The f32 passes are not the f64 ones (the switch is live).
         assert!(g32 != g64 && h32 != h64);
+    }
+
+    #[test]
+    fn cached_backward_chain_gives_the_same_bits_as_a_fresh_pass() {
+        for precision in [Precision::F64, Precision::F32] {
+            let p = small_policy(31).with_precision(precision);
+            let (obs, actions, behaviour) = data(&p, 9, 32);
+            let rows = p.rows(&obs, &actions, &behaviour).unwrap();
+            let d = p.num_params();
+            // Alternate weights so that the cache is hit, missed and refilled.
+            for (k, wseed) in [40, 40, 41, 40, 40].into_iter().enumerate() {
+                let (w, v) = (rand_vec(9, wseed), rand_vec(d, 50 + k as u64));
+                let mut cached = vec![0.0; d];
+                rows.curvature_hvp_add(&w, &v, &mut cached);
+                let mut fresh = vec![0.0; d];
+                p.rows(&obs, &actions, &behaviour).unwrap().curvature_hvp_add(&w, &v, &mut fresh);
+                assert_eq!(cached, fresh, "{precision} call {k}");
+            }
+        }
     }
 
     #[test]
