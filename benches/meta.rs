@@ -1,13 +1,19 @@
 //! Meta-RL benchmarks (issue 5), on the current rayon pool (2 threads on the CI machine):
 //!
-//! * `promp_size_meta_gradient/*`: one second-order meta-gradient of ProMP's size: policy
+//! * `promp_size_meta_gradient_{f64,f32}/*`: one second-order meta-gradient of ProMP's size: policy
 //!   20 → (64, 64) → 6 (≈ 5.9k parameters), 40 tasks × 2000 pre-update and 2000
 //!   post-update samples (20 paths × 100 steps each), one inner step; per task the inner
 //!   gradient, the adapted policy's outer gradient (TRPO surrogate) and one HVP of the
 //!   inner objective (target ≤ 300 ms on 2 cores);
+//! * `mlp_point_n2000_{f64,f32}/*`: the MLP passes that dominate a meta-iteration (rows'
+//!   forward pass, VJP, fused HVP, Fisher product) on the point env's network and 2000
+//!   samples, one thread, in both precisions;
 //! * `point_corners_iteration/*`: one full meta-iteration on `point-corners` with the
 //!   notes' settings (40 tasks × 20 rollouts × horizon 100, 3 inner steps): sampling of the
-//!   4 rounds, inner adaptation and the outer update.
+//!   4 rounds, inner adaptation and the outer update;
+//! * `half_cheetah_rand_direc_iteration/*` (with `--features mujoco`): the same on
+//!   HalfCheetahRandDirec (40 tasks × 20 rollouts × horizon 100, 1 inner step: 160k env
+//!   steps per iteration).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use metagrad::meta::algos::{Algorithm, Params, Trainer};
@@ -87,11 +93,21 @@ fn mlp_passes_in(c: &mut Criterion, precision: Precision) {
 }
 
 fn benches(c: &mut Criterion) {
-    let policy = GaussianMlp::new(20, 6, &GaussianMlpConfig::default(), 2).unwrap();
+    for precision in [Precision::F64, Precision::F32] {
+        promp_size_meta_gradient(c, precision);
+    }
+    meta_iterations(c, "point-corners", 30);
+    #[cfg(feature = "mujoco")]
+    meta_iterations(c, "half-cheetah-rand-direc", 60);
+}
+
+fn promp_size_meta_gradient(c: &mut Criterion, precision: Precision) {
+    let cfg = GaussianMlpConfig { precision, ..Default::default() };
+    let policy = GaussianMlp::new(20, 6, &cfg, 2).unwrap();
     assert_eq!(policy.num_params(), 20 * 64 + 64 + 64 * 64 + 64 + 64 * 6 + 6 + 6);
     let tasks: Vec<(TaskData, TaskData)> =
         (0..40).map(|t| (task(&policy, 2 * t), task(&policy, 2 * t + 1))).collect();
-    let mut g = c.benchmark_group("promp_size_meta_gradient");
+    let mut g = c.benchmark_group(format!("promp_size_meta_gradient_{precision}"));
     g.sample_size(10).measurement_time(Duration::from_secs(8)).warm_up_time(Duration::from_secs(1));
     for kind in [InnerKind::Lvc, InnerKind::Taypo2, InnerKind::Dr] {
         let inner = InnerObjective::new(kind, 0.99);
@@ -120,12 +136,15 @@ fn benches(c: &mut Criterion) {
         });
     }
     g.finish();
+}
 
-    let mut g = c.benchmark_group("point_corners_iteration");
-    g.sample_size(10).measurement_time(Duration::from_secs(30)).warm_up_time(Duration::from_secs(1));
+/// One full meta-iteration (sampling of every round, adaptation, outer update) with the
+/// defaults of `env` (the paper's setup), for ProMP-TayPO-2 and TRPO-MAML.
+fn meta_iterations(c: &mut Criterion, env: &str, seconds: u64) {
+    let mut g = c.benchmark_group(format!("{}_iteration", env.replace('-', "_")));
+    g.sample_size(10).measurement_time(Duration::from_secs(seconds)).warm_up_time(Duration::from_secs(1));
     for algo in [Algorithm::PrompTaypo2, Algorithm::TrpoMaml] {
-        let params =
-            Params { iterations: 1_000_000, ..Params::new("point-corners", algo) }.validate().unwrap();
+        let params = Params { iterations: 1_000_000, ..Params::new(env, algo) }.validate().unwrap();
         let mut trainer = Trainer::new(params).unwrap();
         g.bench_function(algo.name(), |b| b.iter(|| black_box(trainer.step().unwrap())));
     }
