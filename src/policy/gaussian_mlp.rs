@@ -26,10 +26,10 @@
 //! Products with the network Jacobian are exact: forward mode (the R-operator
 //! R{·} = d/dε (·)(θ + εv) propagated through the layers) for Jacobian-vector products,
 //! backpropagation for vector-Jacobian products, and Pearlmutter's R-operator applied to
-//! backpropagation (forward-over-reverse) for Hessian-vector products. All batched matrix
-//! products use `matrixmultiply::dgemm` in f64. tanh is evaluated as 1 − 2/(e^{2x} + 1)
-//! with a branch-free, vectorisable exp (absolute error ≤ 4e-16; ≈ 3–4× faster than
-//! `f64::tanh`, which dominated the forward pass); derivatives use 1 − h² of that value.
+//! backpropagation (forward-over-reverse) for Hessian-vector products. The batched matrix
+//! products and tanh are in [`super::mlp_kernels`] (packed gemm for wide layers, row
+//! loops for thin ones; a branch-free vectorisable tanh per precision); derivatives use
+//! 1 − h² of the computed h.
 //!
 //! # Precision
 //!
