@@ -131,6 +131,50 @@ fn compare_runs_the_grid_and_skips_finished_runs() {
 }
 
 #[test]
+fn precision_is_recorded_and_f32_runs_track_f64_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("f32"), dir.path().join("f64"));
+    run(&a, "trpo-maml", "1", &[], &[]);
+    run(&b, "trpo-maml", "1", &[], &["--precision", "f64"]);
+    let config = |d: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("config.json")).unwrap()).unwrap()
+    };
+    let prec = |d: &Path| config(d).to_string().contains(r#""precision":"f32""#);
+    assert!(prec(&a) && !prec(&b), "{}", config(&b));
+    let ((ta, ra), (tb, rb)) = (outcome(&a), outcome(&b));
+    // Same data up to single-precision rounding of the policy means: returns and the TRPO
+    // step agree closely but not bit for bit.
+    let returns =
+        |r: &[String]| -> Vec<f64> { r[1].split(',').skip(1).take(3).map(|x| x.parse().unwrap()).collect() };
+    for (x, y) in returns(&ra).iter().zip(returns(&rb)) {
+        assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "returns {ra:?} vs {rb:?}");
+    }
+    let diff = ta.iter().zip(&tb).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    assert!(diff > 0.0 && diff < 1e-3, "max |θ_f32 − θ_f64| = {diff}");
+    // A resume must not switch precision.
+    let o = metagrad(
+        &[
+            &[
+                "meta-rl",
+                "--resume",
+                "--algo",
+                "trpo-maml",
+                "--seed",
+                "3",
+                "--iterations",
+                "2",
+                "--precision",
+                "f64",
+            ][..],
+            &TINY[..],
+            &["--out", a.to_str().unwrap()][..],
+        ]
+        .concat(),
+    );
+    assert!(!o.status.success() && stderr(&o).contains("settings differ"), "{}", stderr(&o));
+}
+
+#[test]
 fn bad_settings_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x");
