@@ -16,7 +16,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use metagrad::estimators::TaylorDiscount;
 use metagrad::experiments::metrics::mean_std_se;
 use metagrad::experiments::{RunConfig, prepare_output_dir, write_csv, write_json};
-use metagrad::meta::algos::{Algorithm, IterationStats, Params, Trainer, TrainerState, ValidParams};
+use metagrad::meta::algos::{
+    Algorithm, IterationStats, Params, Trainer, TrainerState, ValidParams, is_point_env,
+};
 use metagrad::meta::objectives::Normalisation;
 use metagrad::plot::{Figure, Series, save};
 use metagrad::policy::Precision;
@@ -436,7 +438,9 @@ fn compare(c: CompareArgs) -> Result<()> {
         log_x: false,
         series,
     };
-    save(&fig, &c.out.join("fig1d"))?;
+    // The paper's figure: 1(d) for the 2-D task, 2 for the MuJoCo tasks.
+    let stem = if is_point_env(&c.common.env) { "fig1d" } else { "fig2" };
+    save(&fig, &c.out.join(stem))?;
     println!("{:<14} {:>6} {:>5} {:>18} {:>18}", "algorithm", "iter", "seeds", "post-update", "pre-update");
     for r in &rows {
         println!(
