@@ -122,6 +122,13 @@ fn compare_runs_the_grid_and_skips_finished_runs() {
         assert!(out.join(a).join("seed2").join("checkpoint.json").exists());
     }
     assert!(out.join("fig1d.png").exists() && out.join("fig1d.svg").exists());
+    // The instability column: the largest fall below the running best, never negative.
+    let header: Vec<&str> = summary.lines().next().unwrap().split(',').collect();
+    let drop = header.iter().position(|h| *h == "max_drop_mean").expect("max_drop_mean column");
+    for line in summary.lines().skip(1) {
+        let v: f64 = line.split(',').nth(drop).unwrap().parse().unwrap();
+        assert!(v >= 0.0 && v.is_finite(), "{line}");
+    }
     // Re-running finds every run finished and reproduces the table.
     let t = std::time::Instant::now();
     let o = metagrad(&args);

@@ -342,6 +342,21 @@ struct SummaryRow {
     post_return_se: f64,
     pre_return_mean: f64,
     pre_return_se: f64,
+    /// Mean across seeds of the largest drop of the post-update return below its running
+    /// best up to this iteration (0 for a curve that never falls back): an instability
+    /// measure, the paper's reading of Fig. 1(d).
+    max_drop_mean: f64,
+    max_drop_se: f64,
+}
+
+/// Largest fall of `ys` below its running maximum (0 if it never falls).
+fn max_drop(ys: impl Iterator<Item = f64>) -> f64 {
+    let (mut best, mut drop) = (f64::NEG_INFINITY, 0.0f64);
+    for y in ys {
+        best = best.max(y);
+        drop = drop.max(best - y);
+    }
+    drop
 }
 
 fn compare(c: CompareArgs) -> Result<()> {
@@ -418,6 +433,9 @@ fn compare(c: CompareArgs) -> Result<()> {
         for &a in &at {
             let (pm, pse, seeds) = stat(a - 1, &post);
             let (qm, qse, _) = stat(a - 1, &|h: &IterationStats| h.pre_return);
+            let drops: Vec<f64> =
+                hs.iter().filter(|h| h.len() >= a).map(|h| max_drop(h[..a].iter().map(post))).collect();
+            let (dm, _, dse) = mean_std_se(&drops);
             rows.push(SummaryRow {
                 algo: algo.name().into(),
                 iteration: a,
@@ -427,6 +445,8 @@ fn compare(c: CompareArgs) -> Result<()> {
                 post_return_se: pse,
                 pre_return_mean: qm,
                 pre_return_se: qse,
+                max_drop_mean: dm,
+                max_drop_se: dse,
             });
         }
     }
@@ -441,17 +461,34 @@ fn compare(c: CompareArgs) -> Result<()> {
     // The paper's figure: 1(d) for the 2-D task, 2 for the MuJoCo tasks.
     let stem = if is_point_env(&c.common.env) { "fig1d" } else { "fig2" };
     save(&fig, &c.out.join(stem))?;
-    println!("{:<14} {:>6} {:>5} {:>18} {:>18}", "algorithm", "iter", "seeds", "post-update", "pre-update");
+    println!(
+        "{:<14} {:>6} {:>5} {:>18} {:>18} {:>18}",
+        "algorithm", "iter", "seeds", "post-update", "pre-update", "max drop"
+    );
     for r in &rows {
         println!(
-            "{:<14} {:>6} {:>5} {:>18} {:>18}",
+            "{:<14} {:>6} {:>5} {:>18} {:>18} {:>18}",
             r.algo,
             r.iteration,
             r.seeds,
             format!("{:.2} ± {:.2}", r.post_return_mean, r.post_return_se),
-            format!("{:.2} ± {:.2}", r.pre_return_mean, r.pre_return_se)
+            format!("{:.2} ± {:.2}", r.pre_return_mean, r.pre_return_se),
+            format!("{:.2} ± {:.2}", r.max_drop_mean, r.max_drop_se)
         );
     }
     eprintln!("wrote {}", c.out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::max_drop;
+
+    #[test]
+    fn max_drop_is_the_largest_fall_below_the_running_best() {
+        assert_eq!(max_drop([1.0, 2.0, 3.0].into_iter()), 0.0);
+        assert_eq!(max_drop([5.0, 1.0, 6.0, 4.0].into_iter()), 4.0);
+        assert_eq!(max_drop([2.0, 9.0, 7.0, 1.0, 10.0].into_iter()), 8.0);
+        assert_eq!(max_drop(std::iter::empty()), 0.0);
+    }
 }
