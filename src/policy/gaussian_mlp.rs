@@ -387,19 +387,13 @@ impl GaussianMlp {
         g_mean: &[f64],
         out: &mut [f64],
     ) {
+        let chain = self.plain_chain(theta, act, n, g_mean);
         let mut grad = vec![F::ZERO; self.s_off];
-        let mut dz: Vec<F> = to_real(g_mean);
-        for l in (0..self.n_layers()).rev() {
+        for (l, (dz, _)) in (0..self.n_layers()).rev().zip(&chain.layers) {
             let (fi, fo) = (self.sizes[l], self.sizes[l + 1]);
             let input = if l == 0 { &act.input } else { &act.hidden[l - 1] };
-            mm_tn_add(fi, n, fo, input, &dz, &mut grad[self.w_off[l]..self.w_off[l] + fi * fo]);
-            col_sums_add(&dz, fo, &mut grad[self.b_off[l]..self.b_off[l] + fo]);
-            if l > 0 {
-                let mut dh = vec![F::ZERO; n * fi];
-                mm_nt(n, fo, fi, &dz, self.weights(theta, l), F::ZERO, &mut dh);
-                dh.iter_mut().zip(&act.hidden[l - 1]).for_each(|(d, h)| *d *= F::ONE - *h * *h);
-                dz = dh;
-            }
+            mm_tn_add(fi, n, fo, input, dz, &mut grad[self.w_off[l]..self.w_off[l] + fi * fo]);
+            col_sums_add(dz, fo, &mut grad[self.b_off[l]..self.b_off[l] + fo]);
         }
         self.add_net_grad(&grad, out);
     }
@@ -833,7 +827,7 @@ impl GaussianMlpRows<'_> {
 
     fn hvp_impl(&self, w: &[f64], v: &[f64], row_op: Option<&mut RowOp<'_>>, out: &mut [f64]) {
         let p = self.policy;
-        let (n, ad) = (self.n, p.act_dim());
+        let n = self.n;
         with_pass!(p, &self.act, |theta, act| {
             let vn = to_real(&v[..p.s_off]);
             let ract = p.forward_r(theta, act, n, &vn);
@@ -843,8 +837,7 @@ impl GaussianMlpRows<'_> {
             match cached {
                 Some(chain) => p.backward_r_add(theta, act, &ract, n, &vn, chain, &rg, out),
                 None => {
-                    let g: Vec<f64> = (0..n * ad).map(|k| w[k / ad] * self.e[k]).collect();
-                    let chain = p.plain_chain(theta, act, n, &g);
+                    let chain = p.plain_chain(theta, act, n, &self.weighted_e(w));
                     p.backward_r_add(theta, act, &ract, n, &vn, &chain, &rg, out);
                     *cache = Some(CachedChain { w: w[..n].to_vec(), chain: Box::new(chain) });
                 }
@@ -886,6 +879,12 @@ impl GaussianMlpRows<'_> {
         (rg, rgs)
     }
 
+    /// Output-space cotangents g_ij = w_i e_ij of Σ_i w_i u_i.
+    fn weighted_e(&self, w: &[f64]) -> Vec<f64> {
+        let ad = self.policy.act_dim();
+        self.e.iter().enumerate().map(|(k, e)| e * w[k / ad]).collect()
+    }
+
     /// ∇u_i · v = Σ_j e_ij R{m_ij} + q_ij v_{s,j} from the mean tangents R{m}.
     fn jvp_from_tangents(&self, rmean: &[f64], vs: &[f64]) -> Vec<f64> {
         let ad = self.policy.act_dim();
@@ -922,11 +921,10 @@ impl ScoreRows for GaussianMlpRows<'_> {
     fn vjp_add(&self, w: &[f64], out: &mut [f64]) {
         let p = self.policy;
         let ad = p.act_dim();
-        let mut g = self.e.clone();
+        let g = self.weighted_e(w);
         let mut gs = vec![0.0; ad];
         for i in 0..self.n {
             for j in 0..ad {
-                g[i * ad + j] *= w[i];
                 gs[j] += w[i] * self.q[i * ad + j];
             }
         }
