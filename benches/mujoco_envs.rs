@@ -56,7 +56,7 @@ fn bench_envs(c: &mut Criterion) {
         let mut env = LocomotionEnv::new(kind).expect("run scripts/install-mujoco.sh");
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let task = env.sample_tasks(1, &mut rng).remove(0);
-        env.set_task(&task);
+        env.set_task(&task).unwrap();
         let acts = actions(&env, &mut rng);
         let mut obs = vec![0.0; env.obs_dim()];
         let frame_skip = env.sim().frame_skip();
@@ -69,7 +69,7 @@ fn bench_envs(c: &mut Criterion) {
         let mut raw_rng = rng.clone();
         group.bench_function(format!("mj_step/{}", kind.name()), |b| {
             b.iter(|| {
-                raw.reset(&mut raw_rng, &mut obs);
+                raw.reset(&mut raw_rng, &mut obs).unwrap();
                 for a in &acts {
                     let sim = raw.sim_mut();
                     sim.set_ctrl(a).expect("action length");
@@ -77,7 +77,7 @@ fn bench_envs(c: &mut Criterion) {
                         sim.raw_step();
                     }
                     if !raw.is_healthy() {
-                        raw.reset(&mut raw_rng, &mut obs);
+                        raw.reset(&mut raw_rng, &mut obs).unwrap();
                     }
                 }
                 black_box(raw.sim().qpos()[0])
@@ -88,13 +88,13 @@ fn bench_envs(c: &mut Criterion) {
         group.throughput(Throughput::Elements(BATCH as u64));
         group.bench_function(format!("env_step/{}", kind.name()), |b| {
             b.iter(|| {
-                env.reset(&mut rng, &mut obs);
+                env.reset(&mut rng, &mut obs).unwrap();
                 let mut ret = 0.0;
                 for a in &acts {
-                    let s = env.step(a, &mut obs);
+                    let s = env.step(a, &mut obs).unwrap();
                     ret += s.reward;
                     if s.done {
-                        env.reset(&mut rng, &mut obs);
+                        env.reset(&mut rng, &mut obs).unwrap();
                     }
                 }
                 black_box(ret)
@@ -172,7 +172,7 @@ fn replay_step(env: &mut LocomotionEnv, rng: &mut ChaCha8Rng, ctrl: &[f64], rese
         sim.raw_step();
     }
     if reset {
-        env.reset(rng, obs);
+        env.reset(rng, obs).unwrap();
     }
 }
 
@@ -187,7 +187,7 @@ fn raw_round(envs: &mut [LocomotionEnv], plan: &[Vec<CopyPlan>]) -> f64 {
             let mut x = 0.0;
             for copy in copies {
                 let mut rng = ChaCha8Rng::seed_from_u64(copy.seed);
-                env.reset(&mut rng, &mut obs);
+                env.reset(&mut rng, &mut obs).unwrap();
                 for (a, &reset) in copy.ctrl.chunks_exact(ad).zip(&copy.reset_after) {
                     replay_step(env, &mut rng, a, reset, &mut obs);
                 }
@@ -209,7 +209,7 @@ fn raw_round_lockstep(envs: &mut [Vec<LocomotionEnv>], plan: &[Vec<CopyPlan>]) -
             let mut rngs: Vec<ChaCha8Rng> =
                 copies.iter().map(|c| ChaCha8Rng::seed_from_u64(c.seed)).collect();
             for (env, rng) in copies_env.iter_mut().zip(&mut rngs) {
-                env.reset(rng, &mut obs);
+                env.reset(rng, &mut obs).unwrap();
             }
             for t in 0..copies[0].reset_after.len() {
                 for ((env, copy), rng) in copies_env.iter_mut().zip(copies).zip(&mut rngs) {
@@ -229,7 +229,7 @@ fn check_replay(env: &LocomotionEnv, task: &[f64], batch: &SampleBatch, copy: &C
     let (od, ad) = (env.obs_dim(), env.act_dim());
     let mut obs = vec![0.0; od];
     let mut rng = ChaCha8Rng::seed_from_u64(copy.seed);
-    env.reset(&mut rng, &mut obs);
+    env.reset(&mut rng, &mut obs).unwrap();
     assert_eq!(obs[0], batch.obs[0], "{}: first reset state", env.name());
     let steps = copy.reset_after.len();
     for t in 0..steps - 1 {

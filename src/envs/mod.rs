@@ -10,6 +10,8 @@ pub use point::PointEnv;
 
 use rand_chacha::ChaCha8Rng;
 
+use crate::error::Result;
+
 #[cfg(feature = "mujoco")]
 pub mod mujoco;
 
@@ -58,11 +60,21 @@ pub trait MetaEnv: Send {
     /// Draw `n` task vectors.
     fn sample_tasks(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<f64>>;
     /// Switch to task `task` (as returned by [`MetaEnv::sample_tasks`]).
-    fn set_task(&mut self, task: &[f64]);
+    ///
+    /// # Errors
+    /// A task of the wrong length or with invalid entries (the env keeps its previous task).
+    fn set_task(&mut self, task: &[f64]) -> Result<()>;
     /// Start an episode; writes the first observation into `obs`.
-    fn reset(&mut self, rng: &mut ChaCha8Rng, obs: &mut [f64]);
+    ///
+    /// # Errors
+    /// An `obs` buffer that is not `obs_dim` long.
+    fn reset(&mut self, rng: &mut ChaCha8Rng, obs: &mut [f64]) -> Result<()>;
     /// Apply `action`; writes the next observation into `obs`.
-    fn step(&mut self, action: &[f64], obs: &mut [f64]) -> Step;
+    ///
+    /// # Errors
+    /// Buffers of the wrong length or a non-finite action (the state is left unchanged), or a
+    /// simulator failure.
+    fn step(&mut self, action: &[f64], obs: &mut [f64]) -> Result<Step>;
     /// An independent copy (same task), for parallel sampling.
     fn boxed_clone(&self) -> Box<dyn MetaEnv>;
 }

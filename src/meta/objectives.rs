@@ -303,7 +303,7 @@ pub(crate) mod tests {
         let mut policy = GaussianMlp::new(4, 2, &cfg, seed).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(seed + 50);
         let theta: Vec<f64> = policy.params().iter().map(|t| t + 0.2 * rng.random_range(-1.0..1.0)).collect();
-        policy.set_params(&theta);
+        policy.set_params(&theta).unwrap();
         // Goals near the start so that rewards (and advantages) are not all zero.
         let ts: Vec<Vec<f64>> =
             (0..tasks).map(|k| vec![0.3 + 0.2 * k as f64, -0.4 + 0.3 * k as f64]).collect();

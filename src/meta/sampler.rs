@@ -46,7 +46,7 @@ use rayon::prelude::*;
 use std::sync::{Mutex, PoisonError};
 
 use crate::envs::MetaEnv;
-use crate::error::{SettingError, ensure};
+use crate::error::{Error, SettingError, ensure, invalid};
 use crate::policy::GaussianMlp;
 
 /// Sampler settings (defaults: ProMP's 20 rollouts per task, horizon 100, actions
@@ -293,7 +293,7 @@ impl Sampler {
         seed: u64,
         iteration: u64,
         phase: u64,
-    ) -> Result<SampleBatch, SettingError> {
+    ) -> Result<SampleBatch, Error> {
         let (od, ad) = (env.obs_dim(), env.act_dim());
         ensure(
             policies.len() == 1 || policies.len() == tasks.len(),
@@ -343,6 +343,7 @@ impl Sampler {
         // sampling time). `env` itself need not be `Sync`, so each worker clones its base copy
         // from behind a lock.
         let master = Mutex::new(env.boxed_clone());
+        let env_name = env.name().to_string();
         let per_task: Vec<Vec<CopyBuffers>> = (0..tasks.len())
             .into_par_iter()
             .map_init(
@@ -355,9 +356,10 @@ impl Sampler {
                     self.sample_task(w, &tasks[k], policy, &lb, &ub, |r| {
                         rollout_seed(seed, iteration, phase, k as u64, r as u64)
                     })
+                    .map_err(|e| invalid(format!("{env_name} task #{k}"), e.to_string()))
                 },
             )
-            .collect();
+            .collect::<Result<_, Error>>()?;
         let mut b = SampleBatch {
             obs_dim: od,
             act_dim: ad,
@@ -396,7 +398,7 @@ impl Sampler {
         lb: &[f64],
         ub: &[f64],
         seed_of: impl Fn(usize) -> u64,
-    ) -> Vec<CopyBuffers> {
+    ) -> Result<Vec<CopyBuffers>, Error> {
         let (nr, hor) = (self.cfg.rollouts_per_task, self.cfg.horizon);
         let (od, ad) = (w.base.obs_dim(), w.base.act_dim());
         let c = self.cfg.action_range;
@@ -405,12 +407,12 @@ impl Sampler {
         }
         let envs = &mut w.copies[..nr];
         for e in envs.iter_mut() {
-            e.set_task(task);
+            e.set_task(task)?;
         }
         let mut rngs: Vec<ChaCha8Rng> = (0..nr).map(|r| ChaCha8Rng::seed_from_u64(seed_of(r))).collect();
         let mut cur = vec![0.0; nr * od];
         for r in 0..nr {
-            envs[r].reset(&mut rngs[r], &mut cur[r * od..(r + 1) * od]);
+            envs[r].reset(&mut rngs[r], &mut cur[r * od..(r + 1) * od])?;
         }
         let mut bufs: Vec<CopyBuffers> = (0..nr)
             .map(|_| CopyBuffers {
@@ -446,13 +448,13 @@ impl Sampler {
                 buf.actions.extend_from_slice(&raw);
                 buf.log_probs.push(-0.5 * quad - log_norm);
                 buf.time_steps.push(t_in_path[r]);
-                let step = envs[r].step(&env_act, x);
+                let step = envs[r].step(&env_act, x)?;
                 buf.rewards.push(step.reward);
                 t_in_path[r] += 1;
                 if step.done {
                     buf.path_ends.push((buf.rewards.len(), true));
                     buf.final_obs.extend_from_slice(x);
-                    envs[r].reset(rng, x);
+                    envs[r].reset(rng, x)?;
                     t_in_path[r] = 0;
                 }
             }
@@ -472,7 +474,7 @@ impl Sampler {
                 }
             }
         }
-        bufs
+        Ok(bufs)
     }
 }
 
@@ -570,16 +572,16 @@ mod tests {
         fn sample_tasks(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<f64>> {
             self.0.sample_tasks(n, rng)
         }
-        fn set_task(&mut self, task: &[f64]) {
+        fn set_task(&mut self, task: &[f64]) -> Result<(), Error> {
             self.0.set_task(task)
         }
-        fn reset(&mut self, rng: &mut ChaCha8Rng, obs: &mut [f64]) {
+        fn reset(&mut self, rng: &mut ChaCha8Rng, obs: &mut [f64]) -> Result<(), Error> {
             self.1 = 0;
             self.0.reset(rng, obs)
         }
-        fn step(&mut self, action: &[f64], obs: &mut [f64]) -> Step {
+        fn step(&mut self, action: &[f64], obs: &mut [f64]) -> Result<Step, Error> {
             self.1 += 1;
-            Step { done: self.1 == 4, ..self.0.step(action, obs) }
+            Ok(Step { done: self.1 == 4, ..self.0.step(action, obs)? })
         }
         fn boxed_clone(&self) -> Box<dyn MetaEnv> {
             Box::new(self.clone())
@@ -613,11 +615,11 @@ mod tests {
         let s = Sampler::new(SamplerConfig::default()).unwrap();
         let wrong = GaussianMlp::new(2, 2, &GaussianMlpConfig::default(), 0).unwrap();
         let e = s.sample(&env, &[vec![2.0, 2.0]], &[&wrong], 0, 0, 0).unwrap_err();
-        assert!(e.to_string().contains("policy obs_dim = 2"), "{e}");
+        assert!(e.to_string().contains("policy obs_dim") && e.to_string().contains("got 2"), "{e}");
         let p = policy(&env);
         let e = s.sample(&env, &[vec![2.0]], &[&p], 0, 0, 0).unwrap_err();
         assert!(e.to_string().contains("task"), "{e}");
         let e = s.sample(&env, &vec![vec![2.0, 2.0]; 3], &[&p, &p], 0, 0, 0).unwrap_err();
-        assert!(e.to_string().contains("policies.len() = 2"), "{e}");
+        assert!(e.to_string().contains("policies.len()") && e.to_string().contains("got 2"), "{e}");
     }
 }

@@ -594,11 +594,9 @@ impl Policy for GaussianMlp {
     fn params(&self) -> &[f64] {
         &self.theta
     }
-    /// Panics on a length mismatch (a programming error); use
-    /// [`GaussianMlp::try_set_params`] for untrusted input.
-    fn set_params(&mut self, theta: &[f64]) {
-        assert_eq!(theta.len(), self.theta.len(), "theta must have num_params entries");
-        self.theta.copy_from_slice(theta);
+    /// As [`GaussianMlp::try_set_params`].
+    fn set_params(&mut self, theta: &[f64]) -> Result<(), SettingError> {
+        self.try_set_params(theta)
     }
 }
 
@@ -988,7 +986,7 @@ mod tests {
         // Random biases and log-std so that every derivative path is exercised.
         let mut rng = ChaCha8Rng::seed_from_u64(seed + 100);
         let theta: Vec<f64> = p.params().iter().map(|t| t + 0.3 * rng.random_range(-1.0..1.0)).collect();
-        p.set_params(&theta);
+        p.set_params(&theta).unwrap();
         p
     }
 
@@ -1107,6 +1105,18 @@ mod tests {
         let mut q = p.clone();
         assert!(q.try_set_params(&[0.0; 3]).unwrap_err().to_string().contains("theta.len() = 3"));
         assert!(p.rows(&[0.0; 7], &[], &[]).err().unwrap().to_string().contains("obs.len() = 7"));
+        // Through the Policy trait: the same checks, and an f32 policy's working copy follows θ.
+        let f32cfg = GaussianMlpConfig { precision: Precision::F32, ..Default::default() };
+        let mut r = GaussianMlp::new(20, 6, &f32cfg, 1).unwrap();
+        let shifted: Vec<f64> = r.params().iter().map(|t| t + 0.01).collect();
+        let obs = vec![0.5; 20];
+        Policy::set_params(&mut r, &shifted).unwrap();
+        assert_eq!(r.mean_batch(&obs).unwrap(), r.with_params(&shifted).unwrap().mean_batch(&obs).unwrap());
+        assert_ne!(r.mean_batch(&obs).unwrap(), q.mean_batch(&obs).unwrap());
+        let mut nan = shifted.clone();
+        nan[4] = f64::NAN;
+        assert!(Policy::set_params(&mut r, &nan).unwrap_err().to_string().contains("θ[4]"));
+        assert_eq!(r.params(), &shifted[..], "a refused θ leaves the parameters");
     }
 
     #[test]

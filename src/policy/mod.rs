@@ -155,6 +155,9 @@ pub trait Policy {
     fn num_params(&self) -> usize;
     /// The parameters θ.
     fn params(&self) -> &[f64];
-    /// Replace the parameters (`theta.len() == num_params()`).
-    fn set_params(&mut self, theta: &[f64]);
+    /// Replace the parameters.
+    ///
+    /// # Errors
+    /// `theta.len() != num_params()` or a non-finite entry (the parameters are left as they were).
+    fn set_params(&mut self, theta: &[f64]) -> Result<(), crate::error::SettingError>;
 }

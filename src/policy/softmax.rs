@@ -12,6 +12,7 @@
 //! pair of ratio rows, one block projection per call.
 
 use super::{Policy, RowBlocks, ScoreRows};
+use crate::error::{SettingError, ensure};
 
 /// Softmax policy over a finite state and action space.
 #[derive(Clone, Debug, PartialEq)]
@@ -119,10 +120,19 @@ impl Policy for TabularSoftmax {
     fn params(&self) -> &[f64] {
         &self.theta
     }
-    fn set_params(&mut self, theta: &[f64]) {
-        assert_eq!(theta.len(), self.theta.len());
+    fn set_params(&mut self, theta: &[f64]) -> Result<(), SettingError> {
+        ensure(
+            theta.len() == self.theta.len(),
+            "theta.len()",
+            theta.len(),
+            &format!("expected {}", self.theta.len()),
+        )?;
+        if let Some(i) = theta.iter().position(|t| !t.is_finite()) {
+            return Err(SettingError::new("theta", format!("θ[{i}] = {}", theta[i]), "must be finite"));
+        }
         self.theta.copy_from_slice(theta);
         self.refresh();
+        Ok(())
     }
 }
 
@@ -359,5 +369,22 @@ impl SoftmaxRows<'_> {
             let x = self.mean_states[r - nr];
             (x, &self.mean_y[x * na..(x + 1) * na])
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_params_refuses_bad_lengths_and_non_finite_entries() {
+        let mut p = TabularSoftmax::new(2, 3, vec![0.0; 6]);
+        assert!(p.set_params(&[0.0; 5]).unwrap_err().to_string().contains("theta.len() = 5"));
+        assert!(
+            p.set_params(&[0.0, 0.0, f64::INFINITY, 0.0, 0.0, 0.0]).unwrap_err().to_string().contains("θ[2]")
+        );
+        assert_eq!(p.params(), &[0.0; 6]);
+        p.set_params(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]).unwrap();
+        assert_eq!(p.params()[0], 1.0);
     }
 }

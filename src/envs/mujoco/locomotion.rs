@@ -177,7 +177,6 @@ pub struct LocomotionEnv {
     task: Task,
     original: PhysParams,
     obs_dim: usize,
-    last_error: Option<String>,
     /// Observation buffer reused across steps.
     scratch: Vec<f64>,
 }
@@ -201,7 +200,7 @@ impl LocomotionEnv {
             TaskKind::Direction2D => Task::Direction2D([1.0, 0.0]),
             TaskKind::Params => Task::Params(vec![0.0; Self::param_task_len(&original)]),
         };
-        let mut env = Self { kind, sim, task, original, obs_dim: 0, last_error: None, scratch: Vec::new() };
+        let mut env = Self { kind, sim, task, original, obs_dim: 0, scratch: Vec::new() };
         env.obs_dim = env.observation().len();
         Ok(env)
     }
@@ -238,13 +237,6 @@ impl LocomotionEnv {
             TaskKind::Goal | TaskKind::Direction2D => 2,
             TaskKind::Params => Self::param_task_len(&self.original),
         }
-    }
-
-    /// The error of the last rejected [`MetaEnv::set_task`] / [`MetaEnv::step`] call, if any
-    /// (the trait methods cannot return errors; [`LocomotionEnv::try_set_task`] and
-    /// [`LocomotionEnv::try_step`] do).
-    pub fn last_error(&self) -> Option<&str> {
-        self.last_error.as_deref()
     }
 
     /// Switch to `task`, validating it.
@@ -338,6 +330,14 @@ impl LocomotionEnv {
         let mut obs = Vec::with_capacity(self.obs_dim);
         self.fill_observation(&mut obs);
         obs
+    }
+
+    /// Copies the observation into `obs` (of length `obs_dim`) through the reused buffer.
+    fn write_observation(&mut self, obs: &mut [f64]) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        self.fill_observation(&mut scratch);
+        obs.copy_from_slice(&scratch);
+        self.scratch = scratch;
     }
 
     /// Write the observation into `obs` (cleared first; no allocation once it has capacity).
@@ -458,10 +458,7 @@ impl LocomotionEnv {
                 0.25 * (d[0] * vel[0] + d[1] * vel[1]) - 0.1 * a2 - self.humanoid_contact_cost() + 5.0
             }
         };
-        let mut scratch = std::mem::take(&mut self.scratch);
-        self.fill_observation(&mut scratch);
-        obs.copy_from_slice(&scratch);
-        self.scratch = scratch;
+        self.write_observation(obs);
         Ok(Step { reward, done: !healthy })
     }
 
@@ -524,39 +521,27 @@ impl MetaEnv for LocomotionEnv {
             .collect()
     }
 
-    /// Switch task. An invalid task is rejected without panicking: the env keeps its previous
-    /// task and [`LocomotionEnv::last_error`] says why (use [`LocomotionEnv::try_set_task`] to
-    /// get the error directly).
-    fn set_task(&mut self, task: &[f64]) {
-        self.last_error = self.try_set_task(task).err().map(|e| e.to_string());
+    /// [`LocomotionEnv::try_set_task`] with the crate's error type.
+    fn set_task(&mut self, task: &[f64]) -> crate::error::Result<()> {
+        Ok(self.try_set_task(task)?)
     }
 
-    fn reset(&mut self, rng: &mut ChaCha8Rng, obs: &mut [f64]) {
-        let (qpos, qvel) = self.noisy_initial_state(rng);
-        // Lengths come from the model itself, so this cannot fail.
-        if let Err(e) = self.sim.reset_to(&qpos, &qvel) {
-            self.last_error = Some(e.to_string());
-        }
+    fn reset(&mut self, rng: &mut ChaCha8Rng, obs: &mut [f64]) -> crate::error::Result<()> {
         if obs.len() != self.obs_dim {
-            self.last_error =
-                Some(format!("invalid obs: buffer length {}, expected {}", obs.len(), self.obs_dim));
+            return Err(crate::error::invalid(
+                "obs",
+                format!("buffer length {}, expected {}", obs.len(), self.obs_dim),
+            ));
         }
-        let o = self.observation();
-        let n = o.len().min(obs.len());
-        obs[..n].copy_from_slice(&o[..n]);
+        let (qpos, qvel) = self.noisy_initial_state(rng);
+        self.sim.reset_to(&qpos, &qvel)?;
+        self.write_observation(obs);
+        Ok(())
     }
 
-    /// One step. A wrong-length action or observation buffer is rejected without panicking:
-    /// the state is left unchanged, the step reports `reward = NaN, done = true`, and
-    /// [`LocomotionEnv::last_error`] says why.
-    fn step(&mut self, action: &[f64], obs: &mut [f64]) -> Step {
-        match self.try_step(action, obs) {
-            Ok(s) => s,
-            Err(e) => {
-                self.last_error = Some(e.to_string());
-                Step { reward: f64::NAN, done: true }
-            }
-        }
+    /// [`LocomotionEnv::try_step`] with the crate's error type.
+    fn step(&mut self, action: &[f64], obs: &mut [f64]) -> crate::error::Result<Step> {
+        Ok(self.try_step(action, obs)?)
     }
 
     fn boxed_clone(&self) -> Box<dyn MetaEnv> {

@@ -36,7 +36,7 @@ mod sim;
 use std::path::PathBuf;
 
 pub use locomotion::{EnvKind, LocomotionEnv};
-pub use sim::{PhysParams, Sim};
+pub use sim::{PhysParams, Sim, warnings_seen};
 
 use super::MetaEnv;
 
@@ -79,6 +79,15 @@ pub enum MujocoError {
         /// What is wrong with it.
         message: String,
     },
+}
+
+impl From<MujocoError> for crate::error::Error {
+    fn from(e: MujocoError) -> Self {
+        match e {
+            MujocoError::InvalidArgument { field, message } => crate::error::invalid(field, message),
+            other => crate::error::invalid("MuJoCo environment", other.to_string()),
+        }
+    }
 }
 
 /// The directory holding the robots' XML files: `$METAGRAD_MUJOCO_ASSETS` if set, else

@@ -5,7 +5,10 @@
 //! Gymnasium's `reset` + `set_state` do (`mj_resetData`, write qpos/qvel, `mj_forward`), so that
 //! both produce the same floating-point state from the same inputs.
 
+use std::collections::HashSet;
+use std::ffi::{CStr, c_char};
 use std::path::Path;
+use std::sync::{Mutex, Once};
 
 use mujoco_rs::prelude::{MjData, MjModel};
 
@@ -22,6 +25,43 @@ pub struct PhysParams {
     pub dof_damping: Vec<f64>,
     /// `geom_friction` (slide, spin, roll), three per geom.
     pub geom_friction: Vec<[f64; 3]>,
+}
+
+/// Warnings MuJoCo has reported in this process (each is printed once).
+static SEEN_WARNINGS: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+/// MuJoCo's warning callback: prints each distinct message once to stderr. MuJoCo's default
+/// handler prints every occurrence and appends it to `MUJOCO_LOG.TXT` in the working
+/// directory; Gymnasium's half_cheetah.xml alone triggers a deprecation warning
+/// (`settotalmass`) at every model load, i.e. for every environment copy.
+unsafe extern "C" fn warn_once(msg: *const c_char) {
+    if msg.is_null() {
+        return;
+    }
+    // SAFETY: MuJoCo passes a NUL-terminated message that lives for the call.
+    let text = unsafe { CStr::from_ptr(msg) }.to_string_lossy().into_owned();
+    let mut seen = SEEN_WARNINGS.lock().unwrap_or_else(|e| e.into_inner());
+    if seen.get_or_insert_with(HashSet::new).insert(text.clone()) {
+        eprintln!("MuJoCo warning (shown once): {text}");
+    }
+}
+
+/// Installs [`warn_once`] as MuJoCo's warning handler (once per process).
+fn install_warning_handler() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: the handler is set before any model in this process is loaded by
+        // metagrad, from one thread (`Once`); the callback is thread-safe (a mutex).
+        unsafe { mujoco_rs::mujoco_c::mju_user_warning = Some(warn_once) };
+    });
+}
+
+/// The distinct MuJoCo warnings reported so far in this process.
+pub fn warnings_seen() -> Vec<String> {
+    let seen = SEEN_WARNINGS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut v: Vec<String> = seen.iter().flatten().cloned().collect();
+    v.sort();
+    v
 }
 
 /// One MuJoCo model with its simulation data and a frame skip.
@@ -69,6 +109,7 @@ impl Sim {
         if !path.is_file() {
             return Err(MujocoError::AssetMissing(path.to_path_buf()));
         }
+        install_warning_handler();
         let model = MjModel::from_xml(path)
             .map_err(|e| MujocoError::Load { path: path.to_path_buf(), message: e.to_string() })?;
         let data = MjData::try_new(Box::new(model))
