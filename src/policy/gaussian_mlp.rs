@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
 use super::mlp_kernels::{Real, add_row, col_sums_add, mm_nn, mm_nt, mm_tn_add};
-use super::{Policy, RowBlocks, ScoreRows};
+use super::{Policy, RowBlocks, ScoreRows, check_params};
 use crate::error::{SettingError, ensure};
 
 /// A row-space linear map c = op(J v) (see [`GaussianMlpRows::hessian_vector_add`]).
@@ -265,15 +265,7 @@ impl GaussianMlp {
 
     /// Replace θ, with an error (not a panic) on a length mismatch or non-finite entries.
     pub fn try_set_params(&mut self, theta: &[f64]) -> Result<(), SettingError> {
-        ensure(
-            theta.len() == self.theta.len(),
-            "theta.len()",
-            theta.len(),
-            &format!("expected {}", self.theta.len()),
-        )?;
-        if let Some(i) = theta.iter().position(|t| !t.is_finite()) {
-            return Err(SettingError::new("theta", format!("θ[{i}] = {}", theta[i]), "must be finite"));
-        }
+        check_params(self.theta.len(), theta)?;
         self.theta.copy_from_slice(theta);
         self.sync_working_params();
         Ok(())
@@ -980,6 +972,11 @@ impl ScoreRows for GaussianMlpRows<'_> {
 mod tests {
     use super::*;
 
+    /// θ + h v.
+    fn along(theta: &[f64], v: &[f64], h: f64) -> Vec<f64> {
+        theta.iter().zip(v).map(|(t, v)| t + h * v).collect()
+    }
+
     fn small_policy(seed: u64) -> GaussianMlp {
         let cfg = GaussianMlpConfig { hidden: vec![5, 4], init_log_std: 0.0, ..Default::default() };
         let mut p = GaussianMlp::new(3, 2, &cfg, seed).unwrap();
@@ -1161,8 +1158,8 @@ mod tests {
         let mut jv = vec![0.0; 5];
         rows.jvp(&v, &mut jv);
         let h = 1e-6;
-        let tp: Vec<f64> = p.params().iter().zip(&v).map(|(t, v)| t + h * v).collect();
-        let tm: Vec<f64> = p.params().iter().zip(&v).map(|(t, v)| t - h * v).collect();
+        let tp = along(p.params(), &v, h);
+        let tm = along(p.params(), &v, -h);
         let lp = p.with_params(&tp).unwrap().log_prob_batch(&obs, &actions).unwrap();
         let lm = p.with_params(&tm).unwrap().log_prob_batch(&obs, &actions).unwrap();
         for i in 0..5 {
@@ -1205,8 +1202,8 @@ mod tests {
             r.vjp_add(&w, &mut g);
             g
         };
-        let tp: Vec<f64> = p.params().iter().zip(&v).map(|(t, v)| t + h * v).collect();
-        let tm: Vec<f64> = p.params().iter().zip(&v).map(|(t, v)| t - h * v).collect();
+        let tp = along(p.params(), &v, h);
+        let tm = along(p.params(), &v, -h);
         let (gp, gm) = (grad_at(&tp), grad_at(&tm));
         let fd: Vec<f64> = gp.iter().zip(&gm).map(|(a, b)| (a - b) / (2.0 * h)).collect();
         assert!(max_abs_diff(&hv, &fd) < 1e-7, "{}", max_abs_diff(&hv, &fd));
@@ -1406,8 +1403,8 @@ mod tests {
             q.batch(&obs).unwrap().mean_kl_from(&mean0, p.log_std(), None).unwrap()
         };
         let h = 1e-4;
-        let tp: Vec<f64> = p.params().iter().zip(&v).map(|(t, v)| t + h * v).collect();
-        let tm: Vec<f64> = p.params().iter().zip(&v).map(|(t, v)| t - h * v).collect();
+        let tp = along(p.params(), &v, h);
+        let tm = along(p.params(), &v, -h);
         // vᵀ F v from second differences along v.
         let vfv_fd = (kl_self(&tp) + kl_self(&tm) - 2.0 * kl_self(p.params())) / (h * h);
         let vfv: f64 = v.iter().zip(&fv).map(|(a, b)| a * b).sum();

@@ -149,6 +149,23 @@ impl RowBlocks {
     }
 }
 
+/// Checks a replacement θ for a policy with `expected` parameters: the length and that every
+/// entry is finite (the checks behind every [`Policy::set_params`]).
+pub(crate) fn check_params(expected: usize, theta: &[f64]) -> Result<(), crate::error::SettingError> {
+    crate::error::ensure(
+        theta.len() == expected,
+        "theta.len()",
+        theta.len(),
+        &format!("expected {expected}"),
+    )?;
+    match theta.iter().position(|t| !t.is_finite()) {
+        Some(i) => {
+            Err(crate::error::SettingError::new("theta", format!("θ[{i}] = {}", theta[i]), "must be finite"))
+        }
+        None => Ok(()),
+    }
+}
+
 /// A policy with a flat parameter vector θ.
 pub trait Policy {
     /// Dimension D of θ.

@@ -11,8 +11,8 @@
 //! a Hessian factors as L Z Lᵀ with Z accumulated in the one-hot basis: one addition per
 //! pair of ratio rows, one block projection per call.
 
-use super::{Policy, RowBlocks, ScoreRows};
-use crate::error::{SettingError, ensure};
+use super::{Policy, RowBlocks, ScoreRows, check_params};
+use crate::error::SettingError;
 
 /// Softmax policy over a finite state and action space.
 #[derive(Clone, Debug, PartialEq)]
@@ -121,15 +121,7 @@ impl Policy for TabularSoftmax {
         &self.theta
     }
     fn set_params(&mut self, theta: &[f64]) -> Result<(), SettingError> {
-        ensure(
-            theta.len() == self.theta.len(),
-            "theta.len()",
-            theta.len(),
-            &format!("expected {}", self.theta.len()),
-        )?;
-        if let Some(i) = theta.iter().position(|t| !t.is_finite()) {
-            return Err(SettingError::new("theta", format!("θ[{i}] = {}", theta[i]), "must be finite"));
-        }
+        check_params(self.theta.len(), theta)?;
         self.theta.copy_from_slice(theta);
         self.refresh();
         Ok(())
