@@ -1,11 +1,30 @@
-//! Build script: with the `mujoco` feature, check that the project-local MuJoCo engine is
+//! Build script: embeds the git commit being built (`METAGRAD_GIT_COMMIT`, written into every
+//! result's `config.json`); with the `mujoco` feature, check that the project-local MuJoCo engine is
 //! installed and embed its directory as the run-time library path (rpath), so binaries,
 //! tests and benchmarks run without `LD_LIBRARY_PATH`. Without the feature it does nothing.
 
 use std::path::PathBuf;
+use std::process::Command;
+
+/// `git <args>` in the package directory, trimmed stdout if it succeeded.
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
+    // The commit HEAD points at ("unknown" outside a git checkout); rebuilt when HEAD moves.
+    let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo::rustc-env=METAGRAD_GIT_COMMIT={commit}");
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        for f in ["HEAD", "refs/heads", "packed-refs"] {
+            let path = PathBuf::from(&dir).join(f);
+            if path.exists() {
+                println!("cargo::rerun-if-changed={}", path.display());
+            }
+        }
+    }
     println!("cargo::rerun-if-env-changed=METAGRAD_MUJOCO_LIB_DIR");
     if std::env::var_os("CARGO_FEATURE_MUJOCO").is_none() {
         return;

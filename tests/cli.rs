@@ -243,6 +243,13 @@ fn tabular_files_are_consistent_and_deterministic() {
     // config.json holds every setting and the seed, and round-trips.
     let cfg: Value = serde_json::from_str(&std::fs::read_to_string(a.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["command"], "tabular");
+    assert_eq!(cfg["version"], env!("CARGO_PKG_VERSION"));
+    // The commit built from: 40 hex digits in a git checkout (CI clones one).
+    let commit = cfg["commit"].as_str().unwrap();
+    assert!(
+        commit == "unknown" || (commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{commit}"
+    );
     assert_eq!(cfg["settings"]["seed"], 0);
     assert_eq!(cfg["settings"]["n"], 50);
     let back: metagrad::experiments::tabular_study::StudyParams =

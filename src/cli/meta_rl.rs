@@ -253,7 +253,7 @@ fn run_one(
     } else {
         Trainer::new(params.clone())?
     };
-    let config = RunConfig { command: "meta-rl", version: env!("CARGO_PKG_VERSION"), settings: &**params };
+    let config = RunConfig::new("meta-rl", &**params);
     write_json(&out.join("config.json"), &config)?;
     bar.set_position(trainer.state().iteration as u64);
     while !trainer.finished() {

@@ -102,7 +102,7 @@ pub fn run(args: Args) -> Result<()> {
     let summary = summarise(&rows);
     write_csv(&args.out.join("trials.csv"), &rows)?;
     write_csv(&args.out.join("summary.csv"), &summary)?;
-    let config = RunConfig { command: "tabular", version: env!("CARGO_PKG_VERSION"), settings: &*study };
+    let config = RunConfig::new("tabular", &*study);
     write_json(&args.out.join("config.json"), &config)?;
     let figures = plot_summary(&summary, &args.out)?;
     print_summary(&summary);

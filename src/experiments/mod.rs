@@ -53,6 +53,15 @@ pub struct RunConfig<'a, T: Serialize> {
     pub command: &'a str,
     /// metagrad's version.
     pub version: &'a str,
+    /// The git commit the binary was built from (uncommitted changes are not visible).
+    pub commit: &'a str,
     /// Every setting (including the seed).
     pub settings: &'a T,
+}
+
+impl<'a, T: Serialize> RunConfig<'a, T> {
+    /// The record for `command` with `settings`, this build's version and commit.
+    pub fn new(command: &'a str, settings: &'a T) -> Self {
+        Self { command, version: env!("CARGO_PKG_VERSION"), commit: env!("METAGRAD_GIT_COMMIT"), settings }
+    }
 }
