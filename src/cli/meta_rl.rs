@@ -257,12 +257,16 @@ fn run_one(
     write_json(&out.join("config.json"), &config)?;
     bar.set_position(trainer.state().iteration as u64);
     while !trainer.finished() {
+        let (steps_before, wall_before) = (trainer.state().env_steps, trainer.state().wall_s);
         let s = trainer.step()?;
         bar.inc(1);
+        // Throughput of the whole iteration (sampling and update), in env steps per second.
+        let rate = (s.env_steps - steps_before) as f64 / (s.wall_s - wall_before).max(1e-9);
         bar.set_message(format!(
-            "pre {:.1} → post {}",
+            "pre {:.1} → post {} | {:.1}k env steps/s",
             s.pre_return,
-            s.post_returns.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(" → ")
+            s.post_returns.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(" → "),
+            rate / 1e3
         ));
         write_progress(&out.join("progress.csv"), &trainer.state().history)?;
         let ck = Checkpoint { params: (**params).clone(), state: trainer.state().clone() };
