@@ -344,7 +344,7 @@ impl Sampler {
         // from behind a lock.
         let master = Mutex::new(env.boxed_clone());
         let env_name = env.name().to_string();
-        let per_task: Vec<Vec<CopyBuffers>> = (0..tasks.len())
+        let per_task: Vec<Result<Vec<CopyBuffers>, Error>> = (0..tasks.len())
             .into_par_iter()
             .map_init(
                 || WorkerEnvs {
@@ -359,7 +359,9 @@ impl Sampler {
                     .map_err(|e| invalid(format!("{env_name} task #{k}"), e.to_string()))
                 },
             )
-            .collect::<Result<_, Error>>()?;
+            .collect();
+        // The first failing task by index, whatever the thread count.
+        let per_task = per_task.into_iter().collect::<Result<Vec<_>, Error>>()?;
         let mut b = SampleBatch {
             obs_dim: od,
             act_dim: ad,
@@ -553,9 +555,10 @@ mod tests {
         }
     }
 
-    /// An env that terminates every 4 steps, to check the reset-and-continue behaviour.
+    /// An env that terminates every 4 steps, to check the reset-and-continue behaviour;
+    /// with the flag set, its third step fails instead (a simulator error).
     #[derive(Clone)]
-    struct Short(PointEnv, usize);
+    struct Short(PointEnv, usize, bool);
     impl MetaEnv for Short {
         fn name(&self) -> &str {
             "short"
@@ -581,6 +584,9 @@ mod tests {
         }
         fn step(&mut self, action: &[f64], obs: &mut [f64]) -> Result<Step, Error> {
             self.1 += 1;
+            if self.2 && self.1 == 3 {
+                return Err(invalid("simulation", "the state became non-finite"));
+            }
             Ok(Step { done: self.1 == 4, ..self.0.step(action, obs)? })
         }
         fn boxed_clone(&self) -> Box<dyn MetaEnv> {
@@ -590,7 +596,7 @@ mod tests {
 
     #[test]
     fn early_termination_resets_and_keeps_sampling() {
-        let env = Short(PointEnv::corners_simple(), 0);
+        let env = Short(PointEnv::corners_simple(), 0, false);
         let p = policy(&env);
         let tasks = vec![vec![2.0, 2.0]];
         let cfg = SamplerConfig { rollouts_per_task: 2, horizon: 10, ..Default::default() };
@@ -619,6 +625,12 @@ mod tests {
         let p = policy(&env);
         let e = s.sample(&env, &[vec![2.0]], &[&p], 0, 0, 0).unwrap_err();
         assert!(e.to_string().contains("task"), "{e}");
+        // An env failing mid-rollout: the error names the env, the task and the cause.
+        let failing = Short(PointEnv::corners_simple(), 0, true);
+        let q = policy(&failing);
+        let e = s.sample(&failing, &[vec![2.0, 2.0], vec![-2.0, 2.0]], &[&q], 0, 0, 0).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("short task #0") && msg.contains("non-finite"), "{msg}");
         let e = s.sample(&env, &vec![vec![2.0, 2.0]; 3], &[&p, &p], 0, 0, 0).unwrap_err();
         assert!(e.to_string().contains("policies.len()") && e.to_string().contains("got 2"), "{e}");
     }
