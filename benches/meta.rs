@@ -15,29 +15,27 @@
 //!   HalfCheetahRandDirec (40 tasks × 20 rollouts × horizon 100, 1 inner step: 160k env
 //!   steps per iteration).
 
+mod support;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use metagrad::meta::algos::{Algorithm, Params, Trainer};
 use metagrad::meta::metagrad::{InnerRound, Order, meta_gradient};
 use metagrad::meta::objectives::{InnerKind, InnerObjective, TaskData};
 use metagrad::meta::optim::ratio_surrogate;
 use metagrad::policy::{GaussianMlp, GaussianMlpConfig, Policy, Precision, ScoreRows};
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use std::hint::black_box;
 use std::time::Duration;
+use support::Sampled;
 
 /// Synthetic task data of ProMP's size sampled from `policy`.
 fn task(policy: &GaussianMlp, seed: u64) -> TaskData {
     let (od, ad, n) = (20, 6, 2000);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let obs: Vec<f64> = (0..n * od).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let mut actions = vec![0.0; n * ad];
-    let mut logp = vec![0.0; n];
-    policy.sample_batch(&obs, &mut rng, &mut actions, &mut logp).unwrap();
-    let rewards: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..1.0)).collect();
-    let advantages: Vec<f64> = (0..n).map(|_| rng.random_range(-1.5..1.5)).collect();
-    let baselines: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..10.0)).collect();
+    let mut sampled = Sampled::new(policy, n, 1.0, seed);
+    let rewards = sampled.uniform(n, 0.0, 1.0);
+    let advantages = sampled.uniform(n, -1.5, 1.5);
+    let baselines = sampled.uniform(n, 0.0, 10.0);
+    let Sampled { obs, actions, log_probs: logp, .. } = sampled;
     TaskData {
         obs_dim: od,
         act_dim: ad,
@@ -68,14 +66,11 @@ fn mlp_passes(c: &mut Criterion) {
 fn mlp_passes_in(c: &mut Criterion, precision: Precision) {
     let cfg = GaussianMlpConfig { precision, ..Default::default() };
     let policy = GaussianMlp::new(4, 2, &cfg, 3).unwrap();
-    let (od, ad, n) = (4, 2, 2000);
-    let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let obs: Vec<f64> = (0..n * od).map(|_| rng.random_range(-2.0..2.0)).collect();
-    let mut actions = vec![0.0; n * ad];
-    let mut logp = vec![0.0; n];
-    policy.sample_batch(&obs, &mut rng, &mut actions, &mut logp).unwrap();
-    let w: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let v: Vec<f64> = (0..policy.num_params()).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let n = 2000;
+    let mut sampled = Sampled::new(&policy, n, 2.0, 5);
+    let w = sampled.uniform(n, -1.0, 1.0);
+    let v = sampled.uniform(policy.num_params(), -1.0, 1.0);
+    let Sampled { obs, actions, log_probs: logp, .. } = sampled;
     let rows = policy.rows(&obs, &actions, &logp).unwrap();
     let batch = policy.batch(&obs).unwrap();
     let mut out = vec![0.0; policy.num_params()];

@@ -31,7 +31,8 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use metagrad::envs::MetaEnv;
 use metagrad::envs::mujoco::{EnvKind, LocomotionEnv};
 use metagrad::meta::sampler::{SampleBatch, Sampler, SamplerConfig, rollout_seed, sample_tasks};
@@ -238,13 +239,20 @@ fn check_replay(env: &LocomotionEnv, task: &[f64], batch: &SampleBatch, copy: &C
     }
 }
 
-fn bench_sampler(c: &mut Criterion) {
-    let mut group = c.benchmark_group("sampler");
+/// A group for whole sampling rounds (long iterations): 10 flat samples.
+fn round_group<'c>(
+    c: &'c mut Criterion,
+    name: &str,
+    warm_up: Duration,
+    measure: Duration,
+) -> BenchmarkGroup<'c, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group.sample_size(10).sampling_mode(SamplingMode::Flat).warm_up_time(warm_up).measurement_time(measure);
     group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2));
+}
+
+fn bench_sampler(c: &mut Criterion) {
+    let mut group = round_group(c, "sampler", Duration::from_millis(300), Duration::from_secs(2));
     let cfg = SamplerConfig::default();
     let sampler = Sampler::new(cfg.clone()).unwrap();
     for kind in EnvKind::ALL {
@@ -288,12 +296,7 @@ fn bench_sampler(c: &mut Criterion) {
 /// One pre-update sampling round of a HalfCheetahRandDirec meta-iteration (the paper's 40
 /// tasks × 20 rollouts × 100 steps) on two threads.
 fn bench_meta_round(c: &mut Criterion) {
-    let mut group = c.benchmark_group("meta_round");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(100))
-        .measurement_time(Duration::from_secs(5));
+    let mut group = round_group(c, "meta_round", Duration::from_millis(100), Duration::from_secs(5));
     let env = LocomotionEnv::new(EnvKind::HalfCheetahRandDirec).expect("run scripts/install-mujoco.sh");
     let tasks = sample_tasks(&env, 40, 1, 0);
     let policy = GaussianMlp::new(env.obs_dim(), env.act_dim(), &GaussianMlpConfig::default(), 1).unwrap();

@@ -8,13 +8,14 @@
 //!   forward pass (rows), gradient (vjp), forward-mode jvp, HVP of the log-likelihood
 //!   curvature, and gradient + HVP together.
 
+mod support;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use metagrad::envs::PointEnv;
 use metagrad::meta::sampler::{Sampler, SamplerConfig, sample_tasks};
 use metagrad::policy::{GaussianMlp, GaussianMlpConfig, Policy, ScoreRows};
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use std::hint::black_box;
+use support::Sampled;
 
 fn bench_sampler(c: &mut Criterion) {
     let env = PointEnv::corners();
@@ -37,14 +38,11 @@ fn bench_sampler(c: &mut Criterion) {
 fn bench_mlp(c: &mut Criterion) {
     let (od, ad, n) = (20, 6, 2000);
     let policy = GaussianMlp::new(od, ad, &GaussianMlpConfig::default(), 2).unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let obs: Vec<f64> = (0..n * od).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let mut actions = vec![0.0; n * ad];
-    let mut logp = vec![0.0; n];
-    policy.sample_batch(&obs, &mut rng, &mut actions, &mut logp).unwrap();
-    let w: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let mut sampled = Sampled::new(&policy, n, 1.0, 3);
+    let w = sampled.uniform(n, -1.0, 1.0);
     let d = policy.num_params();
-    let v: Vec<f64> = (0..d).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let v = sampled.uniform(d, -1.0, 1.0);
+    let Sampled { obs, actions, log_probs: logp, .. } = sampled;
     let rows = policy.rows(&obs, &actions, &logp).unwrap();
     let mut group = c.benchmark_group("mlp");
     group.sample_size(20);
