@@ -163,9 +163,9 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         self.pass(|v, _| v, |_, _, _, _, _, values: Vec<f64>| values).concat()
     }
 
-    /// f and the row gradient ∂f/∂u. The hot path of every gradient: kernels read the
-    /// rows in place and write straight into per-chunk pieces of the output.
-    pub fn row_gradient(&self) -> (f64, Vec<f64>) {
+    /// Σ_n V̂_n and its row gradient, both without the scale: one kernel pass in which the
+    /// kernels read the rows in place and write straight into per-chunk pieces of the output.
+    fn raw_row_gradient(&self) -> (f64, Vec<f64>) {
         let vals = self.rows.values();
         let mut row_grad = vec![0.0; self.rows.num_rows()];
         let items: Vec<_> = self.chunks.iter().zip(self.output_pieces(&mut row_grad)).collect();
@@ -179,10 +179,45 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
                 let means_arg = self.batch.critic_means.then(|| (means, &mut g_mean[m.clone()]));
                 sum += self.batch.kernel(n, ratios, means_arg, &mut g_ratio[r], &mut scratch);
             }
-            g_ratio.iter_mut().chain(g_mean.iter_mut()).for_each(|g| *g *= self.scale);
             sum
         });
-        (sums.iter().sum::<f64>() * self.scale, row_grad)
+        (sums.iter().sum::<f64>(), row_grad)
+    }
+
+    /// f and the row gradient ∂f/∂u (the hot path of every gradient).
+    pub fn row_gradient(&self) -> (f64, Vec<f64>) {
+        let (sum, mut row_grad) = self.raw_row_gradient();
+        row_grad.iter_mut().for_each(|g| *g *= self.scale);
+        (sum * self.scale, row_grad)
+    }
+
+    /// The row-space product F·(Jv) in closed form (scaled), given the unscaled row gradient
+    /// `g` of [`Self::raw_row_gradient`]: no kernel pass.
+    fn closed_row_hvp(&self, jv: &[f64], g: &[f64]) -> Vec<f64> {
+        let mut row_fu = vec![0.0; self.rows.num_rows()];
+        let items: Vec<_> = self.chunks.iter().zip(self.output_pieces(&mut row_fu)).collect();
+        let vals = self.rows.values();
+        map_ordered(items, |(chunk, (f_ratio, f_mean))| {
+            for n in chunk.trajectories.clone() {
+                let (r, m) = self.local_rows(chunk, n);
+                let (rg, mg) = (
+                    chunk.ratio.start + r.start..chunk.ratio.start + r.end,
+                    chunk.mean.start + m.start..chunk.mean.start + m.end,
+                );
+                let means_hvp =
+                    self.batch.critic_means.then(|| (&g[mg.clone()], &jv[mg], &mut f_mean[m.clone()]));
+                self.batch.closed_form_row_hvp(
+                    n,
+                    &vals[rg.clone()],
+                    &g[rg.clone()],
+                    means_hvp,
+                    &jv[rg],
+                    &mut f_ratio[r],
+                );
+            }
+            f_ratio.iter_mut().chain(f_mean.iter_mut()).for_each(|x| *x *= self.scale);
+        });
+        row_fu
     }
 
     /// f and ∇_θ f = Jᵀ g.
@@ -212,9 +247,16 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
     /// f, the row gradient g = ∂f/∂u and the row-space product F·(Jv) for the row tangent
     /// `jv` = J v, with F·(Jv) in closed form (`closed`) or by dual passes.
     fn row_derivatives(&self, jv: &[f64], closed: bool) -> (f64, Vec<f64>, Vec<f64>) {
+        let s = self.scale;
+        if closed {
+            // f64 kernels for g, then the O(T) closed-form F·(Jv).
+            let (sum, mut row_grad) = self.raw_row_gradient();
+            let row_fu = self.closed_row_hvp(jv, &row_grad);
+            row_grad.iter_mut().for_each(|g| *g *= s);
+            return (sum * s, row_grad, row_fu);
+        }
         let nr = self.rows.num_rows();
         let n_steps = self.batch.n_steps();
-        let s = self.scale;
         // ℓ-space tangent: dρ = ρ·(Jv) for ratio rows, dc = (Jv) for critic-mean rows.
         let lift = |val: f64, i: usize| Dual64::new(val, if i < n_steps { val * jv[i] } else { jv[i] });
         let (mut row_grad, mut row_fu) = (vec![0.0; nr], vec![0.0; nr]);
@@ -225,45 +267,7 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
             .collect();
         let vals = self.rows.values();
         let sums = map_ordered(items, |(chunk, ((g_ratio, g_mean), (f_ratio, f_mean)))| {
-            let (mut sum, mut scratch) = (0.0, Vec::new());
-            if closed {
-                // f64 kernels for g, then the O(T) closed-form F·(Jv).
-                for n in chunk.trajectories.clone() {
-                    let (r, m) = self.local_rows(chunk, n);
-                    let (rg, mg) = (
-                        chunk.ratio.start + r.start..chunk.ratio.start + r.end,
-                        chunk.mean.start + m.start..chunk.mean.start + m.end,
-                    );
-                    let means_arg =
-                        self.batch.critic_means.then(|| (&vals[mg.clone()], &mut g_mean[m.clone()]));
-                    sum += self.batch.kernel(
-                        n,
-                        &vals[rg.clone()],
-                        means_arg,
-                        &mut g_ratio[r.clone()],
-                        &mut scratch,
-                    );
-                    let means_hvp = self
-                        .batch
-                        .critic_means
-                        .then(|| (&g_mean[m.clone()], &jv[mg], &mut f_mean[m.clone()]));
-                    self.batch.closed_form_row_hvp(
-                        n,
-                        &vals[rg.clone()],
-                        &g_ratio[r.clone()],
-                        means_hvp,
-                        &jv[rg],
-                        &mut f_ratio[r],
-                    );
-                }
-                g_ratio
-                    .iter_mut()
-                    .chain(g_mean.iter_mut())
-                    .chain(f_ratio.iter_mut())
-                    .chain(f_mean.iter_mut())
-                    .for_each(|x| *x *= s);
-                return sum;
-            }
+            let mut sum = 0.0;
             // Any estimator: forward-over-reverse on dual rows.
             let mut scratch = Vec::new();
             let ratios: Vec<Dual64> = chunk.ratio.clone().map(|i| lift(vals[i], i)).collect();
@@ -297,11 +301,18 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         if !self.rows.has_fused_hvp() {
             return self.gradient_and_hvp(v).2;
         }
-        let (_, row_grad) = self.row_gradient();
-        let closed = self.batch.has_closed_form_row_hvp();
         let mut hv = vec![0.0; self.rows.num_params()];
-        let mut op = |jv: &[f64], c: &mut [f64]| c.copy_from_slice(&self.row_derivatives(jv, closed).2);
-        self.rows.fused_hvp_add(&row_grad, v, &mut op, &mut hv);
+        if self.batch.has_closed_form_row_hvp() {
+            // One kernel pass: g for the plain part and, unscaled, for the closed-form F·(Jv).
+            let (_, g) = self.raw_row_gradient();
+            let row_grad: Vec<f64> = g.iter().map(|x| x * self.scale).collect();
+            let mut op = |jv: &[f64], c: &mut [f64]| c.copy_from_slice(&self.closed_row_hvp(jv, &g));
+            self.rows.fused_hvp_add(&row_grad, v, &mut op, &mut hv);
+        } else {
+            let (_, row_grad) = self.row_gradient();
+            let mut op = |jv: &[f64], c: &mut [f64]| c.copy_from_slice(&self.row_derivatives(jv, false).2);
+            self.rows.fused_hvp_add(&row_grad, v, &mut op, &mut hv);
+        }
         hv
     }
 
