@@ -72,8 +72,8 @@ pub trait MetaEnv: Send {
     /// Apply `action`; writes the next observation into `obs`.
     ///
     /// # Errors
-    /// Buffers of the wrong length or a non-finite action (the state is left unchanged), or a
-    /// simulator failure.
+    /// Buffers of the wrong length or an action the env refuses (the state is left
+    /// unchanged), or a simulator failure.
     fn step(&mut self, action: &[f64], obs: &mut [f64]) -> Result<Step>;
     /// An independent copy (same task), for parallel sampling.
     fn boxed_clone(&self) -> Box<dyn MetaEnv>;
