@@ -58,13 +58,13 @@ pub struct RawProblem {
     pub gamma: f64,
     /// x_0.
     pub start_state: i64,
-    /// P[x][a][y].
+    /// P\[x\]\[a\]\[y\].
     pub transitions: Vec<Vec<Vec<f64>>>,
-    /// r[x][a].
+    /// r\[x\]\[a\].
     pub rewards: Vec<Vec<f64>>,
-    /// Softmax logits θ[x][a] of π.
+    /// Softmax logits θ\[x\]\[a\] of π.
     pub theta: Vec<Vec<f64>>,
-    /// μ[x][a].
+    /// μ\[x\]\[a\].
     #[serde(alias = "behavior")]
     pub behaviour: Vec<Vec<f64>>,
     /// Optional critic.

@@ -9,7 +9,7 @@ use crate::error::{Result, ensure_finite, invalid};
 /// Tolerance on probability rows summing to one.
 pub const PROB_TOLERANCE: f64 = 1e-9;
 
-/// A finite MDP: transitions P[x][a][y], rewards r[x][a], discount γ, start state x_0.
+/// A finite MDP: transitions P\[x\]\[a\]\[y\], rewards r\[x\]\[a\], discount γ, start state x_0.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TabularMdp {
     n_states: usize,

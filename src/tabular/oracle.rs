@@ -1,12 +1,12 @@
 //! Exact values and derivatives for tabular MDPs (notes §2).
 //!
-//! With P_π[s,s'] = Σ_a π(a|s) P[s,a,s'], r_π[s] = Σ_a π(a|s) r[s,a], M = (I − γP_π)⁻¹:
-//! v = M r_π, Q(s,a) = r[s,a] + γ Σ_j P[s,a,j] v_j, A = Q − v, w(s,a) = π(a|s) A(s,a),
-//! m = M[x_0, ·]. For the softmax policy:
+//! With P_π\[s,s'\] = Σ_a π(a|s) P\[s,a,s'\], r_π\[s\] = Σ_a π(a|s) r\[s,a\], M = (I − γP_π)⁻¹:
+//! v = M r_π, Q(s,a) = r\[s,a\] + γ Σ_j P\[s,a,j\] v_j, A = Q − v, w(s,a) = π(a|s) A(s,a),
+//! m = M\[x_0, ·\]. For the softmax policy:
 //!
 //! * ∂v_{x_0}/∂θ(s,a) = m_s w(s,a)  (policy gradient theorem);
-//! * ∂²v_{x_0}/∂θ(s,a)∂θ(s',a') = T(s,a,s',a') + T(s',a',s,a) + 1[(s,a)=(s',a')] m_s w(s,a),
-//!   with T(s,a,s',a') = m_s π(a|s) (γ Σ_j P[s,a,j] M[j,s'] − M[s,s']) w(s',a').
+//! * ∂²v_{x_0}/∂θ(s,a)∂θ(s',a') = T(s,a,s',a') + T(s',a',s,a) + 1\[(s,a)=(s',a')\] m_s w(s,a),
+//!   with T(s,a,s',a') = m_s π(a|s) (γ Σ_j P\[s,a,j\] M\[j,s'\] − M\[s,s'\]) w(s',a').
 //!
 //! The second line is notes §2's Hessian rearranged with γ P_π M = M − I: its first term
 //! equals T(s',a',s,a) + 1[s=s'] m_s π(a'|s) w(s,a), which cancels the off-diagonal part of
