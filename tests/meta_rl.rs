@@ -195,6 +195,8 @@ fn bad_settings_are_clear_errors() {
         (vec!["--max-kl", "0"], vec!["max_kl", "0"]),
         (vec!["--hidden", "64,0"], vec!["hidden"]),
         (vec!["--resume"], vec!["--resume", "no checkpoint"]),
+        (vec!["--precision", "f16"], vec!["--precision", "f16", "f32", "f64"]),
+        (vec!["--normalisation", "trajectories"], vec!["--normalisation", "samples", "paths"]),
     ];
     if cfg!(not(feature = "mujoco")) {
         // Without the engine, a MuJoCo task says how to get it.
