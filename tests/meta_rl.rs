@@ -122,6 +122,10 @@ fn compare_runs_the_grid_and_skips_finished_runs() {
         assert!(out.join(a).join("seed2").join("checkpoint.json").exists());
     }
     assert!(out.join("fig1d.png").exists() && out.join("fig1d.svg").exists());
+    // The same numbers as a Markdown table: header, rule, one row per algorithm.
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.starts_with("| algorithm | it. 1 | it. 2 | max drop by it. 2 |"), "{md}");
+    assert_eq!(md.lines().count(), 8, "{md}");
     // The instability column: the largest fall below the running best, never negative.
     let header: Vec<&str> = summary.lines().next().unwrap().split(',').collect();
     let drop = header.iter().position(|h| *h == "max_drop_mean").expect("max_drop_mean column");

@@ -353,6 +353,49 @@ struct SummaryRow {
     max_drop_se: f64,
 }
 
+/// The summary as a Markdown table (the README's format): one row per algorithm with the
+/// post-update return (mean ± s.e. over seeds) at every reported iteration, then the max
+/// drop and the pre-update return at the last one.
+fn summary_markdown(rows: &[SummaryRow]) -> String {
+    let mut iters: Vec<usize> = rows.iter().map(|r| r.iteration).collect();
+    iters.sort_unstable();
+    iters.dedup();
+    let last = iters.last().copied().unwrap_or(0);
+    let pm = |m: f64, se: f64| format!("{m:.1} ± {se:.1}");
+    let mut out = String::from("| algorithm |");
+    for i in &iters {
+        out += &format!(" it. {i} |");
+    }
+    out += &format!(" max drop by it. {last} | pre-update, it. {last} |\n|---|");
+    out += &"---|".repeat(iters.len() + 2);
+    out.push('\n');
+    let mut algos: Vec<&str> = Vec::new();
+    for r in rows {
+        if !algos.contains(&r.algo.as_str()) {
+            algos.push(&r.algo);
+        }
+    }
+    for a in algos {
+        let cell = |i: usize| rows.iter().find(|r| r.algo == a && r.iteration == i);
+        out += &format!("| {a} |");
+        for &i in &iters {
+            out +=
+                &format!(" {} |", cell(i).map_or("–".into(), |r| pm(r.post_return_mean, r.post_return_se)));
+        }
+        match cell(last) {
+            Some(r) => {
+                out += &format!(
+                    " {} | {} |\n",
+                    pm(r.max_drop_mean, r.max_drop_se),
+                    pm(r.pre_return_mean, r.pre_return_se)
+                )
+            }
+            None => out += " – | – |\n",
+        }
+    }
+    out
+}
+
 /// Largest fall of `ys` below its running maximum (0 if it never falls).
 fn max_drop(ys: impl Iterator<Item = f64>) -> f64 {
     let (mut best, mut drop) = (f64::NEG_INFINITY, 0.0f64);
@@ -455,6 +498,8 @@ fn compare(c: CompareArgs) -> Result<()> {
         }
     }
     write_csv(&c.out.join("summary.csv"), &rows)?;
+    std::fs::write(c.out.join("summary.md"), summary_markdown(&rows))
+        .with_context(|| format!("cannot write {}", c.out.join("summary.md").display()))?;
     let fig = Figure {
         title: format!("{}: post-update return, mean ± s.e. over {} seeds", c.common.env, c.seeds.len()),
         x_label: "iteration".into(),
@@ -486,7 +531,30 @@ fn compare(c: CompareArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::max_drop;
+    use super::{SummaryRow, max_drop, summary_markdown};
+
+    #[test]
+    fn summary_markdown_has_one_row_per_algorithm() {
+        let row = |algo: &str, iteration: usize, m: f64| SummaryRow {
+            algo: algo.into(),
+            iteration,
+            is_final: iteration == 20,
+            seeds: 3,
+            post_return_mean: m,
+            post_return_se: 0.25,
+            pre_return_mean: -1.0,
+            pre_return_se: 0.5,
+            max_drop_mean: 2.0,
+            max_drop_se: 0.125,
+        };
+        let md = summary_markdown(&[row("promp", 10, 1.0), row("promp", 20, 3.0), row("trpo-maml", 10, 2.0)]);
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(lines[0], "| algorithm | it. 10 | it. 20 | max drop by it. 20 | pre-update, it. 20 |");
+        assert_eq!(lines[1], "|---|---|---|---|---|");
+        assert_eq!(lines[2], "| promp | 1.0 ± 0.2 | 3.0 ± 0.2 | 2.0 ± 0.1 | -1.0 ± 0.5 |");
+        assert_eq!(lines[3], "| trpo-maml | 2.0 ± 0.2 | – | – | – |");
+        assert_eq!(lines.len(), 4);
+    }
 
     #[test]
     fn max_drop_is_the_largest_fall_below_the_running_best() {
