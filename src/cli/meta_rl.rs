@@ -253,8 +253,11 @@ fn run_one(
     } else {
         Trainer::new(params.clone())?
     };
-    let config = RunConfig::new("meta-rl", &**params);
-    write_json(&out.join("config.json"), &config)?;
+    // Written by the binary that runs iterations (a finished run keeps the record of the
+    // binary that produced it, so that `compare` re-summarising it does not overwrite that).
+    if !trainer.finished() || !out.join("config.json").exists() {
+        write_json(&out.join("config.json"), &RunConfig::new("meta-rl", &**params))?;
+    }
     bar.set_position(trainer.state().iteration as u64);
     while !trainer.finished() {
         let (steps_before, wall_before) = (trainer.state().env_steps, trainer.state().wall_s);

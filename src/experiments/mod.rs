@@ -53,7 +53,8 @@ pub struct RunConfig<'a, T: Serialize> {
     pub command: &'a str,
     /// metagrad's version.
     pub version: &'a str,
-    /// The git commit the binary was built from (uncommitted changes are not visible).
+    /// The git commit of the binary that wrote the results (for a resumed meta-RL run: that
+    /// last extended it); uncommitted changes are not visible.
     pub commit: &'a str,
     /// Every setting (including the seed).
     pub settings: &'a T,
