@@ -354,6 +354,9 @@ struct SummaryRow {
     /// measure, the paper's reading of Fig. 1(d).
     max_drop_mean: f64,
     max_drop_se: f64,
+    /// Mean across seeds of a run's wall-clock time up to this iteration (seconds; summed
+    /// over sittings for resumed runs).
+    wall_s_mean: f64,
 }
 
 /// The summary as a Markdown table (the README's format): one row per algorithm with the
@@ -369,8 +372,8 @@ fn summary_markdown(rows: &[SummaryRow]) -> String {
     for i in &iters {
         out += &format!(" it. {i} |");
     }
-    out += &format!(" max drop by it. {last} | pre-update, it. {last} |\n|---|");
-    out += &"---|".repeat(iters.len() + 2);
+    out += &format!(" max drop by it. {last} | pre-update, it. {last} | minutes per run |\n|---|");
+    out += &"---|".repeat(iters.len() + 3);
     out.push('\n');
     let mut algos: Vec<&str> = Vec::new();
     for r in rows {
@@ -388,12 +391,13 @@ fn summary_markdown(rows: &[SummaryRow]) -> String {
         match cell(last) {
             Some(r) => {
                 out += &format!(
-                    " {} | {} |\n",
+                    " {} | {} | {:.1} |\n",
                     pm(r.max_drop_mean, r.max_drop_se),
-                    pm(r.pre_return_mean, r.pre_return_se)
+                    pm(r.pre_return_mean, r.pre_return_se),
+                    r.wall_s_mean / 60.0
                 )
             }
-            None => out += " – | – |\n",
+            None => out += " – | – | – |\n",
         }
     }
     out
@@ -486,6 +490,7 @@ fn compare(c: CompareArgs) -> Result<()> {
             let drops: Vec<f64> =
                 hs.iter().filter(|h| h.len() >= a).map(|h| max_drop(h[..a].iter().map(post))).collect();
             let (dm, _, dse) = mean_std_se(&drops);
+            let (wm, _, _) = stat(a - 1, &|h: &IterationStats| h.wall_s);
             rows.push(SummaryRow {
                 algo: algo.name().into(),
                 iteration: a,
@@ -497,6 +502,7 @@ fn compare(c: CompareArgs) -> Result<()> {
                 pre_return_se: qse,
                 max_drop_mean: dm,
                 max_drop_se: dse,
+                wall_s_mean: wm,
             });
         }
     }
@@ -549,13 +555,17 @@ mod tests {
             pre_return_se: 0.5,
             max_drop_mean: 2.0,
             max_drop_se: 0.125,
+            wall_s_mean: 90.0,
         };
         let md = summary_markdown(&[row("promp", 10, 1.0), row("promp", 20, 3.0), row("trpo-maml", 10, 2.0)]);
         let lines: Vec<&str> = md.lines().collect();
-        assert_eq!(lines[0], "| algorithm | it. 10 | it. 20 | max drop by it. 20 | pre-update, it. 20 |");
-        assert_eq!(lines[1], "|---|---|---|---|---|");
-        assert_eq!(lines[2], "| promp | 1.0 ± 0.2 | 3.0 ± 0.2 | 2.0 ± 0.1 | -1.0 ± 0.5 |");
-        assert_eq!(lines[3], "| trpo-maml | 2.0 ± 0.2 | – | – | – |");
+        assert_eq!(
+            lines[0],
+            "| algorithm | it. 10 | it. 20 | max drop by it. 20 | pre-update, it. 20 | minutes per run |"
+        );
+        assert_eq!(lines[1], "|---|---|---|---|---|---|");
+        assert_eq!(lines[2], "| promp | 1.0 ± 0.2 | 3.0 ± 0.2 | 2.0 ± 0.1 | -1.0 ± 0.5 | 1.5 |");
+        assert_eq!(lines[3], "| trpo-maml | 2.0 ± 0.2 | – | – | – | – |");
         assert_eq!(lines.len(), 4);
     }
 
