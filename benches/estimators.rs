@@ -1,9 +1,7 @@
 //! Issue-3 benchmarks on D = 100 (|X| = 20, |A| = 5), N = 1000, T = 20, one thread:
 //! oracle Hessian; gradient, HVP and full Hessian of the mean DR and TayPO-2 estimates.
 
-/// The binary's allocator (src/main.rs), so that the timings are the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod support;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use metagrad::estimators::{BatchObjective, Estimator};

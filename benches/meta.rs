@@ -17,10 +17,6 @@
 
 mod support;
 
-/// The binary's allocator (src/main.rs), so that the timings are the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use criterion::{Criterion, criterion_group, criterion_main};
 use metagrad::meta::algos::{Algorithm, Params, Trainer};
 use metagrad::meta::metagrad::{InnerRound, Order, meta_gradient};

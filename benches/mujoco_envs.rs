@@ -28,9 +28,7 @@
 //!
 //! Run: `cargo bench --features mujoco --bench mujoco_envs` (filter e.g. with `-- sampler/`).
 
-/// The binary's allocator (src/main.rs), so that the timings are the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod support;
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -10,10 +10,6 @@
 
 mod support;
 
-/// The binary's allocator (src/main.rs), so that the timings are the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use metagrad::envs::PointEnv;
 use metagrad::meta::sampler::{Sampler, SamplerConfig, sample_tasks};

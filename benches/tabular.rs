@@ -1,9 +1,7 @@
 //! Issue-4 benchmark: the whole default ε sweep of `metagrad tabular` (4 ε × 10 trials ×
 //! 5 estimators with full Hessians, N = 1000), on all cores.
 
-/// The binary's allocator (src/main.rs), so that the timings are the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod support;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use metagrad::experiments::tabular_study::{StudyParams, Sweep};

@@ -1,10 +1,15 @@
-//! Synthetic inputs shared by the benchmarks (each bench target includes this module).
+//! What the benchmarks share (each bench target includes this module): the binary's
+//! allocator, so that timings are the binary's, and synthetic inputs.
 
 #![allow(dead_code)] // each bench uses a subset
 
 use metagrad::policy::GaussianMlp;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// The binary's allocator (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `n` observations uniform in [−`obs_scale`, `obs_scale`]^obs_dim with actions sampled
 /// from `policy` and their log-probabilities; returns them with the generator, so that

@@ -61,16 +61,20 @@ impl PointEnv {
     pub fn velocity(&self) -> [f64; 2] {
         self.vel
     }
-    /// Writes the observation, after checking the buffer's length.
-    fn write_obs(&self, obs: &mut [f64]) -> Result<()> {
-        if obs.len() != self.obs_dim() {
-            return Err(invalid("obs", format!("buffer length {}, expected {}", obs.len(), self.obs_dim())));
+    /// An error unless `obs` is an observation buffer of this env's length.
+    fn check_obs(&self, obs: &[f64]) -> Result<()> {
+        if obs.len() == self.obs_dim() {
+            Ok(())
+        } else {
+            Err(invalid("obs", format!("buffer length {}, expected {}", obs.len(), self.obs_dim())))
         }
+    }
+    /// Writes the observation into a buffer checked by [`Self::check_obs`].
+    fn write_obs(&self, obs: &mut [f64]) {
         obs[..2].copy_from_slice(&self.pos);
         if self.momentum {
             obs[2..4].copy_from_slice(&self.vel);
         }
-        Ok(())
     }
 }
 
@@ -100,19 +104,19 @@ impl MetaEnv for PointEnv {
         Ok(())
     }
     fn reset(&mut self, rng: &mut ChaCha8Rng, obs: &mut [f64]) -> Result<()> {
+        self.check_obs(obs)?;
         self.pos = [rng.random_range(-0.2..0.2), rng.random_range(-0.2..0.2)];
         self.vel =
             if self.momentum { [rng.random_range(-0.1..0.1), rng.random_range(-0.1..0.1)] } else { [0.0; 2] };
-        self.write_obs(obs)
+        self.write_obs(obs);
+        Ok(())
     }
     /// NaN action entries count as 0 rather than poisoning the state.
     fn step(&mut self, action: &[f64], obs: &mut [f64]) -> Result<Step> {
         if action.len() != 2 {
             return Err(invalid("action", format!("length {}, expected 2", action.len())));
         }
-        if obs.len() != self.obs_dim() {
-            return Err(invalid("obs", format!("buffer length {}, expected {}", obs.len(), self.obs_dim())));
-        }
+        self.check_obs(obs)?;
         for (k, &ak) in action.iter().enumerate() {
             let a = if ak.is_nan() { 0.0 } else { ak.clamp(-ACTION_BOUND, ACTION_BOUND) };
             if self.momentum {
@@ -122,7 +126,7 @@ impl MetaEnv for PointEnv {
                 self.pos[k] += a;
             }
         }
-        self.write_obs(obs)?;
+        self.write_obs(obs);
         let dist = ((self.pos[0] - self.goal[0]).powi(2) + (self.pos[1] - self.goal[1]).powi(2)).sqrt();
         Ok(Step { reward: (2.0 - dist).max(0.0), done: false })
     }

@@ -163,9 +163,11 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         self.pass(|v, _| v, |_, _, _, _, _, values: Vec<f64>| values).concat()
     }
 
-    /// Σ_n V̂_n and its row gradient, both without the scale: one kernel pass in which the
-    /// kernels read the rows in place and write straight into per-chunk pieces of the output.
-    fn raw_row_gradient(&self) -> (f64, Vec<f64>) {
+    /// `scale`·Σ_n V̂_n and its row gradient times `scale`: one kernel pass in which the
+    /// kernels read the rows in place and write straight into per-chunk pieces of the output
+    /// (scaled there, in parallel). `scale` = 1 gives the unscaled gradient that the
+    /// closed-form row HVP takes (multiplying by 1 is exact).
+    fn scaled_row_gradient(&self, scale: f64) -> (f64, Vec<f64>) {
         let vals = self.rows.values();
         let mut row_grad = vec![0.0; self.rows.num_rows()];
         let items: Vec<_> = self.chunks.iter().zip(self.output_pieces(&mut row_grad)).collect();
@@ -179,20 +181,19 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
                 let means_arg = self.batch.critic_means.then(|| (means, &mut g_mean[m.clone()]));
                 sum += self.batch.kernel(n, ratios, means_arg, &mut g_ratio[r], &mut scratch);
             }
+            g_ratio.iter_mut().chain(g_mean.iter_mut()).for_each(|g| *g *= scale);
             sum
         });
-        (sums.iter().sum::<f64>(), row_grad)
+        (sums.iter().sum::<f64>() * scale, row_grad)
     }
 
     /// f and the row gradient ∂f/∂u (the hot path of every gradient).
     pub fn row_gradient(&self) -> (f64, Vec<f64>) {
-        let (sum, mut row_grad) = self.raw_row_gradient();
-        row_grad.iter_mut().for_each(|g| *g *= self.scale);
-        (sum * self.scale, row_grad)
+        self.scaled_row_gradient(self.scale)
     }
 
     /// The row-space product F·(Jv) in closed form (scaled), given the unscaled row gradient
-    /// `g` of [`Self::raw_row_gradient`]: no kernel pass.
+    /// `g` (`scaled_row_gradient(1.0)`): no kernel pass.
     fn closed_row_hvp(&self, jv: &[f64], g: &[f64]) -> Vec<f64> {
         let mut row_fu = vec![0.0; self.rows.num_rows()];
         let items: Vec<_> = self.chunks.iter().zip(self.output_pieces(&mut row_fu)).collect();
@@ -250,7 +251,7 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         let s = self.scale;
         if closed {
             // f64 kernels for g, then the O(T) closed-form F·(Jv).
-            let (sum, mut row_grad) = self.raw_row_gradient();
+            let (sum, mut row_grad) = self.scaled_row_gradient(1.0);
             let row_fu = self.closed_row_hvp(jv, &row_grad);
             row_grad.iter_mut().for_each(|g| *g *= s);
             return (sum * s, row_grad, row_fu);
@@ -301,18 +302,16 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         if !self.rows.has_fused_hvp() {
             return self.gradient_and_hvp(v).2;
         }
+        // One kernel pass: g for the plain part and, unscaled, for the closed-form F·(Jv).
+        let closed = self.batch.has_closed_form_row_hvp();
+        let (_, g) = self.scaled_row_gradient(1.0);
+        let row_grad: Vec<f64> = g.iter().map(|x| x * self.scale).collect();
+        let mut op = |jv: &[f64], c: &mut [f64]| {
+            let fu = if closed { self.closed_row_hvp(jv, &g) } else { self.row_derivatives(jv, false).2 };
+            c.copy_from_slice(&fu)
+        };
         let mut hv = vec![0.0; self.rows.num_params()];
-        if self.batch.has_closed_form_row_hvp() {
-            // One kernel pass: g for the plain part and, unscaled, for the closed-form F·(Jv).
-            let (_, g) = self.raw_row_gradient();
-            let row_grad: Vec<f64> = g.iter().map(|x| x * self.scale).collect();
-            let mut op = |jv: &[f64], c: &mut [f64]| c.copy_from_slice(&self.closed_row_hvp(jv, &g));
-            self.rows.fused_hvp_add(&row_grad, v, &mut op, &mut hv);
-        } else {
-            let (_, row_grad) = self.row_gradient();
-            let mut op = |jv: &[f64], c: &mut [f64]| c.copy_from_slice(&self.row_derivatives(jv, false).2);
-            self.rows.fused_hvp_add(&row_grad, v, &mut op, &mut hv);
-        }
+        self.rows.fused_hvp_add(&row_grad, v, &mut op, &mut hv);
         hv
     }
 

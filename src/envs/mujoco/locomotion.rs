@@ -425,17 +425,24 @@ impl LocomotionEnv {
         }
     }
 
+    /// An error unless `obs` is an observation buffer of this env's length.
+    fn check_obs(&self, obs: &[f64]) -> Result<(), MujocoError> {
+        if obs.len() == self.obs_dim {
+            Ok(())
+        } else {
+            Err(MujocoError::InvalidArgument {
+                field: "obs",
+                message: format!("buffer length {}, expected {}", obs.len(), self.obs_dim),
+            })
+        }
+    }
+
     /// One environment step; writes the observation into `obs`.
     ///
     /// # Errors
     /// [`MujocoError::InvalidArgument`] if `action` or `obs` has the wrong length.
     pub fn try_step(&mut self, action: &[f64], obs: &mut [f64]) -> Result<Step, MujocoError> {
-        if obs.len() != self.obs_dim {
-            return Err(MujocoError::InvalidArgument {
-                field: "obs",
-                message: format!("buffer length {}, expected {}", obs.len(), self.obs_dim),
-            });
-        }
+        self.check_obs(obs)?;
         let before = self.progress_point();
         self.sim.step(action)?;
         let after = self.progress_point();
@@ -527,12 +534,7 @@ impl MetaEnv for LocomotionEnv {
     }
 
     fn reset(&mut self, rng: &mut ChaCha8Rng, obs: &mut [f64]) -> crate::error::Result<()> {
-        if obs.len() != self.obs_dim {
-            return Err(crate::error::invalid(
-                "obs",
-                format!("buffer length {}, expected {}", obs.len(), self.obs_dim),
-            ));
-        }
+        self.check_obs(obs)?;
         let (qpos, qvel) = self.noisy_initial_state(rng);
         self.sim.reset_to(&qpos, &qvel)?;
         self.write_observation(obs);

@@ -5,7 +5,7 @@
 //! Gymnasium's `reset` + `set_state` do (`mj_resetData`, write qpos/qvel, `mj_forward`), so that
 //! both produce the same floating-point state from the same inputs.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::ffi::{CStr, c_char};
 use std::path::Path;
 use std::sync::{Mutex, Once};
@@ -28,7 +28,7 @@ pub struct PhysParams {
 }
 
 /// Warnings MuJoCo has reported in this process (each is printed once).
-static SEEN_WARNINGS: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+static SEEN_WARNINGS: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// MuJoCo's warning callback: prints each distinct message once to stderr. MuJoCo's default
 /// handler prints every occurrence and appends it to `MUJOCO_LOG.TXT` in the working
@@ -41,7 +41,7 @@ unsafe extern "C" fn warn_once(msg: *const c_char) {
     // SAFETY: MuJoCo passes a NUL-terminated message that lives for the call.
     let text = unsafe { CStr::from_ptr(msg) }.to_string_lossy().into_owned();
     let mut seen = SEEN_WARNINGS.lock().unwrap_or_else(|e| e.into_inner());
-    if seen.get_or_insert_with(HashSet::new).insert(text.clone()) {
+    if seen.insert(text.clone()) {
         eprintln!("MuJoCo warning (shown once): {text}");
     }
 }
@@ -56,12 +56,9 @@ fn install_warning_handler() {
     });
 }
 
-/// The distinct MuJoCo warnings reported so far in this process.
+/// The distinct MuJoCo warnings reported so far in this process, sorted.
 pub fn warnings_seen() -> Vec<String> {
-    let seen = SEEN_WARNINGS.lock().unwrap_or_else(|e| e.into_inner());
-    let mut v: Vec<String> = seen.iter().flatten().cloned().collect();
-    v.sort();
-    v
+    SEEN_WARNINGS.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
 }
 
 /// One MuJoCo model with its simulation data and a frame skip.
