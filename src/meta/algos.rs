@@ -419,7 +419,7 @@ impl Trainer {
     /// A trainer continuing from a checkpointed state.
     pub fn resume(params: ValidParams, state: TrainerState) -> Result<Self> {
         let mut t = Self::new(params)?;
-        t.policy.try_set_params(&state.theta).map_err(|e| invalid("checkpoint theta", e.to_string()))?;
+        t.policy.set_params(&state.theta).map_err(|e| invalid("checkpoint theta", e.to_string()))?;
         if state.adam.is_some() != t.state.adam.is_some() {
             return Err(invalid("checkpoint adam", "optimiser state does not match the algorithm"));
         }
@@ -635,7 +635,7 @@ impl Trainer {
         };
         let out = trpo_step(&p.trpo, old.params(), &grad, loss_before, fvp, eval)?;
         drop(fisher_objs);
-        self.policy.try_set_params(&out.theta)?;
+        self.policy.set_params(&out.theta)?;
         Ok(out.kl)
     }
 
@@ -685,7 +685,7 @@ impl Trainer {
             let grad = sum_scaled(&parts.iter().map(|x| x.1.clone()).collect::<Vec<_>>(), 1.0 / nt);
             self.state.adam.as_mut().expect("ProMP has Adam").step(&mut theta, &grad)?;
         }
-        self.policy.try_set_params(&theta)?;
+        self.policy.set_params(&theta)?;
         Ok(last_loss)
     }
 }

@@ -76,7 +76,7 @@ mod tests {
             let fvp = |v: &[f64], out: &mut [f64]| batch.fisher_vector_product(v, out).unwrap();
             let out = trpo_step(&trpo, old.params(), &grad, obj.loss, fvp, eval).unwrap();
             assert!(out.kl <= trpo.max_kl);
-            policy.try_set_params(&out.theta).unwrap();
+            policy.set_params(&out.theta).unwrap();
         }
         let first = first.unwrap();
         assert!(last > first + 5.0, "average return {first} → {last}");

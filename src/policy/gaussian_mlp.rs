@@ -263,18 +263,10 @@ impl GaussianMlp {
         };
     }
 
-    /// Replace θ, with an error (not a panic) on a length mismatch or non-finite entries.
-    pub fn try_set_params(&mut self, theta: &[f64]) -> Result<(), SettingError> {
-        check_params(self.theta.len(), theta)?;
-        self.theta.copy_from_slice(theta);
-        self.sync_working_params();
-        Ok(())
-    }
-
-    /// A copy of this policy with parameters `theta` (errors as [`Self::try_set_params`]).
+    /// A copy of this policy with parameters `theta` (errors as [`Policy::set_params`]).
     pub fn with_params(&self, theta: &[f64]) -> Result<Self, SettingError> {
         let mut p = self.clone();
-        p.try_set_params(theta)?;
+        p.set_params(theta)?;
         Ok(p)
     }
 
@@ -586,9 +578,13 @@ impl Policy for GaussianMlp {
     fn params(&self) -> &[f64] {
         &self.theta
     }
-    /// As [`GaussianMlp::try_set_params`].
+    /// Replace θ (and the f32 working copy), with an error (not a panic) on a length
+    /// mismatch or non-finite entries.
     fn set_params(&mut self, theta: &[f64]) -> Result<(), SettingError> {
-        self.try_set_params(theta)
+        check_params(self.theta.len(), theta)?;
+        self.theta.copy_from_slice(theta);
+        self.sync_working_params();
+        Ok(())
     }
 }
 
@@ -1100,7 +1096,7 @@ mod tests {
         let nan = GaussianMlpConfig { hidden: vec![], init_log_std: f64::NAN, ..Default::default() };
         assert!(GaussianMlp::new(2, 2, &nan, 0).unwrap_err().to_string().contains("init_log_std"));
         let mut q = p.clone();
-        assert!(q.try_set_params(&[0.0; 3]).unwrap_err().to_string().contains("theta.len() = 3"));
+        assert!(q.set_params(&[0.0; 3]).unwrap_err().to_string().contains("theta.len() = 3"));
         assert!(p.rows(&[0.0; 7], &[], &[]).err().unwrap().to_string().contains("obs.len() = 7"));
         // Through the Policy trait: the same checks, and an f32 policy's working copy follows θ.
         let f32cfg = GaussianMlpConfig { precision: Precision::F32, ..Default::default() };
