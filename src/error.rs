@@ -27,6 +27,10 @@ pub enum Error {
         /// The underlying error (with line and column).
         source: serde_json::Error,
     },
+    /// A long computation was stopped by its caller (a progress callback asked it to stop,
+    /// e.g. on Ctrl-C in Python); work completed before that point is kept.
+    #[error("stopped: {0}")]
+    Stopped(String),
 }
 
 /// Result alias.

@@ -10,7 +10,8 @@
 //! * [`envs`]: meta-RL task environments;
 //! * [`meta`]: meta-RL sampling, sample processing and outer optimisers;
 //! * [`experiments`]: the paper's studies and their result files;
-//! * [`plot`]: PNG/SVG line plots with error bars.
+//! * [`plot`]: PNG/SVG line plots with error bars;
+//! * [`stop`]: cooperative stop requests for long computations.
 
 // Index loops mirror the formulas (x, a, t subscripts); keep them.
 #![allow(clippy::needless_range_loop)]
@@ -24,6 +25,7 @@ pub mod plot;
 pub mod policy;
 pub mod problem;
 pub mod rng;
+pub mod stop;
 pub mod tabular;
 
 pub use error::{Error, Result};

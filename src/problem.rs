@@ -20,7 +20,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, ensure_finite, invalid};
-use crate::estimators::Estimator;
+use crate::estimators::{BatchObjective, Estimator};
 use crate::policy::TabularSoftmax;
 use crate::tabular::mdp::check_probability_row;
 use crate::tabular::oracle::{self, Derivatives};
@@ -322,6 +322,44 @@ impl Problem {
     /// The exact V^{π_θ}(x_0), gradient and Hessian.
     pub fn exact(&self) -> Derivatives {
         oracle::softmax_derivatives(&self.mdp, &self.policy)
+    }
+
+    /// Checks a direction `v` for [`Problem::hvp`]: D = |X|·|A| finite entries.
+    fn check_direction(&self, v: &[f64]) -> Result<()> {
+        let d = self.mdp.n_states() * self.mdp.n_actions();
+        if v.len() != d {
+            return Err(invalid("v", format!("expected {d} entries (|X|·|A|, index x·|A| + a), got {}", v.len())));
+        }
+        for (i, &x) in v.iter().enumerate() {
+            ensure_finite(|| format!("v[{i}]"), x)?;
+        }
+        Ok(())
+    }
+
+    /// The Hessian-vector product ∇²V̂·v of one estimator's mean over the trajectories,
+    /// without forming the Hessian (v and the result indexed x·|A| + a).
+    pub fn hvp(&self, estimator: Estimator, v: &[f64]) -> Result<Vec<f64>> {
+        self.check_estimators(&[estimator])?;
+        self.check_direction(v)?;
+        let batch = TabularBatch::new(&self.trajectories, &self.behaviour, self.mdp.n_actions());
+        let prepared = batch.prepare(estimator, self.mdp.gamma(), self.critic.as_ref())?;
+        let rows = batch.rows(&self.policy, &prepared, self.critic.as_ref());
+        Ok(BatchObjective::new(&prepared, &rows)?.hvp(v))
+    }
+
+    /// The exact finite-horizon value J_T of the problem's MDP from x_0 and its derivatives
+    /// (notes §1 (c)): bootstrapped at x_T by the problem's critic when `bootstrap` (what DR
+    /// and TayPO estimate without bias), by 0 otherwise (IS's target).
+    pub fn finite_horizon(&self, horizon: usize, bootstrap: bool) -> Result<Derivatives> {
+        let b = match (&self.critic, bootstrap) {
+            (_, false) => oracle::Bootstrap::Zero,
+            (Some(Critic::StateValues(v)), true) => oracle::Bootstrap::StateValues(v),
+            (Some(Critic::ActionValues(q)), true) => oracle::Bootstrap::ActionValues(q),
+            (None, true) => {
+                return Err(invalid("critic", "bootstrapping J_T needs a critic; use bootstrap = false"));
+            }
+        };
+        Ok(oracle::finite_horizon_derivatives(&self.mdp, &self.policy, horizon, b))
     }
 
     /// Mean estimate, gradient and Hessian of one estimator over the trajectories.

@@ -17,7 +17,7 @@ pub trait Scalar: DualNum<Primitive = f64> + Copy {}
 impl<S: DualNum<Primitive = f64> + Copy> Scalar for S {}
 
 /// How TayPO-K discounts a product of ratios at steps t_1 < … < t_k.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum TaylorDiscount {
     /// γ^{t_k}: the paper's Eq. (6), an estimate of the value V^π(x_0).

@@ -86,6 +86,115 @@ impl Default for StudyParams {
     }
 }
 
+/// The study's settings under the command line's names, with its defaults (one source:
+/// the `#[arg]` attributes). The command line flattens this struct; the Python package
+/// fills it from keyword arguments (unknown names are refused). [`StudySettings::validate`]
+/// turns it into a [`ValidStudy`].
+#[derive(clap::Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StudySettings {
+    /// Which sweep: eps (Fig. 1 a, b), n (Fig. 1 c), meta (meta-gradients) or all.
+    #[arg(long, value_enum, default_value_t = Sweep::All)]
+    pub sweep: Sweep,
+    /// ε grid (comma-separated) of the eps and meta sweeps.
+    #[arg(long, value_delimiter = ',', default_value = "0,0.2,0.5,0.8")]
+    pub eps: Vec<f64>,
+    /// Trajectories per estimate in the eps and meta sweeps.
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    /// N grid (comma-separated) of the n sweep.
+    #[arg(long, value_delimiter = ',', default_value = "10,30,100,300,1000,3000")]
+    pub n_grid: Vec<usize>,
+    /// ε of the n sweep.
+    #[arg(long, default_value_t = 0.5)]
+    pub n_sweep_eps: f64,
+    /// Independent trials (new MDP, π_d, critic noise and data) per grid point.
+    #[arg(long, default_value_t = 10)]
+    pub trials: usize,
+    /// Seed of every random draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Number of states |X|.
+    #[arg(long, default_value_t = 20)]
+    pub states: usize,
+    /// Number of actions |A|.
+    #[arg(long, default_value_t = 5)]
+    pub actions: usize,
+    /// Discount γ.
+    #[arg(long, default_value_t = 0.8)]
+    pub gamma: f64,
+    /// Transitions per trajectory T.
+    #[arg(long, default_value_t = 20)]
+    pub horizon: usize,
+    /// Dirichlet concentration of the transition rows.
+    #[arg(long, default_value_t = 0.001)]
+    pub dirichlet: f64,
+    /// Scale of the critic noise (1 = notes §3: N(0,1)·‖V^μ‖₂/|X|).
+    #[arg(long, default_value_t = 1.0)]
+    pub critic_noise: f64,
+    /// Comma-separated estimators: is, dr, dr-trunc, taypo-K (K ≥ 1), lvc, maml.
+    #[arg(long, default_value = "is,dr,dr-trunc,taypo-1,taypo-2")]
+    pub estimators: String,
+    /// Truncation level ρ̄ = c̄ of dr-trunc.
+    #[arg(long, default_value_t = 1.0)]
+    pub truncation: f64,
+    /// Inner step size η of the meta sweep.
+    #[arg(long, default_value_t = DEFAULT_ETA)]
+    pub eta: f64,
+}
+
+impl Default for StudySettings {
+    fn default() -> Self {
+        use clap::{Args, FromArgMatches};
+        let matches = StudySettings::augment_args(clap::Command::new("defaults")).get_matches_from(["defaults"]);
+        StudySettings::from_arg_matches(&matches).expect("the defaults parse")
+    }
+}
+
+impl StudySettings {
+    /// Checks every setting once.
+    pub fn validate(&self) -> Result<ValidStudy> {
+        StudyParams {
+            sweep: self.sweep,
+            eps: self.eps.clone(),
+            n: self.n,
+            n_grid: self.n_grid.clone(),
+            n_sweep_eps: self.n_sweep_eps,
+            trials: self.trials,
+            seed: self.seed,
+            mdp: RandomMdpParams {
+                n_states: self.states,
+                n_actions: self.actions,
+                dirichlet: self.dirichlet,
+                gamma: self.gamma,
+                ..Default::default()
+            },
+            horizon: self.horizon,
+            critic_noise: self.critic_noise,
+            estimators: Estimator::parse_list(&self.estimators, self.truncation)?,
+            eta: self.eta,
+        }
+        .validate()
+    }
+}
+
+/// Writes a study's files to `out`: `trials.csv`, `summary.csv`, `config.json` (every
+/// setting, the seed, version and commit) and the figures of [`plot_summary`]. Returns the
+/// figures' stems.
+pub fn write_results(
+    out: &std::path::Path,
+    study: &ValidStudy,
+    rows: &[TrialRow],
+    summary: &[SummaryRow],
+) -> Result<Vec<String>> {
+    use super::{RunConfig, prepare_output_dir, write_csv, write_json};
+    prepare_output_dir(out)?;
+    write_csv(&out.join("trials.csv"), rows)?;
+    write_csv(&out.join("summary.csv"), summary)?;
+    write_json(&out.join("config.json"), &RunConfig::new("tabular", &**study))?;
+    plot_summary(summary, out)
+}
+
 /// Default inner step size of the meta sweep. On the default MDPs the exact Hessian term
 /// is small along the gradient: ‖ηHg'‖/‖g'‖ ≈ 0.05 at η = 1 but ≈ 0.5 at η = 10 (measured,
 /// column `hessian_term_ratio`), so at η = 10 the Hessian estimate visibly shapes the
@@ -410,6 +519,7 @@ impl ValidStudy {
             .jobs()
             .into_par_iter()
             .map(|job| {
+                crate::stop::check()?;
                 let r = self.run_job(job, &setups[job.trial]);
                 progress();
                 r

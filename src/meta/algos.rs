@@ -99,6 +99,18 @@ impl Algorithm {
         })
     }
 
+    /// Parses a comma-separated list of names, or `all` for the six in the paper's order.
+    pub fn parse_list(list: &str) -> Result<Vec<Self>> {
+        if list.trim() == "all" {
+            return Ok(Self::ALL.to_vec());
+        }
+        let algos = list.split(',').filter(|s| !s.trim().is_empty()).map(Self::parse).collect::<Result<Vec<_>>>()?;
+        if algos.is_empty() {
+            return Err(invalid("algos", format!("no algorithm named in {list:?}")));
+        }
+        Ok(algos)
+    }
+
     /// The inner objective's estimator.
     pub fn inner_kind(&self) -> InnerKind {
         match self {

@@ -1,0 +1,90 @@
+"""Argument checks at the boundary: arrays are converted to the dtype the engine reads when
+that is lossless, and refused with the argument named otherwise."""
+
+from __future__ import annotations
+
+import json
+import numbers
+
+import numpy as np
+
+_INT53 = 2.0**53
+
+
+def floats(name: str, x, ndim: int) -> np.ndarray:
+    """`x` as a C-contiguous float64 array with `ndim` dimensions."""
+    try:
+        a = np.asarray(x)
+    except Exception as e:  # ragged nested lists and the like
+        raise ValueError(f"invalid {name}: not an array of numbers ({e})") from None
+    if a.dtype.kind == "b" or a.dtype.kind not in "fiu":
+        raise TypeError(f"invalid {name}: expected real numbers, got dtype {a.dtype}")
+    if a.dtype.kind == "f" and a.dtype.itemsize > 8:
+        raise TypeError(f"invalid {name}: dtype {a.dtype} does not convert to float64 without loss")
+    if a.dtype.kind in "iu" and a.size and np.abs(a.astype(np.float64)).max() > _INT53:
+        raise TypeError(f"invalid {name}: integers above 2**53 do not convert to float64 without loss")
+    if a.ndim != ndim:
+        raise ValueError(f"invalid {name}: expected a {ndim}-D array, got shape {a.shape}")
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def ints(name: str, x, ndim: int) -> np.ndarray:
+    """`x` as a C-contiguous int64 array (floats only if every entry is an integer)."""
+    try:
+        a = np.asarray(x)
+    except Exception as e:
+        raise ValueError(f"invalid {name}: not an array of integers ({e})") from None
+    if a.dtype.kind == "f":
+        finite = np.isfinite(a)
+        if not finite.all():
+            i = tuple(int(j) for j in np.argwhere(~finite)[0])
+            raise ValueError(f"invalid {name}{list(i)}: expected an integer, got {a[i]}")
+        frac = a != np.round(a)
+        if frac.any():
+            i = tuple(int(j) for j in np.argwhere(frac)[0])
+            raise ValueError(f"invalid {name}{list(i)}: expected an integer, got {a[i]}")
+        if a.size and np.abs(a).max() > _INT53:
+            raise ValueError(f"invalid {name}: integers beyond 2**53 in a float array are not exact")
+    elif a.dtype.kind == "u":
+        if a.size and a.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"invalid {name}: {a.max()} does not fit in int64")
+    elif a.dtype.kind != "i":
+        raise TypeError(f"invalid {name}: expected integers, got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"invalid {name}: expected a {ndim}-D array, got shape {a.shape}")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _plain(x):
+    """numpy scalars and arrays as plain Python values (for the settings JSON)."""
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"cannot pass a value of type {type(x).__name__}")
+
+
+def settings_json(function: str, settings: dict) -> str:
+    """Keyword settings as JSON for the engine (which names unknown or mistyped ones)."""
+    for k, v in settings.items():
+        values = list(np.ravel(v)) if isinstance(v, (list, tuple, np.ndarray)) else [v]
+        for x in values:
+            if isinstance(x, (float, np.floating)) and not np.isfinite(x):
+                raise ValueError(f"invalid {k}: must be finite, got {x}")
+        if isinstance(v, bool) or v is None or isinstance(v, (str, numbers.Number, list, tuple, np.ndarray, np.generic)):
+            continue
+        raise TypeError(f"invalid keyword argument of {function}: {k}={v!r} (type {type(v).__name__})")
+    return json.dumps(settings, default=_plain, allow_nan=False)
+
+
+def name_list(name: str, x) -> str:
+    """A comma-separated list from a string or a sequence of strings."""
+    if isinstance(x, str):
+        return x
+    try:
+        items = list(x)
+    except TypeError:
+        raise TypeError(f"invalid {name}: expected a string or a list of strings, got {x!r}") from None
+    if not all(isinstance(i, str) for i in items):
+        raise TypeError(f"invalid {name}: expected strings, got {items!r}")
+    return ",".join(items)

@@ -1,0 +1,142 @@
+"""Gradient-based meta-RL (paper Fig. 1 d and Fig. 2): TRPO-MAML, TRPO-FMAML, TRPO-E-MAML,
+TRPO-DiCE, ProMP and ProMP-TayPO-2, run by the same library functions as
+``metagrad meta-rl`` and ``metagrad meta-rl compare``: same settings, same files, same
+numbers for the same seed, resumable in the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable, Union
+
+from . import _convert, _metagrad, _progress
+
+ALGORITHMS = ("trpo-maml", "trpo-fmaml", "trpo-emaml", "trpo-dice", "promp", "promp-taypo2")
+
+__all__ = ["ALGORITHMS", "defaults", "params", "train", "compare", "summarise"]
+
+
+def defaults() -> dict:
+    """Every setting with its default (the command line's): ``env``, ``iterations``,
+    ``tasks``, ``rollouts``, ``horizon``, ``inner_steps``, ``inner_lr``, ``gamma``,
+    ``gae_lambda``, ``hidden``, ``precision``, ``normalisation``, ``taypo_discount``,
+    ``no_dr_normalise``, ``max_kl``, ``ppo_clip``, ``kl_coeff``, ``adam_lr``,
+    ``promp_steps``, ``emaml_weight``."""
+    return json.loads(_metagrad.meta_rl_defaults())
+
+
+def params(*, algo: str = "promp-taypo2", seed: int = 1, **settings) -> dict:
+    """The validated settings of one run (as its ``config.json`` records them)."""
+    return json.loads(_metagrad.meta_rl_params(_convert.settings_json("meta_rl.params", settings), algo, int(seed)))
+
+
+def _history_frame(text: str):
+    import pandas as pd
+
+    rows = json.loads(text)
+    k = len(rows[0]["post_returns"]) if rows else 0
+    records = []
+    for r in rows:
+        rec = {"iteration": r["iteration"], "pre_return": r["pre_return"]}
+        rec.update({f"post_return_{i + 1}": x for i, x in enumerate(r["post_returns"])})
+        rec.update(env_steps=r["env_steps"], wall_s=r["wall_s"], outer_diag=r["outer_diag"])
+        records.append(rec)
+    cols = ["iteration", "pre_return"] + [f"post_return_{i + 1}" for i in range(k)] + ["env_steps", "wall_s", "outer_diag"]
+    return pd.DataFrame(records, columns=cols)
+
+
+def _observer(bar, per_run_total: int):
+    if bar is None:
+        return None
+
+    def on_event(e: dict) -> None:
+        base = e["run"] * per_run_total
+        label = f"[{e['run'] + 1}/{e['runs']}] {e['algo']} seed {e['seed']}" if e["runs"] > 1 else f"{e['algo']} seed {e['seed']}"
+        bar.set_description(label)
+        if e["kind"] == "started":
+            bar.update_to(base + e["done"], e["runs"] * per_run_total)
+        else:
+            post = " → ".join(f"{x:.1f}" for x in e["post_returns"])
+            bar.set_postfix(f"pre {e['pre_return']:.1f} → post {post} | {e['env_steps_per_s'] / 1e3:.1f}k steps/s")
+            bar.update_to(base + e["iteration"] + 1, e["runs"] * per_run_total)
+
+    return on_event
+
+
+def train(
+    *,
+    env: str = "point-corners",
+    algo: str = "promp-taypo2",
+    iterations: int = 500,
+    seed: int = 1,
+    out: str = "results/meta-rl",
+    resume: bool = False,
+    verbose: bool = True,
+    **settings,
+):
+    """One meta-RL run, as ``metagrad meta-rl``: writes ``config.json``, ``progress.csv``,
+    ``checkpoint.json`` (every iteration) and ``learning_curve.{png,svg}`` to ``out`` and
+    returns the progress as a DataFrame (one row per iteration). ``resume=True`` continues
+    the run in ``out`` bit-identically (settings must match; ``iterations`` may grow);
+    without it an existing run in ``out`` is refused. Other settings: see :func:`defaults`.
+    Ctrl-C stops within a second, keeping the last finished iteration's checkpoint."""
+    settings.update(env=env, iterations=iterations)
+    text = _convert.settings_json("meta_rl.train", settings)
+    with _progress(verbose, f"{algo} seed {seed}", "it") as bar:
+        hist = _metagrad.meta_rl_train(text, algo, int(seed), str(out), bool(resume), _observer(bar, int(iterations)))
+    return _history_frame(hist)
+
+
+def _grid_args(function, env, iterations, algos, seeds, at, settings):
+    settings.update(env=env, iterations=iterations)
+    text = _convert.settings_json(function, settings)
+    seeds = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
+    at = [int(a) for a in ([at] if isinstance(at, int) else at)]
+    return text, _convert.name_list("algos", algos), seeds, at
+
+
+def compare(
+    *,
+    env: str = "point-corners",
+    algos: Union[str, Iterable[str]] = "all",
+    seeds: Iterable[int] = (1, 2, 3),
+    iterations: int = 500,
+    at: Iterable[int] = (),
+    out: str = "results/meta-rl-compare",
+    verbose: bool = True,
+    **settings,
+):
+    """A grid of algorithms × seeds, as ``metagrad meta-rl compare``: runs or resumes every
+    run in ``out/<algo>/seed<s>/``, then writes ``summary.csv``, ``summary.md`` and the
+    figure (``fig1d`` or ``fig2``), and returns the summary as a DataFrame."""
+    import pandas as pd
+
+    text, algos, seeds, at = _grid_args("meta_rl.compare", env, iterations, algos, seeds, at, settings)
+    with _progress(verbose, "meta-rl compare", "it") as bar:
+        rows = _metagrad.meta_rl_compare(text, algos, seeds, at, str(out), _observer(bar, int(iterations)))
+    return pd.DataFrame(json.loads(rows))
+
+
+def summarise(
+    *,
+    env: str = "point-corners",
+    algos: Union[str, Iterable[str]] = "all",
+    seeds: Iterable[int] = (1, 2, 3),
+    iterations: int = 500,
+    at: Iterable[int] = (),
+    out: str = "results/meta-rl-compare",
+    **settings,
+):
+    """The summary files of a grid whose runs have all finished (e.g. run elsewhere), as
+    :func:`compare` writes them after running; returns the summary as a DataFrame."""
+    import pandas as pd
+
+    text, algos, seeds, at = _grid_args("meta_rl.summarise", env, iterations, algos, seeds, at, settings)
+    return pd.DataFrame(json.loads(_metagrad.meta_rl_summarise(text, algos, seeds, at, str(out))))
+
+
+def load_progress(run_dir) -> "pandas.DataFrame":  # noqa: F821
+    """A run folder's ``progress.csv`` as a DataFrame."""
+    import pandas as pd
+
+    return pd.read_csv(f"{run_dir}/progress.csv")

@@ -1,0 +1,33 @@
+//! The Python face of metagrad: the extension module `metagrad._metagrad`.
+//!
+//! Thin wrappers over the same library functions as the command line: arrays in, the
+//! library's validation at the boundary (its errors become `ValueError` naming the field
+//! and value), arrays and tables out. Long calls release the GIL and stop on Ctrl-C
+//! ([`interrupt`]). The Python package `metagrad` (python/metagrad/) converts dtypes and
+//! builds DataFrames around this module.
+
+mod envs;
+mod errors;
+mod interrupt;
+mod meta_rl;
+mod rows;
+mod studies;
+mod tabular;
+
+use pyo3::prelude::*;
+
+/// Same allocator as the command line (the estimators' row buffers are reused, not
+/// unmapped and faulted again per call).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[pymodule]
+fn _metagrad(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    tabular::register(m)?;
+    studies::register(m)?;
+    meta_rl::register(m)?;
+    rows::register(m)?;
+    envs::register(m)?;
+    Ok(())
+}

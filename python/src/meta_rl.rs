@@ -1,0 +1,173 @@
+//! Meta-RL runs and grids: the library's [`RunSettings`] from keyword arguments, run with
+//! the GIL released and stoppable by Ctrl-C (the run keeps its last checkpoint, so the same
+//! call with `resume=True` continues it bit-identically, as the command line does).
+
+use std::path::PathBuf;
+
+use metagrad::experiments::meta_rl::{self, Grid, GridSettings, Progress, Resume, RunSettings};
+use metagrad::meta::algos::{Algorithm, IterationStats, ValidParams};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::errors::{py_err, settings_err};
+use crate::interrupt::run_stoppable;
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(meta_rl_defaults, m)?)?;
+    m.add_function(wrap_pyfunction!(meta_rl_train, m)?)?;
+    m.add_function(wrap_pyfunction!(meta_rl_compare, m)?)?;
+    m.add_function(wrap_pyfunction!(meta_rl_summarise, m)?)?;
+    m.add_function(wrap_pyfunction!(meta_rl_params, m)?)?;
+    Ok(())
+}
+
+/// A run's progress, carried from the worker thread to the caller's.
+enum Event {
+    Started { run: usize, runs: usize, algo: Algorithm, seed: u64, done: usize, total: usize },
+    Iteration { run: usize, runs: usize, algo: Algorithm, seed: u64, stats: IterationStats, rate: f64 },
+}
+
+impl Event {
+    fn new(run: usize, runs: usize, p: &ValidParams, progress: Progress) -> Self {
+        let (algo, seed) = (p.algo, p.seed);
+        match progress {
+            Progress::Started { done, total } => Event::Started { run, runs, algo, seed, done, total },
+            Progress::Iteration { stats, env_steps_per_s } => {
+                Event::Iteration { run, runs, algo, seed, stats: stats.clone(), rate: env_steps_per_s }
+            }
+        }
+    }
+
+    /// The event as a dict: `kind` ("started" or "iteration"), `run`, `runs`, `algo`,
+    /// `seed`, then `done`/`total` or the iteration's statistics and `env_steps_per_s`.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        let (run, runs, algo, seed) = match self {
+            Event::Started { run, runs, algo, seed, done, total } => {
+                d.set_item("kind", "started")?;
+                d.set_item("done", done)?;
+                d.set_item("total", total)?;
+                (run, runs, algo, seed)
+            }
+            Event::Iteration { run, runs, algo, seed, stats, rate } => {
+                d.set_item("kind", "iteration")?;
+                d.set_item("iteration", stats.iteration)?;
+                d.set_item("pre_return", stats.pre_return)?;
+                d.set_item("post_returns", stats.post_returns.clone())?;
+                d.set_item("env_steps", stats.env_steps)?;
+                d.set_item("wall_s", stats.wall_s)?;
+                d.set_item("outer_diag", stats.outer_diag)?;
+                d.set_item("env_steps_per_s", rate)?;
+                (run, runs, algo, seed)
+            }
+        };
+        d.set_item("run", run)?;
+        d.set_item("runs", runs)?;
+        d.set_item("algo", algo.name())?;
+        d.set_item("seed", seed)?;
+        Ok(d)
+    }
+}
+
+fn settings(function: &str, json: &str) -> PyResult<RunSettings> {
+    serde_json::from_str(json).map_err(|e| settings_err(function, e))
+}
+
+fn forward(progress: &Option<Py<PyAny>>) -> impl FnMut(Python<'_>, Event) -> PyResult<()> + '_ {
+    move |py, e| match progress {
+        Some(f) => f.call1(py, (e.to_dict(py)?,)).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// The default settings as JSON (the command line's defaults).
+#[pyfunction]
+fn meta_rl_defaults() -> String {
+    serde_json::to_string(&RunSettings::default()).expect("settings serialise")
+}
+
+/// The validated settings of one run as JSON (what `config.json` records).
+#[pyfunction]
+fn meta_rl_params(settings_json: &str, algo: &str, seed: u64) -> PyResult<String> {
+    let algo = Algorithm::parse(algo).map_err(py_err)?;
+    let p = settings("meta_rl.train", settings_json)?.params(algo, seed).map_err(py_err)?;
+    Ok(serde_json::to_string(&*p).expect("params serialise"))
+}
+
+/// One run (see `metagrad.meta_rl.train`). Returns the history as JSON records.
+#[pyfunction]
+#[pyo3(signature = (settings_json, algo, seed, out, resume=false, progress=None))]
+fn meta_rl_train(
+    py: Python<'_>,
+    settings_json: &str,
+    algo: &str,
+    seed: u64,
+    out: PathBuf,
+    resume: bool,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<String> {
+    let algo = Algorithm::parse(algo).map_err(py_err)?;
+    let params = settings("meta_rl.train", settings_json)?.params(algo, seed).map_err(py_err)?;
+    let resume = if resume { Resume::Required } else { Resume::No };
+    let history = run_stoppable(
+        py,
+        |events| {
+            meta_rl::run(&params, &out, resume, &mut |p| {
+                events.send(Event::new(0, 1, &params, p));
+                Ok(())
+            })
+        },
+        forward(&progress),
+    )?;
+    Ok(serde_json::to_string(&history).expect("history serialises"))
+}
+
+fn grid(settings_json: &str, algos: &str, seeds: Vec<u64>, at: Vec<usize>, out: PathBuf) -> PyResult<Grid> {
+    GridSettings {
+        run: settings("meta_rl.compare", settings_json)?,
+        algos: Algorithm::parse_list(algos).map_err(py_err)?,
+        seeds,
+        at,
+        out,
+    }
+    .validate()
+    .map_err(py_err)
+}
+
+/// A grid (see `metagrad.meta_rl.compare`). Returns the summary as JSON records.
+#[pyfunction]
+#[pyo3(signature = (settings_json, algos, seeds, at, out, progress=None))]
+fn meta_rl_compare(
+    py: Python<'_>,
+    settings_json: &str,
+    algos: &str,
+    seeds: Vec<u64>,
+    at: Vec<usize>,
+    out: PathBuf,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<String> {
+    let grid = grid(settings_json, algos, seeds, at, out)?;
+    let rows = run_stoppable(
+        py,
+        |events| grid.run(&mut |g| Ok(events.send(Event::new(g.run, g.runs, g.params, g.progress)))),
+        forward(&progress),
+    )?;
+    Ok(serde_json::to_string(&rows).expect("rows serialise"))
+}
+
+/// Writes a grid's summary and figure from its runs' checkpoints (every run finished),
+/// as `compare` does after running them. Returns the summary as JSON records.
+#[pyfunction]
+#[pyo3(signature = (settings_json, algos, seeds, at, out))]
+fn meta_rl_summarise(
+    py: Python<'_>,
+    settings_json: &str,
+    algos: &str,
+    seeds: Vec<u64>,
+    at: Vec<usize>,
+    out: PathBuf,
+) -> PyResult<String> {
+    let grid = grid(settings_json, algos, seeds, at, out)?;
+    let rows = py.detach(|| grid.summarise()).map_err(py_err)?;
+    Ok(serde_json::to_string(&rows).expect("rows serialise"))
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The project's Python environment: .deps/venv (the venv of scripts/install-mujoco.sh, which
+# this calls first) with the pinned test tools, and the metagrad package built from ./python
+# and installed into it. Idempotent; re-running rebuilds the package incrementally (cargo
+# reuses target/).
+#
+#   scripts/python-env.sh          # then: .deps/venv/bin/python -c 'import metagrad'
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$repo/.deps/venv"
+"$repo/scripts/install-mujoco.sh" >/dev/null
+pins=(maturin==1.16.0 pytest==8.4.2 pandas==2.3.3 tqdm==4.67.1 jax==0.10.2 jaxlib==0.10.2)
+stamp="$venv/.metagrad-python-tools-$(echo "${pins[*]}" | md5sum | cut -c1-12)"
+if [[ ! -f "$stamp" ]]; then
+    echo "python-env: pip install ${pins[*]}"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary=:all: "${pins[@]}"
+    touch "$stamp"
+fi
+echo "python-env: building and installing ./python into $venv"
+# No build isolation: maturin comes from the venv (pinned above), nothing is downloaded.
+PATH="$venv/bin:$PATH" "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps \
+    --force-reinstall "$repo/python"
+"$venv/bin/python" -c 'import metagrad; print("python-env: metagrad", metagrad.__version__, "from", metagrad.__file__)'

@@ -1,0 +1,690 @@
+//! Meta-RL runs and grids with their result files (paper Fig. 1 d and Fig. 2): the one
+//! implementation behind `metagrad meta-rl`, `metagrad meta-rl compare` and the Python
+//! package's `metagrad.meta_rl`.
+//!
+//! A run folder holds `config.json` (every setting), `progress.csv` (one row per
+//! iteration: `iteration, pre_return, post_return_1..K, env_steps, wall_s, outer_diag`),
+//! `checkpoint.json` (settings, θ, optimiser state and the iteration counter, written
+//! after every iteration; all randomness of iteration i derives from (seed, i), so a
+//! resumed run continues exactly as an uninterrupted run would) and
+//! `learning_curve.{png,svg}`. A grid folder holds one run folder per algorithm and seed
+//! (`<algo>/seed<s>/`), `summary.csv`, `summary.md` and the figure (`fig1d` for the 2-D
+//! task, `fig2` for a MuJoCo task).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::metrics::mean_std_se;
+use super::{RunConfig, prepare_output_dir, write_csv, write_json};
+use crate::error::{Error, Result, invalid};
+use crate::estimators::TaylorDiscount;
+use crate::meta::algos::{
+    Algorithm, IterationStats, Params, Trainer, TrainerState, ValidParams, is_point_env,
+};
+use crate::meta::objectives::Normalisation;
+use crate::plot::{Figure, Series, save};
+use crate::policy::Precision;
+
+/// Settings shared by a single run and a grid, under the command line's names and with
+/// its defaults (the notes' ProMP setup). The command line flattens this struct; the
+/// Python package fills it from keyword arguments (unknown names are refused).
+#[derive(clap::Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunSettings {
+    /// Environment: point-corners, point-corners-simple, or a MuJoCo meta-task (needs the
+    /// `mujoco` feature).
+    #[arg(long, default_value = "point-corners")]
+    pub env: String,
+    /// Meta-iterations.
+    #[arg(long, default_value_t = 500)]
+    pub iterations: usize,
+    /// Tasks per iteration.
+    #[arg(long, default_value_t = 40)]
+    pub tasks: usize,
+    /// Rollouts per task and sampling round.
+    #[arg(long, default_value_t = 20)]
+    pub rollouts: usize,
+    /// Horizon of every rollout.
+    #[arg(long, default_value_t = 100)]
+    pub horizon: usize,
+    /// Inner steps K (default: 3 for the point envs, 1 otherwise).
+    #[arg(long)]
+    pub inner_steps: Option<usize>,
+    /// Inner step size η.
+    #[arg(long, default_value_t = 0.1)]
+    pub inner_lr: f64,
+    /// Discount γ.
+    #[arg(long, default_value_t = 0.99)]
+    pub gamma: f64,
+    /// GAE λ.
+    #[arg(long, default_value_t = 1.0)]
+    pub gae_lambda: f64,
+    /// Hidden layer widths of the policy (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "64,64")]
+    pub hidden: Vec<usize>,
+    /// Floating-point type of the policy's network passes (f32 is ≈2× faster; f64 for
+    /// exactness checks).
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
+    /// Normalisation of the inner objectives: mean over samples or over paths.
+    #[arg(long, value_enum, default_value_t = Normalisation::Samples)]
+    pub normalisation: Normalisation,
+    /// TayPO-K / naive-score discount: γ^{t2−t1} (from-first, ProMP) or γ^{t} (absolute).
+    #[arg(long, value_enum, default_value_t = TaylorDiscount::FromFirst)]
+    pub taypo_discount: TaylorDiscount,
+    /// Do not rescale DR's rewards and critic by the task's advantage std.
+    #[arg(long)]
+    pub no_dr_normalise: bool,
+    /// TRPO: bound on the mean KL of a step.
+    #[arg(long, default_value_t = 0.01)]
+    pub max_kl: f64,
+    /// ProMP: PPO clip ε.
+    #[arg(long, default_value_t = 0.3)]
+    pub ppo_clip: f64,
+    /// ProMP: inner KL penalty coefficient.
+    #[arg(long, default_value_t = 5e-4)]
+    pub kl_coeff: f64,
+    /// ProMP: Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub adam_lr: f64,
+    /// ProMP: Adam steps per iteration.
+    #[arg(long, default_value_t = 5)]
+    pub promp_steps: usize,
+    /// E-MAML: weight of the exploration term.
+    #[arg(long, default_value_t = 1.0)]
+    pub emaml_weight: f64,
+}
+
+impl Default for RunSettings {
+    /// The command line's defaults (one source: the `#[arg]` attributes above).
+    fn default() -> Self {
+        use clap::{Args, FromArgMatches};
+        let cmd = RunSettings::augment_args(clap::Command::new("defaults"));
+        let matches = cmd.get_matches_from(["defaults"]);
+        RunSettings::from_arg_matches(&matches).expect("the defaults parse")
+    }
+}
+
+impl RunSettings {
+    /// The validated settings of one run of `algo` with `seed`.
+    pub fn params(&self, algo: Algorithm, seed: u64) -> Result<ValidParams> {
+        let mut p = Params::new(&self.env, algo);
+        p.seed = seed;
+        p.iterations = self.iterations;
+        p.tasks = self.tasks;
+        p.rollouts = self.rollouts;
+        p.horizon = self.horizon;
+        p.inner_steps = self.inner_steps;
+        p.inner_lr = self.inner_lr;
+        p.gamma = self.gamma;
+        p.gae_lambda = self.gae_lambda;
+        p.hidden = self.hidden.clone();
+        p.precision = self.precision;
+        p.normalisation = self.normalisation;
+        p.taypo_discount = self.taypo_discount;
+        p.dr_normalise = !self.no_dr_normalise;
+        p.trpo.max_kl = self.max_kl;
+        p.ppo_clip = self.ppo_clip;
+        p.kl_coeff = self.kl_coeff;
+        p.adam_lr = self.adam_lr;
+        p.promp_steps = self.promp_steps;
+        p.emaml_weight = self.emaml_weight;
+        p.validate()
+    }
+}
+
+/// What to do with an existing checkpoint in a run folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// Start a new run; refuse a folder that holds one.
+    No,
+    /// Continue the run in the folder; refuse a folder without one.
+    Required,
+    /// Continue a run if the folder holds one, start one otherwise (grids).
+    IfPresent,
+}
+
+/// What a run reports while it goes.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress<'a> {
+    /// The run starts (`done` = iterations already completed by earlier sittings).
+    Started {
+        /// Completed iterations.
+        done: usize,
+        /// The iteration budget.
+        total: usize,
+    },
+    /// An iteration finished and its checkpoint is on disk.
+    Iteration {
+        /// Its results.
+        stats: &'a IterationStats,
+        /// Environment steps per second of the whole iteration (sampling and update).
+        env_steps_per_s: f64,
+    },
+}
+
+/// The checkpoint file: settings and state.
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    params: Params,
+    state: TrainerState,
+}
+
+/// Settings that must agree for a resume (everything but the iteration budget).
+fn same_run(a: &Params, b: &Params) -> bool {
+    Params { iterations: 0, ..a.clone() } == Params { iterations: 0, ..b.clone() }
+}
+
+fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| Error::Io { context: format!("cannot read {}", path.display()), source })?;
+    serde_json::from_str(&text)
+        .map_err(|source| Error::Parse { context: format!("checkpoint {}", path.display()), source })
+}
+
+/// Runs (or resumes, see [`Resume`]) one run in `out`, calling `observe` when it starts and
+/// after every iteration (an error from `observe` stops the run there, with that
+/// iteration's checkpoint written). Returns the whole history.
+pub fn run(
+    params: &ValidParams,
+    out: &Path,
+    resume: Resume,
+    observe: &mut dyn FnMut(Progress) -> Result<()>,
+) -> Result<Vec<IterationStats>> {
+    prepare_output_dir(out)?;
+    let ckpt_path = out.join("checkpoint.json");
+    let present = ckpt_path.exists();
+    let mut trainer = match (present, resume) {
+        (true, Resume::Required | Resume::IfPresent) => {
+            let ck = read_checkpoint(&ckpt_path)?;
+            if !same_run(&ck.params, params) {
+                return Err(invalid(
+                    "resume",
+                    format!(
+                        "the settings differ from those of {} (only the iteration budget may change); \
+                         use another output folder for a new run",
+                        ckpt_path.display()
+                    ),
+                ));
+            }
+            Trainer::resume(params.clone(), ck.state)?
+        }
+        (true, Resume::No) => {
+            return Err(invalid(
+                "out",
+                format!(
+                    "{} holds a run already: resume it or choose another output folder",
+                    ckpt_path.display()
+                ),
+            ));
+        }
+        (false, Resume::Required) => {
+            return Err(invalid("resume", format!("no checkpoint at {}", ckpt_path.display())));
+        }
+        (false, _) => Trainer::new(params.clone())?,
+    };
+    // Written by the binary that runs iterations (a finished run keeps the record of the
+    // binary that produced it, so that re-summarising it does not overwrite that).
+    if !trainer.finished() || !out.join("config.json").exists() {
+        write_json(&out.join("config.json"), &RunConfig::new("meta-rl", &**params))?;
+    }
+    observe(Progress::Started { done: trainer.state().iteration, total: params.iterations })?;
+    while !trainer.finished() {
+        let (steps_before, wall_before) = (trainer.state().env_steps, trainer.state().wall_s);
+        let s = trainer.step()?;
+        write_progress(&out.join("progress.csv"), &trainer.state().history)?;
+        let ck = Checkpoint { params: (**params).clone(), state: trainer.state().clone() };
+        let tmp = out.join("checkpoint.json.tmp");
+        let text = serde_json::to_string(&ck).expect("a checkpoint serialises");
+        std::fs::write(&tmp, text)
+            .map_err(|source| Error::Io { context: format!("cannot write {}", tmp.display()), source })?;
+        std::fs::rename(&tmp, &ckpt_path).map_err(|source| Error::Io {
+            context: format!("cannot write {}", ckpt_path.display()),
+            source,
+        })?;
+        let rate = (s.env_steps - steps_before) as f64 / (s.wall_s - wall_before).max(1e-9);
+        observe(Progress::Iteration { stats: &s, env_steps_per_s: rate })?;
+    }
+    let history = trainer.state().history.clone();
+    write_progress(&out.join("progress.csv"), &history)?;
+    plot_run(
+        &history,
+        &format!("{} on {} (seed {})", params.algo, params.env, params.seed),
+        &out.join("learning_curve"),
+    )?;
+    Ok(history)
+}
+
+/// The history of the run in `dir` (from its checkpoint).
+pub fn load_history(dir: &Path) -> Result<Vec<IterationStats>> {
+    Ok(read_checkpoint(&dir.join("checkpoint.json"))?.state.history)
+}
+
+fn write_progress(path: &Path, history: &[IterationStats]) -> Result<()> {
+    let k = history.first().map_or(0, |h| h.post_returns.len());
+    let io = |e: csv::Error| match e.into_kind() {
+        csv::ErrorKind::Io(source) => Error::Io { context: format!("cannot write {}", path.display()), source },
+        other => invalid(path.display().to_string(), format!("cannot write a row: {other:?}")),
+    };
+    let mut w = csv::Writer::from_path(path).map_err(io)?;
+    let mut header = vec!["iteration".to_string(), "pre_return".into()];
+    header.extend((1..=k).map(|i| format!("post_return_{i}")));
+    header.extend(["env_steps".into(), "wall_s".into(), "outer_diag".into()]);
+    w.write_record(&header).map_err(io)?;
+    for h in history {
+        let mut rec = vec![h.iteration.to_string(), h.pre_return.to_string()];
+        rec.extend(h.post_returns.iter().map(|x| x.to_string()));
+        rec.extend([h.env_steps.to_string(), format!("{:.3}", h.wall_s), h.outer_diag.to_string()]);
+        w.write_record(&rec).map_err(io)?;
+    }
+    w.flush().map_err(|source| Error::Io { context: format!("cannot write {}", path.display()), source })
+}
+
+fn plot_run(history: &[IterationStats], title: &str, stem: &Path) -> Result<()> {
+    if history.is_empty() {
+        return Ok(());
+    }
+    let x: Vec<f64> = history.iter().map(|h| h.iteration as f64).collect();
+    let mut series = vec![Series {
+        name: "pre-update".into(),
+        x: x.clone(),
+        y: history.iter().map(|h| h.pre_return).collect(),
+        err: None,
+    }];
+    for k in 0..history[0].post_returns.len() {
+        series.push(Series {
+            name: format!("after {} inner step{}", k + 1, if k == 0 { "" } else { "s" }),
+            x: x.clone(),
+            y: history.iter().map(|h| h.post_returns[k]).collect(),
+            err: None,
+        });
+    }
+    let fig = Figure {
+        title: title.into(),
+        x_label: "iteration".into(),
+        y_label: "average return".into(),
+        log_x: false,
+        series,
+    };
+    save(&fig, stem)
+}
+
+/// A grid of algorithms × seeds on one environment, as given (see [`GridSettings::validate`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GridSettings {
+    /// Settings of every run.
+    pub run: RunSettings,
+    /// Algorithms, in the order of the summary.
+    pub algos: Vec<Algorithm>,
+    /// Seeds.
+    pub seeds: Vec<u64>,
+    /// Iterations (1-based counts) at which the summary reports returns besides the final
+    /// one; empty: a quarter, half and three quarters of the budget.
+    pub at: Vec<usize>,
+    /// Output folder (one sub-folder per algorithm and seed).
+    pub out: PathBuf,
+}
+
+/// A validated grid: every run's settings checked before anything runs.
+#[derive(Clone, Debug)]
+pub struct Grid {
+    settings: GridSettings,
+    at: Vec<usize>,
+    runs: Vec<ValidParams>,
+}
+
+impl GridSettings {
+    /// Checks the grid: at least one algorithm and seed, no duplicates, report points in
+    /// 1..=iterations, and every run's settings.
+    pub fn validate(self) -> Result<Grid> {
+        if self.algos.is_empty() {
+            return Err(invalid("algos", "needs at least one algorithm"));
+        }
+        if self.seeds.is_empty() {
+            return Err(invalid("seeds", "needs at least one seed"));
+        }
+        for (i, a) in self.algos.iter().enumerate() {
+            if self.algos[..i].contains(a) {
+                return Err(invalid("algos", format!("{a} is listed twice")));
+            }
+        }
+        for (i, s) in self.seeds.iter().enumerate() {
+            if self.seeds[..i].contains(s) {
+                return Err(invalid("seeds", format!("seed {s} is listed twice")));
+            }
+        }
+        let n = self.run.iterations;
+        if let Some(bad) = self.at.iter().find(|&&a| a == 0 || a > n) {
+            return Err(invalid("at", format!("{bad} is not an iteration count in 1..={n}")));
+        }
+        let mut at: Vec<usize> = if self.at.is_empty() {
+            [n / 4, n / 2, 3 * n / 4].into_iter().filter(|&a| a >= 1).collect()
+        } else {
+            self.at.clone()
+        };
+        at.push(n);
+        at.sort_unstable();
+        at.dedup();
+        let runs = self
+            .algos
+            .iter()
+            .flat_map(|&a| self.seeds.iter().map(move |&s| (a, s)))
+            .map(|(a, s)| self.run.params(a, s))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Grid { settings: self, at, runs })
+    }
+}
+
+/// What a grid reports while it goes.
+#[derive(Clone, Copy, Debug)]
+pub struct GridProgress<'a> {
+    /// Index of the run (0-based) among [`Grid::runs`].
+    pub run: usize,
+    /// Number of runs.
+    pub runs: usize,
+    /// The run's settings.
+    pub params: &'a ValidParams,
+    /// The run's own progress.
+    pub progress: Progress<'a>,
+}
+
+impl Grid {
+    /// The settings as given.
+    pub fn settings(&self) -> &GridSettings {
+        &self.settings
+    }
+    /// Every run's settings, algorithm-major in the order given.
+    pub fn runs(&self) -> &[ValidParams] {
+        &self.runs
+    }
+    /// The iterations the summary reports (the final one included).
+    pub fn report_points(&self) -> &[usize] {
+        &self.at
+    }
+    /// The folder of a run.
+    pub fn run_dir(&self, params: &Params) -> PathBuf {
+        self.settings.out.join(params.algo.name()).join(format!("seed{}", params.seed))
+    }
+
+    /// Runs or resumes every run in turn (finished ones are only read), then writes the
+    /// summary and the figure. Returns the summary rows.
+    pub fn run(&self, observe: &mut dyn FnMut(GridProgress) -> Result<()>) -> Result<Vec<SummaryRow>> {
+        prepare_output_dir(&self.settings.out)?;
+        let runs = self.runs.len();
+        for (i, p) in self.runs.iter().enumerate() {
+            run(p, &self.run_dir(p), Resume::IfPresent, &mut |progress| {
+                observe(GridProgress { run: i, runs, params: p, progress })
+            })?;
+        }
+        self.summarise()
+    }
+
+    /// Reads every run's history from its checkpoint and writes `summary.csv`, `summary.md`
+    /// and the figure; every run must have reached the iteration budget.
+    pub fn summarise(&self) -> Result<Vec<SummaryRow>> {
+        let n = self.settings.run.iterations;
+        let mut histories = Vec::with_capacity(self.runs.len());
+        for p in &self.runs {
+            let dir = self.run_dir(p);
+            let h = load_history(&dir)?;
+            if h.len() < n {
+                return Err(invalid(
+                    "iterations",
+                    format!("the run in {} has {} of {n} iterations: run the grid first", dir.display(), h.len()),
+                ));
+            }
+            histories.push(h);
+        }
+        let rows = summary_rows(&self.settings.algos, &self.runs, &histories, &self.at, n);
+        let out = &self.settings.out;
+        write_csv(&out.join("summary.csv"), &rows)?;
+        let md = out.join("summary.md");
+        std::fs::write(&md, summary_markdown(&rows))
+            .map_err(|source| Error::Io { context: format!("cannot write {}", md.display()), source })?;
+        let series = self
+            .settings
+            .algos
+            .iter()
+            .map(|&algo| {
+                let hs: Vec<&[IterationStats]> = self
+                    .runs
+                    .iter()
+                    .zip(&histories)
+                    .filter(|(p, _)| p.algo == algo)
+                    .map(|(_, h)| &h[..n])
+                    .collect();
+                let (mut x, mut y, mut err) = (Vec::new(), Vec::new(), Vec::new());
+                for i in 0..n {
+                    let v: Vec<f64> = hs.iter().map(|h| post_return(&h[i])).collect();
+                    let (m, _, se) = mean_std_se(&v);
+                    x.push(i as f64);
+                    y.push(m);
+                    err.push(if se.is_finite() { se } else { 0.0 });
+                }
+                Series { name: algo.name().into(), x, y, err: Some(err) }
+            })
+            .collect();
+        let env = &self.settings.run.env;
+        let fig = Figure {
+            title: format!("{env}: post-update return, mean ± s.e. over {} seeds", self.settings.seeds.len()),
+            x_label: "iteration".into(),
+            y_label: "average return after adaptation".into(),
+            log_x: false,
+            series,
+        };
+        save(&fig, &out.join(self.figure_stem()))?;
+        Ok(rows)
+    }
+
+    /// The figure's file stem: the paper's figure, 1(d) for the 2-D task, 2 for MuJoCo.
+    pub fn figure_stem(&self) -> &'static str {
+        if is_point_env(&self.settings.run.env) { "fig1d" } else { "fig2" }
+    }
+}
+
+/// The return after the last inner step of an iteration.
+fn post_return(h: &IterationStats) -> f64 {
+    h.post_returns.last().copied().unwrap_or(h.pre_return)
+}
+
+/// One row of a grid's `summary.csv`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SummaryRow {
+    /// Algorithm.
+    pub algo: String,
+    /// Iteration count (1-based) the row reports.
+    pub iteration: usize,
+    /// Whether this is the final iteration.
+    pub is_final: bool,
+    /// Number of seeds.
+    pub seeds: usize,
+    /// Mean across seeds of the return after the last inner step.
+    pub post_return_mean: f64,
+    /// Its standard error.
+    pub post_return_se: f64,
+    /// Mean across seeds of the pre-update return.
+    pub pre_return_mean: f64,
+    /// Its standard error.
+    pub pre_return_se: f64,
+    /// Mean across seeds of the largest drop of the post-update return below its running
+    /// best up to this iteration (0 for a curve that never falls back): an instability
+    /// measure, the paper's reading of Fig. 1(d).
+    pub max_drop_mean: f64,
+    /// Its standard error.
+    pub max_drop_se: f64,
+    /// Mean across seeds of a run's wall-clock time up to this iteration (seconds; summed
+    /// over sittings for resumed runs).
+    pub wall_s_mean: f64,
+}
+
+fn summary_rows(
+    algos: &[Algorithm],
+    runs: &[ValidParams],
+    histories: &[Vec<IterationStats>],
+    at: &[usize],
+    n: usize,
+) -> Vec<SummaryRow> {
+    let mut rows = Vec::new();
+    for &algo in algos {
+        let hs: Vec<&Vec<IterationStats>> =
+            runs.iter().zip(histories).filter(|(p, _)| p.algo == algo).map(|(_, h)| h).collect();
+        let stat = |i: usize, f: &dyn Fn(&IterationStats) -> f64| {
+            let v: Vec<f64> = hs.iter().map(|h| f(&h[i])).collect();
+            let (m, _, se) = mean_std_se(&v);
+            (m, se)
+        };
+        for &a in at {
+            let (pm, pse) = stat(a - 1, &post_return);
+            let (qm, qse) = stat(a - 1, &|h| h.pre_return);
+            let drops: Vec<f64> = hs.iter().map(|h| max_drop(h[..a].iter().map(post_return))).collect();
+            let (dm, _, dse) = mean_std_se(&drops);
+            let (wm, _) = stat(a - 1, &|h| h.wall_s);
+            rows.push(SummaryRow {
+                algo: algo.name().into(),
+                iteration: a,
+                is_final: a == n,
+                seeds: hs.len(),
+                post_return_mean: pm,
+                post_return_se: pse,
+                pre_return_mean: qm,
+                pre_return_se: qse,
+                max_drop_mean: dm,
+                max_drop_se: dse,
+                wall_s_mean: wm,
+            });
+        }
+    }
+    rows
+}
+
+/// The summary as a Markdown table (the README's format): one row per algorithm with the
+/// post-update return (mean ± s.e. over seeds) at every reported iteration, then the max
+/// drop and the pre-update return at the last one.
+pub fn summary_markdown(rows: &[SummaryRow]) -> String {
+    let mut iters: Vec<usize> = rows.iter().map(|r| r.iteration).collect();
+    iters.sort_unstable();
+    iters.dedup();
+    let last = iters.last().copied().unwrap_or(0);
+    let pm = |m: f64, se: f64| format!("{m:.1} ± {se:.1}");
+    let mut out = String::from("| algorithm |");
+    for i in &iters {
+        out += &format!(" it. {i} |");
+    }
+    out += &format!(" max drop by it. {last} | pre-update, it. {last} | minutes per run |\n|---|");
+    out += &"---|".repeat(iters.len() + 3);
+    out.push('\n');
+    let mut algos: Vec<&str> = Vec::new();
+    for r in rows {
+        if !algos.contains(&r.algo.as_str()) {
+            algos.push(&r.algo);
+        }
+    }
+    for a in algos {
+        let cell = |i: usize| rows.iter().find(|r| r.algo == a && r.iteration == i);
+        out += &format!("| {a} |");
+        for &i in &iters {
+            out +=
+                &format!(" {} |", cell(i).map_or("–".into(), |r| pm(r.post_return_mean, r.post_return_se)));
+        }
+        match cell(last) {
+            Some(r) => {
+                out += &format!(
+                    " {} | {} | {:.1} |\n",
+                    pm(r.max_drop_mean, r.max_drop_se),
+                    pm(r.pre_return_mean, r.pre_return_se),
+                    r.wall_s_mean / 60.0
+                )
+            }
+            None => out += " – | – | – |\n",
+        }
+    }
+    out
+}
+
+/// Largest fall of `ys` below its running maximum (0 if it never falls).
+pub fn max_drop(ys: impl Iterator<Item = f64>) -> f64 {
+    let (mut best, mut drop) = (f64::NEG_INFINITY, 0.0f64);
+    for y in ys {
+        best = best.max(y);
+        drop = drop.max(best - y);
+    }
+    drop
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_markdown_has_one_row_per_algorithm() {
+        let row = |algo: &str, iteration: usize, m: f64| SummaryRow {
+            algo: algo.into(),
+            iteration,
+            is_final: iteration == 20,
+            seeds: 3,
+            post_return_mean: m,
+            post_return_se: 0.25,
+            pre_return_mean: -1.0,
+            pre_return_se: 0.5,
+            max_drop_mean: 2.0,
+            max_drop_se: 0.125,
+            wall_s_mean: 90.0,
+        };
+        let md = summary_markdown(&[row("promp", 10, 1.0), row("promp", 20, 3.0), row("trpo-maml", 10, 2.0)]);
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(
+            lines[0],
+            "| algorithm | it. 10 | it. 20 | max drop by it. 20 | pre-update, it. 20 | minutes per run |"
+        );
+        assert_eq!(lines[1], "|---|---|---|---|---|---|");
+        assert_eq!(lines[2], "| promp | 1.0 ± 0.2 | 3.0 ± 0.2 | 2.0 ± 0.1 | -1.0 ± 0.5 | 1.5 |");
+        assert_eq!(lines[3], "| trpo-maml | 2.0 ± 0.2 | – | – | – | – |");
+        assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn max_drop_is_the_largest_fall_below_the_running_best() {
+        assert_eq!(max_drop([1.0, 2.0, 3.0].into_iter()), 0.0);
+        assert_eq!(max_drop([5.0, 1.0, 6.0, 4.0].into_iter()), 4.0);
+        assert_eq!(max_drop([2.0, 9.0, 7.0, 1.0, 10.0].into_iter()), 8.0);
+        assert_eq!(max_drop(std::iter::empty()), 0.0);
+    }
+
+    #[test]
+    fn default_settings_are_the_command_line_defaults() {
+        let s = RunSettings::default();
+        assert_eq!((s.env.as_str(), s.iterations, s.tasks, s.rollouts, s.horizon), ("point-corners", 500, 40, 20, 100));
+        assert_eq!(s.hidden, vec![64, 64]);
+        assert_eq!(s.taypo_discount, TaylorDiscount::FromFirst);
+        // Partial settings from a map (the Python face) fill the rest with the defaults.
+        let p: RunSettings = serde_json::from_str(r#"{"iterations": 7}"#).unwrap();
+        assert_eq!(RunSettings { iterations: 7, ..RunSettings::default() }, p);
+        let bad = serde_json::from_str::<RunSettings>(r#"{"iteratons": 7}"#).unwrap_err().to_string();
+        assert!(bad.contains("iteratons"), "{bad}");
+    }
+
+    fn grid(algos: Vec<Algorithm>, seeds: Vec<u64>, at: Vec<usize>) -> Result<Grid> {
+        GridSettings {
+            run: RunSettings { iterations: 10, ..RunSettings::default() },
+            algos,
+            seeds,
+            at,
+            out: "unused".into(),
+        }
+        .validate()
+    }
+
+    #[test]
+    fn grids_refuse_duplicates_and_report_points_out_of_range() {
+        let msg = |r: Result<Grid>| r.unwrap_err().to_string();
+        assert!(msg(grid(vec![Algorithm::Promp], vec![1, 1], vec![])).contains("seed 1 is listed twice"));
+        assert!(msg(grid(vec![Algorithm::Promp, Algorithm::Promp], vec![1], vec![])).contains("promp is listed twice"));
+        assert!(msg(grid(vec![Algorithm::Promp], vec![1], vec![0])).contains("invalid at: 0"));
+        assert!(msg(grid(vec![Algorithm::Promp], vec![1], vec![11])).contains("invalid at: 11"));
+        assert!(msg(grid(vec![], vec![1], vec![])).contains("algos"));
+        let g = grid(vec![Algorithm::Promp], vec![1, 2], vec![5]).unwrap();
+        assert_eq!(g.report_points(), &[5, 10]);
+        assert_eq!(g.runs().len(), 2);
+    }
+}
