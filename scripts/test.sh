@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # The project's test command (README "Quick start"; CI runs it via .ci/run).
-# Installs the pinned MuJoCo engine and the Gymnasium reference into .deps/ (idempotent),
-# checks formatting, lints (with and without MuJoCo) and the API docs' links, then runs
-# every test, MuJoCo parity tests included, in the optimised test profile.
+# Installs the pinned MuJoCo engine, the Gymnasium reference and the Python test tools into
+# .deps/ (idempotent), checks formatting, lints (with and without MuJoCo, and the Python
+# extension) and the API docs' links, runs every Rust test, MuJoCo parity tests included,
+# in the optimised test profile, then builds the CLI and the Python package and runs the
+# Python test suite (which compares the two faces bit for bit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for c in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
 done
 scripts/install-mujoco.sh
-cargo fmt --check
+cargo fmt --all --check
 cargo clippy --all-targets -- -D warnings
 cargo clippy --all-targets --features mujoco -- -D warnings
+cargo clippy -p metagrad-python --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features mujoco
 cargo test --features mujoco
+cargo build --release --features mujoco
+scripts/python-env.sh
+.deps/venv/bin/python -m pytest python/tests -q -p no:cacheprovider

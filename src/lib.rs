@@ -11,15 +11,19 @@
 //! * [`meta`]: meta-RL sampling, sample processing and outer optimisers;
 //! * [`experiments`]: the paper's studies and their result files;
 //! * [`plot`]: PNG/SVG line plots with error bars;
+//! * [`atomic`]: every file written to a temporary file and renamed into place;
+//! * [`limits`]: documented size limits, checked before allocation;
 //! * [`stop`]: cooperative stop requests for long computations.
 
 // Index loops mirror the formulas (x, a, t subscripts); keep them.
 #![allow(clippy::needless_range_loop)]
 
+pub mod atomic;
 pub mod envs;
 pub mod error;
 pub mod estimators;
 pub mod experiments;
+pub mod limits;
 pub mod meta;
 pub mod plot;
 pub mod policy;

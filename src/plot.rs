@@ -395,11 +395,30 @@ pub fn save(fig: &Figure, stem: &Path) -> Result<()> {
         })?;
     }
     let corner = legend_corner(&data, r.0, r.1, fig.log_x);
-    render(BitMapBackend::new(&png, SIZE).into_drawing_area(), fig, &data, r, corner.clone())
+    // Both files atomically: drawn to temporary files in the same folder, renamed into place.
+    let png_tmp = crate::atomic::TempFile::new(&png);
+    render(BitMapBackend::new(png_tmp.path(), SIZE).into_drawing_area(), fig, &data, r, corner.clone())
         .map_err(|m| io_error(&png, "writing plot", m))?;
-    render(SVGBackend::new(&svg, SIZE).into_drawing_area(), fig, &data, r, corner)
+    let mut text = String::new();
+    render(SVGBackend::with_string(&mut text, SIZE).into_drawing_area(), fig, &data, r, corner)
         .map_err(|m| io_error(&svg, "writing plot", m))?;
-    Ok(())
+    png_tmp.commit()?;
+    crate::atomic::write_bytes(&svg, text.as_bytes())
+}
+
+/// [`save`], but a figure whose data cannot be drawn ([`Error::Invalid`]: no finite point,
+/// a range too large or too small to plot) is skipped with a warning on standard error
+/// instead of failing the command after its tables are written. Returns whether the files
+/// were written; I/O errors are still errors.
+pub fn save_or_skip(fig: &Figure, stem: &Path) -> Result<bool> {
+    match save(fig, stem) {
+        Ok(()) => Ok(true),
+        Err(Error::Invalid { field, reason }) => {
+            eprintln!("warning: skipped {field}: {reason}");
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

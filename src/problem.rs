@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, ensure_finite, invalid};
 use crate::estimators::{BatchObjective, Estimator};
+use crate::limits::Limits;
 use crate::policy::TabularSoftmax;
 use crate::tabular::mdp::check_probability_row;
 use crate::tabular::oracle::{self, Derivatives};
@@ -153,31 +154,67 @@ impl RawProblem {
 }
 
 impl Problem {
-    /// Reads and validates a problem file.
+    /// Reads and validates a problem file (`-` = standard input) with the default
+    /// [`Limits`].
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| Error::Io { context: format!("cannot read {}", path.display()), source })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::load_with(path, &Limits::default())
+    }
+
+    /// Reads and validates a problem file (`-` = standard input), refusing more than
+    /// `limits.max_input_bytes` bytes and sizes above `limits`.
+    pub fn load_with(path: &Path, limits: &Limits) -> Result<Self> {
+        let text = crate::limits::read_bounded(path, limits.max_input_bytes)?;
+        let source =
+            if path.as_os_str() == "-" { "standard input".to_string() } else { path.display().to_string() };
+        Self::parse_with(&text, &source, limits)
     }
 
     /// Parses and validates problem JSON; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<Self> {
+        Self::parse_with(text, source, &Limits::default())
+    }
+
+    /// [`Problem::parse`] with explicit limits. The text must hold exactly one JSON object:
+    /// another top-level value (an array is not a problem) and anything but whitespace after
+    /// the document are errors.
+    pub fn parse_with(text: &str, source: &str, limits: &Limits) -> Result<Self> {
+        match text.trim_start_matches([' ', '\t', '\n', '\r']).chars().next() {
+            Some('{') => {}
+            None => return Err(invalid(source, "is empty; expected a JSON object (the problem)")),
+            Some(c) => {
+                return Err(invalid(
+                    source,
+                    format!("the top level must be a JSON object (the problem), found {c:?}"),
+                ));
+            }
+        }
         let de = &mut serde_json::Deserializer::from_str(text);
-        let raw: RawProblem = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let context = if path == "." || path.is_empty() {
+        let at = |path: String| {
+            if path == "." || path.is_empty() {
                 source.to_string()
             } else {
                 format!("{source} at field `{path}`")
-            };
-            Error::Parse { context, source: inner }
+            }
+        };
+        let raw: RawProblem = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+            let path = e.path().to_string();
+            Error::Parse { context: at(path), source: e.into_inner() }
         })?;
-        Self::from_raw(raw)
+        de.end().map_err(|e| Error::Parse {
+            context: format!("{source} (one JSON document per file; content follows it)"),
+            source: e,
+        })?;
+        Self::from_raw_with(raw, limits)
     }
 
-    /// Validates a parsed problem.
+    /// Validates a parsed problem with the default [`Limits`].
     pub fn from_raw(raw: RawProblem) -> Result<Self> {
+        Self::from_raw_with(raw, &Limits::default())
+    }
+
+    /// Validates a parsed problem. Every shape is checked, against `limits` too, before
+    /// anything is allocated for it: D = |X|·|A| ≤ `max_params`, Σ_n T_n ≤ `max_steps`.
+    pub fn from_raw_with(raw: RawProblem, limits: &Limits) -> Result<Self> {
         let ns = raw.transitions.len();
         if ns == 0 {
             return Err(invalid("transitions", "needs at least one state"));
@@ -186,7 +223,13 @@ impl Problem {
         if na == 0 {
             return Err(invalid("transitions[0]", "needs at least one action"));
         }
-        let mut transitions = Vec::with_capacity(ns * na * ns);
+        crate::limits::product(
+            "transitions",
+            "parameters D = |X|·|A|",
+            &[ns, na],
+            limits.max_params,
+            Some("--max-params"),
+        )?;
         for (x, per_action) in raw.transitions.iter().enumerate() {
             if per_action.len() != na {
                 return Err(invalid(
@@ -201,9 +244,15 @@ impl Problem {
                         format!("expected {ns} next-state probabilities, got {}", row.len()),
                     ));
                 }
-                transitions.extend_from_slice(row);
             }
         }
+        let mut steps = 0usize;
+        for tr in &raw.trajectories {
+            steps = steps.saturating_add(tr.actions.len());
+        }
+        crate::limits::check("trajectories (total steps)", steps, limits.max_steps, Some("--max-steps"))?;
+        // Shapes checked: |X|²·|A| ≤ |X|·max_params entries.
+        let transitions: Vec<f64> = raw.transitions.iter().flatten().flatten().copied().collect();
         let rewards = table("rewards", &raw.rewards, ns, na)?;
         ensure_finite(|| "gamma".into(), raw.gamma)?;
         let start = index(|| "start_state".into(), raw.start_state, ns, "state")?;
@@ -328,7 +377,10 @@ impl Problem {
     fn check_direction(&self, v: &[f64]) -> Result<()> {
         let d = self.mdp.n_states() * self.mdp.n_actions();
         if v.len() != d {
-            return Err(invalid("v", format!("expected {d} entries (|X|·|A|, index x·|A| + a), got {}", v.len())));
+            return Err(invalid(
+                "v",
+                format!("expected {d} entries (|X|·|A|, index x·|A| + a), got {}", v.len()),
+            ));
         }
         for (i, &x) in v.iter().enumerate() {
             ensure_finite(|| format!("v[{i}]"), x)?;
@@ -344,7 +396,17 @@ impl Problem {
         let batch = TabularBatch::new(&self.trajectories, &self.behaviour, self.mdp.n_actions());
         let prepared = batch.prepare(estimator, self.mdp.gamma(), self.critic.as_ref())?;
         let rows = batch.rows(&self.policy, &prepared, self.critic.as_ref());
-        Ok(BatchObjective::new(&prepared, &rows)?.hvp(v))
+        let hv = BatchObjective::new(&prepared, &rows)?.hvp(v);
+        if let Some(i) = hv.iter().position(|x| !x.is_finite()) {
+            return Err(invalid(
+                format!("estimator {estimator}"),
+                format!(
+                    "the Hessian-vector product is not finite (entry {i} = {}): the inputs' magnitudes overflow float64",
+                    hv[i]
+                ),
+            ));
+        }
+        Ok(hv)
     }
 
     /// The exact finite-horizon value J_T of the problem's MDP from x_0 and its derivatives
@@ -363,14 +425,20 @@ impl Problem {
     }
 
     /// Mean estimate, gradient and Hessian of one estimator over the trajectories.
+    /// A result that is not finite (finite inputs whose magnitudes overflow) is an error
+    /// naming the estimator.
     pub fn estimate(&self, estimator: Estimator) -> Result<Derivatives> {
+        let longest = self.trajectories.iter().map(|t| t.actions.len()).max().unwrap_or(0);
+        estimator.check_hessian_horizon(longest)?;
         let na = self.mdp.n_actions();
-        TabularBatch::new(&self.trajectories, &self.behaviour, na).estimate(
+        let d = TabularBatch::new(&self.trajectories, &self.behaviour, na).estimate(
             estimator,
             self.mdp.gamma(),
             &self.policy,
             self.critic.as_ref(),
             true,
-        )
+        )?;
+        d.ensure_finite(&format!("estimator {estimator}"))?;
+        Ok(d)
     }
 }

@@ -139,4 +139,4 @@ def load_progress(run_dir) -> "pandas.DataFrame":  # noqa: F821
     """A run folder's ``progress.csv`` as a DataFrame."""
     import pandas as pd
 
-    return pd.read_csv(f"{run_dir}/progress.csv")
+    return pd.read_csv(f"{run_dir}/progress.csv", float_precision="round_trip")

@@ -47,11 +47,11 @@ pub fn run_stoppable<T: Send, E: Send>(
             let msg = py.detach(|| rx.lock().expect("not poisoned").recv_timeout(Duration::from_millis(50)));
             match msg {
                 Ok(Message::Event(e)) => {
-                    if pending.is_none() {
-                        if let Err(err) = on_event(py, e) {
-                            metagrad::stop::request();
-                            pending = Some(err);
-                        }
+                    if pending.is_none()
+                        && let Err(err) = on_event(py, e)
+                    {
+                        metagrad::stop::request();
+                        pending = Some(err);
                     }
                 }
                 Ok(Message::Done(result)) => {
@@ -68,11 +68,11 @@ pub fn run_stoppable<T: Send, E: Send>(
                     return Err(pyo3::exceptions::PyRuntimeError::new_err("the worker thread panicked"));
                 }
             }
-            if pending.is_none() {
-                if let Err(err) = py.check_signals() {
-                    metagrad::stop::request();
-                    pending = Some(err);
-                }
+            if pending.is_none()
+                && let Err(err) = py.check_signals()
+            {
+                metagrad::stop::request();
+                pending = Some(err);
             }
         }
     })

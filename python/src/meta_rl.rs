@@ -9,7 +9,7 @@ use metagrad::meta::algos::{Algorithm, IterationStats, ValidParams};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::errors::{py_err, settings_err};
+use crate::errors::{parse_settings, py_err};
 use crate::interrupt::run_stoppable;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -70,7 +70,7 @@ impl Event {
 }
 
 fn settings(function: &str, json: &str) -> PyResult<RunSettings> {
-    serde_json::from_str(json).map_err(|e| settings_err(function, e))
+    parse_settings(function, json)
 }
 
 fn forward(progress: &Option<Py<PyAny>>) -> impl FnMut(Python<'_>, Event) -> PyResult<()> + '_ {
@@ -149,7 +149,12 @@ fn meta_rl_compare(
     let grid = grid(settings_json, algos, seeds, at, out)?;
     let rows = run_stoppable(
         py,
-        |events| grid.run(&mut |g| Ok(events.send(Event::new(g.run, g.runs, g.params, g.progress)))),
+        |events| {
+            grid.run(&mut |g| {
+                events.send(Event::new(g.run, g.runs, g.params, g.progress));
+                Ok(())
+            })
+        },
         forward(&progress),
     )?;
     Ok(serde_json::to_string(&rows).expect("rows serialise"))

@@ -1,8 +1,195 @@
-//! The row interface (placeholder, filled in by the row-interface work): estimators on
-//! per-step log-likelihoods u = log π_θ(a_t|x_t), for any policy and autodiff framework.
+//! The row interface: estimators on per-step log-likelihoods u = log π_θ(a_t|x_t), for any
+//! policy and autodiff framework — the library's [`RowObjective`] on padded numpy arrays.
 
+use std::borrow::Cow;
+
+use metagrad::estimators::TaylorDiscount;
+use metagrad::estimators::rows::{Padded, RowCritic, RowData, RowObjective, parse_estimator};
+use numpy::ndarray::{Array2, Array3};
+use numpy::{IntoPyArray, PyArray2, PyArray3, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
-    Ok(())
+use crate::errors::py_err;
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(row_derivatives, m)?)
+}
+
+fn bad(field: &str, msg: impl std::fmt::Display) -> PyErr {
+    PyValueError::new_err(format!("invalid {field}: {msg}"))
+}
+
+/// A 2-D array as a row-major slice (borrowed when contiguous) and its shape.
+fn flat<'a>(a: &'a PyReadonlyArray2<'_, f64>) -> (Cow<'a, [f64]>, [usize; 2]) {
+    let view = a.as_array();
+    let (r, c) = view.dim();
+    let values = match a.as_slice() {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(view.iter().copied().collect()),
+    };
+    (values, [r, c])
+}
+
+fn flat3<'a>(a: &'a PyReadonlyArray3<'_, f64>) -> (Cow<'a, [f64]>, [usize; 3]) {
+    let view = a.as_array();
+    let (k, r, c) = view.dim();
+    let values = match a.as_slice() {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(view.iter().copied().collect()),
+    };
+    (values, [k, r, c])
+}
+
+fn parse_discount(discount: &str) -> PyResult<TaylorDiscount> {
+    match discount.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+        "absolute" => Ok(TaylorDiscount::Absolute),
+        "from-first" => Ok(TaylorDiscount::FromFirst),
+        _ => Err(bad("discount", format!("expected \"absolute\" or \"from-first\", got {discount:?}"))),
+    }
+}
+
+type Out<'py> = (
+    f64,
+    Option<Bound<'py, PyArray2<f64>>>,
+    Option<Bound<'py, PyArray2<f64>>>,
+    Option<Bound<'py, PyArray3<f64>>>,
+    Option<Bound<'py, PyArray3<f64>>>,
+);
+
+/// Value, row gradient and row HVPs of one estimator on padded N×T arrays (see
+/// `metagrad.rows.derivatives`). `direction` is K×N×T (`direction_c` K×N×(T+1)); returns
+/// (value, ∂V̂/∂u, ∂V̂/∂c or None, HVPs in u K×N×T or None, HVPs in c or None).
+#[pyfunction]
+#[pyo3(signature = (estimator, u, log_mu, rewards, *, gamma, truncation=1.0, discount="absolute",
+                    lengths=None, state_values=None, q_taken=None, behaviour_means=None,
+                    critic_means=None, gradient=true, direction=None, direction_c=None))]
+#[allow(clippy::too_many_arguments)]
+fn row_derivatives<'py>(
+    py: Python<'py>,
+    estimator: &str,
+    u: PyReadonlyArray2<'_, f64>,
+    log_mu: PyReadonlyArray2<'_, f64>,
+    rewards: PyReadonlyArray2<'_, f64>,
+    gamma: f64,
+    truncation: f64,
+    discount: &str,
+    lengths: Option<PyReadonlyArray1<'_, i64>>,
+    state_values: Option<PyReadonlyArray2<'_, f64>>,
+    q_taken: Option<PyReadonlyArray2<'_, f64>>,
+    behaviour_means: Option<PyReadonlyArray2<'_, f64>>,
+    critic_means: Option<PyReadonlyArray2<'_, f64>>,
+    gradient: bool,
+    direction: Option<PyReadonlyArray3<'_, f64>>,
+    direction_c: Option<PyReadonlyArray3<'_, f64>>,
+) -> PyResult<Out<'py>> {
+    let e = parse_estimator(estimator, truncation, parse_discount(discount)?).map_err(py_err)?;
+    let (u, shape) = flat(&u);
+    let [n, t] = shape;
+    let (log_mu, mu_shape) = flat(&log_mu);
+    let (rewards, r_shape) = flat(&rewards);
+    let lengths: Option<Vec<usize>> = match &lengths {
+        None => None,
+        Some(l) => {
+            let l = l.as_array();
+            let mut out = Vec::with_capacity(l.len());
+            for (i, &len) in l.iter().enumerate() {
+                if len < 0 {
+                    return Err(bad(&format!("lengths[{i}]"), format!("must be in 0..={t}, got {len}")));
+                }
+                out.push(len as usize);
+            }
+            Some(out)
+        }
+    };
+    let sv = state_values.as_ref().map(flat);
+    let qt = q_taken.as_ref().map(flat);
+    let bm = behaviour_means.as_ref().map(flat);
+    let cm = critic_means.as_ref().map(flat);
+    let critic = match (&sv, &qt, &bm) {
+        (None, None, None) => RowCritic::None,
+        (Some(v), None, None) => RowCritic::State(Padded { values: &v.0, shape: v.1 }),
+        (None, Some(q), Some(b)) => RowCritic::Action {
+            taken: Padded { values: &q.0, shape: q.1 },
+            behaviour_means: Padded { values: &b.0, shape: b.1 },
+            critic_means: cm.as_ref().map(|c| Padded { values: &c.0, shape: c.1 }),
+        },
+        (Some(_), _, _) => {
+            return Err(bad(
+                "critic",
+                "give state_values or an action-value critic (q_taken, behaviour_means), not both",
+            ));
+        }
+        (None, Some(_), None) => {
+            return Err(bad("behaviour_means", "q_taken needs behaviour_means (N×(T+1))"));
+        }
+        (None, None, Some(_)) => return Err(bad("q_taken", "behaviour_means needs q_taken (N×T)")),
+    };
+    if cm.is_some() && !matches!(critic, RowCritic::Action { .. }) {
+        return Err(bad("critic_means", "only with an action-value critic (q_taken, behaviour_means)"));
+    }
+    let dirs = direction.as_ref().map(flat3);
+    let dirs_c = direction_c.as_ref().map(flat3);
+    let k = match (&dirs, &dirs_c) {
+        (None, None) => 0,
+        (Some(d), _) => {
+            if d.1[1..] != [n, t] {
+                return Err(bad(
+                    "direction",
+                    format!("expected shape (N, T) = ({n}, {t}) per direction, got {:?}", &d.1[1..]),
+                ));
+            }
+            d.1[0]
+        }
+        (None, Some(_)) => return Err(bad("direction_c", "given without direction (the u part)")),
+    };
+    if let Some(dc) = &dirs_c
+        && dc.1 != [k, n, t + 1]
+    {
+        return Err(bad(
+            "direction_c",
+            format!("expected shape ({k}, {n}, {}) (K×N×(T+1)), got {:?}", t + 1, dc.1),
+        ));
+    }
+    let data = RowData {
+        u: Padded { values: &u, shape },
+        log_mu: Padded { values: &log_mu, shape: mu_shape },
+        rewards: Padded { values: &rewards, shape: r_shape },
+        lengths: lengths.as_deref(),
+        critic,
+    };
+    let result = py.detach(|| -> metagrad::Result<_> {
+        let obj = RowObjective::new(e, gamma, &data)?;
+        let g = if gradient || k == 0 { Some(obj.gradient()) } else { None };
+        let mut hv_u = Vec::with_capacity(k * n * t);
+        let mut hv_c = Vec::new();
+        let mut value = g.as_ref().map(|g| g.value);
+        for j in 0..k {
+            let wu = &dirs.as_ref().expect("k > 0").0[j * n * t..(j + 1) * n * t];
+            let wc = dirs_c.as_ref().map(|d| &d.0[j * n * (t + 1)..(j + 1) * n * (t + 1)]);
+            let (gj, h) = obj.gradient_and_hvp(wu, wc)?;
+            value.get_or_insert(gj.value);
+            hv_u.extend_from_slice(&h.u);
+            if let Some(c) = h.c {
+                hv_c.extend_from_slice(&c);
+            }
+        }
+        let has_c = obj.has_critic_means();
+        Ok((value.expect("a gradient or an HVP was computed"), g, hv_u, hv_c, has_c))
+    });
+    let (value, g, hv_u, hv_c, has_c) = result.map_err(py_err)?;
+    let arr2 =
+        |v: Vec<f64>, cols: usize| Array2::from_shape_vec((n, cols), v).expect("shape").into_pyarray(py);
+    let arr3 =
+        |v: Vec<f64>, cols: usize| Array3::from_shape_vec((k, n, cols), v).expect("shape").into_pyarray(py);
+    let (grad_u, grad_c) = match g.filter(|_| gradient) {
+        Some(g) => (Some(arr2(g.u, t)), g.c.map(|c| arr2(c, t + 1))),
+        None => (None, None),
+    };
+    let (hvp_u, hvp_c) = if k > 0 || dirs.is_some() {
+        (Some(arr3(hv_u, t)), has_c.then(|| arr3(hv_c, t + 1)))
+    } else {
+        (None, None)
+    };
+    Ok((value, grad_u, grad_c, hvp_u, hvp_c))
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use metagrad::experiments::tabular_study::{StudySettings, summarise, write_results};
 use pyo3::prelude::*;
 
-use crate::errors::{py_err, settings_err};
+use crate::errors::{parse_settings, py_err};
 use crate::interrupt::run_stoppable;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -34,8 +34,7 @@ fn tabular_study(
     out: Option<PathBuf>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<(String, String)> {
-    let settings: StudySettings =
-        serde_json::from_str(settings).map_err(|e| settings_err("tabular_study", e))?;
+    let settings: StudySettings = parse_settings("tabular_study", settings)?;
     let study = settings.validate().map_err(py_err)?;
     if let Some(dir) = &out {
         metagrad::experiments::prepare_output_dir(dir).map_err(py_err)?;

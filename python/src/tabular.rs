@@ -26,7 +26,7 @@ pub fn parse_estimator(name: &str, truncation: f64) -> PyResult<Estimator> {
     }
 }
 
-fn rows<'a>(a: &'a PyReadonlyArray2<'_, f64>) -> Vec<Vec<f64>> {
+fn rows(a: &PyReadonlyArray2<'_, f64>) -> Vec<Vec<f64>> {
     a.as_array().rows().into_iter().map(|r| r.to_vec()).collect()
 }
 
@@ -56,13 +56,18 @@ impl TabularProblem {
         state_values: Option<PyReadonlyArray1<'_, f64>>,
         action_values: Option<PyReadonlyArray2<'_, f64>>,
     ) -> PyResult<Self> {
-        let (states, actions, traj_rewards) = (states.as_array(), actions.as_array(), trajectory_rewards.as_array());
+        let (states, actions, traj_rewards) =
+            (states.as_array(), actions.as_array(), trajectory_rewards.as_array());
         let (n, t_max) = actions.dim();
         let bad = |arg: &str, msg: String| Err(PyValueError::new_err(format!("invalid {arg}: {msg}")));
         if states.dim() != (n, t_max + 1) {
             return bad(
                 "states",
-                format!("expected shape ({n}, {}) (one more column than actions), got {:?}", t_max + 1, states.dim()),
+                format!(
+                    "expected shape ({n}, {}) (one more column than actions), got {:?}",
+                    t_max + 1,
+                    states.dim()
+                ),
             );
         }
         if traj_rewards.dim() != (n, t_max) {
@@ -76,7 +81,10 @@ impl TabularProblem {
             Some(l) => {
                 let l = l.as_array();
                 if l.len() != n {
-                    return bad("lengths", format!("expected {n} entries (one per trajectory), got {}", l.len()));
+                    return bad(
+                        "lengths",
+                        format!("expected {n} entries (one per trajectory), got {}", l.len()),
+                    );
                 }
                 let mut out = Vec::with_capacity(n);
                 for (i, &len) in l.iter().enumerate() {
@@ -175,7 +183,13 @@ impl TabularProblem {
         );
         let d = py
             .detach(|| {
-                batch.estimate(e, self.problem.mdp.gamma(), &self.problem.policy, self.problem.critic.as_ref(), hessian)
+                batch.estimate(
+                    e,
+                    self.problem.mdp.gamma(),
+                    &self.problem.policy,
+                    self.problem.critic.as_ref(),
+                    hessian,
+                )
             })
             .map_err(py_err)?;
         self.derivatives(py, d, hessian)
@@ -204,7 +218,12 @@ impl TabularProblem {
 
     /// The exact finite-horizon J_T and its derivatives (bootstrapped by the critic, or 0).
     #[pyo3(signature = (horizon, bootstrap=true))]
-    fn finite_horizon<'py>(&self, py: Python<'py>, horizon: usize, bootstrap: bool) -> PyResult<Bound<'py, PyDict>> {
+    fn finite_horizon<'py>(
+        &self,
+        py: Python<'py>,
+        horizon: usize,
+        bootstrap: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let d = py.detach(|| self.problem.finite_horizon(horizon, bootstrap)).map_err(py_err)?;
         self.derivatives(py, d, true)
     }
@@ -212,7 +231,12 @@ impl TabularProblem {
 
 impl TabularProblem {
     /// {"value", "gradient" (|X|×|A|), "hessian" (D×D or None)}.
-    fn derivatives<'py>(&self, py: Python<'py>, d: Derivatives, hessian: bool) -> PyResult<Bound<'py, PyDict>> {
+    fn derivatives<'py>(
+        &self,
+        py: Python<'py>,
+        d: Derivatives,
+        hessian: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let (ns, na) = (self.problem.mdp.n_states(), self.problem.mdp.n_actions());
         let out = PyDict::new(py);
         out.set_item("value", d.value)?;

@@ -5,15 +5,25 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use metagrad::estimators::Estimator;
+use metagrad::limits::{DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_PARAMS, DEFAULT_MAX_STEPS, Limits};
 use metagrad::problem::Problem;
 use metagrad::tabular::oracle::Derivatives;
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Problem file (JSON; schema in the README).
+    /// Problem file (JSON; schema in the README), or `-` for standard input.
     #[arg(long)]
     input: PathBuf,
+    /// Largest input accepted, in MiB.
+    #[arg(long, default_value_t = DEFAULT_MAX_INPUT_BYTES >> 20)]
+    max_input_mb: u64,
+    /// Largest parameter count D = |X|·|A| accepted (each Hessian in the output is D×D).
+    #[arg(long, default_value_t = DEFAULT_MAX_PARAMS)]
+    max_params: usize,
+    /// Largest total number of steps Σ_n T_n over the trajectories.
+    #[arg(long, default_value_t = DEFAULT_MAX_STEPS)]
+    max_steps: usize,
     /// Comma-separated estimators: is, dr, dr-trunc, taypo-K (K ≥ 1), lvc, maml.
     #[arg(long, default_value = "is,dr,dr-trunc,taypo-1,taypo-2")]
     estimators: String,
@@ -52,13 +62,25 @@ struct Report {
 
 pub fn run(args: Args) -> Result<()> {
     let estimators = Estimator::parse_list(&args.estimators, args.truncation)?;
-    let problem = Problem::load(&args.input)?;
+    let limits = Limits {
+        max_input_bytes: args.max_input_mb.checked_mul(1 << 20).ok_or_else(|| {
+            metagrad::error::invalid(
+                "max-input-mb",
+                format!("{} MiB overflows a byte count", args.max_input_mb),
+            )
+        })?,
+        max_params: args.max_params,
+        max_steps: args.max_steps,
+    };
+    let problem = Problem::load_with(&args.input, &limits)?;
     problem.check_estimators(&estimators)?;
     let na = problem.mdp.n_actions();
     let mut estimates = BTreeMap::new();
     for e in estimators {
         estimates.insert(e.name(), Out::new(problem.estimate(e)?, na));
     }
-    let report = Report { exact: Out::new(problem.exact(), na), estimates };
+    let exact = problem.exact();
+    exact.ensure_finite("exact")?;
+    let report = Report { exact: Out::new(exact, na), estimates };
     super::write_output(args.output.as_deref(), &serde_json::to_string_pretty(&report)?)
 }

@@ -136,7 +136,13 @@ fn compare(c: CompareArgs) -> Result<()> {
         let base = g.run as u64 * n;
         match g.progress {
             Progress::Started { done, .. } => {
-                bar.set_prefix(format!("[{}/{}] {} seed {}", g.run + 1, g.runs, g.params.algo, g.params.seed));
+                bar.set_prefix(format!(
+                    "[{}/{}] {} seed {}",
+                    g.run + 1,
+                    g.runs,
+                    g.params.algo,
+                    g.params.seed
+                ));
                 bar.set_position(base + done as u64);
             }
             Progress::Iteration { stats, .. } => {

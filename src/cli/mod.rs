@@ -37,6 +37,7 @@ enum Command {
 pub fn run(cli: Cli) -> Result<()> {
     if let Some(t) = cli.threads {
         anyhow::ensure!(t >= 1, "invalid --threads: must be ≥ 1, got {t}");
+        metagrad::limits::check("--threads", t, metagrad::limits::MAX_THREADS, None)?;
         rayon::ThreadPoolBuilder::new()
             .num_threads(t)
             .build_global()
@@ -50,11 +51,13 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Writes `text` to `path`, or to standard output when `path` is `None` or `-`.
+/// Writes `text` to `path` atomically (temporary file renamed into place), or to standard output when `path` is `None` or `-`.
 pub fn write_output(path: Option<&std::path::Path>, text: &str) -> Result<()> {
     match path {
         Some(p) if p.as_os_str() != "-" => {
-            std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))
+            let mut bytes = text.as_bytes().to_vec();
+            bytes.push(b'\n');
+            Ok(metagrad::atomic::write_bytes(p, &bytes)?)
         }
         _ => {
             use std::io::Write;

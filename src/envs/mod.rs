@@ -5,12 +5,16 @@
 //! take explicit random-number generators, so every draw flows from the user's seed.
 
 pub mod point;
+pub mod vector;
 
 pub use point::PointEnv;
+pub use vector::{Autoreset, VecEnv};
+
+use std::path::Path;
 
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::Result;
+use crate::error::{Result, invalid};
 
 #[cfg(feature = "mujoco")]
 pub mod mujoco;
@@ -21,18 +25,61 @@ pub mod mujoco;
 /// Without the `mujoco` feature: an error saying how to build with it. With it: the errors of
 /// `mujoco::make_env` (unknown name, MuJoCo assets not installed).
 pub fn make_mujoco_env(name: &str) -> anyhow::Result<Box<dyn MetaEnv>> {
+    make_mujoco_env_in(name, None)
+}
+
+/// [`make_mujoco_env`] with the robots' XML files read from the directory `assets` (default:
+/// `mujoco::assets_dir()`).
+///
+/// # Errors
+/// As [`make_mujoco_env`].
+pub fn make_mujoco_env_in(name: &str, assets: Option<&Path>) -> anyhow::Result<Box<dyn MetaEnv>> {
     #[cfg(feature = "mujoco")]
     {
-        Ok(mujoco::make_env(name)?)
+        Ok(match assets {
+            Some(dir) => mujoco::make_env_in(name, dir)?,
+            None => mujoco::make_env(name)?,
+        })
     }
     #[cfg(not(feature = "mujoco"))]
     {
+        let _ = assets;
         anyhow::bail!(
             "environment `{name}` needs MuJoCo, but metagrad was built without the `mujoco` \
              feature: run `scripts/install-mujoco.sh`, then build with `cargo build --release \
              --features mujoco`"
         )
     }
+}
+
+/// Names of all environments: the two point envs, then the seven MuJoCo meta-tasks (which
+/// need the `mujoco` feature).
+pub const NAMES: [&str; 9] = [
+    "point-corners",
+    "point-corners-simple",
+    "half-cheetah-rand-direc",
+    "ant-rand-direc",
+    "ant-rand-goal",
+    "walker2d-rand-direc",
+    "hopper-rand-params",
+    "walker2d-rand-params",
+    "humanoid-rand-direc-2d",
+];
+
+/// The environment called `name` (one of [`NAMES`]); MuJoCo robots are loaded from
+/// `mujoco_assets` if given (see [`make_mujoco_env_in`]).
+///
+/// # Errors
+/// An unknown name (field `env`, listing the known ones); the errors of
+/// [`make_mujoco_env_in`] (field `env`).
+pub fn make_env(name: &str, mujoco_assets: Option<&Path>) -> Result<Box<dyn MetaEnv>> {
+    if name.starts_with("point-") {
+        return Ok(Box::new(PointEnv::from_name(name)?));
+    }
+    if !NAMES.contains(&name) {
+        return Err(invalid("env", format!("unknown environment {name:?}; known: {}", NAMES.join(", "))));
+    }
+    make_mujoco_env_in(name, mujoco_assets).map_err(|e| invalid("env", format!("{name:?}: {e:#}")))
 }
 
 /// What one environment step returns.
@@ -77,4 +124,27 @@ pub trait MetaEnv: Send {
     fn step(&mut self, action: &[f64], obs: &mut [f64]) -> Result<Step>;
     /// An independent copy (same task), for parallel sampling.
     fn boxed_clone(&self) -> Box<dyn MetaEnv>;
+    /// The current task vector, if the env reports it (the envs of this crate do).
+    fn current_task(&self) -> Option<Vec<f64>> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_build_their_envs_or_say_why_not() {
+        assert_eq!(make_env("point-corners", None).unwrap().name(), "point-corners");
+        let msg = make_env("HalfCheetah-v5", None).err().unwrap().to_string();
+        assert!(
+            msg.contains("env") && msg.contains("HalfCheetah-v5") && msg.contains("ant-rand-goal"),
+            "{msg}"
+        );
+        #[cfg(feature = "mujoco")]
+        assert_eq!(NAMES[2..], mujoco::EnvKind::NAMES);
+        #[cfg(not(feature = "mujoco"))]
+        assert!(make_env(NAMES[2], None).err().unwrap().to_string().contains("--features mujoco"));
+    }
 }

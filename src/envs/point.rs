@@ -133,6 +133,10 @@ impl MetaEnv for PointEnv {
     fn boxed_clone(&self) -> Box<dyn MetaEnv> {
         Box::new(self.clone())
     }
+    /// The goal.
+    fn current_task(&self) -> Option<Vec<f64>> {
+        Some(self.goal.to_vec())
+    }
 }
 
 #[cfg(test)]

@@ -22,10 +22,14 @@ use rayon::prelude::*;
 
 use super::{PreparedBatch, Scalar};
 use crate::error::{Result, invalid};
-use crate::policy::{RowBlocks, ScoreRows};
+use crate::policy::{RowBlocks, ScoreRows, SemiseparableBlocks};
 
 /// Trajectories per parallel work item (fixed, for thread-count-independent results).
 const CHUNK: usize = 64;
+
+/// Chunks whose D×D Hessian parts are held at once by [`BatchObjective::hessian`] before
+/// they are added in order (fixed, for thread-count-independent results).
+const HESSIAN_GROUP: usize = 8;
 
 /// A contiguous run of trajectories and the rows they own.
 #[derive(Clone, Debug)]
@@ -116,7 +120,7 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
     /// Runs every trajectory's kernel on scalar rows built by `lift` (row value, global
     /// index) and hands each chunk's rows, gradients and values to `emit`. Chunks run in
     /// parallel; `emit` receives them in order through the returned vector.
-    fn pass<S, T, L, E>(&self, lift: L, emit: E) -> Vec<T>
+    fn pass<S, T, L, E>(&self, chunks: &[Chunk], lift: L, emit: E) -> Vec<T>
     where
         S: Scalar + Send,
         T: Send,
@@ -124,7 +128,7 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
         E: Fn(&Chunk, &[S], &[S], &[S], &[S], Vec<S>) -> T + Sync,
     {
         let vals = self.rows.values();
-        map_ordered(self.chunks.iter().collect(), |chunk| {
+        map_ordered(chunks.iter().collect(), |chunk| {
             let lift_range = |r: &Range<usize>, base: usize| -> Vec<S> {
                 (r.start..r.end).map(|i| lift(vals[base + i], base + i)).collect()
             };
@@ -160,7 +164,7 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
 
     /// Per-trajectory estimates V̂_n (unscaled).
     pub fn per_trajectory_values(&self) -> Vec<f64> {
-        self.pass(|v, _| v, |_, _, _, _, _, values: Vec<f64>| values).concat()
+        self.pass(&self.chunks, |v, _| v, |_, _, _, _, _, values: Vec<f64>| values).concat()
     }
 
     /// `scale`·Σ_n V̂_n and its row gradient times `scale`: one kernel pass in which the
@@ -366,50 +370,86 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
     }
 
     /// f, ∇f and the dense Hessian ∇²f = Jᵀ F J + Σ g_i ∇²u_i (row-major D×D).
+    ///
+    /// Row Hessians in semiseparable form where the estimator has one (IS, DR, truncated DR,
+    /// TayPO-2, the naive score: O(T) per trajectory, and O(T·D) for the tabular softmax's
+    /// JᵀFJ), dense k×k blocks otherwise (TayPO-K for K ≠ 2). Chunks are reduced in order,
+    /// a fixed group (8 chunks) at a time, so memory is O(N·T + D²).
     pub fn hessian(&self) -> (f64, Vec<f64>, Vec<f64>) {
+        self.hessian_with(true)
+    }
+
+    /// [`Self::hessian`], with the semiseparable row Hessians (`structured`) or dense blocks.
+    fn hessian_with(&self, structured: bool) -> (f64, Vec<f64>, Vec<f64>) {
         let d = self.rows.num_params();
         let s = self.scale;
-        // One pass gives rows and their gradients; the row Hessians come from those.
-        let parts: Vec<(Vec<f64>, Vec<f64>, f64)> = self.pass(
-            |v, _| v,
-            |chunk, ratios: &[f64], means: &[f64], gr: &[f64], gm: &[f64], values: Vec<f64>| {
-                let mut blocks = RowBlocks::new();
-                let (mut f, mut idx) = (Vec::new(), Vec::new());
-                for n in chunk.trajectories.clone() {
-                    let (r, m) = self.local_rows(chunk, n);
-                    let k = r.len() + m.len();
-                    f.clear();
-                    f.resize(k * k, 0.0);
-                    let gc = self.batch.critic_means.then(|| &gm[m.clone()]);
-                    let (rs, ms) = (&ratios[r.clone()], &means[m.clone()]);
-                    if !self.batch.closed_form_row_hessian(n, rs, &gr[r.clone()], gc, &mut f) {
-                        self.dual_row_hessian(n, rs, ms, &mut f);
+        let (mut value, mut h) = (0.0, vec![0.0; d * d]);
+        let mut chunk_grads = Vec::with_capacity(self.chunks.len());
+        for group in self.chunks.chunks(HESSIAN_GROUP) {
+            // One pass gives rows and their gradients; the row Hessians come from those.
+            let parts: Vec<(Vec<f64>, Vec<f64>, f64)> = self.pass(
+                group,
+                |v, _| v,
+                |chunk, ratios: &[f64], means: &[f64], gr: &[f64], gm: &[f64], values: Vec<f64>| {
+                    let mut blocks = RowBlocks::new();
+                    let mut semi = SemiseparableBlocks::new();
+                    let (mut f, mut idx) = (Vec::new(), Vec::new());
+                    for n in chunk.trajectories.clone() {
+                        let (r, m) = self.local_rows(chunk, n);
+                        let gc = self.batch.critic_means.then(|| &gm[m.clone()]);
+                        let (rs, ms) = (&ratios[r.clone()], &means[m.clone()]);
+                        let starts = (chunk.ratio.start + r.start, chunk.mean.start + m.start);
+                        if structured
+                            && self.batch.semiseparable_row_hessian(
+                                n,
+                                rs,
+                                &gr[r.clone()],
+                                gc,
+                                starts,
+                                s,
+                                &mut semi,
+                            )
+                        {
+                            continue;
+                        }
+                        let k = r.len() + m.len();
+                        f.clear();
+                        f.resize(k * k, 0.0);
+                        if !self.batch.closed_form_row_hessian(n, rs, &gr[r.clone()], gc, &mut f) {
+                            self.dual_row_hessian(n, rs, ms, &mut f);
+                        }
+                        f.iter_mut().for_each(|x| *x *= s);
+                        idx.clear();
+                        idx.extend(r.map(|i| chunk.ratio.start + i));
+                        idx.extend(m.map(|i| chunk.mean.start + i));
+                        blocks.push(&idx, &f);
                     }
-                    f.iter_mut().for_each(|x| *x *= s);
-                    idx.clear();
-                    idx.extend(r.map(|i| chunk.ratio.start + i));
-                    idx.extend(m.map(|i| chunk.mean.start + i));
-                    blocks.push(&idx, &f);
-                }
-                let mut h = vec![0.0; d * d];
-                self.rows.outer_add(&blocks, &mut h);
-                let grads = gr.iter().chain(gm).map(|g| g * s).collect();
-                (h, grads, values.iter().sum())
-            },
-        );
+                    let mut h = vec![0.0; d * d];
+                    if !blocks.is_empty() {
+                        self.rows.outer_add(&blocks, &mut h);
+                    }
+                    if !semi.is_empty() {
+                        self.rows.semiseparable_outer_add(&semi, &mut h);
+                    }
+                    let grads = gr.iter().chain(gm).map(|g| g * s).collect();
+                    (h, grads, values.iter().sum())
+                },
+            );
+            for (ph, grads, v) in parts {
+                h.iter_mut().zip(ph).for_each(|(a, b)| *a += b);
+                chunk_grads.push(grads);
+                value += v;
+            }
+        }
         // Chunk gradients hold ratio rows then mean rows; reorder to the global layout.
         let mut row_grad = Vec::with_capacity(self.rows.num_rows());
-        for (p, c) in parts.iter().zip(&self.chunks) {
-            row_grad.extend_from_slice(&p.1[..c.ratio.len()]);
+        for (p, c) in chunk_grads.iter().zip(&self.chunks) {
+            row_grad.extend_from_slice(&p[..c.ratio.len()]);
         }
-        for (p, c) in parts.iter().zip(&self.chunks) {
-            row_grad.extend_from_slice(&p.1[c.ratio.len()..]);
+        for (p, c) in chunk_grads.iter().zip(&self.chunks) {
+            row_grad.extend_from_slice(&p[c.ratio.len()..]);
         }
-        let value = parts.iter().map(|p| p.2).sum::<f64>() * s;
-        let mut h = vec![0.0; d * d];
-        for (p, _, _) in parts {
-            h.iter_mut().zip(p).for_each(|(a, b)| *a += b);
-        }
+        let value = value * s;
         self.rows.curvature_hessian_add(&row_grad, &mut h);
         let mut grad = vec![0.0; d];
         self.rows.vjp_add(&row_grad, &mut grad);
@@ -425,6 +465,78 @@ mod tests {
     use crate::tabular::{Critic, RandomMdpParams, TabularBatch, TabularMdp};
     use rand::{RngExt, SeedableRng};
     use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn semiseparable_hessians_equal_dense_blocks() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let params = RandomMdpParams { n_states: 4, n_actions: 3, dirichlet: 0.5, ..Default::default() };
+        let mdp = TabularMdp::random(&params, &mut rng);
+        let mu = vec![1.0 / 3.0; 12];
+        // 70 trajectories (two chunks) of up to 9 steps, one empty.
+        let mut trajs: Vec<_> = (0..70).map(|i| mdp.sample_trajectory(&mu, 1 + i % 9, &mut rng)).collect();
+        trajs.push(mdp.sample_trajectory(&mu, 0, &mut rng));
+        let theta: Vec<f64> = (0..12).map(|_| rng.random::<f64>() - 0.5).collect();
+        let pol = TabularSoftmax::new(4, 3, theta);
+        let sc = Critic::StateValues(vec![0.5, -0.2, 1.0, 0.3]);
+        let ac = Critic::ActionValues((0..12).map(|i| i as f64 * 0.1 - 0.4).collect());
+        let batch = TabularBatch::new(&trajs, &mu, 3);
+        let abs = TaylorDiscount::Absolute;
+        let cases = [
+            (Estimator::Is, None),
+            (Estimator::Dr, Some(&sc)),
+            (Estimator::Dr, Some(&ac)),
+            (Estimator::TruncatedDr { rho_bar: 1.0, c_bar: 1.0 }, Some(&sc)),
+            (Estimator::TruncatedDr { rho_bar: 0.8, c_bar: 1.3 }, Some(&sc)),
+            (Estimator::TayPo { order: 2, discount: abs }, Some(&sc)),
+            (Estimator::TayPo { order: 2, discount: TaylorDiscount::FromFirst }, Some(&ac)),
+            (Estimator::TayPo { order: 3, discount: abs }, Some(&sc)),
+            (Estimator::TayPo { order: 1, discount: TaylorDiscount::FromFirst }, Some(&sc)),
+            (Estimator::NaiveScore { discount: abs }, Some(&sc)),
+        ];
+        for (est, critic) in cases {
+            let prepared = batch.prepare(est, 0.8, critic).unwrap();
+            let rows = batch.rows(&pol, &prepared, critic);
+            let obj = BatchObjective::new(&prepared, &rows).unwrap();
+            let (v1, g1, h1) = obj.hessian_with(true);
+            let (v2, g2, h2) = obj.hessian_with(false);
+            assert_eq!(v1, v2);
+            assert_eq!(g1, g2);
+            let scale = h2.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            for (a, b) in h1.iter().zip(&h2) {
+                assert!((a - b).abs() <= 1e-13 * (1.0 + scale), "{est}: {a} vs {b}");
+            }
+            // The default (dense expansion) of semiseparable_outer_add agrees too.
+            let mut semi = SemiseparableBlocks::new();
+            let n = 3;
+            let chunk = &obj.chunks[0];
+            let (r, m) = obj.local_rows(chunk, n);
+            let vals = rows.values();
+            let (_, row_grad) = obj.scaled_row_gradient(1.0);
+            let gc = prepared
+                .critic_means
+                .then(|| &row_grad[prepared.n_steps() + m.start..prepared.n_steps() + m.end]);
+            if prepared.semiseparable_row_hessian(
+                n,
+                &vals[r.clone()],
+                &row_grad[r.clone()],
+                gc,
+                (r.start, prepared.n_steps() + m.start),
+                1.0,
+                &mut semi,
+            ) && !semi.is_empty()
+            {
+                let b = semi.iter().next().unwrap();
+                let (mut fast, mut slow) = (vec![0.0; 144], vec![0.0; 144]);
+                rows.semiseparable_outer_add(&semi, &mut fast);
+                let mut dense = RowBlocks::new();
+                dense.push(b.rows, &b.dense());
+                rows.outer_add(&dense, &mut slow);
+                for (a, b) in fast.iter().zip(&slow) {
+                    assert!((a - b).abs() < 1e-12, "{est}: {a} vs {b}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn closed_form_row_hessians_equal_dual_passes() {

@@ -143,6 +143,9 @@ pub fn truncated_doubly_robust<S: Scalar>(
 /// The gradient follows by the adjoint recursion
 /// λ_j(t) = a_t d_t + β λ_j(t+1) + β d_t λ_{j+1}(t+1),
 /// ∂V̂/∂d_t = a_t Σ_{j<K} h_j(t) + β Σ_{j≥1} λ_j(t+1) h_{j−1}(t), and ∂V̂/∂ℓ_t = ρ_t ∂V̂/∂d_t.
+///
+/// A product of k ratios needs k distinct steps, so the terms of order k > T are empty:
+/// K > T is computed as K = T (same value and derivatives, in O(T·min(K, T))).
 #[allow(clippy::too_many_arguments)]
 pub fn taylor<S: Scalar>(
     order: usize,
@@ -155,6 +158,7 @@ pub fn taylor<S: Scalar>(
     scratch: &mut Vec<S>,
 ) -> S {
     let n = ratios.len();
+    let order = order.min(n).max(1);
     let km = order - 1; // number of h_j with j ≥ 1
     let beta = match discount {
         TaylorDiscount::Absolute => 1.0,
@@ -443,6 +447,31 @@ mod tests {
                         (a.re - b.re).abs() < 1e-13 && (a.eps - b.eps).abs() < 1e-13,
                         "{gamma} {discount:?}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn orders_above_the_horizon_equal_order_t() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for discount in [TaylorDiscount::Absolute, TaylorDiscount::FromFirst] {
+            for t in [0usize, 1, 5] {
+                let signal: Vec<f64> = (0..t).map(|_| rng.random::<f64>() - 0.5).collect();
+                let ratios: Vec<Dual64> = (0..t)
+                    .map(|_| Dual64::new(0.2 + 2.0 * rng.random::<f64>(), rng.random::<f64>() - 0.5))
+                    .collect();
+                let mut scratch = Vec::new();
+                let mut g_ref = vec![Dual64::from(0.0); t];
+                let v_ref = taylor(t.max(1), discount, 0.9, 0.3, &signal, &ratios, &mut g_ref, &mut scratch);
+                for k in [t + 1, 1000, usize::MAX] {
+                    let mut g = vec![Dual64::from(0.0); t];
+                    let v = taylor(k, discount, 0.9, 0.3, &signal, &ratios, &mut g, &mut scratch);
+                    assert_eq!((v.re, v.eps), (v_ref.re, v_ref.eps), "K = {k}, T = {t}");
+                    for (a, b) in g.iter().zip(&g_ref) {
+                        assert_eq!((a.re, a.eps), (b.re, b.eps), "K = {k}, T = {t}");
+                    }
+                    assert!(scratch.len() <= t * t + 3 * t + 2, "scratch {} for T = {t}", scratch.len());
                 }
             }
         }

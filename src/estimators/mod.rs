@@ -12,18 +12,26 @@
 //! (likelihood ratios, critic means); [`PreparedBatch`] holds the θ-independent inputs of
 //! a batch of trajectories; [`chain::BatchObjective`] maps the kernels' row derivatives
 //! to parameter gradients, Hessian-vector products and Hessians through any policy's
-//! [`crate::policy::ScoreRows`], one code path for all estimators.
+//! [`crate::policy::ScoreRows`], one code path for all estimators. [`rows`] exposes the same
+//! derivatives with the rows themselves as parameters (u = log π_θ(a_t|x_t) as padded
+//! arrays), for policies that live in an autodiff framework.
 
 pub mod chain;
 pub mod local;
+pub mod rows;
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use chain::BatchObjective;
 pub use local::{Scalar, TaylorDiscount};
+pub use rows::{IdentityRows, Padded, RowCritic, RowData, RowGradient, RowHvp, RowObjective};
 
 use crate::error::{Result, invalid};
+
+/// Longest trajectory whose full Hessian is computed with dense T×T row blocks (TayPO-K,
+/// K ≥ 3): 8 MB per block and about T³ dual operations.
+pub const DENSE_HESSIAN_MAX_T: usize = 1000;
 
 /// An off-policy value estimator.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -98,6 +106,29 @@ impl Estimator {
             return Err(invalid("estimators", format!("no estimator named in {list:?}")));
         }
         Ok(out)
+    }
+
+    /// Whether the full Hessian runs in time and memory linear in T (semiseparable row
+    /// Hessians): every estimator but TayPO-K with K ≥ 3, whose row Hessians are dense
+    /// (T dual passes of O(T·min(K, T)) each, a T×T block per trajectory).
+    pub fn has_linear_hessian(&self) -> bool {
+        !matches!(self, Estimator::TayPo { order, .. } if *order >= 3)
+    }
+
+    /// Checks that the longest trajectory `horizon` is within what the full Hessian of this
+    /// estimator can afford: T ≤ [`DENSE_HESSIAN_MAX_T`] for those without a linear-time
+    /// Hessian (TayPO-K, K ≥ 3 and T ≥ 3; K ≥ T counts as K = T).
+    pub fn check_hessian_horizon(&self, horizon: usize) -> Result<()> {
+        if !self.has_linear_hessian() && horizon > DENSE_HESSIAN_MAX_T && horizon >= 3 {
+            return Err(invalid(
+                format!("estimator {self}"),
+                format!(
+                    "its full Hessian forms a dense T×T row block per trajectory; the longest trajectory has \
+                     T = {horizon} steps, above the limit of {DENSE_HESSIAN_MAX_T} (use taypo-2, dr or is, or shorter trajectories)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the estimator reads a critic.
@@ -400,6 +431,83 @@ impl PreparedBatch {
                 out,
             ),
             Estimator::NaiveScore { .. } => out.iter_mut().for_each(|x| *x = 0.0),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Row Hessian of trajectory n in semiseparable form (see
+    /// [`crate::policy::SemiseparableBlocks`]), scaled by `scale`, appended to `out` as one
+    /// block over the global rows `ratio_start..ratio_start + T` (and critic-mean rows
+    /// `mean_start..mean_start + T + 1`), where the estimator has one; `false` otherwise.
+    /// O(T) time and memory (the dense form is O(T²)).
+    ///
+    /// * IS/DR, state critic: F_jk = g_max(j,k): diag g, u = g, v = 1, β = 1.
+    /// * DR, action critic: rows in the order c_0, ℓ_0, c_1, ℓ_1, …, ℓ_{T−1}, c_T with
+    ///   diag (0 | g), u = (∂V̂/∂c | g), v = (0 | 1): F[ℓ_j, c_{t+1}] = ∂V̂/∂c_{t+1}·1[j ≤ t].
+    /// * Truncated DR: F_jk = 1[ρ_j ≤ c̄] g_k (j < k), F_kk = g_k: v_j = 1[ρ_j ≤ c̄].
+    /// * TayPO-2: F_kk = g_k, F_jk = ρ_j ρ_k w(j, k) Â_k: v = ρ, u_k = ρ_k a_k with
+    ///   a_k = γ^k Â_k, β = 1 (absolute) or a_k = Â_k, β = γ (from first).
+    /// * TayPO-1: F = diag(g) (V̂ is affine in each ρ_t and has no products).
+    /// * The naive score: F = 0 (no block).
+    #[allow(clippy::too_many_arguments)]
+    pub fn semiseparable_row_hessian(
+        &self,
+        n: usize,
+        ratios: &[f64],
+        grad: &[f64],
+        grad_c: Option<&[f64]>,
+        (ratio_start, mean_start): (usize, usize),
+        scale: f64,
+        out: &mut crate::policy::SemiseparableBlocks,
+    ) -> bool {
+        let t = ratios.len();
+        match (self.estimator, grad_c) {
+            (Estimator::Is | Estimator::Dr, None) => {
+                out.begin(1.0);
+                for k in 0..t {
+                    out.push_row(ratio_start + k, scale * grad[k], scale * grad[k], 1.0);
+                }
+            }
+            (Estimator::Dr, Some(gc)) => {
+                out.begin(1.0);
+                out.push_row(mean_start, 0.0, scale * gc[0], 0.0);
+                for k in 0..t {
+                    out.push_row(ratio_start + k, scale * grad[k], scale * grad[k], 1.0);
+                    out.push_row(mean_start + k + 1, 0.0, scale * gc[k + 1], 0.0);
+                }
+            }
+            (Estimator::TruncatedDr { c_bar, .. }, None) => {
+                let c_tie = c_bar * (1.0 + local::TIE_TOLERANCE);
+                out.begin(1.0);
+                for k in 0..t {
+                    let v = if ratios[k] <= c_tie { 1.0 } else { 0.0 };
+                    out.push_row(ratio_start + k, scale * grad[k], scale * grad[k], v);
+                }
+            }
+            (Estimator::TayPo { order: 2, discount }, None) => {
+                let signal = &self.signal[self.steps(n)];
+                let beta = match discount {
+                    TaylorDiscount::Absolute => 1.0,
+                    TaylorDiscount::FromFirst => self.gamma,
+                };
+                out.begin(beta);
+                for k in 0..t {
+                    let a = match discount {
+                        TaylorDiscount::Absolute => self.powers[k] * signal[k],
+                        TaylorDiscount::FromFirst => signal[k],
+                    };
+                    out.push_row(ratio_start + k, scale * grad[k], scale * ratios[k] * a, ratios[k]);
+                }
+            }
+            (Estimator::TayPo { order: 1, .. }, None) => {
+                // V̂ = v_0 + Σ_t a_t (ρ_t − 1): F is diagonal, F_kk = g_k.
+                out.begin(1.0);
+                for k in 0..t {
+                    out.push_row(ratio_start + k, scale * grad[k], 0.0, 0.0);
+                }
+            }
+            (Estimator::NaiveScore { .. }, _) => {}
             _ => return false,
         }
         true

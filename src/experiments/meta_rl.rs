@@ -16,14 +16,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::metrics::mean_std_se;
-use super::{RunConfig, prepare_output_dir, write_csv, write_json};
+use super::{RunConfig, csv_io, prepare_output_dir, write_csv, write_json};
 use crate::error::{Error, Result, invalid};
 use crate::estimators::TaylorDiscount;
 use crate::meta::algos::{
     Algorithm, IterationStats, Params, Trainer, TrainerState, ValidParams, is_point_env,
 };
-use crate::meta::objectives::Normalisation;
-use crate::plot::{Figure, Series, save};
+use crate::meta::objectives::{DiceCritic, Normalisation};
+use crate::plot::{Figure, Series, save_or_skip};
 use crate::policy::Precision;
 
 /// Settings shared by a single run and a grid, under the command line's names and with
@@ -76,6 +76,10 @@ pub struct RunSettings {
     /// Do not rescale DR's rewards and critic by the task's advantage std.
     #[arg(long)]
     pub no_dr_normalise: bool,
+    /// TRPO-DiCE's critic: time (time-only linear fit, the paper's setup), features (the
+    /// observation-feature baseline) or promp (ProMP's own DiCE loss).
+    #[arg(long, value_enum, default_value_t = DiceCritic::Time)]
+    pub dice_critic: DiceCritic,
     /// TRPO: bound on the mean KL of a step.
     #[arg(long, default_value_t = 0.01)]
     pub max_kl: f64,
@@ -94,6 +98,10 @@ pub struct RunSettings {
     /// E-MAML: weight of the exploration term.
     #[arg(long, default_value_t = 1.0)]
     pub emaml_weight: f64,
+    /// Largest number of environment steps per iteration, tasks × rollouts × horizon ×
+    /// (inner steps + 1), accepted.
+    #[arg(long, default_value_t = crate::limits::DEFAULT_MAX_META_STEPS)]
+    pub max_steps_per_iteration: usize,
 }
 
 impl Default for RunSettings {
@@ -124,13 +132,14 @@ impl RunSettings {
         p.normalisation = self.normalisation;
         p.taypo_discount = self.taypo_discount;
         p.dr_normalise = !self.no_dr_normalise;
+        p.dice_critic = Some(self.dice_critic);
         p.trpo.max_kl = self.max_kl;
         p.ppo_clip = self.ppo_clip;
         p.kl_coeff = self.kl_coeff;
         p.adam_lr = self.adam_lr;
         p.promp_steps = self.promp_steps;
         p.emaml_weight = self.emaml_weight;
-        p.validate()
+        p.validate_with(self.max_steps_per_iteration)
     }
 }
 
@@ -177,10 +186,11 @@ fn same_run(a: &Params, b: &Params) -> bool {
 }
 
 fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| Error::Io { context: format!("cannot read {}", path.display()), source })?;
-    serde_json::from_str(&text)
-        .map_err(|source| Error::Parse { context: format!("checkpoint {}", path.display()), source })
+    let text =
+        crate::limits::read_bounded_as(path, crate::limits::DEFAULT_MAX_INPUT_BYTES, "checkpoint", None)?;
+    let ck: Checkpoint = serde_json::from_str(&text)
+        .map_err(|source| Error::Parse { context: format!("checkpoint {}", path.display()), source })?;
+    Ok(Checkpoint { params: ck.params.upgrade_legacy(), state: ck.state })
 }
 
 /// Runs (or resumes, see [`Resume`]) one run in `out`, calling `observe` when it starts and
@@ -214,13 +224,17 @@ pub fn run(
             return Err(invalid(
                 "out",
                 format!(
-                    "{} holds a run already: resume it or choose another output folder",
+                    "{} holds a run already: continue it with resume (--resume on the command line, \
+                     resume=True in Python) or choose another output folder",
                     ckpt_path.display()
                 ),
             ));
         }
         (false, Resume::Required) => {
-            return Err(invalid("resume", format!("no checkpoint at {}", ckpt_path.display())));
+            return Err(invalid(
+                "resume",
+                format!("no checkpoint at {} to continue (--resume / resume=True)", ckpt_path.display()),
+            ));
         }
         (false, _) => Trainer::new(params.clone())?,
     };
@@ -235,14 +249,8 @@ pub fn run(
         let s = trainer.step()?;
         write_progress(&out.join("progress.csv"), &trainer.state().history)?;
         let ck = Checkpoint { params: (**params).clone(), state: trainer.state().clone() };
-        let tmp = out.join("checkpoint.json.tmp");
         let text = serde_json::to_string(&ck).expect("a checkpoint serialises");
-        std::fs::write(&tmp, text)
-            .map_err(|source| Error::Io { context: format!("cannot write {}", tmp.display()), source })?;
-        std::fs::rename(&tmp, &ckpt_path).map_err(|source| Error::Io {
-            context: format!("cannot write {}", ckpt_path.display()),
-            source,
-        })?;
+        crate::atomic::write_bytes(&ckpt_path, text.as_bytes())?;
         let rate = (s.env_steps - steps_before) as f64 / (s.wall_s - wall_before).max(1e-9);
         observe(Progress::Iteration { stats: &s, env_steps_per_s: rate })?;
     }
@@ -263,22 +271,20 @@ pub fn load_history(dir: &Path) -> Result<Vec<IterationStats>> {
 
 fn write_progress(path: &Path, history: &[IterationStats]) -> Result<()> {
     let k = history.first().map_or(0, |h| h.post_returns.len());
-    let io = |e: csv::Error| match e.into_kind() {
-        csv::ErrorKind::Io(source) => Error::Io { context: format!("cannot write {}", path.display()), source },
-        other => invalid(path.display().to_string(), format!("cannot write a row: {other:?}")),
-    };
-    let mut w = csv::Writer::from_path(path).map_err(io)?;
-    let mut header = vec!["iteration".to_string(), "pre_return".into()];
-    header.extend((1..=k).map(|i| format!("post_return_{i}")));
-    header.extend(["env_steps".into(), "wall_s".into(), "outer_diag".into()]);
-    w.write_record(&header).map_err(io)?;
-    for h in history {
-        let mut rec = vec![h.iteration.to_string(), h.pre_return.to_string()];
-        rec.extend(h.post_returns.iter().map(|x| x.to_string()));
-        rec.extend([h.env_steps.to_string(), format!("{:.3}", h.wall_s), h.outer_diag.to_string()]);
-        w.write_record(&rec).map_err(io)?;
-    }
-    w.flush().map_err(|source| Error::Io { context: format!("cannot write {}", path.display()), source })
+    crate::atomic::write_with(path, |out| {
+        let mut w = csv::Writer::from_writer(out);
+        let mut header = vec!["iteration".to_string(), "pre_return".into()];
+        header.extend((1..=k).map(|i| format!("post_return_{i}")));
+        header.extend(["env_steps".into(), "wall_s".into(), "outer_diag".into()]);
+        w.write_record(&header).map_err(csv_io)?;
+        for h in history {
+            let mut rec = vec![h.iteration.to_string(), h.pre_return.to_string()];
+            rec.extend(h.post_returns.iter().map(|x| x.to_string()));
+            rec.extend([h.env_steps.to_string(), format!("{:.3}", h.wall_s), h.outer_diag.to_string()]);
+            w.write_record(&rec).map_err(csv_io)?;
+        }
+        w.flush()
+    })
 }
 
 fn plot_run(history: &[IterationStats], title: &str, stem: &Path) -> Result<()> {
@@ -307,7 +313,7 @@ fn plot_run(history: &[IterationStats], title: &str, stem: &Path) -> Result<()> 
         log_x: false,
         series,
     };
-    save(&fig, stem)
+    save_or_skip(&fig, stem).map(|_| ())
 }
 
 /// A grid of algorithms × seeds on one environment, as given (see [`GridSettings::validate`]).
@@ -431,7 +437,11 @@ impl Grid {
             if h.len() < n {
                 return Err(invalid(
                     "iterations",
-                    format!("the run in {} has {} of {n} iterations: run the grid first", dir.display(), h.len()),
+                    format!(
+                        "the run in {} has {} of {n} iterations: run the grid first",
+                        dir.display(),
+                        h.len()
+                    ),
                 ));
             }
             histories.push(h);
@@ -440,8 +450,7 @@ impl Grid {
         let out = &self.settings.out;
         write_csv(&out.join("summary.csv"), &rows)?;
         let md = out.join("summary.md");
-        std::fs::write(&md, summary_markdown(&rows))
-            .map_err(|source| Error::Io { context: format!("cannot write {}", md.display()), source })?;
+        crate::atomic::write_bytes(&md, summary_markdown(&rows).as_bytes())?;
         let series = self
             .settings
             .algos
@@ -473,7 +482,7 @@ impl Grid {
             log_x: false,
             series,
         };
-        save(&fig, &out.join(self.figure_stem()))?;
+        save_or_skip(&fig, &out.join(self.figure_stem()))?;
         Ok(rows)
     }
 
@@ -654,7 +663,10 @@ mod tests {
     #[test]
     fn default_settings_are_the_command_line_defaults() {
         let s = RunSettings::default();
-        assert_eq!((s.env.as_str(), s.iterations, s.tasks, s.rollouts, s.horizon), ("point-corners", 500, 40, 20, 100));
+        assert_eq!(
+            (s.env.as_str(), s.iterations, s.tasks, s.rollouts, s.horizon),
+            ("point-corners", 500, 40, 20, 100)
+        );
         assert_eq!(s.hidden, vec![64, 64]);
         assert_eq!(s.taypo_discount, TaylorDiscount::FromFirst);
         // Partial settings from a map (the Python face) fill the rest with the defaults.
@@ -662,6 +674,43 @@ mod tests {
         assert_eq!(RunSettings { iterations: 7, ..RunSettings::default() }, p);
         let bad = serde_json::from_str::<RunSettings>(r#"{"iteratons": 7}"#).unwrap_err().to_string();
         assert!(bad.contains("iteratons"), "{bad}");
+    }
+
+    #[test]
+    fn runs_saved_before_the_dice_critic_setting_resume_with_the_critic_they_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = RunSettings {
+            iterations: 1,
+            tasks: 2,
+            rollouts: 2,
+            horizon: 5,
+            hidden: vec![4],
+            ..RunSettings::default()
+        };
+        for algo in [Algorithm::TrpoDice, Algorithm::Promp] {
+            let out = dir.path().join(algo.name());
+            let p = tiny.params(algo, 1).unwrap();
+            assert_eq!(p.dice_critic.is_some(), algo == Algorithm::TrpoDice);
+            run(&p, &out, Resume::No, &mut |_| Ok(())).unwrap();
+            // Remove the setting from the checkpoint, as runs saved before it existed lack it.
+            let path = out.join("checkpoint.json");
+            let mut ck: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            ck["params"].as_object_mut().unwrap().remove("dice_critic");
+            std::fs::write(&path, ck.to_string()).unwrap();
+            let more = RunSettings { iterations: 2, ..tiny.clone() };
+            let resume =
+                |s: &RunSettings| run(&s.params(algo, 1).unwrap(), &out, Resume::Required, &mut |_| Ok(()));
+            if algo == Algorithm::TrpoDice {
+                // Such a run used the feature baseline: the default (time) is another run.
+                let e = resume(&more).unwrap_err().to_string();
+                assert!(e.contains("settings differ"), "{e}");
+                let h = resume(&RunSettings { dice_critic: DiceCritic::Features, ..more }).unwrap();
+                assert_eq!(h.len(), 2);
+            } else {
+                assert_eq!(resume(&more).unwrap().len(), 2);
+            }
+        }
     }
 
     fn grid(algos: Vec<Algorithm>, seeds: Vec<u64>, at: Vec<usize>) -> Result<Grid> {
@@ -679,7 +728,10 @@ mod tests {
     fn grids_refuse_duplicates_and_report_points_out_of_range() {
         let msg = |r: Result<Grid>| r.unwrap_err().to_string();
         assert!(msg(grid(vec![Algorithm::Promp], vec![1, 1], vec![])).contains("seed 1 is listed twice"));
-        assert!(msg(grid(vec![Algorithm::Promp, Algorithm::Promp], vec![1], vec![])).contains("promp is listed twice"));
+        assert!(
+            msg(grid(vec![Algorithm::Promp, Algorithm::Promp], vec![1], vec![]))
+                .contains("promp is listed twice")
+        );
         assert!(msg(grid(vec![Algorithm::Promp], vec![1], vec![0])).contains("invalid at: 0"));
         assert!(msg(grid(vec![Algorithm::Promp], vec![1], vec![11])).contains("invalid at: 11"));
         assert!(msg(grid(vec![], vec![1], vec![])).contains("algos"));

@@ -25,26 +25,31 @@ pub fn prepare_output_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes rows as CSV with a header from the row type's field names.
+/// Writes rows as CSV with a header from the row type's field names (atomically, see
+/// [`crate::atomic`]).
 pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
-    let io = |e: csv::Error| match e.into_kind() {
-        csv::ErrorKind::Io(source) => {
-            Error::Io { context: format!("cannot write {}", path.display()), source }
+    crate::atomic::write_with(path, |out| {
+        let mut w = csv::Writer::from_writer(out);
+        for r in rows {
+            w.serialize(r).map_err(csv_io)?;
         }
-        other => invalid(path.display().to_string(), format!("cannot serialise a row: {other:?}")),
-    };
-    let mut w = csv::Writer::from_path(path).map_err(io)?;
-    for r in rows {
-        w.serialize(r).map_err(io)?;
-    }
-    w.flush().map_err(|source| Error::Io { context: format!("cannot write {}", path.display()), source })
+        w.flush()
+    })
 }
 
-/// Writes a value as pretty JSON.
+/// A CSV error as an I/O error (serialisation errors included, with their text).
+pub(crate) fn csv_io(e: csv::Error) -> std::io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(source) => source,
+        other => std::io::Error::other(format!("cannot serialise a row: {other:?}")),
+    }
+}
+
+/// Writes a value as pretty JSON (atomically, see [`crate::atomic`]).
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).expect("serialisable");
-    std::fs::write(path, text + "\n")
-        .map_err(|source| Error::Io { context: format!("cannot write {}", path.display()), source })
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| invalid(path.display().to_string(), e.to_string()))?;
+    crate::atomic::write_bytes(path, (text + "\n").as_bytes())
 }
 
 /// The configuration written next to every result: settings, seed, version.

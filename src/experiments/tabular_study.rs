@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::metrics::{mean_std_se, pearson, relative_error};
 use crate::error::{Result, invalid};
 use crate::estimators::{BatchObjective, Estimator};
+use crate::limits::Limits;
 use crate::policy::TabularSoftmax;
 use crate::rng::stream;
 use crate::tabular::oracle::{self, Derivatives};
@@ -141,12 +142,19 @@ pub struct StudySettings {
     /// Inner step size η of the meta sweep.
     #[arg(long, default_value_t = DEFAULT_ETA)]
     pub eta: f64,
+    /// Largest parameter count D = states × actions accepted (D×D Hessians per estimate).
+    #[arg(long, default_value_t = crate::limits::DEFAULT_MAX_PARAMS)]
+    pub max_params: usize,
+    /// Largest number of steps N·T of one estimate's batch (for --n and every --n-grid value).
+    #[arg(long, default_value_t = crate::limits::DEFAULT_MAX_STEPS)]
+    pub max_steps: usize,
 }
 
 impl Default for StudySettings {
     fn default() -> Self {
         use clap::{Args, FromArgMatches};
-        let matches = StudySettings::augment_args(clap::Command::new("defaults")).get_matches_from(["defaults"]);
+        let matches =
+            StudySettings::augment_args(clap::Command::new("defaults")).get_matches_from(["defaults"]);
         StudySettings::from_arg_matches(&matches).expect("the defaults parse")
     }
 }
@@ -174,7 +182,11 @@ impl StudySettings {
             estimators: Estimator::parse_list(&self.estimators, self.truncation)?,
             eta: self.eta,
         }
-        .validate()
+        .validate_with(&Limits {
+            max_params: self.max_params,
+            max_steps: self.max_steps,
+            ..Limits::default()
+        })
     }
 }
 
@@ -213,9 +225,34 @@ impl std::ops::Deref for ValidStudy {
 }
 
 impl StudyParams {
-    /// Checks every setting once.
+    /// Checks every setting once, with the default [`Limits`].
     pub fn validate(self) -> Result<ValidStudy> {
+        self.validate_with(&Limits::default())
+    }
+
+    /// Checks every setting once; sizes against `limits` (D = states × actions ≤
+    /// `max_params`, N·T ≤ `max_steps` for every N) and trials ≤ [`crate::limits::MAX_TRIALS`],
+    /// before anything is allocated.
+    pub fn validate_with(self, limits: &Limits) -> Result<ValidStudy> {
+        use crate::limits::{MAX_TRIALS, check, product};
         self.mdp.validate()?;
+        product(
+            "states",
+            "parameters D = states × actions",
+            &[self.mdp.n_states, self.mdp.n_actions],
+            limits.max_params,
+            Some("--max-params"),
+        )?;
+        check("trials", self.trials, MAX_TRIALS, None)?;
+        for (field, n) in std::iter::once(("n", self.n)).chain(self.n_grid.iter().map(|&n| ("n-grid", n))) {
+            product(
+                field,
+                "steps N·T (trajectories × horizon)",
+                &[n, self.horizon],
+                limits.max_steps,
+                Some("--max-steps"),
+            )?;
+        }
         let check_eps = |field: &str, e: f64| {
             if !(0.0..=1.0).contains(&e) {
                 return Err(invalid(field, format!("ε must be in [0, 1], got {e}")));
@@ -252,6 +289,9 @@ impl StudyParams {
         }
         if self.estimators.is_empty() {
             return Err(invalid("estimators", "needs at least one estimator"));
+        }
+        for e in &self.estimators {
+            e.check_hessian_horizon(self.horizon)?;
         }
         if !self.eta.is_finite() {
             return Err(invalid("eta", format!("must be finite, got {}", self.eta)));
@@ -619,7 +659,7 @@ pub fn summarise(rows: &[TrialRow]) -> Vec<SummaryRow> {
 /// (meta-gradient correlation vs ε), one line per estimator with standard-error bars,
 /// each as PNG and SVG in `dir`. Figures whose sweep did not run are skipped.
 pub fn plot_summary(summary: &[SummaryRow], dir: &std::path::Path) -> Result<Vec<String>> {
-    use crate::plot::{Figure, Series, save};
+    use crate::plot::{Figure, Series, save_or_skip};
     type Pick = fn(&SummaryRow) -> Option<(f64, f64)>;
     let specs: [(&str, &str, &str, &str, bool, Pick); 4] = [
         (
@@ -687,8 +727,9 @@ pub fn plot_summary(summary: &[SummaryRow], dir: &std::path::Path) -> Result<Vec
             log_x,
             series,
         };
-        save(&fig, &dir.join(stem))?;
-        written.push(stem.to_string());
+        if save_or_skip(&fig, &dir.join(stem))? {
+            written.push(stem.to_string());
+        }
     }
     Ok(written)
 }

@@ -36,7 +36,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::metagrad::{self, InnerRound, Order, chain_objectives, chain_rows};
-use super::objectives::{InnerKind, InnerObjective, Normalisation, TaskData, exploration_term};
+use super::objectives::{DiceCritic, InnerKind, InnerObjective, Normalisation, TaskData, exploration_term};
 use super::optim::{Adam, AdamConfig, TrpoConfig, ppo_clip_objective, ratio_surrogate, trpo_step};
 use super::processing::{ProcessingConfig, process};
 use super::sampler::{Sampler, SamplerConfig, sample_tasks};
@@ -104,7 +104,8 @@ impl Algorithm {
         if list.trim() == "all" {
             return Ok(Self::ALL.to_vec());
         }
-        let algos = list.split(',').filter(|s| !s.trim().is_empty()).map(Self::parse).collect::<Result<Vec<_>>>()?;
+        let algos =
+            list.split(',').filter(|s| !s.trim().is_empty()).map(Self::parse).collect::<Result<Vec<_>>>()?;
         if algos.is_empty() {
             return Err(invalid("algos", format!("no algorithm named in {list:?}")));
         }
@@ -200,6 +201,11 @@ pub struct Params {
     pub taypo_discount: TaylorDiscount,
     /// DR: divide rewards and critic by the task's advantage std (true).
     pub dr_normalise: bool,
+    /// TRPO-DiCE's critic (`Some` for `trpo-dice` only, set by [`Params::validate`]; `time`
+    /// by default). Runs saved before this setting existed used `features`
+    /// ([`Params::upgrade_legacy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dice_critic: Option<DiceCritic>,
     /// TRPO settings (max KL 0.01, 10 CG iterations, backtracking 0.8 × ≤ 15).
     pub trpo: TrpoConfig,
     /// ProMP's PPO clip ε (0.3).
@@ -236,6 +242,7 @@ impl Params {
             normalisation: Normalisation::Samples,
             taypo_discount: TaylorDiscount::FromFirst,
             dr_normalise: true,
+            dice_critic: None,
             trpo: TrpoConfig::default(),
             ppo_clip: 0.3,
             kl_coeff: 5e-4,
@@ -245,8 +252,25 @@ impl Params {
         }
     }
 
+    /// Settings read from a run saved before a setting existed, with the value that run used:
+    /// a `trpo-dice` run without `dice_critic` used the feature baseline.
+    pub fn upgrade_legacy(mut self) -> Self {
+        if self.algo == Algorithm::TrpoDice && self.dice_critic.is_none() {
+            self.dice_critic = Some(DiceCritic::Features);
+        }
+        self
+    }
+
     /// Checks every setting; errors name the field and its value.
-    pub fn validate(mut self) -> Result<ValidParams> {
+    pub fn validate(self) -> Result<ValidParams> {
+        self.validate_with(crate::limits::DEFAULT_MAX_META_STEPS)
+    }
+
+    /// [`Params::validate`] with environment steps per iteration,
+    /// tasks·rollouts·horizon·(K + 1), bounded by `max_steps` (checked arithmetic, before
+    /// anything is allocated), and the policy's parameters by
+    /// [`crate::limits::MAX_POLICY_PARAMS`].
+    pub fn validate_with(mut self, max_steps: usize) -> Result<ValidParams> {
         let pos = |field: &str, v: usize| -> Result<()> {
             if v == 0 { Err(invalid(field, "must be ≥ 1, got 0")) } else { Ok(()) }
         };
@@ -257,7 +281,16 @@ impl Params {
                 Err(invalid(field, format!("must be finite and > 0, got {v}")))
             }
         };
-        make_env(&self.env)?;
+        let env = make_env(&self.env)?;
+        // Only TRPO-DiCE reads a DiCE critic; others record none (so their settings compare
+        // equal to those of runs saved before the setting existed).
+        self.dice_critic = match self.algo {
+            Algorithm::TrpoDice => Some(self.dice_critic.unwrap_or(DiceCritic::Time)),
+            _ => None,
+        };
+        if self.dice_critic == Some(DiceCritic::Promp) && (self.gamma.is_nan() || self.gamma <= 0.0) {
+            return Err(invalid("dice-critic", format!("promp needs γ > 0, got gamma = {}", self.gamma)));
+        }
         pos("iterations", self.iterations)?;
         pos("tasks", self.tasks)?;
         pos("rollouts", self.rollouts)?;
@@ -269,6 +302,38 @@ impl Params {
         for &h in &self.hidden {
             pos("hidden", h)?;
         }
+        crate::limits::product(
+            "steps per iteration",
+            "environment steps per iteration, tasks × rollouts × horizon × (inner steps + 1)",
+            &[self.tasks, self.rollouts, self.horizon, k.saturating_add(1)],
+            max_steps,
+            Some("--max-steps-per-iteration"),
+        )?;
+        let mut n_params = env.act_dim(); // log-std
+        let mut width = env.obs_dim();
+        for &out in self.hidden.iter().chain(std::iter::once(&env.act_dim())) {
+            n_params = width
+                .checked_add(1)
+                .and_then(|w| w.checked_mul(out))
+                .and_then(|layer| layer.checked_add(n_params))
+                .unwrap_or(usize::MAX);
+            width = out;
+        }
+        if n_params > crate::limits::MAX_POLICY_PARAMS {
+            return Err(invalid(
+                "hidden",
+                format!(
+                    "{:?} gives a policy of {} parameters, above the limit of {}",
+                    self.hidden,
+                    if n_params == usize::MAX {
+                        "more than usize::MAX".to_string()
+                    } else {
+                        n_params.to_string()
+                    },
+                    crate::limits::MAX_POLICY_PARAMS
+                ),
+            ));
+        }
         if !self.init_log_std.is_finite() {
             return Err(invalid("init-log-std", format!("must be finite, got {}", self.init_log_std)));
         }
@@ -279,7 +344,15 @@ impl Params {
         if !(self.kl_coeff.is_finite() && self.kl_coeff >= 0.0) {
             return Err(invalid("kl-coeff", format!("must be finite and ≥ 0, got {}", self.kl_coeff)));
         }
-        finite_pos("adam-lr", self.adam_lr)?;
+        if !(self.adam_lr > 0.0 && self.adam_lr <= 1.0) {
+            return Err(invalid(
+                "adam-lr",
+                format!(
+                    "must be in (0, 1] (Adam moves each parameter by about this much per step), got {:?}",
+                    self.adam_lr
+                ),
+            ));
+        }
         pos("promp-steps", self.promp_steps)?;
         if !self.emaml_weight.is_finite() {
             return Err(invalid("emaml-weight", format!("must be finite, got {}", self.emaml_weight)));
@@ -312,6 +385,7 @@ impl ValidParams {
             discount: self.taypo_discount,
             gamma: self.gamma,
             dr_normalise: self.dr_normalise,
+            dice_critic: self.dice_critic.unwrap_or(DiceCritic::Time),
         }
     }
     fn processing(&self) -> ProcessingConfig {
@@ -428,12 +502,65 @@ impl Trainer {
         Ok(Self { params, env, sampler, policy, state })
     }
 
-    /// A trainer continuing from a checkpointed state.
+    /// A trainer continuing from a checkpointed state, which is validated like user input
+    /// first: θ (length, finite), the optimiser state (see [`Adam::check`]), the iteration
+    /// counter against the history (entry i is iteration i, K post-update returns each,
+    /// cumulative steps and seconds non-decreasing, the last ones equal to the state's).
     pub fn resume(params: ValidParams, state: TrainerState) -> Result<Self> {
         let mut t = Self::new(params)?;
-        t.policy.set_params(&state.theta).map_err(|e| invalid("checkpoint theta", e.to_string()))?;
-        if state.adam.is_some() != t.state.adam.is_some() {
-            return Err(invalid("checkpoint adam", "optimiser state does not match the algorithm"));
+        let dim = t.policy.num_params();
+        if state.theta.len() != dim {
+            return Err(invalid(
+                "checkpoint theta",
+                format!("has {} entries, the policy has {dim} parameters", state.theta.len()),
+            ));
+        }
+        t.policy
+            .set_params(&state.theta)
+            .map_err(|e| invalid("checkpoint theta", e.reason.clone() + &format!(" (got {})", e.value)))?;
+        match (&state.adam, t.state.adam.is_some()) {
+            (Some(a), true) => a.check(dim, t.params.adam_lr).map_err(|e| {
+                invalid(format!("checkpoint {}", e.field), format!("{} (got {})", e.reason, e.value))
+            })?,
+            (None, false) => {}
+            _ => return Err(invalid("checkpoint adam", "optimiser state does not match the algorithm")),
+        }
+        let ck = |field: &str, reason: String| invalid(format!("checkpoint {field}"), reason);
+        if state.iteration != state.history.len() {
+            return Err(ck(
+                "iteration",
+                format!("is {}, but the history holds {} iterations", state.iteration, state.history.len()),
+            ));
+        }
+        if !(state.wall_s.is_finite() && state.wall_s >= 0.0) {
+            return Err(ck("wall_s", format!("must be finite and ≥ 0, got {}", state.wall_s)));
+        }
+        let k = t.params.k();
+        let (mut steps, mut wall) = (0u64, 0.0f64);
+        for (i, h) in state.history.iter().enumerate() {
+            let f = |what: &str| format!("history[{i}].{what}");
+            if h.iteration != i {
+                return Err(ck(&f("iteration"), format!("is {}, expected {i}", h.iteration)));
+            }
+            if h.post_returns.len() != k {
+                return Err(ck(
+                    &f("post_returns"),
+                    format!("has {} entries, expected K = {k}", h.post_returns.len()),
+                ));
+            }
+            if h.env_steps < steps {
+                return Err(ck(&f("env_steps"), format!("{} is below the previous {steps}", h.env_steps)));
+            }
+            if !(h.wall_s.is_finite() && h.wall_s >= wall) {
+                return Err(ck(
+                    &f("wall_s"),
+                    format!("{} is not finite or below the previous {wall}", h.wall_s),
+                ));
+            }
+            (steps, wall) = (h.env_steps, h.wall_s);
+        }
+        if state.env_steps != steps {
+            return Err(ck("env_steps", format!("is {}, the history ends at {steps}", state.env_steps)));
         }
         t.state = state;
         Ok(t)
@@ -607,7 +734,13 @@ impl Trainer {
             .zip(&chains)
             .map(|(d, pols)| pols.last().expect("θ_K").batch(&d.post.obs))
             .collect::<std::result::Result<_, _>>()?;
+        // On a stop request the remaining CG products return 0 and the line search's trials
+        // NaN, which ends `trpo_step` at once; the iteration is then dropped below.
         let fvp = |v: &[f64], out: &mut [f64]| {
+            if crate::stop::requested() {
+                out.fill(0.0);
+                return;
+            }
             let parts: Vec<Vec<f64>> = fisher_objs
                 .par_iter()
                 .zip(post_batches.par_iter())
@@ -621,6 +754,9 @@ impl Trainer {
             out.copy_from_slice(&sum_scaled(&parts, 1.0 / nt));
         };
         let eval = |theta: &[f64]| -> (f64, f64) {
+            if crate::stop::requested() {
+                return (f64::NAN, f64::NAN);
+            }
             let Ok(q) = old.with_params(theta) else { return (f64::NAN, f64::NAN) };
             let res: Result<Vec<(f64, f64)>> = data
                 .par_iter()
@@ -646,6 +782,7 @@ impl Trainer {
             }
         };
         let out = trpo_step(&p.trpo, old.params(), &grad, loss_before, fvp, eval)?;
+        crate::stop::check()?;
         drop(fisher_objs);
         self.policy.set_params(&out.theta)?;
         Ok(out.kl)
@@ -660,6 +797,7 @@ impl Trainer {
         let mut theta = self.policy.params().to_vec();
         let mut last_loss = 0.0;
         for _ in 0..p.promp_steps {
+            crate::stop::check()?;
             let q = self.policy.with_params(&theta)?;
             let ppo = |d: &TaskRounds, last: &GaussianMlp| -> Result<(f64, Vec<f64>)> {
                 let rows = d.post.rows(last)?;

@@ -16,13 +16,15 @@
 //!
 //! (constants dropped). The TayPO/naive-score signals are the advantages, pushed with
 //! [`PreparedBatch::push_advantages`]; TayPO-K uses ProMP's γ^{t_k−t_1} convention
-//! ([`TaylorDiscount::FromFirst`], a setting). DR reads rewards and the per-task linear
-//! baseline b as its critic (b at the path's end x_T is 0, as the processing's GAE
-//! bootstraps); with `dr_normalise` (default) rewards and critic are divided by the task's
-//! advantage standard deviation σ_A (r̃ = r/σ_A, b̃ = b/σ_A), so that the on-policy DR
-//! gradient Σ_t γ^t ∇log π_t (G_t − b_t)/σ_A has the scale of the normalised-advantage
-//! objectives (DiCE has no normalisation of its own; without it the inner step would be
-//! σ_A times larger).
+//! ([`TaylorDiscount::FromFirst`], a setting). DR reads rewards and a per-task linear
+//! baseline b as its critic ([`DiceCritic`]: time-only or observation features; b at the
+//! path's end x_T is 0, as the processing's GAE bootstraps); with `dr_normalise` (default)
+//! rewards and critic are divided by the standard deviation σ_A of the task's advantages
+//! under that critic (the processing's GAE advantages for the feature baseline, G_t − b_t
+//! for the time critic; r̃ = r/σ_A, b̃ = b/σ_A), so that the on-policy DR gradient
+//! Σ_t γ^t ∇log π_t (G_t − b_t)/σ_A has the scale of the normalised-advantage objectives
+//! (DiCE has no normalisation of its own; without it the inner step would be σ_A times
+//! larger). ProMP's own DiCE loss ([`DiceCritic::Promp`]) is run unnormalised, as ProMP does.
 //!
 //! **Normalisation** (a setting, [`Normalisation`]): the task objective is
 //! V̂_in = (1/N_samples) Σ_paths V̂_path by default (ProMP's `reduce_mean` over all time
@@ -35,7 +37,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::processing::{ProcessedSamples, gae};
+use super::processing::{ProcessedSamples, discounted_returns, fit_time_baseline, gae};
 use super::sampler::SampleBatch;
 use crate::error::{Result, invalid};
 use crate::estimators::{BatchObjective, Estimator, PathCritic, PreparedBatch, TaylorDiscount};
@@ -65,6 +67,44 @@ pub enum Normalisation {
     Paths,
 }
 
+/// The critic of TRPO-DiCE's inner objective (setting `dice_critic`; notes §5). The paper
+/// ran ProMP's code, whose DiCE critic is a *time-only* linear baseline; a feature baseline
+/// over observations is a much stronger critic.
+///
+/// With time features φ(t) = [t/100, (t/100)², (t/100)³, 1] (t the step within its path;
+/// ProMP's time features, with H = 100 as in the feature baseline of [`super::processing`])
+/// and least squares with ridge 1e-5 over all steps of the task's batch:
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiceCritic {
+    /// DR (Eq. 3) with the time-only critic V̂_t = φ(t)ᵀc fitted to the returns G_t: the
+    /// paper's "DR estimate with ProMP's setup" (the default of `trpo-dice`).
+    Time,
+    /// DR with the per-task linear feature baseline b(x_t) (observations and time) as
+    /// critic: the stronger critic (and the only one before this setting existed).
+    Features,
+    /// ProMP's own DiCE loss (Loaded-DiCE form): per path Σ_t P_t (γ^t r_t − b_t), with
+    /// P_t = Π_{s≤t} ρ_s and b_t = φ(t)ᵀc fitted to γ^t r_t, without reward normalisation.
+    /// It is the IS kernel (Σ_t γ^t P_t r̃_t) on r̃_t = r_t − γ^{−t} b_t; needs γ > 0.
+    Promp,
+}
+
+impl DiceCritic {
+    /// The command-line name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DiceCritic::Time => "time",
+            DiceCritic::Features => "features",
+            DiceCritic::Promp => "promp",
+        }
+    }
+}
+
+/// The critic of DR objectives that did not record one (runs before the setting existed).
+fn legacy_dice_critic() -> DiceCritic {
+    DiceCritic::Features
+}
+
 /// An inner objective: kind and its settings.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InnerObjective {
@@ -76,8 +116,12 @@ pub struct InnerObjective {
     pub discount: TaylorDiscount,
     /// γ.
     pub gamma: f64,
-    /// DR: divide rewards and critic by the task's advantage standard deviation.
+    /// DR: divide rewards and critic by the task's advantage standard deviation (not for
+    /// [`DiceCritic::Promp`], whose loss has no normalisation).
     pub dr_normalise: bool,
+    /// DR: the critic (TRPO-DiCE).
+    #[serde(default = "legacy_dice_critic")]
+    pub dice_critic: DiceCritic,
 }
 
 impl InnerObjective {
@@ -90,6 +134,7 @@ impl InnerObjective {
             discount: TaylorDiscount::FromFirst,
             gamma,
             dr_normalise: true,
+            dice_critic: DiceCritic::Time,
         }
     }
 
@@ -99,6 +144,7 @@ impl InnerObjective {
             InnerKind::Maml => Estimator::NaiveScore { discount: self.discount },
             InnerKind::Lvc => Estimator::TayPo { order: 1, discount: self.discount },
             InnerKind::Taypo2 => Estimator::TayPo { order: 2, discount: self.discount },
+            InnerKind::Dr if self.dice_critic == DiceCritic::Promp => Estimator::Is,
             InnerKind::Dr => Estimator::Dr,
         }
     }
@@ -107,15 +153,57 @@ impl InnerObjective {
     pub fn prepare(&self, task: &TaskData) -> Result<PreparedBatch> {
         let mut b = PreparedBatch::new(self.estimator(), self.gamma);
         match self.kind {
+            InnerKind::Dr if self.dice_critic == DiceCritic::Promp => {
+                if self.gamma <= 0.0 {
+                    return Err(invalid("gamma", "the promp DiCE critic needs γ > 0 (it divides by γ^t)"));
+                }
+                // b_t fitted to γ^t r_t; the IS kernel weighs r̃_t = r_t − γ^{−t} b_t by γ^t P_t.
+                let mut discounted = Vec::with_capacity(task.n_steps());
+                for p in 0..task.n_paths() {
+                    let steps = task.path_steps(p);
+                    let mut g = 1.0;
+                    for &r in &task.rewards[steps] {
+                        discounted.push(g * r);
+                        g *= self.gamma;
+                    }
+                }
+                let b_fit = fit_time_baseline(&task.path_offsets, &discounted)?;
+                let mut r = Vec::new();
+                for p in 0..task.n_paths() {
+                    let steps = task.path_steps(p);
+                    r.clear();
+                    let mut g = 1.0;
+                    for i in steps {
+                        r.push(task.rewards[i] - b_fit[i] / g);
+                        g *= self.gamma;
+                    }
+                    b.push(&r, PathCritic::None)?;
+                }
+            }
             InnerKind::Dr => {
-                let s = if self.dr_normalise { 1.0 / task.adv_std } else { 1.0 };
+                // σ of the advantages under the critic in use (the processing's for the feature
+                // baseline; G_t − V̂_t for the time critic), so that the on-policy gradient has
+                // the scale of the normalised-advantage objectives whatever the critic.
+                let (critic, sigma) = match self.dice_critic {
+                    DiceCritic::Features => (task.baselines.clone(), task.adv_std),
+                    _ => {
+                        let mut returns = Vec::with_capacity(task.n_steps());
+                        for p in 0..task.n_paths() {
+                            returns.extend(discounted_returns(&task.rewards[task.path_steps(p)], self.gamma));
+                        }
+                        let fit = fit_time_baseline(&task.path_offsets, &returns)?;
+                        let adv: Vec<f64> = returns.iter().zip(&fit).map(|(g, v)| g - v).collect();
+                        (fit, population_std(&adv) + 1e-8)
+                    }
+                };
+                let s = if self.dr_normalise { 1.0 / sigma } else { 1.0 };
                 let (mut r, mut v) = (Vec::new(), Vec::new());
                 for p in 0..task.n_paths() {
                     let steps = task.path_steps(p);
                     r.clear();
                     r.extend(task.rewards[steps.clone()].iter().map(|x| x * s));
                     v.clear();
-                    v.extend(task.baselines[steps].iter().map(|x| x * s));
+                    v.extend(critic[steps].iter().map(|x| x * s));
                     v.push(0.0);
                     b.push(&r, PathCritic::State(&v))?;
                 }
@@ -226,9 +314,7 @@ impl TaskData {
         for w in path_offsets.windows(2) {
             raw.extend(gae(&rewards[w[0]..w[1]], &baselines[w[0]..w[1]], 0.0, gamma, gae_lambda));
         }
-        let n = raw.len().max(1) as f64;
-        let mean = raw.iter().sum::<f64>() / n;
-        let adv_std = (raw.iter().map(|a| (a - mean) * (a - mean)).sum::<f64>() / n).sqrt() + 1e-8;
+        let adv_std = population_std(&raw) + 1e-8;
         Ok(Self {
             obs_dim: batch.obs_dim,
             act_dim: batch.act_dim,
@@ -267,6 +353,13 @@ impl TaskData {
     pub fn kl_from_behaviour(&self, rows: &GaussianMlpRows<'_>, grad: Option<&mut [f64]>) -> Result<f64> {
         Ok(rows.mean_kl_from(&self.behaviour_mean, &self.behaviour_log_std, grad)?)
     }
+}
+
+/// Population standard deviation (0 for no samples).
+fn population_std(x: &[f64]) -> f64 {
+    let n = x.len().max(1) as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    (x.iter().map(|a| (a - mean) * (a - mean)).sum::<f64>() / n).sqrt()
 }
 
 /// E-MAML's exploration term on one task's inner-loop samples, at the rows' policy:
@@ -343,9 +436,17 @@ pub(crate) mod tests {
         let policy = perturbed(&p0, 0.15, 9);
         let d = policy.num_params();
         let v = rand_vec(d, 3);
-        for kind in [InnerKind::Maml, InnerKind::Lvc, InnerKind::Taypo2, InnerKind::Dr] {
+        let objectives = [InnerKind::Maml, InnerKind::Lvc, InnerKind::Taypo2]
+            .map(|k| InnerObjective::new(k, 0.99))
+            .into_iter()
+            .chain(
+                [DiceCritic::Time, DiceCritic::Features, DiceCritic::Promp]
+                    .map(|c| InnerObjective { dice_critic: c, ..InnerObjective::new(InnerKind::Dr, 0.99) }),
+            );
+        for base in objectives {
+            let kind = (base.kind, base.dice_critic);
             for norm in [Normalisation::Samples, Normalisation::Paths] {
-                let obj = InnerObjective { normalisation: norm, ..InnerObjective::new(kind, 0.99) };
+                let obj = InnerObjective { normalisation: norm, ..base };
                 let prepared = obj.prepare(task).unwrap();
                 let (val, grad, hv) = obj.gradient_and_hvp(&policy, task, &prepared, &v).unwrap();
                 // The fused HVP path (used by the meta-gradients) agrees with the chain rule's.
@@ -380,6 +481,91 @@ pub(crate) mod tests {
         }
     }
 
+    /// Least squares (ridge 1e-5, by SVD of the augmented system) of `y` on the time features
+    /// [t/100, (t/100)², (t/100)³, 1] of each step: an independent check of the critic fits.
+    fn time_fit(task: &TaskData, y: &[f64]) -> Vec<f64> {
+        use nalgebra::{DMatrix, DVector};
+        let m = task.n_steps();
+        let mut a = DMatrix::zeros(m + 4, 4);
+        let mut b = DVector::zeros(m + 4);
+        for p in 0..task.n_paths() {
+            for (t, i) in task.path_steps(p).enumerate() {
+                let s = t as f64 / 100.0;
+                for (j, f) in [s, s * s, s * s * s, 1.0].into_iter().enumerate() {
+                    a[(i, j)] = f;
+                }
+                b[i] = y[i];
+            }
+        }
+        for j in 0..4 {
+            a[(m + j, j)] = 1e-5f64.sqrt();
+        }
+        let c = a.clone().svd(true, true).solve(&b, 1e-14).unwrap();
+        (a.rows(0, m) * c).iter().copied().collect()
+    }
+
+    #[test]
+    fn dice_critics_are_the_documented_estimates() {
+        let (p0, data) = small_setup(6, 1);
+        let task = &data[0];
+        let policy = perturbed(&p0, 0.1, 2);
+        let g = 0.99f64;
+        // time: DR (the same kernel) with the critic V̂_t fitted to the returns, scaled by σ_A.
+        let mut returns = Vec::new();
+        for p in 0..task.n_paths() {
+            returns.extend(crate::meta::processing::discounted_returns(&task.rewards[task.path_steps(p)], g));
+        }
+        let v_fit = time_fit(task, &returns);
+        // σ of the advantages G_t − V̂_t under this critic.
+        let adv: Vec<f64> = returns.iter().zip(&v_fit).map(|(g, v)| g - v).collect();
+        let mean = adv.iter().sum::<f64>() / adv.len() as f64;
+        let sigma = (adv.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / adv.len() as f64).sqrt() + 1e-8;
+        let time = InnerObjective::new(InnerKind::Dr, g);
+        assert_eq!(time.dice_critic, DiceCritic::Time);
+        let mut expected = PreparedBatch::new(Estimator::Dr, g);
+        for p in 0..task.n_paths() {
+            let st = task.path_steps(p);
+            let r: Vec<f64> = task.rewards[st.clone()].iter().map(|x| x / sigma).collect();
+            let mut v: Vec<f64> = v_fit[st].iter().map(|x| x / sigma).collect();
+            v.push(0.0);
+            expected.push(&r, PathCritic::State(&v)).unwrap();
+        }
+        let prepared = time.prepare(task).unwrap();
+        assert_eq!(prepared.estimator, Estimator::Dr);
+        assert!(
+            max_rel(&prepared.signal, &expected.signal) < 1e-9 && max_rel(&prepared.v0, &expected.v0) < 1e-9
+        );
+        let rows = task.rows(&policy).unwrap();
+        let (a, ga) = time.objective(task, &prepared, &rows).unwrap().gradient();
+        let (b, gb) = time.objective(task, &expected, &rows).unwrap().gradient();
+        assert!((a - b).abs() < 1e-9 * b.abs().max(1.0) && max_rel(&ga, &gb) < 1e-9);
+        // promp: (1/N) Σ_paths Σ_t P_t (γ^t r_t − b_t), b fitted to γ^t r_t, no normalisation.
+        let mut discounted = Vec::new();
+        for p in 0..task.n_paths() {
+            discounted.extend(
+                task.rewards[task.path_steps(p)].iter().enumerate().map(|(t, r)| g.powi(t as i32) * r),
+            );
+        }
+        let b_fit = time_fit(task, &discounted);
+        let promp = InnerObjective { dice_critic: DiceCritic::Promp, ..time };
+        let prepared = promp.prepare(task).unwrap();
+        let (value, _) = promp.objective(task, &prepared, &rows).unwrap().gradient();
+        let ratios = crate::policy::ScoreRows::values(&rows);
+        let mut direct = 0.0;
+        for p in 0..task.n_paths() {
+            let mut prod = 1.0;
+            for i in task.path_steps(p) {
+                prod *= ratios[i];
+                direct += prod * (discounted[i] - b_fit[i]);
+            }
+        }
+        direct /= task.n_steps() as f64;
+        assert!((value - direct).abs() < 1e-9 * direct.abs().max(1.0), "{value} vs {direct}");
+        // γ = 0 cannot be divided by.
+        let zero = InnerObjective { gamma: 0.0, ..promp };
+        assert!(zero.prepare(task).unwrap_err().to_string().contains("γ > 0"));
+    }
+
     #[test]
     fn on_policy_first_derivatives_agree_and_values_are_as_documented() {
         let (policy, data) = small_setup(5, 1);
@@ -398,7 +584,8 @@ pub(crate) mod tests {
         // On-policy all three give (1/N) Σ Â_t ∇log π_t.
         assert!(max_rel(&grads[0], &grads[1]) < 1e-12 && max_rel(&grads[0], &grads[2]) < 1e-12);
         // DR on-policy: (1/N) Σ_t γ^t ∇log π_t (G_t − b_t)/σ_A (telescoping, b_T = 0).
-        let obj = InnerObjective::new(InnerKind::Dr, 0.99);
+        let obj =
+            InnerObjective { dice_critic: DiceCritic::Features, ..InnerObjective::new(InnerKind::Dr, 0.99) };
         let prep = obj.prepare(task).unwrap();
         let (_, g_dr) = obj.value_and_gradient(&policy, task, &prep).unwrap();
         let rows = task.rows(&policy).unwrap();

@@ -293,14 +293,63 @@ impl Adam {
         self.t
     }
 
+    /// Largest step count accepted (the bias corrections use β^t with t as `i32`; they are
+    /// 1 to double precision long before).
+    pub const MAX_STEPS: u64 = i32::MAX as u64;
+
+    /// Checks a deserialised optimiser (e.g. from a checkpoint) as [`Adam::new`] checks its
+    /// settings: `lr` = `expected_lr`, β₁, β₂ in [0, 1), ε > 0; m and v of `dim` finite
+    /// entries, v ≥ 0; step count ≤ [`Adam::MAX_STEPS`]. Errors name the field as `adam.<name>`.
+    pub fn check(&self, dim: usize, expected_lr: f64) -> Result<(), SettingError> {
+        let c = &self.cfg;
+        ensure(c.lr.is_finite() && c.lr > 0.0, "adam.lr", c.lr, "must be finite and > 0")?;
+        ensure(
+            c.lr == expected_lr,
+            "adam.lr",
+            c.lr,
+            &format!("differs from the run's --adam-lr {expected_lr}"),
+        )?;
+        ensure((0.0..1.0).contains(&c.beta1), "adam.beta1", c.beta1, "must be in [0, 1)")?;
+        ensure((0.0..1.0).contains(&c.beta2), "adam.beta2", c.beta2, "must be in [0, 1)")?;
+        ensure(c.eps.is_finite() && c.eps > 0.0, "adam.eps", c.eps, "must be finite and > 0")?;
+        ensure(
+            self.m.len() == dim,
+            "adam.m",
+            format!("{} entries", self.m.len()),
+            &format!("expected {dim} (one per policy parameter)"),
+        )?;
+        ensure(
+            self.v.len() == dim,
+            "adam.v",
+            format!("{} entries", self.v.len()),
+            &format!("expected {dim} (one per policy parameter)"),
+        )?;
+        if let Some(i) = self.m.iter().position(|x| !x.is_finite()) {
+            return Err(SettingError::new("adam.m", format!("m[{i}] = {}", self.m[i]), "must be finite"));
+        }
+        if let Some(i) = self.v.iter().position(|x| !(x.is_finite() && *x >= 0.0)) {
+            return Err(SettingError::new(
+                "adam.v",
+                format!("v[{i}] = {}", self.v[i]),
+                "must be finite and ≥ 0",
+            ));
+        }
+        ensure(
+            self.t <= Self::MAX_STEPS,
+            "adam.t",
+            self.t,
+            &format!("the step count must be ≤ {}", Self::MAX_STEPS),
+        )
+    }
+
     /// One step on `theta` with the loss gradient `grad`.
     pub fn step(&mut self, theta: &mut [f64], grad: &[f64]) -> Result<(), SettingError> {
         let d = self.m.len();
         ensure(theta.len() == d, "theta.len()", theta.len(), &format!("expected {d}"))?;
         ensure(grad.len() == d, "grad.len()", grad.len(), &format!("expected {d}"))?;
-        self.t += 1;
+        self.t = self.t.saturating_add(1);
         let c = &self.cfg;
-        let t = self.t as i32;
+        let t = i32::try_from(self.t).unwrap_or(i32::MAX);
         let lr_t = c.lr * (1.0 - c.beta2.powi(t)).sqrt() / (1.0 - c.beta1.powi(t));
         for i in 0..d {
             self.m[i] = c.beta1 * self.m[i] + (1.0 - c.beta1) * grad[i];

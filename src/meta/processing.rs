@@ -142,6 +142,32 @@ pub fn fit_ridge(feats: &[f64], f: usize, y: &[f64], ridge: f64) -> Result<Vec<f
     Err(SettingError::new("baseline_ridge", ridge, "the baseline normal equations stayed singular"))
 }
 
+/// A time-only linear baseline (ProMP's time features φ(t) = [t/100, (t/100)², (t/100)³, 1],
+/// t the step within its path), fitted by [`fit_ridge`] (ridge 1e-5) to `targets` over all
+/// steps of the paths given by `path_offsets` (n_paths + 1 entries over `targets`), and
+/// evaluated on them.
+pub fn fit_time_baseline(path_offsets: &[usize], targets: &[f64]) -> Result<Vec<f64>, SettingError> {
+    const F: usize = 4;
+    ensure(
+        path_offsets.last() == Some(&targets.len()),
+        "path_offsets",
+        format!("{:?}", path_offsets.last()),
+        &format!("must end at the number of targets {}", targets.len()),
+    )?;
+    let mut feats = Vec::with_capacity(targets.len() * F);
+    for w in path_offsets.windows(2) {
+        for t in 0..w[1] - w[0] {
+            let s = t as f64 / 100.0;
+            feats.extend_from_slice(&[s, s * s, s * s * s, 1.0]);
+        }
+    }
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let c = fit_ridge(&feats, F, targets, 1e-5)?;
+    Ok(feats.chunks(F).map(|f| f.iter().zip(&c).map(|(a, b)| a * b).sum()).collect())
+}
+
 /// Processes a batch (module docs). Errors for invalid settings.
 pub fn process(batch: &SampleBatch, cfg: &ProcessingConfig) -> Result<ProcessedSamples, SettingError> {
     cfg.validate()?;

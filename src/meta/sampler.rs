@@ -352,6 +352,8 @@ impl Sampler {
                     copies: Vec::new(),
                 },
                 |w, k| {
+                    // A stop request ends the round between tasks (the iteration is dropped).
+                    crate::stop::check()?;
                     let policy = if policies.len() == 1 { policies[0] } else { policies[k] };
                     self.sample_task(w, &tasks[k], policy, &lb, &ub, |r| {
                         rollout_seed(seed, iteration, phase, k as u64, r as u64)

@@ -105,6 +105,20 @@ pub trait ScoreRows: Sync {
             }
         }
     }
+
+    /// [`Self::outer_add`] for blocks given in semiseparable form
+    /// ([`SemiseparableBlocks`]): `out += Σ_{a,b} F_ab ∇u_{rows[a]} ∇u_{rows[b]}ᵀ`.
+    ///
+    /// The default expands one block at a time to its dense k×k matrix and calls
+    /// [`Self::outer_add`] (O(k²) per block); policies with structured Jacobians override it
+    /// to run in O(k) per block (the tabular softmax: O(k·D)).
+    fn semiseparable_outer_add(&self, blocks: &SemiseparableBlocks, out: &mut [f64]) {
+        for b in blocks.iter() {
+            let mut dense = RowBlocks::new();
+            dense.push(b.rows, &b.dense());
+            self.outer_add(&dense, out);
+        }
+    }
 }
 
 /// Dense row-space second-derivative blocks, one per trajectory: block n lists the rows it
@@ -145,6 +159,102 @@ impl RowBlocks {
             let f = &self.f[f_at..f_at + k * k];
             f_at += k * k;
             (rows, f)
+        })
+    }
+}
+
+/// Row-space second-derivative blocks in semiseparable form, one per trajectory: in the
+/// block's row order r_0 … r_{k−1},
+///
+/// F_ii = diag_i,  F_ij = F_ji = v_i u_j β^{j−i} (i < j).
+///
+/// Every closed-form row Hessian of the estimators has this form (DR/IS: F_jk = g_max(j,k),
+/// i.e. u = g, v = 1, β = 1; truncated DR: v_j = 1[ρ_j ≤ c̄]; TayPO-2: u_k = ρ_k a_k,
+/// v_j = ρ_j, β = 1 or γ), so a block costs O(k) memory instead of k².
+#[derive(Clone, Debug, Default)]
+pub struct SemiseparableBlocks {
+    rows: Vec<usize>,
+    diag: Vec<f64>,
+    u: Vec<f64>,
+    v: Vec<f64>,
+    start: Vec<usize>,
+    beta: Vec<f64>,
+}
+
+/// One block of [`SemiseparableBlocks`].
+#[derive(Clone, Copy, Debug)]
+pub struct Semiseparable<'a> {
+    /// The rows, in the block's order.
+    pub rows: &'a [usize],
+    /// F_ii.
+    pub diag: &'a [f64],
+    /// u_j of F_ij = v_i u_j β^{j−i}, i < j.
+    pub u: &'a [f64],
+    /// v_i of F_ij = v_i u_j β^{j−i}, i < j.
+    pub v: &'a [f64],
+    /// β.
+    pub beta: f64,
+}
+
+impl Semiseparable<'_> {
+    /// The dense row-major k×k matrix (O(k²); for defaults and tests).
+    pub fn dense(&self) -> Vec<f64> {
+        let k = self.rows.len();
+        let mut f = vec![0.0; k * k];
+        for i in 0..k {
+            f[i * k + i] = self.diag[i];
+            let mut w = self.v[i];
+            for j in i + 1..k {
+                w *= self.beta;
+                let x = w * self.u[j];
+                f[i * k + j] = x;
+                f[j * k + i] = x;
+            }
+        }
+        f
+    }
+}
+
+impl SemiseparableBlocks {
+    /// No blocks.
+    pub fn new() -> Self {
+        Self { start: vec![0], ..Default::default() }
+    }
+    /// Appends an empty block with factor β; fill it with [`Self::push_row`].
+    pub fn begin(&mut self, beta: f64) {
+        if self.start.is_empty() {
+            self.start.push(0);
+        }
+        self.beta.push(beta);
+        self.start.push(self.rows.len());
+    }
+    /// Appends row `row` with (diag, u, v) to the last block.
+    pub fn push_row(&mut self, row: usize, diag: f64, u: f64, v: f64) {
+        self.rows.push(row);
+        self.diag.push(diag);
+        self.u.push(u);
+        self.v.push(v);
+        *self.start.last_mut().expect("begin() first") = self.rows.len();
+    }
+    /// Number of blocks.
+    pub fn len(&self) -> usize {
+        self.beta.len()
+    }
+    /// Whether there are no blocks.
+    pub fn is_empty(&self) -> bool {
+        self.beta.is_empty()
+    }
+    /// The blocks.
+    pub fn iter(&self) -> impl Iterator<Item = Semiseparable<'_>> + '_ {
+        self.start.windows(2).zip(&self.beta).map(move |(w, &beta)| {
+            let r = w[0]..w[1];
+            Semiseparable {
+                rows: &self.rows[r.clone()],
+                diag: &self.diag[r.clone()],
+                u: &self.u[r.clone()],
+                v: &self.v[r],
+                beta,
+            }
         })
     }
 }

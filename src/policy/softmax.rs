@@ -11,7 +11,7 @@
 //! a Hessian factors as L Z Lᵀ with Z accumulated in the one-hot basis: one addition per
 //! pair of ratio rows, one block projection per call.
 
-use super::{Policy, RowBlocks, ScoreRows, check_params};
+use super::{Policy, RowBlocks, ScoreRows, SemiseparableBlocks, check_params};
 use crate::error::SettingError;
 
 /// Softmax policy over a finite state and action space.
@@ -319,7 +319,65 @@ impl ScoreRows for SoftmaxRows<'_> {
                 }
             }
         }
-        // out += L Z Lᵀ, with (L_x u)_b = u_b − π_b Σ u.
+        self.add_lzl(&z, out);
+    }
+
+    /// O(k·D) per block: in the one-hot basis (∇u_r = L_x y_r), with
+    /// S_i = Σ_{j<i} β^{i−j} v_j y_j (S_{i+1} = β(S_i + v_i y_i)),
+    /// Z = Σ_i [diag_i y_i y_iᵀ + u_i (S_i y_iᵀ + y_i S_iᵀ)], then out += L Z Lᵀ. A one-hot y
+    /// touches one row and one column of Z per step.
+    fn semiseparable_outer_add(&self, blocks: &SemiseparableBlocks, out: &mut [f64]) {
+        let na = self.policy.n_actions;
+        let d = self.num_params();
+        let nr = self.n_ratio();
+        let mut z = vec![0.0; d * d];
+        let mut s = vec![0.0; d];
+        let mut dense_y = vec![0.0; na];
+        for b in blocks.iter() {
+            s.iter_mut().for_each(|x| *x = 0.0);
+            for (i, &r) in b.rows.iter().enumerate() {
+                let (x, y) = self.one_hot_y(r, nr, &mut dense_y);
+                let base = x * na;
+                let (diag, u) = (b.diag[i], b.u[i]);
+                for (a, &ya) in y.iter().enumerate() {
+                    if ya == 0.0 {
+                        continue;
+                    }
+                    let p = base + a;
+                    if u != 0.0 {
+                        // Z[p, :] += u y_a S and Z[:, p] += u y_a S.
+                        let c = u * ya;
+                        z[p * d..(p + 1) * d].iter_mut().zip(&s).for_each(|(zz, sv)| *zz += c * sv);
+                        for (q, sv) in s.iter().enumerate() {
+                            z[q * d + p] += c * sv;
+                        }
+                    }
+                    if diag != 0.0 {
+                        for (a2, &ya2) in y.iter().enumerate() {
+                            z[p * d + base + a2] += diag * ya * ya2;
+                        }
+                    }
+                }
+                let v = b.v[i];
+                if b.beta != 1.0 {
+                    s.iter_mut().for_each(|x| *x *= b.beta);
+                }
+                if v != 0.0 {
+                    for (a, &ya) in y.iter().enumerate() {
+                        s[base + a] += b.beta * v * ya;
+                    }
+                }
+            }
+        }
+        self.add_lzl(&z, out);
+    }
+}
+
+impl SoftmaxRows<'_> {
+    /// out += L Z Lᵀ for a D×D matrix Z in the one-hot basis, with (L_x u)_b = u_b − π_b Σ u.
+    fn add_lzl(&self, z: &[f64], out: &mut [f64]) {
+        let (ns, na) = (self.policy.n_states, self.policy.n_actions);
+        let d = ns * na;
         let mut blk = vec![0.0; na * na];
         for xa in 0..ns {
             for xb in 0..ns {

@@ -33,6 +33,34 @@ pub struct Derivatives {
     pub hessian: Vec<f64>,
 }
 
+impl Derivatives {
+    /// `Ok(())` when value, gradient and Hessian are all finite; otherwise an error naming
+    /// `what` (e.g. `estimator dr`) and the first non-finite entry. Finite but huge inputs
+    /// (rewards or critic values near f64::MAX) overflow here rather than in the file.
+    pub fn ensure_finite(&self, what: &str) -> crate::error::Result<()> {
+        let bad = |name: &str, i: Option<usize>, v: f64| {
+            let at = i.map_or(String::new(), |i| format!("[{i}]"));
+            Err(crate::error::invalid(
+                what,
+                format!(
+                    "the result is not finite ({name}{at} = {v}): the inputs' magnitudes overflow \
+                     float64; rescale rewards and critic values"
+                ),
+            ))
+        };
+        if !self.value.is_finite() {
+            return bad("value", None, self.value);
+        }
+        if let Some(i) = self.gradient.iter().position(|g| !g.is_finite()) {
+            return bad("gradient", Some(i), self.gradient[i]);
+        }
+        if let Some(i) = self.hessian.iter().position(|h| !h.is_finite()) {
+            return bad("hessian", Some(i), self.hessian[i]);
+        }
+        Ok(())
+    }
+}
+
 /// V^π, Q^π and the resolvent M = (I − γP_π)⁻¹ of a policy.
 #[derive(Clone, Debug)]
 pub struct PolicyEvaluation {

@@ -192,7 +192,16 @@ impl LocomotionEnv {
     /// # Errors
     /// As [`Sim::load`].
     pub fn new(kind: EnvKind) -> Result<Self, MujocoError> {
-        let sim = Sim::load(kind.xml_file(), kind.frame_skip())?;
+        Self::new_in(kind, &super::assets_dir())
+    }
+
+    /// [`LocomotionEnv::new`] with the model file read from the directory `assets` (instead
+    /// of [`super::assets_dir`]).
+    ///
+    /// # Errors
+    /// As [`Sim::load_path`].
+    pub fn new_in(kind: EnvKind, assets: &std::path::Path) -> Result<Self, MujocoError> {
+        let sim = Sim::load_path(&assets.join(kind.xml_file()), kind.frame_skip())?;
         let original = sim.params();
         let task = match kind.task_kind() {
             TaskKind::Direction => Task::Direction(1.0),
@@ -548,5 +557,14 @@ impl MetaEnv for LocomotionEnv {
 
     fn boxed_clone(&self) -> Box<dyn MetaEnv> {
         Box::new(self.clone())
+    }
+
+    /// The task vector as [`LocomotionEnv::try_set_task`] takes it.
+    fn current_task(&self) -> Option<Vec<f64>> {
+        Some(match &self.task {
+            Task::Direction(d) => vec![*d],
+            Task::Goal(g) | Task::Direction2D(g) => g.to_vec(),
+            Task::Params(u) => u.clone(),
+        })
     }
 }

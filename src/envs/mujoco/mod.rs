@@ -107,6 +107,14 @@ pub fn assets_dir() -> PathBuf {
 /// instructions) if the model files are not installed; [`MujocoError::Load`] if MuJoCo rejects
 /// the model.
 pub fn make_env(name: &str) -> Result<Box<dyn MetaEnv>, MujocoError> {
+    make_env_in(name, &assets_dir())
+}
+
+/// [`make_env`] with the robots' XML files read from the directory `assets`.
+///
+/// # Errors
+/// As [`make_env`].
+pub fn make_env_in(name: &str, assets: &std::path::Path) -> Result<Box<dyn MetaEnv>, MujocoError> {
     let kind = EnvKind::from_name(name)?;
-    Ok(Box::new(LocomotionEnv::new(kind)?))
+    Ok(Box::new(LocomotionEnv::new_in(kind, assets)?))
 }

@@ -1,0 +1,35 @@
+"""Shared fixtures: the command-line binary (to check that both faces give the same
+numbers) and small problems."""
+
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """Runs the `metagrad` binary (target/release/metagrad, built by scripts/test.sh, or
+    $METAGRAD_BIN); returns a function of the arguments giving the completed process."""
+    binary = pathlib.Path(os.environ.get("METAGRAD_BIN", REPO / "target" / "release" / "metagrad"))
+    if not binary.exists():
+        pytest.fail(f"{binary} not found: build it with `cargo build --release` (scripts/test.sh does)")
+
+    def run(*args, check=True):
+        p = subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True)
+        if check and p.returncode != 0:
+            raise AssertionError(f"metagrad {' '.join(map(str, args))} failed: {p.stderr}")
+        return p
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def example_problem(cli, tmp_path_factory):
+    """A random problem file from `metagrad example-problem` (state-value critic)."""
+    path = tmp_path_factory.mktemp("problem") / "problem.json"
+    cli("example-problem", "--eps", "0.5", "--n", "40", "--seed", "3", "--output", path)
+    return path

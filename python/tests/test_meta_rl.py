@@ -1,0 +1,129 @@
+"""metagrad.meta_rl: the command line's runs and grids from Python — same settings, same
+files and numbers for the same seed, resumable, stoppable."""
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+
+import metagrad
+from metagrad import meta_rl
+
+TINY = dict(tasks=3, rollouts=2, horizon=12, hidden=[8, 8])
+
+
+def numbers(path):
+    """progress.csv without the wall-clock column."""
+    return pd.read_csv(path, float_precision="round_trip").drop(columns=["wall_s"])
+
+
+@pytest.mark.parametrize("algo", ["promp-taypo2", "trpo-maml"])
+def test_a_run_equals_the_cli_run(cli, tmp_path, algo):
+    hist = meta_rl.train(algo=algo, iterations=3, seed=5, out=tmp_path / "py", verbose=False, **TINY)
+    cli("meta-rl", "--algo", algo, "--iterations", 3, "--seed", 5, "--tasks", 3, "--rollouts", 2,
+        "--horizon", 12, "--hidden", "8,8", "--out", tmp_path / "cli")
+    pd.testing.assert_frame_equal(numbers(tmp_path / "py" / "progress.csv"), numbers(tmp_path / "cli" / "progress.csv"),
+                                  check_exact=True)
+    pd.testing.assert_frame_equal(hist.drop(columns=["wall_s"]), numbers(tmp_path / "cli" / "progress.csv"),
+                                  check_exact=True, check_dtype=False)
+    assert list(hist.columns) == ["iteration", "pre_return", "post_return_1", "post_return_2", "post_return_3",
+                                  "env_steps", "wall_s", "outer_diag"]
+    for f in ["config.json", "checkpoint.json", "learning_curve.png", "learning_curve.svg"]:
+        assert (tmp_path / "py" / f).exists()
+
+
+def test_resume_continues_bit_identically(tmp_path):
+    full = meta_rl.train(algo="promp", iterations=4, seed=2, out=tmp_path / "a", verbose=False, **TINY)
+    meta_rl.train(algo="promp", iterations=2, seed=2, out=tmp_path / "b", verbose=False, **TINY)
+    with pytest.raises(ValueError, match="holds a run already"):
+        meta_rl.train(algo="promp", iterations=4, seed=2, out=tmp_path / "b", verbose=False, **TINY)
+    with pytest.raises(ValueError, match="settings differ"):
+        meta_rl.train(algo="promp", iterations=4, seed=3, out=tmp_path / "b", resume=True, verbose=False, **TINY)
+    resumed = meta_rl.train(algo="promp", iterations=4, seed=2, out=tmp_path / "b", resume=True, verbose=False, **TINY)
+    pd.testing.assert_frame_equal(full.drop(columns=["wall_s"]), resumed.drop(columns=["wall_s"]), check_exact=True)
+    with pytest.raises(ValueError, match="no checkpoint"):
+        meta_rl.train(algo="promp", iterations=4, out=tmp_path / "c", resume=True, verbose=False, **TINY)
+
+
+def test_compare_writes_the_cli_summary(cli, tmp_path):
+    summary = meta_rl.compare(algos=["promp", "trpo-fmaml"], seeds=[1, 2], iterations=2, at=[1], out=tmp_path / "py",
+                              verbose=False, **TINY)
+    cli("meta-rl", "compare", "--algos", "promp,trpo-fmaml", "--seeds", "1,2", "--iterations", 2, "--at", 1,
+        "--tasks", 3, "--rollouts", 2, "--horizon", 12, "--hidden", "8,8", "--out", tmp_path / "cli")
+    ours = pd.read_csv(tmp_path / "py" / "summary.csv", float_precision="round_trip")
+    theirs = pd.read_csv(tmp_path / "cli" / "summary.csv", float_precision="round_trip")
+    cols = [c for c in ours.columns if c != "wall_s_mean"]
+    pd.testing.assert_frame_equal(ours[cols], theirs[cols], check_exact=True)
+    assert list(summary["algo"]) == ["promp", "promp", "trpo-fmaml", "trpo-fmaml"]
+    assert (tmp_path / "py" / "fig1d.png").exists() and (tmp_path / "py" / "summary.md").exists()
+    again = meta_rl.summarise(algos="promp,trpo-fmaml", seeds=[1, 2], iterations=2, at=[1], out=tmp_path / "py", **TINY)
+    pd.testing.assert_frame_equal(again, summary, check_exact=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(algo="maml++"), ["unknown algorithm", "maml++"]),
+        (dict(tasks=0), ["tasks", "0"]),
+        (dict(inner_lr=-0.1), ["inner-lr", "-0.1"]),
+        (dict(innerlr=0.1), ["innerlr", "unknown field"]),
+        (dict(env="moon-lander"), ["env", "moon-lander"]),
+        (dict(precision="f16"), ["precision", "f16"]),
+    ],
+)
+def test_bad_settings_name_the_field_and_value(tmp_path, kwargs, words):
+    with pytest.raises(ValueError) as info:
+        meta_rl.train(**{"iterations": 1, "out": tmp_path / "x", "verbose": False, **TINY, **kwargs})
+    for w in words:
+        assert w in str(info.value), (w, str(info.value))
+
+
+def test_grid_refuses_duplicates(tmp_path):
+    with pytest.raises(ValueError, match="seed 1 is listed twice"):
+        meta_rl.compare(seeds=[1, 1], iterations=1, out=tmp_path, verbose=False, **TINY)
+    with pytest.raises(ValueError, match="invalid at: 0"):
+        meta_rl.compare(seeds=[1], at=[0], iterations=1, out=tmp_path, verbose=False, **TINY)
+
+
+def test_defaults_and_params():
+    d = meta_rl.defaults()
+    assert (d["tasks"], d["rollouts"], d["horizon"], d["hidden"], d["precision"]) == (40, 20, 100, [64, 64], "f32")
+    p = meta_rl.params(algo="trpo-dice", seed=4, env="point-corners")
+    assert p["inner_steps"] == 3 and p["algo"] == "trpo-dice" and p["seed"] == 4
+
+
+def test_ctrl_c_keeps_the_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from metagrad import meta_rl
+        try:
+            meta_rl.train(algo="trpo-maml", iterations=1000, seed=1, out={str(out)!r}, verbose=False,
+                          tasks=20, rollouts=10, horizon=100)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(42)
+        """
+    )
+    # Wait until the first iteration's checkpoint is on disk, then interrupt mid-iteration.
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "checkpoint.json").exists():
+        assert time.monotonic() < deadline, "no iteration finished within 60 s"
+        time.sleep(0.1)
+    time.sleep(0.7)
+    sent = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    code = p.wait(timeout=60)
+    elapsed = time.monotonic() - sent
+    assert code == 42 and p.stdout.read().strip() == "interrupted"
+    assert elapsed < 1.0, f"took {elapsed:.2f} s to stop"
+    done = len(pd.read_csv(out / "progress.csv"))
+    resumed = meta_rl.train(algo="trpo-maml", iterations=done + 1, seed=1, out=out, resume=True, verbose=False,
+                            tasks=20, rollouts=10, horizon=100)
+    assert len(resumed) == done + 1

@@ -1,0 +1,77 @@
+"""tabular_study: the command line's study from Python, same seed → same files; settings
+checked at the boundary; Ctrl-C stops it."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+
+import metagrad
+
+SMALL = dict(sweep="eps", eps=[0.0, 0.5], n=60, trials=3, states=6, actions=3, horizon=8, seed=11)
+
+
+def test_same_seed_same_files_as_the_cli(cli, tmp_path):
+    study = metagrad.tabular_study(out=tmp_path / "py", verbose=False, estimators=["is", "dr", "taypo-2"], **SMALL)
+    flags = [f"--{k.replace('_', '-')}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in SMALL.items()]
+    cli("tabular", *flags, "--estimators", "is,dr,taypo-2", "--out", tmp_path / "cli")
+    for name in ["trials.csv", "summary.csv", "config.json", "fig1a_gradient.svg"]:
+        assert (tmp_path / "py" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+    assert list(study.trials.columns[:5]) == ["sweep", "estimator", "eps", "n", "trial"]
+    assert len(study.trials) == 2 * 3 * 3
+    cli_summary = pd.read_csv(tmp_path / "cli" / "summary.csv", float_precision="round_trip")
+    pd.testing.assert_series_equal(study.summary["hess_mean"], cli_summary["hess_mean"], check_exact=True)
+
+
+def test_defaults_are_the_cli_defaults():
+    d = metagrad.tabular_study_defaults()
+    assert d["eps"] == [0.0, 0.2, 0.5, 0.8] and d["n"] == 1000 and d["trials"] == 10
+    assert d["estimators"] == "is,dr,dr-trunc,taypo-1,taypo-2"
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, words",
+    [
+        (dict(trails=3), ValueError, ["trails", "unknown field"]),
+        (dict(eps=[0.2, 1.5]), ValueError, ["eps", "1.5"]),
+        (dict(n=-3), ValueError, ["n", "-3"]),
+        (dict(states="many"), ValueError, ["states", "many"]),
+        (dict(gamma=float("nan")), ValueError, ["gamma", "nan"]),
+        (dict(estimators=["dr", 3]), TypeError, ["estimators"]),
+        (dict(sweep="everything"), ValueError, ["sweep", "everything"]),
+    ],
+)
+def test_bad_settings_are_refused_before_any_work(kwargs, exc, words):
+    with pytest.raises(exc) as info:
+        metagrad.tabular_study(verbose=False, **{**SMALL, **kwargs})
+    for w in words:
+        assert w in str(info.value), (w, str(info.value))
+
+
+def test_ctrl_c_stops_within_a_second(tmp_path):
+    script = textwrap.dedent(
+        """
+        import sys, metagrad
+        print("started", flush=True)
+        try:
+            metagrad.tabular_study(verbose=False, n=3000, trials=200, sweep="meta")
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(42)
+        """
+    )
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "started"
+    time.sleep(1.5)
+    sent = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    code = p.wait(timeout=30)
+    elapsed = time.monotonic() - sent
+    assert code == 42, code
+    assert p.stdout.read().strip() == "interrupted"
+    assert elapsed < 1.0, f"took {elapsed:.2f} s to stop"
