@@ -58,8 +58,9 @@ def meta_rl_train(
     algo: str,
     seed: int,
     out: _Path,
-    resume: bool = False,
+    resume: str = "no",
     progress: Optional[Callable[[dict[str, Any]], None]] = None,
+    threads: Optional[int] = None,
 ) -> str: ...
 def meta_rl_compare(
     settings_json: str,
@@ -68,8 +69,10 @@ def meta_rl_compare(
     at: list[int],
     out: _Path,
     progress: Optional[Callable[[dict[str, Any]], None]] = None,
+    threads: Optional[int] = None,
 ) -> str: ...
 def meta_rl_summarise(settings_json: str, algos: str, seeds: list[int], at: list[int], out: _Path) -> str: ...
+def meta_rl_grid_runs(settings_json: str, algos: str, seeds: list[int], at: list[int], out: _Path) -> str: ...
 def row_derivatives(
     estimator: str,
     u: _F,

@@ -7,13 +7,13 @@ numbers for the same seed, resumable in the same way.
 from __future__ import annotations
 
 import json
-from typing import Iterable, Union
+from typing import Iterable, Optional, Union
 
 from . import _convert, _metagrad, _progress
 
 ALGORITHMS = ("trpo-maml", "trpo-fmaml", "trpo-emaml", "trpo-dice", "promp", "promp-taypo2")
 
-__all__ = ["ALGORITHMS", "defaults", "params", "train", "compare", "summarise"]
+__all__ = ["ALGORITHMS", "defaults", "params", "train", "compare", "summarise", "grid_runs"]
 
 
 def defaults() -> dict:
@@ -31,17 +31,29 @@ def params(*, algo: str = "promp-taypo2", seed: int = 1, **settings) -> dict:
 
 
 def _history_frame(text: str):
+    """A run's history (JSON records) as the DataFrame of its ``progress.csv``."""
     import pandas as pd
 
     rows = json.loads(text)
     k = len(rows[0]["post_returns"]) if rows else 0
+    steps = max((len(r.get("diagnostics", {}).get("outer_losses", [])) for r in rows), default=0)
+    diag = ["inner_step_norm_mean", "inner_step_norm_max", "max_inner_ratio_dev"]
     records = []
     for r in rows:
+        d = r.get("diagnostics", {})
         rec = {"iteration": r["iteration"], "pre_return": r["pre_return"]}
         rec.update({f"post_return_{i + 1}": x for i, x in enumerate(r["post_returns"])})
         rec.update(env_steps=r["env_steps"], wall_s=r["wall_s"], outer_diag=r["outer_diag"])
+        rec.update({name: d.get(name, 0.0) for name in diag})
+        rec.update({f"outer_loss_{i + 1}": x for i, x in enumerate(d.get("outer_losses", []))})
         records.append(rec)
-    cols = ["iteration", "pre_return"] + [f"post_return_{i + 1}" for i in range(k)] + ["env_steps", "wall_s", "outer_diag"]
+    cols = (
+        ["iteration", "pre_return"]
+        + [f"post_return_{i + 1}" for i in range(k)]
+        + ["env_steps", "wall_s", "outer_diag"]
+        + diag
+        + [f"outer_loss_{i + 1}" for i in range(steps)]
+    )
     return pd.DataFrame(records, columns=cols)
 
 
@@ -55,6 +67,8 @@ def _observer(bar, per_run_total: int):
         bar.set_description(label)
         if e["kind"] == "started":
             bar.update_to(base + e["done"], e["runs"] * per_run_total)
+        elif e["kind"] == "diverged":
+            bar.set_postfix(f"diverged at iteration {e['iteration']}: {e['cause']}")
         else:
             post = " → ".join(f"{x:.1f}" for x in e["post_returns"])
             bar.set_postfix(f"pre {e['pre_return']:.1f} → post {post} | {e['env_steps_per_s'] / 1e3:.1f}k steps/s")
@@ -70,21 +84,38 @@ def train(
     iterations: int = 500,
     seed: int = 1,
     out: str = "results/meta-rl",
-    resume: bool = False,
+    resume: Union[bool, str] = False,
     verbose: bool = True,
+    threads: Optional[int] = None,
     **settings,
 ):
     """One meta-RL run, as ``metagrad meta-rl``: writes ``config.json``, ``progress.csv``,
     ``checkpoint.json`` (every iteration) and ``learning_curve.{png,svg}`` to ``out`` and
     returns the progress as a DataFrame (one row per iteration). ``resume=True`` continues
     the run in ``out`` bit-identically (settings must match; ``iterations`` may grow);
-    without it an existing run in ``out`` is refused. Other settings: see :func:`defaults`.
-    Ctrl-C stops within a second, keeping the last finished iteration's checkpoint."""
+    without it an existing run in ``out`` is refused; ``resume="if-present"`` continues a
+    run if ``out`` holds one and starts one otherwise (as ``compare`` does for each run).
+    ``threads``: worker threads of this call (default: all cores; results do not depend on
+    it). Other settings: see :func:`defaults`. Ctrl-C stops within a second, keeping the
+    last finished iteration's checkpoint."""
+    modes = {False: "no", True: "required", "if-present": "if-present"}
+    if not isinstance(resume, (bool, str)) or resume not in modes:
+        raise ValueError(f"invalid resume: {resume!r} (expected False, True or 'if-present')")
     settings.update(env=env, iterations=iterations)
     text = _convert.settings_json("meta_rl.train", settings)
     with _progress(verbose, f"{algo} seed {seed}", "it") as bar:
-        hist = _metagrad.meta_rl_train(text, algo, int(seed), str(out), bool(resume), _observer(bar, int(iterations)))
+        hist = _metagrad.meta_rl_train(
+            text, algo, int(seed), str(out), modes[resume], _observer(bar, int(iterations)), _threads(threads)
+        )
     return _history_frame(hist)
+
+
+def _threads(threads) -> Optional[int]:
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or int(threads) != threads:
+        raise ValueError(f"invalid threads: {threads!r} (expected a whole number ≥ 1 or None)")
+    return int(threads)
 
 
 def _grid_args(function, env, iterations, algos, seeds, at, settings):
@@ -104,16 +135,20 @@ def compare(
     at: Iterable[int] = (),
     out: str = "results/meta-rl-compare",
     verbose: bool = True,
+    threads: Optional[int] = None,
     **settings,
 ):
     """A grid of algorithms × seeds, as ``metagrad meta-rl compare``: runs or resumes every
     run in ``out/<algo>/seed<s>/``, then writes ``summary.csv``, ``summary.md`` and the
-    figure (``fig1d`` or ``fig2``), and returns the summary as a DataFrame."""
+    figure (``fig1d`` or ``fig2``), and returns the summary as a DataFrame. ``threads``:
+    as in :func:`train`. To spread the runs over a Ray cluster, see :mod:`metagrad.ray`."""
     import pandas as pd
 
     text, algos, seeds, at = _grid_args("meta_rl.compare", env, iterations, algos, seeds, at, settings)
     with _progress(verbose, "meta-rl compare", "it") as bar:
-        rows = _metagrad.meta_rl_compare(text, algos, seeds, at, str(out), _observer(bar, int(iterations)))
+        rows = _metagrad.meta_rl_compare(
+            text, algos, seeds, at, str(out), _observer(bar, int(iterations)), _threads(threads)
+        )
     return pd.DataFrame(json.loads(rows))
 
 
@@ -133,6 +168,25 @@ def summarise(
 
     text, algos, seeds, at = _grid_args("meta_rl.summarise", env, iterations, algos, seeds, at, settings)
     return pd.DataFrame(json.loads(_metagrad.meta_rl_summarise(text, algos, seeds, at, str(out))))
+
+
+def grid_runs(
+    *,
+    env: str = "point-corners",
+    algos: Union[str, Iterable[str]] = "all",
+    seeds: Iterable[int] = (1, 2, 3),
+    iterations: int = 500,
+    at: Iterable[int] = (),
+    out: str = "results/meta-rl-compare",
+    **settings,
+) -> list:
+    """The runs of a grid, validated as :func:`compare` validates them (every run's settings
+    checked before anything runs), in the summary's order: a list of dicts ``{"algo",
+    "seed", "out"}`` with each run's folder. Running each with ``train(algo=..., seed=...,
+    out=..., resume="if-present", **same settings)`` (anywhere, in any order) and then
+    :func:`summarise` gives what :func:`compare` gives."""
+    text, algos, seeds, at = _grid_args("meta_rl.compare", env, iterations, algos, seeds, at, settings)
+    return json.loads(_metagrad.meta_rl_grid_runs(text, algos, seeds, at, str(out)))
 
 
 def load_progress(run_dir) -> "pandas.DataFrame":  # noqa: F821

@@ -1,6 +1,8 @@
 //! Meta-RL runs and grids: the library's [`RunSettings`] from keyword arguments, run with
 //! the GIL released and stoppable by Ctrl-C (the run keeps its last checkpoint, so the same
 //! call with `resume=True` continues it bit-identically, as the command line does).
+//! `threads` runs a call on its own pool of that many worker threads (the command line's
+//! `--threads`; results do not depend on it), e.g. one per CPU a Ray task reserved.
 
 use std::path::PathBuf;
 
@@ -18,6 +20,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(meta_rl_compare, m)?)?;
     m.add_function(wrap_pyfunction!(meta_rl_summarise, m)?)?;
     m.add_function(wrap_pyfunction!(meta_rl_params, m)?)?;
+    m.add_function(wrap_pyfunction!(meta_rl_grid_runs, m)?)?;
     Ok(())
 }
 
@@ -25,6 +28,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 enum Event {
     Started { run: usize, runs: usize, algo: Algorithm, seed: u64, done: usize, total: usize },
     Iteration { run: usize, runs: usize, algo: Algorithm, seed: u64, stats: IterationStats, rate: f64 },
+    Diverged { run: usize, runs: usize, algo: Algorithm, seed: u64, iteration: usize, cause: String },
 }
 
 impl Event {
@@ -32,14 +36,18 @@ impl Event {
         let (algo, seed) = (p.algo, p.seed);
         match progress {
             Progress::Started { done, total } => Event::Started { run, runs, algo, seed, done, total },
+            Progress::Diverged(d) => {
+                Event::Diverged { run, runs, algo, seed, iteration: d.iteration, cause: d.cause.clone() }
+            }
             Progress::Iteration { stats, env_steps_per_s } => {
                 Event::Iteration { run, runs, algo, seed, stats: stats.clone(), rate: env_steps_per_s }
             }
         }
     }
 
-    /// The event as a dict: `kind` ("started" or "iteration"), `run`, `runs`, `algo`,
-    /// `seed`, then `done`/`total` or the iteration's statistics and `env_steps_per_s`.
+    /// The event as a dict: `kind` ("started", "iteration" or "diverged"), `run`, `runs`, `algo`,
+    /// `seed`, then `done`/`total`, the iteration's statistics and `env_steps_per_s`, or
+    /// (kind "diverged") the diverging `iteration` and its `cause`.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         let (run, runs, algo, seed) = match self {
@@ -47,6 +55,12 @@ impl Event {
                 d.set_item("kind", "started")?;
                 d.set_item("done", done)?;
                 d.set_item("total", total)?;
+                (run, runs, algo, seed)
+            }
+            Event::Diverged { run, runs, algo, seed, iteration, cause } => {
+                d.set_item("kind", "diverged")?;
+                d.set_item("iteration", iteration)?;
+                d.set_item("cause", cause)?;
                 (run, runs, algo, seed)
             }
             Event::Iteration { run, runs, algo, seed, stats, rate } => {
@@ -80,6 +94,29 @@ fn forward(progress: &Option<Py<PyAny>>) -> impl FnMut(Python<'_>, Event) -> PyR
     }
 }
 
+/// A pool of `threads` workers (checked as the command line checks `--threads`), or none:
+/// rayon's global pool.
+fn pool(threads: Option<usize>) -> PyResult<Option<rayon::ThreadPool>> {
+    let Some(t) = threads else { return Ok(None) };
+    if t == 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "invalid threads: must be at least 1 (or None), got 0",
+        ));
+    }
+    metagrad::limits::check("threads", t, metagrad::limits::MAX_THREADS, None).map_err(py_err)?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build();
+    pool.map(Some)
+        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the thread pool: {e}")))
+}
+
+/// Runs `f` on `pool` (or on the calling thread, with rayon's global pool).
+fn on<T: Send>(pool: &Option<rayon::ThreadPool>, f: impl FnOnce() -> T + Send) -> T {
+    match pool {
+        Some(p) => p.install(f),
+        None => f(),
+    }
+}
+
 /// The default settings as JSON (the command line's defaults).
 #[pyfunction]
 fn meta_rl_defaults() -> String {
@@ -94,27 +131,42 @@ fn meta_rl_params(settings_json: &str, algo: &str, seed: u64) -> PyResult<String
     Ok(serde_json::to_string(&*p).expect("params serialise"))
 }
 
-/// One run (see `metagrad.meta_rl.train`). Returns the history as JSON records.
+/// One run (see `metagrad.meta_rl.train`); `resume` is "no", "required" or "if-present"
+/// (the library's [`Resume`]). Returns the history as JSON records.
 #[pyfunction]
-#[pyo3(signature = (settings_json, algo, seed, out, resume=false, progress=None))]
+#[pyo3(signature = (settings_json, algo, seed, out, resume="no", progress=None, threads=None))]
+#[allow(clippy::too_many_arguments)]
 fn meta_rl_train(
     py: Python<'_>,
     settings_json: &str,
     algo: &str,
     seed: u64,
     out: PathBuf,
-    resume: bool,
+    resume: &str,
     progress: Option<Py<PyAny>>,
+    threads: Option<usize>,
 ) -> PyResult<String> {
     let algo = Algorithm::parse(algo).map_err(py_err)?;
     let params = settings("meta_rl.train", settings_json)?.params(algo, seed).map_err(py_err)?;
-    let resume = if resume { Resume::Required } else { Resume::No };
+    let resume = match resume {
+        "no" => Resume::No,
+        "required" => Resume::Required,
+        "if-present" => Resume::IfPresent,
+        other => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "invalid resume: {other:?} (expected False, True or \"if-present\")"
+            )));
+        }
+    };
+    let pool = pool(threads)?;
     let history = run_stoppable(
         py,
         |events| {
-            meta_rl::run(&params, &out, resume, &mut |p| {
-                events.send(Event::new(0, 1, &params, p));
-                Ok(())
+            on(&pool, || {
+                meta_rl::run(&params, &out, resume, &mut |p| {
+                    events.send(Event::new(0, 1, &params, p));
+                    Ok(())
+                })
             })
         },
         forward(&progress),
@@ -136,7 +188,8 @@ fn grid(settings_json: &str, algos: &str, seeds: Vec<u64>, at: Vec<usize>, out: 
 
 /// A grid (see `metagrad.meta_rl.compare`). Returns the summary as JSON records.
 #[pyfunction]
-#[pyo3(signature = (settings_json, algos, seeds, at, out, progress=None))]
+#[pyo3(signature = (settings_json, algos, seeds, at, out, progress=None, threads=None))]
+#[allow(clippy::too_many_arguments)]
 fn meta_rl_compare(
     py: Python<'_>,
     settings_json: &str,
@@ -145,14 +198,18 @@ fn meta_rl_compare(
     at: Vec<usize>,
     out: PathBuf,
     progress: Option<Py<PyAny>>,
+    threads: Option<usize>,
 ) -> PyResult<String> {
     let grid = grid(settings_json, algos, seeds, at, out)?;
+    let pool = pool(threads)?;
     let rows = run_stoppable(
         py,
         |events| {
-            grid.run(&mut |g| {
-                events.send(Event::new(g.run, g.runs, g.params, g.progress));
-                Ok(())
+            on(&pool, || {
+                grid.run(&mut |g| {
+                    events.send(Event::new(g.run, g.runs, g.params, g.progress));
+                    Ok(())
+                })
             })
         },
         forward(&progress),
@@ -175,4 +232,26 @@ fn meta_rl_summarise(
     let grid = grid(settings_json, algos, seeds, at, out)?;
     let rows = py.detach(|| grid.summarise()).map_err(py_err)?;
     Ok(serde_json::to_string(&rows).expect("rows serialise"))
+}
+
+/// A validated grid's runs, in the order of [`Grid::runs`] (algorithm-major), as JSON
+/// records `{"algo", "seed", "out"}` with each run's folder ([`Grid::run_dir`]): what a
+/// scheduler (`metagrad.ray`) runs as independent `meta_rl_train(..., resume="if-present")`
+/// calls before [`meta_rl_summarise`].
+#[pyfunction]
+#[pyo3(signature = (settings_json, algos, seeds, at, out))]
+fn meta_rl_grid_runs(
+    settings_json: &str,
+    algos: &str,
+    seeds: Vec<u64>,
+    at: Vec<usize>,
+    out: PathBuf,
+) -> PyResult<String> {
+    let grid = grid(settings_json, algos, seeds, at, out)?;
+    let runs: Vec<serde_json::Value> = grid
+        .runs()
+        .iter()
+        .map(|p| serde_json::json!({"algo": p.algo.name(), "seed": p.seed, "out": grid.run_dir(p)}))
+        .collect();
+    Ok(serde_json::to_string(&runs).expect("runs serialise"))
 }

@@ -30,8 +30,16 @@ def test_a_run_equals_the_cli_run(cli, tmp_path, algo):
                                   check_exact=True)
     pd.testing.assert_frame_equal(hist.drop(columns=["wall_s"]), numbers(tmp_path / "cli" / "progress.csv"),
                                   check_exact=True, check_dtype=False)
+    steps = ["outer_loss_1", "outer_loss_2", "outer_loss_3", "outer_loss_4", "outer_loss_5"] if algo.startswith("promp") else []
     assert list(hist.columns) == ["iteration", "pre_return", "post_return_1", "post_return_2", "post_return_3",
-                                  "env_steps", "wall_s", "outer_diag"]
+                                  "env_steps", "wall_s", "outer_diag", "inner_step_norm_mean",
+                                  "inner_step_norm_max", "max_inner_ratio_dev"] + steps
+    assert (hist["inner_step_norm_max"] >= hist["inner_step_norm_mean"]).all()
+    assert (hist["inner_step_norm_mean"] > 0).all()
+    if algo.startswith("promp"):
+        # The first Adam step is at θ_old, later ones move the inner ratios away from 1.
+        assert (hist["max_inner_ratio_dev"] > 0).all()
+        assert (hist["outer_loss_5"] == hist["outer_diag"]).all()
     for f in ["config.json", "checkpoint.json", "learning_curve.png", "learning_curve.svg"]:
         assert (tmp_path / "py" / f).exists()
 
@@ -127,3 +135,24 @@ def test_ctrl_c_keeps_the_last_checkpoint(tmp_path):
     resumed = meta_rl.train(algo="trpo-maml", iterations=done + 1, seed=1, out=out, resume=True, verbose=False,
                             tasks=20, rollouts=10, horizon=100)
     assert len(resumed) == done + 1
+
+
+def test_resume_if_present_threads_and_grid_runs(tmp_path):
+    """What a scheduler needs (metagrad.ray): a run that starts or continues, on a given
+    number of threads (results do not depend on it), and the grid's runs and folders."""
+    full = meta_rl.train(algo="promp", iterations=3, seed=2, out=tmp_path / "a", verbose=False, **TINY)
+    part = meta_rl.train(algo="promp", iterations=2, seed=2, out=tmp_path / "b", resume="if-present", threads=1,
+                         verbose=False, **TINY)
+    assert len(part) == 2
+    more = meta_rl.train(algo="promp", iterations=3, seed=2, out=tmp_path / "b", resume="if-present", threads=2,
+                         verbose=False, **TINY)
+    pd.testing.assert_frame_equal(full.drop(columns=["wall_s"]), more.drop(columns=["wall_s"]), check_exact=True)
+    with pytest.raises(ValueError, match="invalid resume"):
+        meta_rl.train(algo="promp", iterations=1, out=tmp_path / "c", resume="maybe", verbose=False, **TINY)
+    with pytest.raises(ValueError, match="invalid threads"):
+        meta_rl.train(algo="promp", iterations=1, out=tmp_path / "c", threads=0, verbose=False, **TINY)
+    runs = meta_rl.grid_runs(algos="promp,trpo-maml", seeds=[1, 2], iterations=2, out=tmp_path / "g", **TINY)
+    assert [(r["algo"], r["seed"]) for r in runs] == [("promp", 1), ("promp", 2), ("trpo-maml", 1), ("trpo-maml", 2)]
+    assert runs[1]["out"] == str(tmp_path / "g" / "promp" / "seed2")
+    with pytest.raises(ValueError, match="tasks"):
+        meta_rl.grid_runs(algos="promp", seeds=[1], iterations=2, out=tmp_path / "g", **dict(TINY, tasks=0))

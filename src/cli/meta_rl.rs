@@ -108,6 +108,9 @@ fn returns(s: &IterationStats, sep: &str, digits: usize) -> String {
 fn show(bar: &ProgressBar, p: Progress) {
     match p {
         Progress::Started { done, .. } => bar.set_position(done as u64),
+        Progress::Diverged(d) => {
+            bar.suspend(|| eprintln!("warning: diverged at iteration {}: {}", d.iteration + 1, d.cause))
+        }
         Progress::Iteration { stats, env_steps_per_s } => {
             bar.inc(1);
             bar.set_message(format!(
@@ -145,6 +148,15 @@ fn compare(c: CompareArgs) -> Result<()> {
                 ));
                 bar.set_position(base + done as u64);
             }
+            Progress::Diverged(d) => bar.suspend(|| {
+                eprintln!(
+                    "warning: {} seed {} diverged at iteration {}: {}",
+                    g.params.algo,
+                    g.params.seed,
+                    d.iteration + 1,
+                    d.cause
+                )
+            }),
             Progress::Iteration { stats, .. } => {
                 bar.set_position(base + stats.iteration as u64 + 1);
                 bar.set_message(format!(

@@ -20,7 +20,7 @@ use super::{RunConfig, csv_io, prepare_output_dir, write_csv, write_json};
 use crate::error::{Error, Result, invalid};
 use crate::estimators::TaylorDiscount;
 use crate::meta::algos::{
-    Algorithm, IterationStats, Params, Trainer, TrainerState, ValidParams, is_point_env,
+    Algorithm, Divergence, IterationStats, Params, Trainer, TrainerState, ValidParams, is_point_env,
 };
 use crate::meta::objectives::{DiceCritic, Normalisation};
 use crate::plot::{Figure, Series, save_or_skip};
@@ -98,6 +98,10 @@ pub struct RunSettings {
     /// E-MAML: weight of the exploration term.
     #[arg(long, default_value_t = 1.0)]
     pub emaml_weight: f64,
+    /// Divergence guard: stop a run (marked diverged in the summary) when an outer loss is
+    /// not finite or exceeds this (`inf` disables it).
+    #[arg(long, default_value_t = 10.0)]
+    pub divergence_threshold: f64,
     /// Largest number of environment steps per iteration, tasks × rollouts × horizon ×
     /// (inner steps + 1), accepted.
     #[arg(long, default_value_t = crate::limits::DEFAULT_MAX_META_STEPS)]
@@ -139,6 +143,7 @@ impl RunSettings {
         p.adam_lr = self.adam_lr;
         p.promp_steps = self.promp_steps;
         p.emaml_weight = self.emaml_weight;
+        p.divergence_threshold = self.divergence_threshold;
         p.validate_with(self.max_steps_per_iteration)
     }
 }
@@ -164,6 +169,8 @@ pub enum Progress<'a> {
         /// The iteration budget.
         total: usize,
     },
+    /// The divergence guard stopped the run (after the diverging iteration's checkpoint).
+    Diverged(&'a Divergence),
     /// An iteration finished and its checkpoint is on disk.
     Iteration {
         /// Its results.
@@ -254,6 +261,9 @@ pub fn run(
         let rate = (s.env_steps - steps_before) as f64 / (s.wall_s - wall_before).max(1e-9);
         observe(Progress::Iteration { stats: &s, env_steps_per_s: rate })?;
     }
+    if let Some(d) = &trainer.state().diverged {
+        observe(Progress::Diverged(d))?;
+    }
     let history = trainer.state().history.clone();
     write_progress(&out.join("progress.csv"), &history)?;
     plot_run(
@@ -266,21 +276,49 @@ pub fn run(
 
 /// The history of the run in `dir` (from its checkpoint).
 pub fn load_history(dir: &Path) -> Result<Vec<IterationStats>> {
-    Ok(read_checkpoint(&dir.join("checkpoint.json"))?.state.history)
+    Ok(load_run(dir)?.history)
+}
+
+/// A run's history and, if the divergence guard stopped it, why.
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    /// Every finished iteration.
+    pub history: Vec<IterationStats>,
+    /// Set when the run diverged.
+    pub diverged: Option<Divergence>,
+}
+
+/// The record of the run in `dir` (from its checkpoint).
+pub fn load_run(dir: &Path) -> Result<RunRecord> {
+    let state = read_checkpoint(&dir.join("checkpoint.json"))?.state;
+    Ok(RunRecord { history: state.history, diverged: state.diverged })
 }
 
 fn write_progress(path: &Path, history: &[IterationStats]) -> Result<()> {
     let k = history.first().map_or(0, |h| h.post_returns.len());
+    let steps = history.iter().map(|h| h.diagnostics.outer_losses.len()).max().unwrap_or(0);
     crate::atomic::write_with(path, |out| {
         let mut w = csv::Writer::from_writer(out);
         let mut header = vec!["iteration".to_string(), "pre_return".into()];
         header.extend((1..=k).map(|i| format!("post_return_{i}")));
         header.extend(["env_steps".into(), "wall_s".into(), "outer_diag".into()]);
+        header.extend([
+            "inner_step_norm_mean".into(),
+            "inner_step_norm_max".into(),
+            "max_inner_ratio_dev".into(),
+        ]);
+        header.extend((1..=steps).map(|i| format!("outer_loss_{i}")));
         w.write_record(&header).map_err(csv_io)?;
         for h in history {
+            let d = &h.diagnostics;
             let mut rec = vec![h.iteration.to_string(), h.pre_return.to_string()];
             rec.extend(h.post_returns.iter().map(|x| x.to_string()));
             rec.extend([h.env_steps.to_string(), format!("{:.3}", h.wall_s), h.outer_diag.to_string()]);
+            rec.extend(
+                [d.inner_step_norm_mean, d.inner_step_norm_max, d.max_inner_ratio_dev].map(|x| x.to_string()),
+            );
+            // Runs saved before the diagnostics existed (or diverged mid-update) leave blanks.
+            rec.extend((0..steps).map(|i| d.outer_losses.get(i).map_or(String::new(), |x| x.to_string())));
             w.write_record(&rec).map_err(csv_io)?;
         }
         w.flush()
@@ -430,11 +468,12 @@ impl Grid {
     /// and the figure; every run must have reached the iteration budget.
     pub fn summarise(&self) -> Result<Vec<SummaryRow>> {
         let n = self.settings.run.iterations;
-        let mut histories = Vec::with_capacity(self.runs.len());
+        let mut records = Vec::with_capacity(self.runs.len());
         for p in &self.runs {
             let dir = self.run_dir(p);
-            let h = load_history(&dir)?;
-            if h.len() < n {
+            let r = load_run(&dir)?;
+            let h = &r.history;
+            if h.len() < n && r.diverged.is_none() {
                 return Err(invalid(
                     "iterations",
                     format!(
@@ -444,9 +483,9 @@ impl Grid {
                     ),
                 ));
             }
-            histories.push(h);
+            records.push(r);
         }
-        let rows = summary_rows(&self.settings.algos, &self.runs, &histories, &self.at, n);
+        let rows = summary_rows(&self.settings.algos, &self.runs, &records, &self.at, n);
         let out = &self.settings.out;
         write_csv(&out.join("summary.csv"), &rows)?;
         let md = out.join("summary.md");
@@ -459,13 +498,17 @@ impl Grid {
                 let hs: Vec<&[IterationStats]> = self
                     .runs
                     .iter()
-                    .zip(&histories)
+                    .zip(&records)
                     .filter(|(p, _)| p.algo == algo)
-                    .map(|(_, h)| &h[..n])
+                    .map(|(_, r)| &r.history[..r.history.len().min(n)])
                     .collect();
                 let (mut x, mut y, mut err) = (Vec::new(), Vec::new(), Vec::new());
                 for i in 0..n {
-                    let v: Vec<f64> = hs.iter().map(|h| post_return(&h[i])).collect();
+                    // Runs that diverged drop out after their last iteration.
+                    let v: Vec<f64> = hs.iter().filter_map(|h| h.get(i)).map(post_return).collect();
+                    if v.is_empty() {
+                        break;
+                    }
                     let (m, _, se) = mean_std_se(&v);
                     x.push(i as f64);
                     y.push(m);
@@ -525,25 +568,31 @@ pub struct SummaryRow {
     /// Mean across seeds of a run's wall-clock time up to this iteration (seconds; summed
     /// over sittings for resumed runs).
     pub wall_s_mean: f64,
+    /// Seeds whose run the divergence guard stopped before this iteration (they are not in
+    /// the means; `seeds` counts the others).
+    pub diverged: usize,
 }
 
 fn summary_rows(
     algos: &[Algorithm],
     runs: &[ValidParams],
-    histories: &[Vec<IterationStats>],
+    records: &[RunRecord],
     at: &[usize],
     n: usize,
 ) -> Vec<SummaryRow> {
     let mut rows = Vec::new();
     for &algo in algos {
-        let hs: Vec<&Vec<IterationStats>> =
-            runs.iter().zip(histories).filter(|(p, _)| p.algo == algo).map(|(_, h)| h).collect();
-        let stat = |i: usize, f: &dyn Fn(&IterationStats) -> f64| {
-            let v: Vec<f64> = hs.iter().map(|h| f(&h[i])).collect();
-            let (m, _, se) = mean_std_se(&v);
-            (m, se)
-        };
+        let all: Vec<&RunRecord> =
+            runs.iter().zip(records).filter(|(p, _)| p.algo == algo).map(|(_, r)| r).collect();
         for &a in at {
+            // Runs with data at iteration a (a diverged run ends at its diverging iteration).
+            let hs: Vec<&Vec<IterationStats>> =
+                all.iter().filter(|r| r.history.len() >= a).map(|r| &r.history).collect();
+            let stat = |i: usize, f: &dyn Fn(&IterationStats) -> f64| {
+                let v: Vec<f64> = hs.iter().map(|h| f(&h[i])).collect();
+                let (m, _, se) = mean_std_se(&v);
+                (m, se)
+            };
             let (pm, pse) = stat(a - 1, &post_return);
             let (qm, qse) = stat(a - 1, &|h| h.pre_return);
             let drops: Vec<f64> = hs.iter().map(|h| max_drop(h[..a].iter().map(post_return))).collect();
@@ -554,6 +603,7 @@ fn summary_rows(
                 iteration: a,
                 is_final: a == n,
                 seeds: hs.len(),
+                diverged: all.len() - hs.len(),
                 post_return_mean: pm,
                 post_return_se: pse,
                 pre_return_mean: qm,
@@ -580,8 +630,10 @@ pub fn summary_markdown(rows: &[SummaryRow]) -> String {
     for i in &iters {
         out += &format!(" it. {i} |");
     }
-    out += &format!(" max drop by it. {last} | pre-update, it. {last} | minutes per run |\n|---|");
-    out += &"---|".repeat(iters.len() + 3);
+    out += &format!(
+        " max drop by it. {last} | pre-update, it. {last} | minutes per run | diverged by it. {last} |\n|---|"
+    );
+    out += &"---|".repeat(iters.len() + 4);
     out.push('\n');
     let mut algos: Vec<&str> = Vec::new();
     for r in rows {
@@ -599,13 +651,15 @@ pub fn summary_markdown(rows: &[SummaryRow]) -> String {
         match cell(last) {
             Some(r) => {
                 out += &format!(
-                    " {} | {} | {:.1} |\n",
+                    " {} | {} | {:.1} | {} of {} |\n",
                     pm(r.max_drop_mean, r.max_drop_se),
                     pm(r.pre_return_mean, r.pre_return_se),
-                    r.wall_s_mean / 60.0
+                    r.wall_s_mean / 60.0,
+                    r.diverged,
+                    r.seeds + r.diverged
                 )
             }
-            None => out += " – | – | – |\n",
+            None => out += " – | – | – | – |\n",
         }
     }
     out
@@ -639,17 +693,46 @@ mod tests {
             max_drop_mean: 2.0,
             max_drop_se: 0.125,
             wall_s_mean: 90.0,
+            diverged: 0,
         };
         let md = summary_markdown(&[row("promp", 10, 1.0), row("promp", 20, 3.0), row("trpo-maml", 10, 2.0)]);
         let lines: Vec<&str> = md.lines().collect();
         assert_eq!(
             lines[0],
-            "| algorithm | it. 10 | it. 20 | max drop by it. 20 | pre-update, it. 20 | minutes per run |"
+            "| algorithm | it. 10 | it. 20 | max drop by it. 20 | pre-update, it. 20 | minutes per run | diverged by it. 20 |"
         );
-        assert_eq!(lines[1], "|---|---|---|---|---|---|");
-        assert_eq!(lines[2], "| promp | 1.0 ± 0.2 | 3.0 ± 0.2 | 2.0 ± 0.1 | -1.0 ± 0.5 | 1.5 |");
-        assert_eq!(lines[3], "| trpo-maml | 2.0 ± 0.2 | – | – | – | – |");
+        assert_eq!(lines[1], "|---|---|---|---|---|---|---|");
+        assert_eq!(lines[2], "| promp | 1.0 ± 0.2 | 3.0 ± 0.2 | 2.0 ± 0.1 | -1.0 ± 0.5 | 1.5 | 0 of 3 |");
+        assert_eq!(lines[3], "| trpo-maml | 2.0 ± 0.2 | – | – | – | – | – |");
         assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn diverged_runs_leave_the_means_and_are_counted() {
+        let stats = |i: usize, post: f64| IterationStats {
+            iteration: i,
+            pre_return: 0.0,
+            post_returns: vec![post],
+            env_steps: 10 * (i as u64 + 1),
+            wall_s: i as f64,
+            outer_diag: 0.0,
+            diagnostics: Default::default(),
+        };
+        let full = RunRecord { history: (0..3).map(|i| stats(i, 10.0 * i as f64)).collect(), diverged: None };
+        let short = RunRecord {
+            history: vec![stats(0, 4.0)],
+            diverged: Some(Divergence { iteration: 0, cause: "outer loss 1e9".into() }),
+        };
+        let settings = RunSettings { iterations: 3, ..RunSettings::default() };
+        let runs = vec![
+            settings.params(Algorithm::Promp, 1).unwrap(),
+            settings.params(Algorithm::Promp, 2).unwrap(),
+        ];
+        let rows = summary_rows(&[Algorithm::Promp], &runs, &[full, short], &[1, 3], 3);
+        assert_eq!((rows[0].seeds, rows[0].diverged, rows[0].post_return_mean), (2, 0, 2.0));
+        assert_eq!((rows[1].seeds, rows[1].diverged, rows[1].post_return_mean), (1, 1, 20.0));
+        let md = summary_markdown(&rows);
+        assert!(md.lines().nth(2).unwrap().ends_with("| 1 of 2 |"), "{md}");
     }
 
     #[test]

@@ -218,6 +218,15 @@ pub struct Params {
     pub promp_steps: usize,
     /// Weight of E-MAML's exploration term (1).
     pub emaml_weight: f64,
+    /// Divergence guard: the run stops (marked diverged) when an outer loss is not finite or
+    /// exceeds this (10; PPO-clip losses on normalised advantages stay below ≈ 1.3 while the
+    /// ratios are within reach of the clip), or when the gradient is not finite.
+    #[serde(default = "default_divergence_threshold")]
+    pub divergence_threshold: f64,
+}
+
+fn default_divergence_threshold() -> f64 {
+    10.0
 }
 
 impl Params {
@@ -249,6 +258,7 @@ impl Params {
             adam_lr: 1e-3,
             promp_steps: 5,
             emaml_weight: 1.0,
+            divergence_threshold: default_divergence_threshold(),
         }
     }
 
@@ -290,6 +300,12 @@ impl Params {
         };
         if self.dice_critic == Some(DiceCritic::Promp) && (self.gamma.is_nan() || self.gamma <= 0.0) {
             return Err(invalid("dice-critic", format!("promp needs γ > 0, got gamma = {}", self.gamma)));
+        }
+        if self.divergence_threshold.is_nan() || self.divergence_threshold <= 0.0 {
+            return Err(invalid(
+                "divergence-threshold",
+                format!("must be > 0 (inf disables the guard), got {}", self.divergence_threshold),
+            ));
         }
         pos("iterations", self.iterations)?;
         pos("tasks", self.tasks)?;
@@ -419,6 +435,9 @@ pub struct TrainerState {
     pub wall_s: f64,
     /// Per-iteration results so far.
     pub history: Vec<IterationStats>,
+    /// Set when the divergence guard stopped the run (the run is then finished).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged: Option<Divergence>,
 }
 
 /// One iteration's results.
@@ -437,6 +456,34 @@ pub struct IterationStats {
     /// Outer step diagnostics: TRPO's KL of the accepted step (0 if rejected), ProMP's
     /// final PPO loss.
     pub outer_diag: f64,
+    /// What shows a divergence coming (absent in runs saved before it was recorded).
+    #[serde(default)]
+    pub diagnostics: Diagnostics,
+}
+
+/// Per-iteration diagnostics of the adaptation and the outer step (issue: the ProMP-TayPO-2
+/// divergences).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Diagnostics {
+    /// Mean over tasks of the adaptation's size ‖θ_K − θ‖ when the data were sampled.
+    pub inner_step_norm_mean: f64,
+    /// Its maximum over tasks.
+    pub inner_step_norm_max: f64,
+    /// ProMP: the largest |ρ − 1| on the inner data during the outer steps, over tasks,
+    /// inner rounds and Adam steps, with ρ = π_{θ_k(θ)}(a|x)/π_{θ_k^old}(a|x) (0 for TRPO).
+    pub max_inner_ratio_dev: f64,
+    /// ProMP: the outer loss (PPO-clip plus the inner KL terms) at each Adam step, before
+    /// the step (empty for TRPO).
+    pub outer_losses: Vec<f64>,
+}
+
+/// Why and when a run stopped early (see [`Params::divergence_threshold`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Divergence {
+    /// The iteration (from 0) whose outer step diverged; its update was not applied.
+    pub iteration: usize,
+    /// What was seen.
+    pub cause: String,
 }
 
 /// A meta-RL trainer: settings, environment, policy and optimiser state.
@@ -453,6 +500,20 @@ pub struct Trainer {
 struct TaskRounds {
     rounds: Vec<InnerRound>,
     post: TaskData,
+    /// ‖θ_K − θ‖ of the adaptation that sampled the post-update data.
+    step_norm: f64,
+}
+
+/// What an outer update reports.
+struct OuterOutcome {
+    /// TRPO's accepted KL, ProMP's last outer loss.
+    diag: f64,
+    /// ProMP: the loss at each Adam step.
+    losses: Vec<f64>,
+    /// ProMP: the largest |ρ − 1| on the inner data seen during the steps.
+    max_ratio_dev: f64,
+    /// The divergence guard's finding (the update was then not applied).
+    diverged: Option<String>,
 }
 
 fn mean_of(v: impl Iterator<Item = f64>) -> f64 {
@@ -498,6 +559,7 @@ impl Trainer {
             env_steps: 0,
             wall_s: 0.0,
             history: Vec::new(),
+            diverged: None,
         };
         Ok(Self { params, env, sampler, policy, state })
     }
@@ -580,7 +642,7 @@ impl Trainer {
     }
     /// Whether all iterations are done.
     pub fn finished(&self) -> bool {
-        self.state.iteration >= self.params.iterations
+        self.state.iteration >= self.params.iterations || self.state.diverged.is_some()
     }
 
     /// Samples one iteration's data: K inner rounds with adaptation, then the post-update
@@ -624,8 +686,17 @@ impl Trainer {
                 policies[t] = next;
             }
         }
-        let rounds =
-            per_task.into_iter().zip(post).map(|(rounds, post)| TaskRounds { rounds, post }).collect();
+        let theta = self.policy.params();
+        let rounds = per_task
+            .into_iter()
+            .zip(post)
+            .zip(&policies)
+            .map(|((rounds, post), adapted)| {
+                let step_norm =
+                    adapted.params().iter().zip(theta).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+                TaskRounds { rounds, post, step_norm }
+            })
+            .collect();
         Ok((rounds, returns, steps))
     }
 
@@ -635,7 +706,7 @@ impl Trainer {
         let it = self.state.iteration;
         let (data, returns, steps) = self.sample_iteration(it as u64)?;
         let sampled = started.elapsed().as_secs_f64();
-        let diag =
+        let outcome =
             if self.params.algo.is_promp() { self.promp_update(&data)? } else { self.trpo_update(&data)? };
         if std::env::var_os("METAGRAD_PROFILE").is_some() {
             eprintln!(
@@ -647,15 +718,25 @@ impl Trainer {
         self.state.env_steps += steps;
         self.state.wall_s += started.elapsed().as_secs_f64();
         self.state.theta = self.policy.params().to_vec();
+        let norms: Vec<f64> = data.iter().map(|d| d.step_norm).collect();
         let stats = IterationStats {
             iteration: it,
             pre_return: returns[0],
             post_returns: returns[1..].to_vec(),
             env_steps: self.state.env_steps,
             wall_s: self.state.wall_s,
-            outer_diag: diag,
+            outer_diag: outcome.diag,
+            diagnostics: Diagnostics {
+                inner_step_norm_mean: mean_of(norms.iter().copied()),
+                inner_step_norm_max: norms.iter().copied().fold(0.0, f64::max),
+                max_inner_ratio_dev: outcome.max_ratio_dev,
+                outer_losses: outcome.losses,
+            },
         };
         self.state.history.push(stats.clone());
+        if let Some(cause) = outcome.diverged {
+            self.state.diverged = Some(Divergence { iteration: it, cause });
+        }
         Ok(stats)
     }
 
@@ -670,8 +751,9 @@ impl Trainer {
         r.iter().map(|x| self.params.emaml_weight * (x - m) / sd).collect()
     }
 
-    /// TRPO outer step. Returns the accepted step's KL (0 when rejected).
-    fn trpo_update(&mut self, data: &[TaskRounds]) -> Result<f64> {
+    /// TRPO outer step. Reports the accepted step's KL (0 when rejected); a non-finite loss
+    /// or gradient is a divergence (the step is not taken).
+    fn trpo_update(&mut self, data: &[TaskRounds]) -> Result<OuterOutcome> {
         let p = self.params.clone();
         let inner = p.inner();
         let (eta, order) = (p.inner_lr, p.algo.order());
@@ -721,6 +803,18 @@ impl Trainer {
             .collect::<Result<_>>()?;
         let loss_before = parts.iter().map(|x| x.0).sum::<f64>() / nt;
         let grad = sum_scaled(&parts.iter().map(|x| x.1.clone()).collect::<Vec<_>>(), 1.0 / nt);
+        let outcome = |diag: f64, diverged: Option<String>| OuterOutcome {
+            diag,
+            losses: Vec::new(),
+            max_ratio_dev: 0.0,
+            diverged,
+        };
+        if !loss_before.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+            return Ok(outcome(
+                0.0,
+                Some(format!("the outer loss ({loss_before}) or its gradient is not finite")),
+            ));
+        }
         // Fisher-vector product through the adaptation: mean_t J_tᵀ F'_t J_t v.
         let fisher_rows: Vec<Vec<_>> =
             data.iter().zip(&chains).map(|(d, pols)| chain_rows(pols, &d.rounds)).collect::<Result<_>>()?;
@@ -785,17 +879,24 @@ impl Trainer {
         crate::stop::check()?;
         drop(fisher_objs);
         self.policy.set_params(&out.theta)?;
-        Ok(out.kl)
+        Ok(outcome(out.kl, None))
     }
 
-    /// ProMP's outer steps. Returns the last PPO loss.
-    fn promp_update(&mut self, data: &[TaskRounds]) -> Result<f64> {
+    /// ProMP's outer steps. Reports the last outer loss, each step's loss and the largest
+    /// |ρ − 1| on the inner data; a loss that is not finite or exceeds the divergence
+    /// threshold (or a non-finite gradient) ends the update without applying it (θ and
+    /// Adam's state stay as they were before the iteration).
+    fn promp_update(&mut self, data: &[TaskRounds]) -> Result<OuterOutcome> {
         let p = self.params.clone();
         let inner = p.inner();
         let eta = p.inner_lr;
         let nt = data.len() as f64;
         let mut theta = self.policy.params().to_vec();
+        let adam_before = self.state.adam.clone();
         let mut last_loss = 0.0;
+        let mut losses = Vec::with_capacity(p.promp_steps);
+        // max |ρ − 1| as the bits of a non-negative f64 (their order is the numbers' order).
+        let max_dev = std::sync::atomic::AtomicU64::new(0);
         for _ in 0..p.promp_steps {
             crate::stop::check()?;
             let q = self.policy.with_params(&theta)?;
@@ -809,6 +910,12 @@ impl Trainer {
             // c_KL·KL(π_{θ_k^old} ‖ π_{θ_k}) on D_k.
             let kl_term =
                 |d: &TaskRounds, k: usize, rows: &GaussianMlpRows<'_>| -> Result<Option<(f64, Vec<f64>)>> {
+                    let dev = rows
+                        .values()
+                        .iter()
+                        .map(|r| (r - 1.0).abs())
+                        .fold(0.0, |m: f64, x| if x.is_nan() { f64::INFINITY } else { m.max(x) });
+                    max_dev.fetch_max(dev.to_bits(), std::sync::atomic::Ordering::Relaxed);
                     if p.kl_coeff == 0.0 {
                         return Ok(None);
                     }
@@ -832,11 +939,37 @@ impl Trainer {
                 })
                 .collect::<Result<_>>()?;
             last_loss = parts.iter().map(|x| x.0).sum::<f64>() / nt;
+            losses.push(last_loss);
             let grad = sum_scaled(&parts.iter().map(|x| x.1.clone()).collect::<Vec<_>>(), 1.0 / nt);
+            let diverged = if !last_loss.is_finite() || last_loss > p.divergence_threshold {
+                Some(format!(
+                    "outer loss {last_loss} at Adam step {} (divergence threshold {})",
+                    losses.len(),
+                    p.divergence_threshold
+                ))
+            } else if grad.iter().any(|g| !g.is_finite()) {
+                Some(format!("non-finite gradient at Adam step {}", losses.len()))
+            } else {
+                None
+            };
+            if diverged.is_some() {
+                self.state.adam = adam_before;
+                return Ok(OuterOutcome {
+                    diag: last_loss,
+                    losses,
+                    max_ratio_dev: f64::from_bits(max_dev.into_inner()),
+                    diverged,
+                });
+            }
             self.state.adam.as_mut().expect("ProMP has Adam").step(&mut theta, &grad)?;
         }
         self.policy.set_params(&theta)?;
-        Ok(last_loss)
+        Ok(OuterOutcome {
+            diag: last_loss,
+            losses,
+            max_ratio_dev: f64::from_bits(max_dev.into_inner()),
+            diverged: None,
+        })
     }
 }
 
@@ -858,6 +991,38 @@ mod tests {
         .unwrap()
     }
 
+    #[test]
+    fn the_divergence_guard_stops_the_run_without_applying_the_update() {
+        // A huge inner step makes the adapted policies' ratios explode during the Adam steps.
+        let p = Params { inner_lr: 50.0, iterations: 5, ..(*tiny(Algorithm::PrompTaypo2)).clone() }
+            .validate()
+            .unwrap();
+        let mut t = Trainer::new(p.clone()).unwrap();
+        let (theta0, adam0) = (t.policy().params().to_vec(), t.state().adam.clone());
+        let s = t.step().unwrap();
+        let d = t.state().diverged.clone().expect("diverged");
+        assert_eq!(d.iteration, 0);
+        assert!(d.cause.contains("outer loss") && d.cause.contains("threshold 10"), "{}", d.cause);
+        assert!(t.finished() && t.state().iteration == 1 && t.state().history.len() == 1);
+        assert_eq!(t.policy().params(), &theta0[..], "the diverging update was applied");
+        assert_eq!(t.state().adam, adam0, "Adam's state moved");
+        assert_eq!(s.diagnostics.outer_losses.last().copied(), Some(s.outer_diag));
+        assert!(s.outer_diag > 10.0 || !s.outer_diag.is_finite());
+        // Without the guard the same run goes on.
+        let off = Params { divergence_threshold: f64::INFINITY, ..(*p).clone() }.validate().unwrap();
+        let mut t = Trainer::new(off).unwrap();
+        t.step().unwrap();
+        assert!(t.state().diverged.is_none());
+        // A healthy run records its diagnostics and does not diverge.
+        let mut t = Trainer::new(tiny(Algorithm::PrompTaypo2)).unwrap();
+        let s = t.step().unwrap();
+        assert!(t.state().diverged.is_none());
+        assert_eq!(s.diagnostics.outer_losses.len(), 5);
+        assert!(s.diagnostics.inner_step_norm_max >= s.diagnostics.inner_step_norm_mean);
+        assert!(s.diagnostics.max_inner_ratio_dev > 0.0 && s.diagnostics.max_inner_ratio_dev.is_finite());
+        let e = Params { divergence_threshold: 0.0, ..(*p).clone() }.validate().unwrap_err().to_string();
+        assert!(e.contains("divergence-threshold"), "{e}");
+    }
     #[test]
     fn every_algorithm_runs_and_respects_its_outer_constraints() {
         for algo in Algorithm::ALL {
