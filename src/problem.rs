@@ -428,8 +428,6 @@ impl Problem {
     /// A result that is not finite (finite inputs whose magnitudes overflow) is an error
     /// naming the estimator.
     pub fn estimate(&self, estimator: Estimator) -> Result<Derivatives> {
-        let longest = self.trajectories.iter().map(|t| t.actions.len()).max().unwrap_or(0);
-        estimator.check_hessian_horizon(longest)?;
         let na = self.mdp.n_actions();
         let d = TabularBatch::new(&self.trajectories, &self.behaviour, na).estimate(
             estimator,

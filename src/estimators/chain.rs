@@ -20,7 +20,7 @@ use std::ops::Range;
 use num_dual::Dual64;
 use rayon::prelude::*;
 
-use super::{PreparedBatch, Scalar};
+use super::{DENSE_HESSIAN_MAX_T, PreparedBatch, Scalar};
 use crate::error::{Result, invalid};
 use crate::policy::{RowBlocks, ScoreRows, SemiseparableBlocks};
 
@@ -375,8 +375,42 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
     /// TayPO-2, the naive score: O(T) per trajectory, and O(T·D) for the tabular softmax's
     /// JᵀFJ), dense k×k blocks otherwise (TayPO-K for K ≠ 2). Chunks are reduced in order,
     /// a fixed group (8 chunks) at a time, so memory is O(N·T + D²).
+    ///
+    /// Estimators without such a form (TayPO-K, K ≥ 3) on trajectories longer than
+    /// [`DENSE_HESSIAN_MAX_T`] get their Hessian column by column from D Hessian-vector
+    /// products instead of dense T×T blocks: time O(D·N·T·K), memory O(N·T + D²).
     pub fn hessian(&self) -> (f64, Vec<f64>, Vec<f64>) {
-        self.hessian_with(true)
+        let longest = (0..self.batch.len()).map(|n| self.batch.steps(n).len()).max().unwrap_or(0);
+        if !self.batch.estimator.has_linear_hessian() && longest > DENSE_HESSIAN_MAX_T {
+            self.hessian_by_hvps()
+        } else {
+            self.hessian_with(true)
+        }
+    }
+
+    /// f, ∇f and the Hessian from D Hessian-vector products with the unit vectors (column
+    /// j is ∇²f e_j), symmetrised: (H + Hᵀ)/2 removes the products' round-off asymmetry.
+    fn hessian_by_hvps(&self) -> (f64, Vec<f64>, Vec<f64>) {
+        let d = self.rows.num_params();
+        let (value, grad) = self.gradient();
+        let mut h = vec![0.0; d * d];
+        let mut e = vec![0.0; d];
+        for j in 0..d {
+            e[j] = 1.0;
+            let col = self.hvp(&e);
+            e[j] = 0.0;
+            for i in 0..d {
+                h[i * d + j] = col[i];
+            }
+        }
+        for i in 0..d {
+            for j in 0..i {
+                let m = 0.5 * (h[i * d + j] + h[j * d + i]);
+                h[i * d + j] = m;
+                h[j * d + i] = m;
+            }
+        }
+        (value, grad, h)
     }
 
     /// [`Self::hessian`], with the semiseparable row Hessians (`structured`) or dense blocks.
@@ -465,6 +499,33 @@ mod tests {
     use crate::tabular::{Critic, RandomMdpParams, TabularBatch, TabularMdp};
     use rand::{RngExt, SeedableRng};
     use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn hessians_from_hvps_equal_the_dense_blocks() {
+        // TayPO-3 (dense row blocks) on a small tabular problem: the column-by-column
+        // Hessian that long trajectories use equals the block-assembled one.
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let params = RandomMdpParams { n_states: 3, n_actions: 2, dirichlet: 1.0, ..Default::default() };
+        let mdp = TabularMdp::random(&params, &mut rng);
+        let theta: Vec<f64> = (0..6).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let policy = TabularSoftmax::new(3, 2, theta);
+        let mu = vec![0.5; 6];
+        let data: Vec<_> = (0..7).map(|_| mdp.sample_trajectory(&mu, 9, &mut rng)).collect();
+        let critic = Critic::StateValues(vec![0.3, -0.2, 0.5]);
+        for order in [3, 4] {
+            let e = Estimator::TayPo { order, discount: TaylorDiscount::Absolute };
+            let batch = TabularBatch::new(&data, &mu, 2);
+            let prepared = batch.prepare(e, 0.9, Some(&critic)).unwrap();
+            let rows = batch.rows(&policy, &prepared, Some(&critic));
+            let obj = BatchObjective::new(&prepared, &rows).unwrap();
+            let (v1, g1, h1) = obj.hessian_with(true);
+            let (v2, g2, h2) = obj.hessian_by_hvps();
+            assert_eq!((v1, &g1), (v2, &g2));
+            let err = h1.iter().zip(&h2).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            let scale = h1.iter().map(|a| a.abs()).fold(0.0, f64::max);
+            assert!(err <= 1e-12 * scale.max(1.0), "taypo-{order}: {err} (scale {scale})");
+        }
+    }
 
     #[test]
     fn semiseparable_hessians_equal_dense_blocks() {

@@ -29,8 +29,9 @@ pub use rows::{IdentityRows, Padded, RowCritic, RowData, RowGradient, RowHvp, Ro
 
 use crate::error::{Result, invalid};
 
-/// Longest trajectory whose full Hessian is computed with dense T×T row blocks (TayPO-K,
-/// K ≥ 3): 8 MB per block and about T³ dual operations.
+/// Longest trajectory whose full Hessian is assembled from dense T×T row blocks (TayPO-K,
+/// K ≥ 3: 8 MB per block and about T³ dual operations); longer ones get it from D
+/// Hessian-vector products ([`BatchObjective::hessian`]), linear in T.
 pub const DENSE_HESSIAN_MAX_T: usize = 1000;
 
 /// An off-policy value estimator.
@@ -113,22 +114,6 @@ impl Estimator {
     /// (T dual passes of O(T·min(K, T)) each, a T×T block per trajectory).
     pub fn has_linear_hessian(&self) -> bool {
         !matches!(self, Estimator::TayPo { order, .. } if *order >= 3)
-    }
-
-    /// Checks that the longest trajectory `horizon` is within what the full Hessian of this
-    /// estimator can afford: T ≤ [`DENSE_HESSIAN_MAX_T`] for those without a linear-time
-    /// Hessian (TayPO-K, K ≥ 3 and T ≥ 3; K ≥ T counts as K = T).
-    pub fn check_hessian_horizon(&self, horizon: usize) -> Result<()> {
-        if !self.has_linear_hessian() && horizon > DENSE_HESSIAN_MAX_T && horizon >= 3 {
-            return Err(invalid(
-                format!("estimator {self}"),
-                format!(
-                    "its full Hessian forms a dense T×T row block per trajectory; the longest trajectory has \
-                     T = {horizon} steps, above the limit of {DENSE_HESSIAN_MAX_T} (use taypo-2, dr or is, or shorter trajectories)"
-                ),
-            ));
-        }
-        Ok(())
     }
 
     /// Whether the estimator reads a critic.

@@ -290,9 +290,6 @@ impl StudyParams {
         if self.estimators.is_empty() {
             return Err(invalid("estimators", "needs at least one estimator"));
         }
-        for e in &self.estimators {
-            e.check_hessian_horizon(self.horizon)?;
-        }
         if !self.eta.is_finite() {
             return Err(invalid("eta", format!("must be finite, got {}", self.eta)));
         }
