@@ -274,11 +274,6 @@ pub fn run(
     Ok(history)
 }
 
-/// The history of the run in `dir` (from its checkpoint).
-pub fn load_history(dir: &Path) -> Result<Vec<IterationStats>> {
-    Ok(load_run(dir)?.history)
-}
-
 /// A run's history and, if the divergence guard stopped it, why.
 #[derive(Clone, Debug)]
 pub struct RunRecord {
