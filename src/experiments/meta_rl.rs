@@ -111,10 +111,7 @@ pub struct RunSettings {
 impl Default for RunSettings {
     /// The command line's defaults (one source: the `#[arg]` attributes above).
     fn default() -> Self {
-        use clap::{Args, FromArgMatches};
-        let cmd = RunSettings::augment_args(clap::Command::new("defaults"));
-        let matches = cmd.get_matches_from(["defaults"]);
-        RunSettings::from_arg_matches(&matches).expect("the defaults parse")
+        super::command_line_defaults()
     }
 }
 

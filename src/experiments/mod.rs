@@ -10,6 +10,13 @@ use serde::Serialize;
 
 use crate::error::{Error, Result, invalid};
 
+/// A settings struct's defaults as the command line defines them (its `#[arg]` attributes,
+/// parsed from an empty command line): the one source of the defaults of both faces.
+pub(crate) fn command_line_defaults<T: clap::Args + clap::FromArgMatches>() -> T {
+    let matches = T::augment_args(clap::Command::new("defaults")).get_matches_from(["defaults"]);
+    T::from_arg_matches(&matches).expect("the defaults parse")
+}
+
 /// Creates `dir` (and parents) and checks that it is writable, naming it otherwise.
 pub fn prepare_output_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {

@@ -152,10 +152,7 @@ pub struct StudySettings {
 
 impl Default for StudySettings {
     fn default() -> Self {
-        use clap::{Args, FromArgMatches};
-        let matches =
-            StudySettings::augment_args(clap::Command::new("defaults")).get_matches_from(["defaults"]);
-        StudySettings::from_arg_matches(&matches).expect("the defaults parse")
+        super::command_line_defaults()
     }
 }
 
