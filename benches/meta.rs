@@ -10,7 +10,8 @@
 //!   samples, one thread, in both precisions;
 //! * `point_corners_iteration/*`: one full meta-iteration on `point-corners` with the
 //!   notes' settings (40 tasks × 20 rollouts × horizon 100, 3 inner steps): sampling of the
-//!   4 rounds, inner adaptation and the outer update;
+//!   4 rounds, inner adaptation and the outer update, for ProMP, ProMP-TayPO-2 and
+//!   TRPO-MAML;
 //! * `half_cheetah_rand_direc_iteration/*` (with `--features mujoco`): the same on
 //!   HalfCheetahRandDirec (40 tasks × 20 rollouts × horizon 100, 1 inner step: 160k env
 //!   steps per iteration).
@@ -134,11 +135,11 @@ fn promp_size_meta_gradient(c: &mut Criterion, precision: Precision) {
 }
 
 /// One full meta-iteration (sampling of every round, adaptation, outer update) with the
-/// defaults of `env` (the paper's setup), for ProMP-TayPO-2 and TRPO-MAML.
+/// defaults of `env` (the paper's setup), for ProMP, ProMP-TayPO-2 and TRPO-MAML.
 fn meta_iterations(c: &mut Criterion, env: &str, seconds: u64) {
     let mut g = c.benchmark_group(format!("{}_iteration", env.replace('-', "_")));
     g.sample_size(10).measurement_time(Duration::from_secs(seconds)).warm_up_time(Duration::from_secs(1));
-    for algo in [Algorithm::PrompTaypo2, Algorithm::TrpoMaml] {
+    for algo in [Algorithm::Promp, Algorithm::PrompTaypo2, Algorithm::TrpoMaml] {
         let params = Params { iterations: 1_000_000, ..Params::new(env, algo) }.validate().unwrap();
         let mut trainer = Trainer::new(params).unwrap();
         g.bench_function(algo.name(), |b| b.iter(|| black_box(trainer.step().unwrap())));

@@ -278,6 +278,87 @@ fn tabular_files_are_consistent_and_deterministic() {
 }
 
 #[test]
+fn tabular_biasvar_files_are_complete_and_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |out: &Path, threads: &str| {
+        let o = metagrad(&[
+            "tabular",
+            "--sweep",
+            "biasvar",
+            "--threads",
+            threads,
+            "--trials",
+            "2",
+            "--eps",
+            "0,0.5",
+            "--n-grid",
+            "10,100",
+            "--states",
+            "6",
+            "--actions",
+            "3",
+            "--horizon",
+            "8",
+            "--estimators",
+            "is,taypo-1,taypo-2",
+            "--biasvar-trajectories",
+            "4000",
+            "--biasvar-chunk",
+            "100",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        o
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let printed = String::from_utf8_lossy(&run(&a, "1").stdout).to_string();
+    run(&b, "2");
+    let files = [
+        "biasvar.csv",
+        "biasvar_summary.csv",
+        "biasvar_predictions.csv",
+        "biasvar_crossover.csv",
+        "summary.csv",
+    ];
+    for f in files {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f} differs across thread counts"
+        );
+    }
+    for fig in
+        ["biasvar_gradient", "biasvar_hessian", "biasvar_mse_vs_n", "biasvar_corr_vs_n", "fig1c_n_sweep"]
+    {
+        assert!(a.join(format!("{fig}.png")).exists() && a.join(format!("{fig}.svg")).exists(), "{fig}");
+    }
+    let (h, rows) = read_csv(&a.join("biasvar.csv"));
+    assert_eq!(&h[..6], &["estimator", "eps", "quantity", "target", "trial", "trajectories"]);
+    assert!(h.contains(&"mse_n10".to_string()) && h.contains(&"mse_n100".to_string()));
+    assert_eq!(rows.len(), 2 * 2 * 3 * 2 * 2);
+    // An empty bias² cell exactly when the bias is not detectable.
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap();
+    for r in &rows {
+        assert_eq!(r[col("bias2")].is_empty(), r[col("bias_detectable")] == "false");
+    }
+    assert!(printed.contains("not detectable") && printed.contains("taypo-2 overtakes taypo-1"), "{printed}");
+    let (_, n_rows) = read_csv(&a.join("trials.csv"));
+    assert!(n_rows.iter().all(|r| r[0] == "n"));
+    // M must split into 20 groups of whole chunks.
+    let r = metagrad(&[
+        "tabular",
+        "--sweep",
+        "biasvar",
+        "--biasvar-trajectories",
+        "30000",
+        "--out",
+        a.to_str().unwrap(),
+    ]);
+    assert!(!r.status.success() && stderr(&r).contains("biasvar-trajectories"), "{}", stderr(&r));
+}
+
+#[test]
 fn tabular_rejects_bad_flags() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");

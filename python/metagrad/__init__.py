@@ -151,10 +151,19 @@ class TabularProblem:
 
 
 class Study(NamedTuple):
-    """Tables of :func:`tabular_study`: one row per trial, and mean ± s.e. over trials."""
+    """Tables of :func:`tabular_study`: one row per trial, and mean ± s.e. over trials;
+    with ``sweep="biasvar"`` also the bias–variance decomposition (``biasvar``: one row per
+    trial × ε × estimator × quantity × target, the columns of ``biasvar.csv``;
+    ``biasvar_summary``: means over trials), its predictions of the N sweep
+    (``predictions``) and the TayPO-2 / TayPO-1 crossovers (``crossovers``). These four are
+    empty DataFrames for the other sweeps."""
 
     trials: "pandas.DataFrame"  # noqa: F821
     summary: "pandas.DataFrame"  # noqa: F821
+    biasvar: "pandas.DataFrame"  # noqa: F821
+    biasvar_summary: "pandas.DataFrame"  # noqa: F821
+    predictions: "pandas.DataFrame"  # noqa: F821
+    crossovers: "pandas.DataFrame"  # noqa: F821
 
 
 def tabular_study_defaults() -> dict:
@@ -167,10 +176,12 @@ def tabular_study(*, out: Optional[str] = None, verbose: bool = True, **settings
     sweep), with the command line's settings as keyword arguments (``sweep``, ``eps``,
     ``n``, ``n_grid``, ``n_sweep_eps``, ``trials``, ``seed``, ``states``, ``actions``,
     ``gamma``, ``horizon``, ``dirichlet``, ``critic_noise``, ``estimators``,
-    ``truncation``, ``eta``; see :func:`tabular_study_defaults`). The same seed gives the
-    same numbers as the command line. With ``out``, writes the command line's files there
-    (``trials.csv``, ``summary.csv``, ``config.json``, figures). Ctrl-C stops it within a
-    second (``KeyboardInterrupt``).
+    ``truncation``, ``eta``, ``biasvar_trajectories``, ``biasvar_chunk``; see
+    :func:`tabular_study_defaults`). ``sweep="biasvar"`` runs the bias–variance
+    decomposition against the exact derivatives (with the N sweep it predicts). The same
+    seed gives the same numbers as the command line. With ``out``, writes the command
+    line's files there (``trials.csv``, ``summary.csv``, ``config.json``, figures, and the
+    ``biasvar*.csv`` files). Ctrl-C stops it within a second (``KeyboardInterrupt``).
     """
     import pandas as pd
 
@@ -178,10 +189,10 @@ def tabular_study(*, out: Optional[str] = None, verbose: bool = True, **settings
         settings["estimators"] = _convert.name_list("estimators", settings["estimators"])
     text = _convert.settings_json("tabular_study", settings)
     with _progress(verbose, "tabular study", "jobs") as bar:
-        trials, summary = _metagrad.tabular_study(
+        tables = _metagrad.tabular_study(
             text, None if out is None else str(out), None if bar is None else bar.update_to
         )
-    return Study(pd.DataFrame(json.loads(trials)), pd.DataFrame(json.loads(summary)))
+    return Study(*(pd.DataFrame(json.loads(t)) for t in tables))
 
 
 class _Bar:

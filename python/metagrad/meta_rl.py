@@ -20,8 +20,9 @@ def defaults() -> dict:
     """Every setting with its default (the command line's): ``env``, ``iterations``,
     ``tasks``, ``rollouts``, ``horizon``, ``inner_steps``, ``inner_lr``, ``gamma``,
     ``gae_lambda``, ``hidden``, ``precision``, ``normalisation``, ``taypo_discount``,
-    ``no_dr_normalise``, ``max_kl``, ``ppo_clip``, ``kl_coeff``, ``adam_lr``,
-    ``promp_steps``, ``emaml_weight``."""
+    ``no_dr_normalise``, ``dice_critic``, ``taypo2_pairs``, ``taypo2_ratio_clip``,
+    ``max_kl``, ``ppo_clip``, ``kl_coeff``, ``adam_lr``, ``promp_steps``,
+    ``emaml_weight``, ``divergence_threshold``, ``max_steps_per_iteration``."""
     return json.loads(_metagrad.meta_rl_defaults())
 
 
@@ -87,6 +88,7 @@ def train(
     resume: Union[bool, str] = False,
     verbose: bool = True,
     threads: Optional[int] = None,
+    sampler=None,
     **settings,
 ):
     """One meta-RL run, as ``metagrad meta-rl``: writes ``config.json``, ``progress.csv``,
@@ -96,8 +98,11 @@ def train(
     without it an existing run in ``out`` is refused; ``resume="if-present"`` continues a
     run if ``out`` holds one and starts one otherwise (as ``compare`` does for each run).
     ``threads``: worker threads of this call (default: all cores; results do not depend on
-    it). Other settings: see :func:`defaults`. Ctrl-C stops within a second, keeping the
-    last finished iteration's checkpoint."""
+    it). ``sampler``: a pool of sampling workers that samples every iteration's tasks
+    (:func:`metagrad.ray.train` makes one of Ray actors; the results are the same bit for
+    bit), or ``None`` to sample here. Other settings: see :func:`defaults`. Ctrl-C stops
+    within a second (with a ``sampler``: once the iteration's tasks are cancelled),
+    keeping the last finished iteration's checkpoint."""
     modes = {False: "no", True: "required", "if-present": "if-present"}
     if not isinstance(resume, (bool, str)) or resume not in modes:
         raise ValueError(f"invalid resume: {resume!r} (expected False, True or 'if-present')")
@@ -105,7 +110,7 @@ def train(
     text = _convert.settings_json("meta_rl.train", settings)
     with _progress(verbose, f"{algo} seed {seed}", "it") as bar:
         hist = _metagrad.meta_rl_train(
-            text, algo, int(seed), str(out), modes[resume], _observer(bar, int(iterations)), _threads(threads)
+            text, algo, int(seed), str(out), modes[resume], _observer(bar, int(iterations)), _threads(threads), sampler
         )
     return _history_frame(hist)
 

@@ -26,6 +26,15 @@ shared filesystem). Ray is an optional dependency (``pip install "metagrad[ray]"
 Command line: ``python -m metagrad.ray compare --address ADDR --algos promp,promp-taypo2
 --seeds 1,2,3 --iterations 500 --out /shared/runs/fig1d`` (``--help`` lists every flag;
 the run settings are ``metagrad meta-rl compare``'s).
+
+**Sampling across workers inside one run** (:func:`train`, ``python -m metagrad.ray train
+--sampling-workers N``): the tasks of every iteration are spread over N Ray actors, each
+holding the run's environment (built once) and doing whole tasks' sampling side
+(pre-update rollouts, inner adaptation, post-update rollouts); the driver runs the outer
+update. Task i of iteration t draws from (seed, t, round, i) whatever worker samples it,
+the actors return their tasks in the library's exact binary form, and the library checks
+and orders them, so the run is the local run bit for bit for any number or placement of
+workers. An actor that dies is restarted and its tasks sampled again (``max_restarts``).
 """
 
 from __future__ import annotations
@@ -37,9 +46,11 @@ import sys
 import time
 from typing import Iterable, List, NamedTuple, Optional, Union
 
+from contextlib import contextmanager
+
 from . import _convert, _metagrad, meta_rl
 
-__all__ = ["GridResult", "run_grid", "main"]
+__all__ = ["GridResult", "run_grid", "train", "main"]
 
 
 class GridResult(NamedTuple):
@@ -68,6 +79,31 @@ def _write_json_atomically(path: str, value) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+@contextmanager
+def _connected(address: Optional[str], verbose: bool):
+    """Ray, connected: this process's connection if Ray is initialised (``address`` must
+    then be ``None``), else one made here and closed on exit."""
+    import ray
+
+    if ray.is_initialized():
+        if address is not None:
+            raise ValueError("Ray is already initialised in this process: leave address=None to use that connection")
+        yield ray
+        return
+    ray.init(address=address, log_to_driver=verbose)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _whole(name: str, value, least: int) -> int:
+    """``value`` as a whole number ≥ ``least`` (``ValueError`` naming ``name`` otherwise)."""
+    if isinstance(value, bool) or int(value) != value or value < least:
+        raise ValueError(f"invalid {name}: {value!r} (expected a whole number ≥ {least})")
+    return int(value)
 
 
 def run_grid(
@@ -103,26 +139,33 @@ def run_grid(
     :class:`GridResult`; ``<storage>/failures.json`` lists the failed runs (removed once
     none is left). Re-running the same call continues the grid.
     """
-    import ray
-
-    if isinstance(num_cpus_per_run, bool) or int(num_cpus_per_run) != num_cpus_per_run or num_cpus_per_run < 1:
-        raise ValueError(f"invalid num_cpus_per_run: {num_cpus_per_run!r} (expected a whole number ≥ 1)")
-    if isinstance(max_retries, bool) or int(max_retries) != max_retries or max_retries < 0:
-        raise ValueError(f"invalid max_retries: {max_retries!r} (expected a whole number ≥ 0)")
-    num_cpus_per_run, max_retries = int(num_cpus_per_run), int(max_retries)
+    num_cpus_per_run = _whole("num_cpus_per_run", num_cpus_per_run, 1)
+    max_retries = _whole("max_retries", max_retries, 0)
     storage = os.path.abspath(os.fspath(storage))
     grid = dict(env=env, algos=algos, seeds=seeds, iterations=iterations, at=at, out=storage, **settings)
     runs = meta_rl.grid_runs(**grid)  # validates every run's settings (ValueError)
     run_settings = dict(settings, env=env, iterations=iterations)
     text = _convert.settings_json("metagrad.ray.run_grid", run_settings)
 
-    started_here = False
-    if ray.is_initialized():
-        if address is not None:
-            raise ValueError("Ray is already initialised in this process: leave address=None to use that connection")
-    else:
-        ray.init(address=address, log_to_driver=verbose)
-        started_here = True
+    with _connected(address, verbose) as ray:
+        failures = _run_all(ray, text, runs, storage, num_cpus_per_run, max_retries, verbose)
+
+    failures_path = os.path.join(storage, "failures.json")
+    if failures:
+        _write_json_atomically(failures_path, failures)
+        if verbose:
+            print(f"metagrad.ray: {len(failures)} of {len(runs)} runs failed, see {failures_path}; "
+                  "no summary written", file=sys.stderr, flush=True)
+        return GridResult(None, failures)
+    if os.path.exists(failures_path):
+        os.remove(failures_path)
+    return GridResult(meta_rl.summarise(**grid), [])
+
+
+def _run_all(ray, text: str, runs: List[dict], storage: str, num_cpus_per_run: int, max_retries: int,
+             verbose: bool) -> List[dict]:
+    """Every run of a grid as a Ray task, until all have ended; returns the failed ones."""
+    pending = {}
     try:
         os.makedirs(storage, exist_ok=True)
         task = ray.remote(_run_one).options(
@@ -158,20 +201,123 @@ def run_grid(
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
-    finally:
-        if started_here:
-            ray.shutdown()
+    return failures
 
-    failures_path = os.path.join(storage, "failures.json")
-    if failures:
-        _write_json_atomically(failures_path, failures)
-        if verbose:
-            print(f"metagrad.ray: {len(failures)} of {len(runs)} runs failed, see {failures_path}; "
-                  "no summary written", file=sys.stderr, flush=True)
-        return GridResult(None, failures)
-    if os.path.exists(failures_path):
-        os.remove(failures_path)
-    return GridResult(meta_rl.summarise(**grid), [])
+
+class _SamplingWorker:
+    """A Ray actor: one run's sampler (its environment built once), sampling ranges of tasks."""
+
+    def __init__(self, settings_json: str, algo: str, seed: int, threads: int):
+        self._sampler = _metagrad.MetaRlTaskSampler(settings_json, algo, seed, threads)
+
+    def sample(self, theta: List[float], iteration: int, start: int, end: int) -> bytes:
+        """Tasks ``start..end`` of ``iteration`` with θ, in the library's exact binary form."""
+        return self._sampler.sample(theta, iteration, start, end)
+
+    def ping(self) -> None:
+        """Nothing (for measuring a call's round trip)."""
+
+
+class _SamplingPool:
+    """The sampling workers of a run, as :func:`metagrad.meta_rl.train` calls them: each
+    iteration's tasks are split into one consecutive range per worker (the split does not
+    change the results), ``poll`` returns the parts once all are back. ``times`` records
+    each iteration's seconds from ``start`` to the last part (for benchmarks)."""
+
+    def __init__(self, ray, workers: list):
+        self._ray, self._workers, self._pending = ray, workers, []
+        self._t0 = 0.0
+        self.times: List[float] = []
+
+    def start(self, theta: List[float], iteration: int, tasks: int) -> None:
+        ref = self._ray.put(theta)
+        n = len(self._workers)
+        bounds = [tasks * i // n for i in range(n + 1)]
+        self._t0 = time.perf_counter()
+        self._pending = [
+            w.sample.remote(ref, iteration, a, b) for w, a, b in zip(self._workers, bounds, bounds[1:]) if b > a
+        ]
+
+    def poll(self, timeout: float) -> Optional[List[bytes]]:
+        ready, _ = self._ray.wait(self._pending, num_returns=len(self._pending), timeout=timeout)
+        if len(ready) < len(self._pending):
+            return None
+        parts = self._ray.get(self._pending)
+        self.times.append(time.perf_counter() - self._t0)
+        self._pending = []
+        return parts
+
+    def cancel(self) -> None:
+        for ref in self._pending:
+            self._ray.cancel(ref)
+        self._pending = []
+
+    def stop(self) -> None:
+        """Ends the actors."""
+        for w in self._workers:
+            self._ray.kill(w)
+
+
+def train(
+    *,
+    env: str = "point-corners",
+    algo: str = "promp-taypo2",
+    iterations: int = 500,
+    seed: int = 1,
+    out: str = "results/meta-rl",
+    resume: Union[bool, str] = False,
+    address: Optional[str] = None,
+    sampling_workers: int = 2,
+    num_cpus_per_worker: float = 1,
+    threads: Optional[int] = None,
+    max_restarts: int = 3,
+    worker_niceness: Optional[int] = None,
+    verbose: bool = True,
+    **settings,
+):
+    """One meta-RL run, as :func:`metagrad.meta_rl.train` (same arguments, files, resume and
+    numbers, bit for bit), with the tasks of every iteration sampled by
+    ``sampling_workers`` Ray actors; the outer update runs here, on ``threads`` threads
+    (default: all cores). Each actor reserves ``num_cpus_per_worker`` CPUs (a fraction is
+    allowed) and samples on that many threads (at least one); it builds the run's
+    environment once. An actor whose process or node dies is restarted, and its tasks
+    sampled again, up to ``max_restarts`` times. ``worker_niceness``: the actors' Unix
+    niceness, 0–19 (``None``: Ray's default for its workers, 15, so that on a node shared
+    with other work they yield the CPU to it; 0 gives them the driver's priority).
+    ``address``: as in :func:`run_grid`. Settings are validated before anything starts
+    (``ValueError``). Returns the progress as a DataFrame."""
+    workers = _whole("sampling_workers", sampling_workers, 1)
+    max_restarts = _whole("max_restarts", max_restarts, 0)
+    try:
+        cpus = float(num_cpus_per_worker)
+    except (TypeError, ValueError):
+        cpus = float("nan")
+    if isinstance(num_cpus_per_worker, bool) or not 0 < cpus < float("inf"):
+        raise ValueError(f"invalid num_cpus_per_worker: {num_cpus_per_worker!r} (expected a finite number > 0)")
+    if worker_niceness is not None and not 0 <= _whole("worker_niceness", worker_niceness, 0) <= 19:
+        raise ValueError(f"invalid worker_niceness: {worker_niceness!r} (expected 0–19 or None)")
+    run_settings = dict(settings, env=env, iterations=iterations)
+    meta_rl.params(algo=algo, seed=seed, **run_settings)  # validates (ValueError)
+    text = _convert.settings_json("metagrad.ray.train", run_settings)
+    with _connected(address, verbose) as ray:
+        pool = _start_pool(ray, text, algo, int(seed), workers, num_cpus_per_worker, max_restarts, worker_niceness)
+        try:
+            return meta_rl.train(env=env, algo=algo, iterations=iterations, seed=seed, out=out, resume=resume,
+                                 verbose=verbose, threads=threads, sampler=pool, **settings)
+        finally:
+            pool.stop()
+
+
+def _start_pool(ray, settings_json: str, algo: str, seed: int, workers: int, num_cpus_per_worker: float,
+                max_restarts: int, niceness: Optional[int] = None) -> _SamplingPool:
+    """``workers`` sampling actors of one run, as a pool (``niceness``: see :func:`train`)."""
+    options = dict(num_cpus=num_cpus_per_worker, max_restarts=max_restarts, max_task_retries=max_restarts)
+    if niceness is not None:
+        # Read by the raylet when it starts the actor's worker process (Ray's own setting).
+        options["runtime_env"] = {"env_vars": {"RAY_worker_niceness": str(int(niceness))}}
+    actor = ray.remote(_SamplingWorker).options(**options)
+    threads = max(1, int(num_cpus_per_worker))
+    return _SamplingPool(ray, [actor.remote(settings_json, algo, seed, threads) for _ in range(workers)])
 
 
 def _flags(parser: argparse.ArgumentParser) -> None:
@@ -203,9 +349,10 @@ def _int_list(text: str) -> List[int]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """``python -m metagrad.ray compare ...``: :func:`run_grid` from the command line.
-    Exit status 0 when every run finished (the summary is printed), 1 when a run failed,
-    2 for bad arguments or settings."""
+    """``python -m metagrad.ray compare ...``: :func:`run_grid` from the command line (exit
+    status 0 when every run finished, the summary is printed; 1 when a run failed), and
+    ``python -m metagrad.ray train ... --sampling-workers N``: :func:`train` (the progress
+    is printed). Exit status 2 for bad arguments or settings."""
     parser = argparse.ArgumentParser(prog="python -m metagrad.ray", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("compare", help="run or resume a grid of algorithms × seeds on a Ray cluster")
@@ -221,10 +368,29 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--max-retries", type=int, default=3, help="retries of a run whose worker or node died")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     _flags(p)
+    t = sub.add_parser("train", help="one run with every iteration's tasks sampled by Ray actors")
+    t.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local instance)")
+    t.add_argument("--env", default="point-corners")
+    t.add_argument("--algo", default="promp-taypo2")
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--iterations", type=int, default=500)
+    t.add_argument("--out", default="results/meta-rl", help="run folder (on the driver's machine)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--sampling-workers", type=int, default=2, help="Ray actors sampling the tasks of an iteration")
+    t.add_argument("--num-cpus-per-worker", type=float, default=1, help="CPUs (and threads) of each actor")
+    t.add_argument("--threads", type=int, default=None, help="threads of the outer update (default: all cores)")
+    t.add_argument("--max-restarts", type=int, default=3, help="restarts of an actor whose process or node died")
+    t.add_argument("--worker-niceness", type=int, default=None,
+                   help="Unix niceness of the actors, 0–19 (default: Ray's, 15)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _flags(t)
     args = vars(parser.parse_args(argv))
-    args.pop("command")
+    command = args.pop("command")
     verbose = not args.pop("quiet")
     try:
+        if command == "train":
+            print(train(verbose=verbose, **args).to_string(index=False))
+            return 0
         result = run_grid(verbose=verbose, **args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -3,13 +3,23 @@
 //! call with `resume=True` continues it bit-identically, as the command line does).
 //! `threads` runs a call on its own pool of that many worker threads (the command line's
 //! `--threads`; results do not depend on it), e.g. one per CPU a Ray task reserved.
+//!
+//! Sampling across workers ([`metagrad::meta::task_sampling`]): `MetaRlTaskSampler` is a
+//! worker's sampler (one run's environment, built once; `sample` returns a range of tasks
+//! in the library's exact binary form), and `meta_rl_train(..., sampler=pool)` has every
+//! iteration's tasks sampled by `pool`, a Python object with `start(theta, iteration,
+//! tasks)`, `poll(timeout)` (`None` until every part is back, then the list of parts as
+//! `bytes`) and `cancel()` (`metagrad.ray`'s pool of Ray actors). The library decodes,
+//! checks and orders the parts; the run is the local run bit for bit.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use metagrad::experiments::meta_rl::{self, Grid, GridSettings, Progress, Resume, RunSettings};
 use metagrad::meta::algos::{Algorithm, IterationStats, ValidParams};
+use metagrad::meta::task_sampling::{RemoteSampling, TaskSampler};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 
 use crate::errors::{parse_settings, py_err};
 use crate::interrupt::run_stoppable;
@@ -21,6 +31,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(meta_rl_summarise, m)?)?;
     m.add_function(wrap_pyfunction!(meta_rl_params, m)?)?;
     m.add_function(wrap_pyfunction!(meta_rl_grid_runs, m)?)?;
+    m.add_class::<MetaRlTaskSampler>()?;
     Ok(())
 }
 
@@ -131,10 +142,111 @@ fn meta_rl_params(settings_json: &str, algo: &str, seed: u64) -> PyResult<String
     Ok(serde_json::to_string(&*p).expect("params serialise"))
 }
 
+/// A pool of sampling workers in Python (see the module docs): the library's
+/// [`RemoteSampling`]. A Python exception of the pool ends the run; it is kept here and
+/// raised as it was.
+struct PoolSampling {
+    pool: Py<PyAny>,
+    error: Option<PyErr>,
+}
+
+impl PoolSampling {
+    fn parts(
+        &self,
+        py: Python<'_>,
+        theta: &[f64],
+        iteration: u64,
+        tasks: usize,
+    ) -> PyResult<Option<Vec<Vec<u8>>>> {
+        self.pool.call_method1(py, "start", (theta.to_vec(), iteration, tasks))?;
+        loop {
+            if metagrad::stop::requested() {
+                self.pool.call_method0(py, "cancel")?;
+                return Ok(None);
+            }
+            let done = self.pool.call_method1(py, "poll", (0.05,))?;
+            if !done.is_none(py) {
+                let parts: Vec<Bound<'_, PyBytes>> = done.extract(py)?;
+                return Ok(Some(parts.iter().map(|b| b.as_bytes().to_vec()).collect()));
+            }
+        }
+    }
+}
+
+impl RemoteSampling for PoolSampling {
+    fn sample(&mut self, theta: &[f64], iteration: u64, tasks: usize) -> metagrad::Result<Vec<Vec<u8>>> {
+        match Python::attach(|py| self.parts(py, theta, iteration, tasks)) {
+            Ok(Some(parts)) => Ok(parts),
+            Ok(None) => Err(metagrad::Error::Stopped("a stop was requested (interrupted)".into())),
+            Err(e) => {
+                let msg = e.to_string();
+                self.error = Some(e);
+                Err(metagrad::error::invalid("sampler", format!("the sampling workers failed: {msg}")))
+            }
+        }
+    }
+}
+
+/// One run's sampler in a sampling worker: the run's environment (built once) and sampler.
+#[pyclass(module = "metagrad._metagrad", frozen)]
+struct MetaRlTaskSampler {
+    inner: Mutex<TaskSampler>,
+    pool: Option<rayon::ThreadPool>,
+    tasks: usize,
+}
+
+#[pymethods]
+impl MetaRlTaskSampler {
+    /// The sampler of the run (`settings_json`, `algo`, `seed`), as `meta_rl_train` validates
+    /// it; `threads` as there.
+    #[new]
+    #[pyo3(signature = (settings_json, algo, seed, threads=None))]
+    fn new(
+        py: Python<'_>,
+        settings_json: &str,
+        algo: &str,
+        seed: u64,
+        threads: Option<usize>,
+    ) -> PyResult<Self> {
+        let algo = Algorithm::parse(algo).map_err(py_err)?;
+        let params = settings("meta_rl.train", settings_json)?.params(algo, seed).map_err(py_err)?;
+        let tasks = params.tasks;
+        let sampler = py.detach(|| TaskSampler::new(params)).map_err(py_err)?;
+        Ok(Self { inner: Mutex::new(sampler), pool: pool(threads)?, tasks })
+    }
+
+    /// Tasks `start..end` of `iteration` sampled with θ = `theta`, in the library's exact
+    /// binary form (GIL released).
+    fn sample<'py>(
+        &self,
+        py: Python<'py>,
+        theta: Vec<f64>,
+        iteration: u64,
+        start: usize,
+        end: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = py
+            .detach(|| {
+                let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let s: &mut TaskSampler = &mut guard;
+                on(&self.pool, || s.sample_encoded(&theta, iteration, start..end))
+            })
+            .map_err(py_err)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Tasks per iteration.
+    #[getter]
+    fn tasks(&self) -> usize {
+        self.tasks
+    }
+}
+
 /// One run (see `metagrad.meta_rl.train`); `resume` is "no", "required" or "if-present"
-/// (the library's [`Resume`]). Returns the history as JSON records.
+/// (the library's [`Resume`]); `sampler`: a pool of sampling workers (module docs), or
+/// none to sample here. Returns the history as JSON records.
 #[pyfunction]
-#[pyo3(signature = (settings_json, algo, seed, out, resume="no", progress=None, threads=None))]
+#[pyo3(signature = (settings_json, algo, seed, out, resume="no", progress=None, threads=None, sampler=None))]
 #[allow(clippy::too_many_arguments)]
 fn meta_rl_train(
     py: Python<'_>,
@@ -145,6 +257,7 @@ fn meta_rl_train(
     resume: &str,
     progress: Option<Py<PyAny>>,
     threads: Option<usize>,
+    sampler: Option<Py<PyAny>>,
 ) -> PyResult<String> {
     let algo = Algorithm::parse(algo).map_err(py_err)?;
     let params = settings("meta_rl.train", settings_json)?.params(algo, seed).map_err(py_err)?;
@@ -159,19 +272,24 @@ fn meta_rl_train(
         }
     };
     let pool = pool(threads)?;
+    let mut remote = sampler.map(|pool| PoolSampling { pool, error: None });
     let history = run_stoppable(
         py,
         |events| {
             on(&pool, || {
-                meta_rl::run(&params, &out, resume, &mut |p| {
+                let remote = remote.as_mut().map(|r| r as &mut dyn RemoteSampling);
+                meta_rl::run_with(&params, &out, resume, remote, &mut |p| {
                     events.send(Event::new(0, 1, &params, p));
                     Ok(())
                 })
             })
         },
         forward(&progress),
-    )?;
-    Ok(serde_json::to_string(&history).expect("history serialises"))
+    );
+    if let Some(e) = remote.and_then(|r| r.error) {
+        return Err(e);
+    }
+    Ok(serde_json::to_string(&history?).expect("history serialises"))
 }
 
 fn grid(settings_json: &str, algos: &str, seeds: Vec<u64>, at: Vec<usize>, out: PathBuf) -> PyResult<Grid> {

@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use metagrad::experiments::tabular_study::{StudySettings, summarise, write_results};
+use metagrad::experiments::biasvar::biasvar_table;
+use metagrad::experiments::tabular_study::{StudySettings, write_results};
 use pyo3::prelude::*;
 
 use crate::errors::{parse_settings, py_err};
@@ -25,7 +26,9 @@ fn tabular_study_defaults() -> String {
 /// Runs the study for `settings` (JSON of `StudySettings` fields; missing ones take the
 /// defaults, unknown ones are refused), writing the CLI's files to `out` when given.
 /// `progress(done, total)` is called on the calling thread after each work item.
-/// Returns (trials JSON, summary JSON): lists of records.
+/// Returns (trials JSON, summary JSON, biasvar JSON, biasvar summary JSON, predictions
+/// JSON, crossovers JSON): lists of records (the biasvar ones empty unless
+/// `sweep = "biasvar"`).
 #[pyfunction]
 #[pyo3(signature = (settings, out=None, progress=None))]
 fn tabular_study(
@@ -33,7 +36,7 @@ fn tabular_study(
     settings: &str,
     out: Option<PathBuf>,
     progress: Option<Py<PyAny>>,
-) -> PyResult<(String, String)> {
+) -> PyResult<(String, String, String, String, String, String)> {
     let settings: StudySettings = parse_settings("tabular_study", settings)?;
     let study = settings.validate().map_err(py_err)?;
     if let Some(dir) = &out {
@@ -41,15 +44,14 @@ fn tabular_study(
     }
     let total = study.n_jobs();
     let mut done = 0usize;
-    let (rows, summary) = run_stoppable(
+    let output = run_stoppable(
         py,
         |events| {
-            let rows = study.run(&|| events.send(()))?;
-            let summary = summarise(&rows);
+            let output = study.run_all(&|| events.send(()))?;
             if let Some(dir) = &out {
-                write_results(dir, &study, &rows, &summary)?;
+                write_results(dir, &study, &output)?;
             }
-            Ok((rows, summary))
+            Ok(output)
         },
         |py, ()| {
             done += 1;
@@ -59,7 +61,16 @@ fn tabular_study(
             }
         },
     )?;
-    let rows = serde_json::to_string(&rows).expect("rows serialise");
-    let summary = serde_json::to_string(&summary).expect("rows serialise");
-    Ok((rows, summary))
+    let rows = serde_json::to_string(&output.rows).expect("rows serialise");
+    let summary = serde_json::to_string(&output.summary).expect("rows serialise");
+    let (bv, bv_summary, predictions, crossovers) = match &output.biasvar {
+        Some(bv) => (
+            biasvar_table(&bv.rows, &study.n_grid).to_json(),
+            biasvar_table(&bv.summary, &study.n_grid).to_json(),
+            serde_json::to_string(&bv.predictions).expect("rows serialise"),
+            serde_json::to_string(&bv.crossovers).expect("rows serialise"),
+        ),
+        None => ("[]".into(), "[]".into(), "[]".into(), "[]".into()),
+    };
+    Ok((rows, summary, bv, bv_summary, predictions, crossovers))
 }

@@ -102,6 +102,15 @@ def test_defaults_and_params():
     assert (d["tasks"], d["rollouts"], d["horizon"], d["hidden"], d["precision"]) == (40, 20, 100, [64, 64], "f32")
     p = meta_rl.params(algo="trpo-dice", seed=4, env="point-corners")
     assert p["inner_steps"] == 3 and p["algo"] == "trpo-dice" and p["seed"] == 4
+    # The docstring names every setting.
+    for name in d:
+        assert f"``{name}``" in meta_rl.defaults.__doc__, name
+    # The ProMP-TayPO-2 variants: recorded for promp-taypo2, checked, ignored by the others.
+    v = meta_rl.params(algo="promp-taypo2", taypo2_pairs="normalised", taypo2_ratio_clip=0.3)
+    assert (v["taypo2_pairs"], v["taypo2_ratio_clip"]) == ("normalised", 0.3)
+    assert "taypo2_pairs" not in meta_rl.params(algo="promp", taypo2_pairs="normalised")
+    with pytest.raises(ValueError, match="taypo2-ratio-clip"):
+        meta_rl.params(algo="promp-taypo2", taypo2_ratio_clip=-1.0)
 
 
 def test_ctrl_c_keeps_the_last_checkpoint(tmp_path):

@@ -136,16 +136,21 @@ def mid_run(storage: Path, total: int) -> bool:
 
 def run_workers(raylet_pids) -> list:
     """Pids of the worker processes of these raylets that are running a grid run."""
+    return worker_pids(raylet_pids, "ray::metagrad-run")
+
+
+def worker_pids(raylet_pids, title: str) -> list:
+    """Pids of the worker processes of these raylets whose title starts with `title`."""
     found = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
         try:
             ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            title = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (OSError, IndexError, ValueError):
             continue
-        if ppid in raylet_pids and title.startswith("ray::metagrad-run"):
+        if ppid in raylet_pids and cmd.startswith(title):
             found.append(int(d.name))
     return found
 
@@ -260,3 +265,100 @@ def test_killed_driver_then_the_same_command_continues(two_nodes, slow_reference
     assert "| promp |" in second.stdout  # the summary table
     assert_same_csvs(storage, slow_reference)
     assert_prefixes(before, histories(storage))
+
+
+def same_run(ours: Path, reference: Path):
+    """Two run folders hold the same run bit for bit: progress (wall-clock aside), θ, the
+    optimiser state and the environment steps."""
+    a = pd.read_csv(ours / "progress.csv", float_precision="round_trip").drop(columns="wall_s")
+    b = pd.read_csv(reference / "progress.csv", float_precision="round_trip").drop(columns="wall_s")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    sa, sb = (json.loads((d / "checkpoint.json").read_text())["state"] for d in (ours, reference))
+    for s in (sa, sb):
+        s.pop("wall_s")
+        for h in s["history"]:
+            h.pop("wall_s")
+    assert sa == sb
+
+
+DISTRIBUTED = dict(iterations=2, seed=4, **dict(TINY, tasks=5))
+
+
+def test_distributed_sampling_equals_local_sampling(local_ray, tmp_path):
+    # ProMP, and TRPO-E-MAML (its exploration weights couple the tasks: kept on the driver).
+    for algo in ["promp", "trpo-emaml"]:
+        meta_rl.train(algo=algo, out=tmp_path / algo / "local", verbose=False, **DISTRIBUTED)
+        for workers in (1, 3):  # 3 actors of half a CPU each: tasks 0–0, 1–2, 3–4
+            out = tmp_path / algo / f"workers{workers}"
+            mray.train(algo=algo, out=out, sampling_workers=workers, num_cpus_per_worker=0.5, threads=1,
+                       verbose=False, **DISTRIBUTED)
+            same_run(out, tmp_path / algo / "local")
+    # Bad settings are refused before any actor starts.
+    with pytest.raises(ValueError, match="sampling_workers"):
+        mray.train(out=tmp_path / "bad", sampling_workers=0, verbose=False, **DISTRIBUTED)
+    with pytest.raises(ValueError, match="num_cpus_per_worker"):
+        mray.train(out=tmp_path / "bad", num_cpus_per_worker=0, verbose=False, **DISTRIBUTED)
+    with pytest.raises(ValueError, match="tasks"):
+        mray.train(out=tmp_path / "bad", verbose=False, **dict(DISTRIBUTED, tasks=0))
+    assert not (tmp_path / "bad").exists()
+
+
+def test_distributed_sampling_across_nodes_survives_a_killed_actor(two_nodes, tmp_path):
+    # One actor per node (one CPU each): the tasks of every iteration are sampled on both.
+    run = dict(algo="promp", seed=2, iterations=60, **SLOW)
+    meta_rl.train(out=tmp_path / "local", verbose=False, **run)
+    ray.init(address=two_nodes.address, log_to_driver=False)
+    head = raylet_pid(two_nodes.head_node)
+    done = []
+    driver = threading.Thread(target=lambda: done.append(
+        mray.train(out=tmp_path / "ray", sampling_workers=2, threads=1, verbose=False, **run)))
+    driver.start()
+    try:
+        def started() -> bool:
+            h = histories_of(tmp_path / "ray")
+            return 3 <= len(h) < 60 and bool(worker_pids({head}, "ray::_SamplingWorker"))
+        wait_for(started, "a few iterations")
+        [victim] = worker_pids({head}, "ray::_SamplingWorker")
+        os.kill(victim, signal.SIGKILL)
+    finally:
+        driver.join(timeout=120)
+    assert not driver.is_alive() and len(done) == 1, "the run did not finish within 120 s"
+    with pytest.raises(ProcessLookupError):
+        os.kill(victim, 0)
+    same_run(tmp_path / "ray", tmp_path / "local")
+
+
+def histories_of(run_dir: Path) -> list:
+    try:
+        return json.loads((run_dir / "checkpoint.json").read_text())["state"]["history"]
+    except (OSError, ValueError):
+        return []
+
+
+def test_a_failing_sampler_pool_ends_the_run_with_its_error(tmp_path):
+    """What a pool of sampling workers returns is checked; its own exceptions come through."""
+    class Failing:
+        def start(self, theta, iteration, tasks):
+            pass
+
+        def poll(self, timeout):
+            raise RuntimeError("the workers are gone")
+
+        def cancel(self):
+            pass
+
+    class Returns(Failing):
+        def __init__(self, parts):
+            self.parts = parts
+
+        def poll(self, timeout):
+            return self.parts
+
+    tiny = dict(iterations=1, **TINY)
+    with pytest.raises(RuntimeError, match="the workers are gone"):
+        meta_rl.train(out=tmp_path / "a", verbose=False, sampler=Failing(), **tiny)
+    with pytest.raises(ValueError, match="sampled data: truncated"):
+        meta_rl.train(out=tmp_path / "b", verbose=False, sampler=Returns([b"xyz"]), **tiny)
+    with pytest.raises(ValueError, match="task 0 is missing"):
+        meta_rl.train(out=tmp_path / "c", verbose=False, sampler=Returns([]), **tiny)
+    assert not (tmp_path / "a" / "checkpoint.json").exists()

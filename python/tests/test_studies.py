@@ -28,10 +28,39 @@ def test_same_seed_same_files_as_the_cli(cli, tmp_path):
     pd.testing.assert_series_equal(study.summary["hess_mean"], cli_summary["hess_mean"], check_exact=True)
 
 
+def test_biasvar_sweep_same_as_the_cli(cli, tmp_path):
+    small = dict(
+        sweep="biasvar", eps=[0.0, 0.5], n_grid=[10, 100], trials=2, states=6, actions=3, horizon=8, seed=3,
+        biasvar_trajectories=4000, biasvar_chunk=100,
+    )
+    study = metagrad.tabular_study(out=tmp_path / "py", verbose=False, estimators=["dr", "taypo-1", "taypo-2"], **small)
+    flags = [f"--{k.replace('_', '-')}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in small.items()]
+    cli("tabular", *flags, "--estimators", "dr,taypo-1,taypo-2", "--out", tmp_path / "cli")
+    for name in ["biasvar.csv", "biasvar_summary.csv", "biasvar_predictions.csv", "biasvar_crossover.csv"]:
+        assert (tmp_path / "py" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+    # 2 trials × 2 ε × 3 estimators × (gradient, Hessian) × (J_T, V).
+    bv = study.biasvar
+    assert len(bv) == 2 * 2 * 3 * 2 * 2 and len(study.biasvar_summary) == 2 * 3 * 2 * 2
+    assert {"bias2", "bias2_se", "bias2_bound", "variance", "mse_n10", "mse_n100", "corr_n100"} <= set(bv.columns)
+    assert set(bv["target"]) == {"J_T", "V"} and set(bv["quantity"]) == {"gradient", "hessian"}
+    # bias² is only given when detectable; the bound always.
+    assert (bv["bias2"].isna() == ~bv["bias_detectable"]).all() and (bv["bias2_bound"] > 0).all()
+    # MSE(N) = bias² + σ²/N.
+    assert ((bv["mse_n10"] - (bv["bias2_estimate"] + bv["variance"] / 10)).abs() < 1e-9 * bv["mse_n10"].abs()).all()
+    assert set(study.predictions["n"]) == {10, 100} and len(study.crossovers) == 4
+    assert set(study.trials["sweep"]) == {"n"}
+
+
+def test_other_sweeps_have_empty_biasvar_tables():
+    study = metagrad.tabular_study(verbose=False, estimators=["dr"], **SMALL)
+    assert study.biasvar.empty and study.crossovers.empty and len(study.trials) == 2 * 3
+
+
 def test_defaults_are_the_cli_defaults():
     d = metagrad.tabular_study_defaults()
     assert d["eps"] == [0.0, 0.2, 0.5, 0.8] and d["n"] == 1000 and d["trials"] == 10
     assert d["estimators"] == "is,dr,dr-trunc,taypo-1,taypo-2"
+    assert d["biasvar_trajectories"] == 100000 and d["biasvar_chunk"] == 1000
 
 
 @pytest.mark.parametrize(

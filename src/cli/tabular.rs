@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
+use metagrad::experiments::biasvar::BiasVarOutput;
 use metagrad::experiments::prepare_output_dir;
-use metagrad::experiments::tabular_study::{StudySettings, SummaryRow, summarise, write_results};
+use metagrad::experiments::tabular_study::{StudySettings, SummaryRow, write_results};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -24,24 +25,67 @@ pub fn run(args: Args) -> Result<()> {
     let bar = ProgressBar::new(study.n_jobs() as u64);
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} tabular [{bar:40}] {pos}/{len} grid points × trials, {elapsed} (eta {eta})",
+            "{spinner} tabular [{bar:40}] {pos}/{len} work items (grid points × trials, biasvar chunks), {elapsed} (eta {eta})",
         )
         .expect("valid template")
         .progress_chars("=> "),
     );
-    let rows = study.run(&|| bar.inc(1))?;
+    let output = study.run_all(&|| bar.inc(1))?;
     bar.finish_and_clear();
-    let summary = summarise(&rows);
-    let figures = write_results(&args.out, &study, &rows, &summary)?;
-    print_summary(&summary);
+    let figures = write_results(&args.out, &study, &output)?;
+    print_summary(&output.summary);
+    if let Some(bv) = &output.biasvar {
+        print_biasvar(bv);
+    }
     eprintln!(
-        "wrote trials.csv, summary.csv, config.json and {} figure(s) ({}) to {} in {:.1} s",
+        "wrote trials.csv, summary.csv, config.json{} and {} figure(s) ({}) to {} in {:.1} s",
+        if output.biasvar.is_some() { ", biasvar*.csv" } else { "" },
         figures.len(),
         figures.join(", "),
         args.out.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+fn print_biasvar(bv: &BiasVarOutput) {
+    println!();
+    println!(
+        "{:<10} {:>5} {:<8} {:<3}  {:>27}  {:>10}  {:>8}",
+        "estimator", "eps", "quantity", "vs", "bias² (mean over trials)", "variance", "detected"
+    );
+    for r in &bv.summary {
+        println!(
+            "{:<10} {:>5} {:<8} {:<3}  {:>27}  {:>10.3e}  {:>5}/{}",
+            r.estimator,
+            r.eps,
+            format!("{:?}", r.quantity).to_lowercase(),
+            serde_json::to_value(r.target)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            r.bias2_text(),
+            r.variance,
+            r.detectable_trials,
+            bv.rows
+                .iter()
+                .filter(|x| x.estimator == r.estimator
+                    && x.eps == r.eps
+                    && x.quantity == r.quantity
+                    && x.target == r.target)
+                .count()
+        );
+    }
+    for c in &bv.crossovers {
+        let show = |n: Option<f64>| n.map_or("none".to_string(), |n| format!("{n:.0}"));
+        println!(
+            "taypo-2 overtakes taypo-1 ({:?}, {}): predicted N* = {}, observed N* = {}",
+            c.quantity,
+            c.criterion,
+            show(c.predicted_n),
+            show(c.observed_n)
+        );
+    }
 }
 
 fn print_summary(summary: &[SummaryRow]) {

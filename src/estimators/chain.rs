@@ -494,7 +494,7 @@ impl<'a, R: ScoreRows> BatchObjective<'a, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::estimators::{Estimator, TaylorDiscount};
+    use crate::estimators::{Estimator, Taylor2Pairs, TaylorDiscount};
     use crate::policy::TabularSoftmax;
     use crate::tabular::{Critic, RandomMdpParams, TabularBatch, TabularMdp};
     use rand::{RngExt, SeedableRng};
@@ -554,8 +554,18 @@ mod tests {
             (Estimator::TayPo { order: 1, discount: TaylorDiscount::FromFirst }, Some(&sc)),
             (Estimator::NaiveScore { discount: abs }, Some(&sc)),
         ];
-        for (est, critic) in cases {
-            let prepared = batch.prepare(est, 0.8, critic).unwrap();
+        // TayPO-2 with its meta-RL shapes too (pair scale, ratio clip).
+        let shaped =
+            [None, Some((Taylor2Pairs::Normalised, None)), Some((Taylor2Pairs::Normalised, Some(0.3)))];
+        for ((est, critic), shape) in cases.into_iter().flat_map(|c| shaped.map(|s| (c, s))) {
+            let two = matches!(est, Estimator::TayPo { order: 2, .. });
+            if shape.is_some() && !two {
+                continue;
+            }
+            let mut prepared = batch.prepare(est, 0.8, critic).unwrap();
+            if let Some((pairs, clip)) = shape {
+                prepared = prepared.with_taylor2(pairs, clip).unwrap();
+            }
             let rows = batch.rows(&pol, &prepared, critic);
             let obj = BatchObjective::new(&prepared, &rows).unwrap();
             let (v1, g1, h1) = obj.hessian_with(true);
@@ -619,10 +629,23 @@ mod tests {
             (Estimator::TayPo { order: 2, discount: TaylorDiscount::FromFirst }, Some(&ac)),
             (Estimator::NaiveScore { discount: TaylorDiscount::Absolute }, Some(&sc)),
         ];
-        for (est, critic) in cases {
-            let prepared = batch.prepare(est, 0.8, critic).unwrap();
+        let shaped =
+            [None, Some((Taylor2Pairs::Normalised, None)), Some((Taylor2Pairs::Discounted, Some(0.3)))];
+        let mut clipped = 0;
+        for ((est, critic), shape) in cases.into_iter().flat_map(|c| shaped.map(|s| (c, s))) {
+            if shape.is_some() && !matches!(est, Estimator::TayPo { order: 2, .. }) {
+                continue;
+            }
+            let mut prepared = batch.prepare(est, 0.8, critic).unwrap();
+            if let Some((pairs, clip)) = shape {
+                prepared = prepared.with_taylor2(pairs, clip).unwrap();
+            }
             let rows = batch.rows(&pol, &prepared, critic);
             let obj = BatchObjective::new(&prepared, &rows).unwrap();
+            if shape.is_some_and(|s| s.1.is_some()) {
+                clipped +=
+                    rows.values()[..prepared.n_steps()].iter().filter(|r| (*r - 1.0).abs() > 0.3).count();
+            }
             for n in [0, 65] {
                 let closed = obj.row_hessian_block(n);
                 let chunk = &obj.chunks[n / CHUNK];
@@ -645,5 +668,7 @@ mod tests {
                 assert!((x - y).abs() < 1e-12 * (1.0 + y.abs()), "{est}: closed-form HVP {x} vs dual {y}");
             }
         }
+        // The clip was exercised (ratios both inside and outside ±0.3).
+        assert!(clipped > 0, "no ratio outside the clip");
     }
 }

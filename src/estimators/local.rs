@@ -26,6 +26,84 @@ pub enum TaylorDiscount {
     FromFirst,
 }
 
+/// How TayPO-2's pair term is weighted against its first-order term (a meta-RL setting;
+/// the paper's estimator is [`Taylor2Pairs::Discounted`]).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Taylor2Pairs {
+    /// The paper's Eq. (6): every pair t_1 < t_2 with its discount w(t_1, t_2).
+    #[default]
+    Discounted,
+    /// The pair term of each path scaled by c = W_1/W_2, its total first-order weight
+    /// W_1 = Σ_t w(t) over its total pair weight W_2 = Σ_{t_1<t_2} w(t_1, t_2)
+    /// ([`taylor2_pair_scale`]), so that first- and second-order terms have the same scale
+    /// (for T = 100, γ = 0.99 and γ^{t_2−t_1}: c ≈ 1/37).
+    Normalised,
+}
+
+/// The shape of TayPO-2's second-order term, per trajectory: with the pair scale c and
+/// the ratio clip κ, V̂ = v_0 + Σ_t a_t d̃_t (1 + c H_t) with d̃_t = clip(ρ_t − 1, −κ, κ)
+/// and H_t the discounted prefix sum of d̃ ([`taylor2`]). A clipped step contributes its
+/// clipped constant and no derivative (as PPO's clip). [`Taylor2Shape::PAPER`] (c = 1,
+/// κ = ∞) is the paper's estimator, computed with the same floating-point operations.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Taylor2Shape {
+    /// c, the weight of the pair term.
+    pub pair_scale: f64,
+    /// κ > 0, the bound on |ρ_t − 1| (∞: no clipping).
+    pub ratio_clip: f64,
+}
+
+impl Taylor2Shape {
+    /// The paper's TayPO-2.
+    pub const PAPER: Self = Self { pair_scale: 1.0, ratio_clip: f64::INFINITY };
+
+    /// d̃ = clip(ρ − 1, −κ, κ) and whether ρ lies inside the clip (the derivative passes).
+    fn deviation<S: Scalar>(&self, ratio: S) -> (S, bool) {
+        let d = ratio - 1.0;
+        if d.re() > self.ratio_clip {
+            (S::from(self.ratio_clip), false)
+        } else if d.re() < -self.ratio_clip {
+            (S::from(-self.ratio_clip), false)
+        } else {
+            (d, true)
+        }
+    }
+
+    /// ρ where the derivative passes the clip, 0 where it does not: ∂d̃/∂ℓ = ∂²d̃/∂ℓ².
+    pub(crate) fn passed(&self, ratio: f64) -> f64 {
+        // Written so that a NaN ratio passes (and shows) rather than vanishing.
+        if (ratio - 1.0).abs() > self.ratio_clip { 0.0 } else { ratio }
+    }
+}
+
+/// The pair scale c = W_1/W_2 of [`Taylor2Pairs::Normalised`] for a path of T steps:
+/// W_1 = Σ_{t<T} γ^t (absolute) or T (from first); W_2 = Σ_{t_2<T} t_2 γ^{t_2} (absolute)
+/// or Σ_{t_2<T} Σ_{t_1<t_2} γ^{t_2−t_1} (from first). 1 when the path has no
+/// discounted pair (T ≤ 1 or γ = 0).
+pub fn taylor2_pair_scale(discount: TaylorDiscount, gamma: f64, t: usize) -> f64 {
+    let (mut first, mut pairs) = (0.0, 0.0);
+    // `prefix` = Σ_{t_1<t_2} of the pair weights ending at t_2 (from first: γ(1 + prefix)).
+    let (mut power, mut prefix) = (1.0, 0.0);
+    for t2 in 0..t {
+        match discount {
+            TaylorDiscount::Absolute => {
+                first += power;
+                pairs += t2 as f64 * power;
+            }
+            TaylorDiscount::FromFirst => {
+                first += 1.0;
+                pairs += prefix;
+                prefix = gamma * (1.0 + prefix);
+            }
+        }
+        power *= gamma;
+    }
+    if pairs > 0.0 { first / pairs } else { 1.0 }
+}
+
 /// Doubly robust (paper Eq. 3, notes §1), unrolled:
 /// V̂ = v_0 + Σ_t γ^t P_t δ_t with a state-value critic (δ_t = `signal[t]` =
 /// r_t + γV̂(x_{t+1}) − V̂(x_t), v_0 = V̂(x_0)); step-wise IS is the case V̂ ≡ 0 (δ_t = r_t).
@@ -211,6 +289,11 @@ pub fn taylor<S: Scalar>(
 /// H_{t+1} = β(H_t + d_t), V̂ = v_0 + Σ_t a_t d_t (1 + H_t), and the adjoint
 /// Λ_t = a_t d_t + βΛ_{t+1} gives ∂V̂/∂d_t = a_t (1 + H_t) + βΛ_{t+1}. Same result as
 /// `taylor(2, …)` (tested), about twice as fast.
+///
+/// With a [`Taylor2Shape`] (pair scale c, clip κ): d_t → d̃_t = clip(d_t, ±κ),
+/// V̂ = v_0 + Σ_t a_t d̃_t (1 + c H_t), ∂V̂/∂d̃_t = a_t (1 + c H_t) + cβΛ_{t+1}, and
+/// ∂V̂/∂ℓ_t = ρ_t ∂V̂/∂d̃_t inside the clip, 0 outside.
+#[allow(clippy::too_many_arguments)]
 pub fn taylor2<S: Scalar>(
     discount: TaylorDiscount,
     gamma: f64,
@@ -218,6 +301,7 @@ pub fn taylor2<S: Scalar>(
     v0: f64,
     signal: &[f64],
     ratios: &[S],
+    shape: Taylor2Shape,
     grad: &mut [S],
 ) -> S {
     let n = ratios.len();
@@ -226,23 +310,25 @@ pub fn taylor2<S: Scalar>(
         TaylorDiscount::Absolute => (1.0, true),
         TaylorDiscount::FromFirst => (gamma, false),
     };
+    let c = shape.pair_scale;
     let a = |t: usize| if absolute { powers[t] * signal[t] } else { signal[t] };
     let mut total = S::from(v0);
     let mut h = S::zero();
-    // Forward: store H_t in grad[t].
+    // Forward: store H_t in grad[t]. (With c = 1 every product by c is exact: the paper's
+    // estimator keeps its bits.)
     for t in 0..n {
-        let d = ratios[t] - 1.0;
+        let (d, _) = shape.deviation(ratios[t]);
         grad[t] = h;
-        total += d * (h + 1.0) * a(t);
+        total += d * (h * c + 1.0) * a(t);
         h = (h + d) * beta;
     }
     let mut lam = S::zero();
     for t in (0..n).rev() {
         let at = a(t);
-        let d = ratios[t] - 1.0;
-        let dl = (grad[t] + 1.0) * at + lam * beta;
+        let (d, passed) = shape.deviation(ratios[t]);
+        let dl = (grad[t] * c + 1.0) * at + lam * (beta * c);
         lam = d * at + lam * beta;
-        grad[t] = ratios[t] * dl;
+        grad[t] = if passed { ratios[t] * dl } else { S::zero() };
     }
     total
 }
@@ -299,12 +385,14 @@ pub fn doubly_robust_row_hessian(grad: &[f64], grad_c: Option<&[f64]>, f: &mut [
 
 /// Dense ℓ-space second derivatives of [`taylor`] for K = 2 in O(T²): F_kk = g_k (V̂ is
 /// affine in each ρ_k and ∂²ρ/∂ℓ² = ρ), F_jk = ρ_j ρ_k w(j, k) Â_k for j < k with
-/// w = γ^k (absolute) or γ^{k−j} (from first).
+/// w = γ^k (absolute) or γ^{k−j} (from first). With a [`Taylor2Shape`]: F_jk is scaled
+/// by c, and ρ_j, ρ_k are 0 outside the clip.
 pub fn taylor2_row_hessian(
     discount: TaylorDiscount,
     gamma: f64,
     signal: &[f64],
     ratios: &[f64],
+    shape: Taylor2Shape,
     grad: &[f64],
     f: &mut [f64],
 ) {
@@ -322,7 +410,7 @@ pub fn taylor2_row_hessian(
                 TaylorDiscount::Absolute => pow[l],
                 TaylorDiscount::FromFirst => pow[l - j],
             };
-            let v = ratios[j] * ratios[l] * w * signal[l];
+            let v = shape.passed(ratios[j]) * shape.passed(ratios[l]) * w * signal[l] * shape.pair_scale;
             f[j * t + l] = v;
             f[l * t + j] = v;
         }
@@ -371,6 +459,8 @@ pub fn doubly_robust_row_hvp(
 /// F_jl = ρ_j ρ_l w(j, l) Â_l (j < l), (Fu)_k = g_k u_k + ρ_k a_k P_k + ρ_k S_k, where
 /// P_k = Σ_{j<k} w'(j,k) ρ_j u_j and S_k = Σ_{l>k} w'(k,l) ρ_l a_l u_l with a_l = γ^l Â_l and
 /// w' = 1 (absolute), or a_l = Â_l and w' = γ^{l−j} (from first, as running discounts).
+/// With a [`Taylor2Shape`]: the off-diagonal terms are scaled by c, and ρ is 0 outside
+/// the clip.
 #[allow(clippy::too_many_arguments)]
 pub fn taylor2_row_hvp(
     discount: TaylorDiscount,
@@ -378,6 +468,7 @@ pub fn taylor2_row_hvp(
     powers: &[f64],
     signal: &[f64],
     ratios: &[f64],
+    shape: Taylor2Shape,
     grad: &[f64],
     u: &[f64],
     out: &mut [f64],
@@ -387,16 +478,19 @@ pub fn taylor2_row_hvp(
         TaylorDiscount::Absolute => (true, 1.0),
         TaylorDiscount::FromFirst => (false, gamma),
     };
+    let c = shape.pair_scale;
     let a = |l: usize| if absolute { powers[l] * signal[l] } else { signal[l] };
     let mut prefix = 0.0;
     for k in 0..t {
-        out[k] = grad[k] * u[k] + ratios[k] * a(k) * prefix;
-        prefix = beta * (prefix + ratios[k] * u[k]);
+        let r = shape.passed(ratios[k]);
+        out[k] = grad[k] * u[k] + r * a(k) * prefix * c;
+        prefix = beta * (prefix + r * u[k]);
     }
     let mut suffix = 0.0;
     for k in (0..t).rev() {
-        out[k] += ratios[k] * suffix;
-        suffix = beta * (suffix + ratios[k] * a(k) * u[k]);
+        let r = shape.passed(ratios[k]);
+        out[k] += r * suffix * c;
+        suffix = beta * (suffix + r * a(k) * u[k]);
     }
 }
 
@@ -439,7 +533,8 @@ mod tests {
                 let (mut g1, mut g2) = (vec![Dual64::from(0.0); t], vec![Dual64::from(0.0); t]);
                 let mut scratch = Vec::new();
                 let powers: Vec<f64> = (0..t).map(|i| gamma.powi(i as i32)).collect();
-                let v1 = taylor2(discount, gamma, &powers, 0.3, &signal, &ratios, &mut g1);
+                let v1 =
+                    taylor2(discount, gamma, &powers, 0.3, &signal, &ratios, Taylor2Shape::PAPER, &mut g1);
                 let v2 = taylor(2, discount, gamma, 0.3, &signal, &ratios, &mut g2, &mut scratch);
                 assert!((v1.re - v2.re).abs() < 1e-13 && (v1.eps - v2.eps).abs() < 1e-13);
                 for (a, b) in g1.iter().zip(&g2) {
@@ -450,6 +545,63 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn pair_scale_is_first_order_weight_over_pair_weight() {
+        for discount in [TaylorDiscount::Absolute, TaylorDiscount::FromFirst] {
+            for (gamma, t) in [(0.99, 100usize), (0.5, 7), (1.0, 4), (0.9, 1), (0.0, 5)] {
+                // Brute force over all pairs.
+                let w1: f64 = (0..t)
+                    .map(|k| if discount == TaylorDiscount::Absolute { gamma.powi(k as i32) } else { 1.0 })
+                    .sum();
+                let mut w2 = 0.0;
+                for t2 in 0..t {
+                    for t1 in 0..t2 {
+                        w2 += match discount {
+                            TaylorDiscount::Absolute => gamma.powi(t2 as i32),
+                            TaylorDiscount::FromFirst => gamma.powi((t2 - t1) as i32),
+                        };
+                    }
+                }
+                let want = if w2 > 0.0 { w1 / w2 } else { 1.0 };
+                let got = taylor2_pair_scale(discount, gamma, t);
+                assert!(
+                    (got - want).abs() <= 1e-12 * want,
+                    "{discount:?} γ = {gamma} T = {t}: {got} vs {want}"
+                );
+            }
+        }
+        // ProMP's setting: about one pair-term unit per 37 first-order ones.
+        let c = taylor2_pair_scale(TaylorDiscount::FromFirst, 0.99, 100);
+        assert!((1.0 / c - 37.0).abs() < 1.0, "1/c = {}", 1.0 / c);
+    }
+
+    #[test]
+    fn the_paper_shape_keeps_the_bits_and_a_clip_stops_derivatives() {
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        let t = 20;
+        let signal: Vec<f64> = (0..t).map(|_| rng.random::<f64>() - 0.5).collect();
+        let ratios: Vec<f64> = (0..t).map(|_| 0.3 + 1.4 * rng.random::<f64>()).collect();
+        let powers: Vec<f64> = (0..t).map(|i| 0.9f64.powi(i as i32)).collect();
+        let wide = Taylor2Shape { pair_scale: 1.0, ratio_clip: 1e300 };
+        let (mut g1, mut g2, mut g3) = (vec![0.0; t], vec![0.0; t], vec![0.0; t]);
+        let d = TaylorDiscount::FromFirst;
+        let v1 = taylor2(d, 0.9, &powers, 0.1, &signal, &ratios, Taylor2Shape::PAPER, &mut g1);
+        let v2 = taylor2(d, 0.9, &powers, 0.1, &signal, &ratios, wide, &mut g2);
+        assert_eq!((v1.to_bits(), &g1), (v2.to_bits(), &g2));
+        // Clipped steps have no derivative and contribute ±κ.
+        let clip = Taylor2Shape { pair_scale: 1.0, ratio_clip: 0.2 };
+        taylor2(d, 0.9, &powers, 0.1, &signal, &ratios, clip, &mut g3);
+        let outside: Vec<usize> = (0..t).filter(|&k| (ratios[k] - 1.0).abs() > 0.2).collect();
+        assert!(!outside.is_empty() && outside.len() < t);
+        for k in 0..t {
+            assert_eq!(g3[k] == 0.0, outside.contains(&k), "step {k}");
+        }
+        let clamped: Vec<f64> = ratios.iter().map(|r| 1.0 + (r - 1.0).clamp(-0.2, 0.2)).collect();
+        let v_clamped = taylor2(d, 0.9, &powers, 0.1, &signal, &clamped, Taylor2Shape::PAPER, &mut g2);
+        let v_clip = taylor2(d, 0.9, &powers, 0.1, &signal, &ratios, clip, &mut g3);
+        assert!((v_clip - v_clamped).abs() < 1e-14);
     }
 
     #[test]
@@ -480,7 +632,8 @@ mod tests {
     use proptest::prelude::*;
 
     /// Value and ℓ-gradient of one kernel on dual rows (`kind`: 0 DR, 1 truncated DR,
-    /// 2 TayPO-K general, 3 TayPO-2 specialised, 4 naive score, 5 DR with critic means).
+    /// 2 TayPO-K general, 3 TayPO-2 specialised, 4 naive score, 5 DR with critic means,
+    /// 6 TayPO-2 with a pair scale and a ratio clip).
     fn run(
         kind: u8,
         k: usize,
@@ -499,9 +652,15 @@ mod tests {
             2 => taylor(k, discount, gamma, 0.3, signal, r, gr, &mut scratch),
             3 => {
                 let powers: Vec<f64> = (0..r.len()).map(|i| gamma.powi(i as i32)).collect();
-                taylor2(discount, gamma, &powers, 0.3, signal, r, gr)
+                taylor2(discount, gamma, &powers, 0.3, signal, r, Taylor2Shape::PAPER, gr)
             }
             4 => naive_score(discount, gamma, 0.3, signal, r, gr),
+            6 => {
+                // Pair scale and clip (ratios drawn in 0.05..3 are often clipped at ±0.4).
+                let powers: Vec<f64> = (0..r.len()).map(|i| gamma.powi(i as i32)).collect();
+                let shape = Taylor2Shape { pair_scale: 0.37, ratio_clip: 0.4 };
+                taylor2(discount, gamma, &powers, 0.3, signal, r, shape, gr)
+            }
             _ => doubly_robust(gamma, 0.3, signal, r, Some((c, gc)), gr),
         };
         (v, g)
@@ -513,7 +672,7 @@ mod tests {
         /// (forward mode, exact), and the row Hessians they induce are symmetric.
         #[test]
         fn adjoints_equal_forward_mode_derivatives(
-            kind in 0u8..6,
+            kind in 0u8..7,
             k in 1usize..6,
             from_first in any::<bool>(),
             gamma in 0.0f64..1.0,

@@ -24,7 +24,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use chain::BatchObjective;
-pub use local::{Scalar, TaylorDiscount};
+pub use local::{Scalar, Taylor2Pairs, Taylor2Shape, TaylorDiscount};
 pub use rows::{IdentityRows, Padded, RowCritic, RowData, RowGradient, RowHvp, RowObjective};
 
 use crate::error::{Result, invalid};
@@ -197,6 +197,12 @@ pub struct PreparedBatch {
     pub step_start: Vec<usize>,
     /// γ^0, γ^1, … up to the longest trajectory.
     powers: Vec<f64>,
+    /// TayPO-2: weighting of the pair term ([`PreparedBatch::with_taylor2`]).
+    pairs: Taylor2Pairs,
+    /// TayPO-2: the bound κ on |ρ_t − 1| (∞: none).
+    ratio_clip: f64,
+    /// TayPO-2: the pair scale c of each trajectory (1 unless [`Taylor2Pairs::Normalised`]).
+    pair_scale: Vec<f64>,
 }
 
 impl PreparedBatch {
@@ -210,6 +216,57 @@ impl PreparedBatch {
             signal: Vec::new(),
             step_start: vec![0],
             powers: vec![1.0],
+            pairs: Taylor2Pairs::Discounted,
+            ratio_clip: f64::INFINITY,
+            pair_scale: Vec::new(),
+        }
+    }
+
+    /// TayPO-2 with another shape of its second-order term (meta-RL settings, see
+    /// [`Taylor2Shape`]): the pair term weighted by `pairs`, and |ρ_t − 1| clipped to
+    /// `ratio_clip` (`None`: no clip). The defaults give the paper's estimator; other
+    /// estimators accept only the defaults.
+    pub fn with_taylor2(mut self, pairs: Taylor2Pairs, ratio_clip: Option<f64>) -> Result<Self> {
+        let is_taylor2 = matches!(self.estimator, Estimator::TayPo { order: 2, .. });
+        if !is_taylor2 && (pairs != Taylor2Pairs::Discounted || ratio_clip.is_some()) {
+            return Err(invalid(
+                "estimator",
+                format!("{}: pair weighting and ratio clipping are settings of taypo-2 only", self.estimator),
+            ));
+        }
+        if let Some(k) = ratio_clip
+            && !(k.is_finite() && k > 0.0)
+        {
+            return Err(invalid("ratio clip", format!("must be finite and > 0, got {k}")));
+        }
+        self.pairs = pairs;
+        self.ratio_clip = ratio_clip.unwrap_or(f64::INFINITY);
+        self.pair_scale = (0..self.len()).map(|n| self.pair_scale_of(self.steps(n).len())).collect();
+        Ok(self)
+    }
+
+    /// The pair scale c of a trajectory of `t` steps under this batch's settings.
+    fn pair_scale_of(&self, t: usize) -> f64 {
+        match (self.pairs, self.estimator) {
+            (Taylor2Pairs::Normalised, Estimator::TayPo { discount, .. }) => {
+                local::taylor2_pair_scale(discount, self.gamma, t)
+            }
+            _ => 1.0,
+        }
+    }
+
+    /// The TayPO-2 shape of trajectory n.
+    fn taylor2_shape(&self, n: usize) -> Taylor2Shape {
+        Taylor2Shape { pair_scale: self.pair_scale[n], ratio_clip: self.ratio_clip }
+    }
+
+    /// Records a new trajectory of `t` steps: its start, its pair scale, and the powers of γ.
+    fn finish_trajectory(&mut self, t: usize) {
+        self.step_start.push(self.signal.len());
+        self.pair_scale.push(self.pair_scale_of(t));
+        while self.powers.len() <= t {
+            let last = *self.powers.last().expect("starts with γ^0");
+            self.powers.push(last * self.gamma);
         }
     }
 
@@ -312,11 +369,7 @@ impl PreparedBatch {
         }
         self.critic_means = means;
         self.v0.push(v0);
-        self.step_start.push(self.signal.len());
-        while self.powers.len() <= t {
-            let last = *self.powers.last().expect("starts with γ^0");
-            self.powers.push(last * g);
-        }
+        self.finish_trajectory(t);
         Ok(())
     }
 
@@ -347,11 +400,7 @@ impl PreparedBatch {
         }
         self.signal.extend_from_slice(advantages);
         self.v0.push(0.0);
-        self.step_start.push(self.signal.len());
-        while self.powers.len() <= advantages.len() {
-            let last = *self.powers.last().expect("starts with γ^0");
-            self.powers.push(last * self.gamma);
-        }
+        self.finish_trajectory(advantages.len());
         Ok(())
     }
 
@@ -373,7 +422,8 @@ impl PreparedBatch {
                 local::truncated_doubly_robust(g, rho_bar, c_bar, v0, signal, ratios, grad, scratch)
             }
             Estimator::TayPo { order: 2, discount } => {
-                local::taylor2(discount, g, &self.powers[..ratios.len()], v0, signal, ratios, grad)
+                let shape = self.taylor2_shape(n);
+                local::taylor2(discount, g, &self.powers[..ratios.len()], v0, signal, ratios, shape, grad)
             }
             Estimator::TayPo { order, discount } => {
                 local::taylor(order, discount, g, v0, signal, ratios, grad, scratch)
@@ -411,6 +461,7 @@ impl PreparedBatch {
                 &self.powers[..ratios.len()],
                 &self.signal[self.steps(n)],
                 ratios,
+                self.taylor2_shape(n),
                 grad,
                 u,
                 out,
@@ -432,7 +483,8 @@ impl PreparedBatch {
     ///   diag (0 | g), u = (∂V̂/∂c | g), v = (0 | 1): F[ℓ_j, c_{t+1}] = ∂V̂/∂c_{t+1}·1[j ≤ t].
     /// * Truncated DR: F_jk = 1[ρ_j ≤ c̄] g_k (j < k), F_kk = g_k: v_j = 1[ρ_j ≤ c̄].
     /// * TayPO-2: F_kk = g_k, F_jk = ρ_j ρ_k w(j, k) Â_k: v = ρ, u_k = ρ_k a_k with
-    ///   a_k = γ^k Â_k, β = 1 (absolute) or a_k = Â_k, β = γ (from first).
+    ///   a_k = γ^k Â_k, β = 1 (absolute) or a_k = Â_k, β = γ (from first); with a
+    ///   [`Taylor2Shape`], u_k is scaled by c and ρ is 0 outside the clip.
     /// * TayPO-1: F = diag(g) (V̂ is affine in each ρ_t and has no products).
     /// * The naive score: F = 0 (no block).
     #[allow(clippy::too_many_arguments)]
@@ -476,13 +528,15 @@ impl PreparedBatch {
                     TaylorDiscount::Absolute => 1.0,
                     TaylorDiscount::FromFirst => self.gamma,
                 };
+                let shape = self.taylor2_shape(n);
                 out.begin(beta);
                 for k in 0..t {
                     let a = match discount {
                         TaylorDiscount::Absolute => self.powers[k] * signal[k],
                         TaylorDiscount::FromFirst => signal[k],
                     };
-                    out.push_row(ratio_start + k, scale * grad[k], scale * ratios[k] * a, ratios[k]);
+                    let r = shape.passed(ratios[k]);
+                    out.push_row(ratio_start + k, scale * grad[k], scale * r * a * shape.pair_scale, r);
                 }
             }
             (Estimator::TayPo { order: 1, .. }, None) => {
@@ -512,7 +566,16 @@ impl PreparedBatch {
         match self.estimator {
             Estimator::Is | Estimator::Dr => local::doubly_robust_row_hessian(grad, grad_c, f),
             Estimator::TayPo { order: 2, discount } => {
-                local::taylor2_row_hessian(discount, self.gamma, &self.signal[self.steps(n)], ratios, grad, f)
+                let shape = self.taylor2_shape(n);
+                local::taylor2_row_hessian(
+                    discount,
+                    self.gamma,
+                    &self.signal[self.steps(n)],
+                    ratios,
+                    shape,
+                    grad,
+                    f,
+                )
             }
             Estimator::NaiveScore { .. } => f.iter_mut().for_each(|x| *x = 0.0),
             _ => return false,

@@ -18,11 +18,12 @@ use serde::{Deserialize, Serialize};
 use super::metrics::mean_std_se;
 use super::{RunConfig, csv_io, prepare_output_dir, write_csv, write_json};
 use crate::error::{Error, Result, invalid};
-use crate::estimators::TaylorDiscount;
+use crate::estimators::{Taylor2Pairs, TaylorDiscount};
 use crate::meta::algos::{
     Algorithm, Divergence, IterationStats, Params, Trainer, TrainerState, ValidParams, is_point_env,
 };
 use crate::meta::objectives::{DiceCritic, Normalisation};
+use crate::meta::task_sampling::RemoteSampling;
 use crate::plot::{Figure, Series, save_or_skip};
 use crate::policy::Precision;
 
@@ -80,6 +81,14 @@ pub struct RunSettings {
     /// observation-feature baseline) or promp (ProMP's own DiCE loss).
     #[arg(long, value_enum, default_value_t = DiceCritic::Time)]
     pub dice_critic: DiceCritic,
+    /// ProMP-TayPO-2: weighting of the pair term: discounted (the paper's Eq. 6) or
+    /// normalised (per path by its first-order over its pair weight).
+    #[arg(long, value_enum, default_value_t = Taylor2Pairs::Discounted)]
+    pub taypo2_pairs: Taylor2Pairs,
+    /// ProMP-TayPO-2: clip ρ_t − 1 in the inner objective to ± this bound, as PPO clips
+    /// (default: no clip).
+    #[arg(long)]
+    pub taypo2_ratio_clip: Option<f64>,
     /// TRPO: bound on the mean KL of a step.
     #[arg(long, default_value_t = 0.01)]
     pub max_kl: f64,
@@ -134,6 +143,8 @@ impl RunSettings {
         p.taypo_discount = self.taypo_discount;
         p.dr_normalise = !self.no_dr_normalise;
         p.dice_critic = Some(self.dice_critic);
+        p.taypo2_pairs = self.taypo2_pairs;
+        p.taypo2_ratio_clip = self.taypo2_ratio_clip;
         p.trpo.max_kl = self.max_kl;
         p.ppo_clip = self.ppo_clip;
         p.kl_coeff = self.kl_coeff;
@@ -206,6 +217,18 @@ pub fn run(
     resume: Resume,
     observe: &mut dyn FnMut(Progress) -> Result<()>,
 ) -> Result<Vec<IterationStats>> {
+    run_with(params, out, resume, None, observe)
+}
+
+/// [`run`] with every iteration's tasks sampled by `remote` when given (e.g. by workers in
+/// other processes, [`crate::meta::task_sampling`]): the same files, bit for bit.
+pub fn run_with(
+    params: &ValidParams,
+    out: &Path,
+    resume: Resume,
+    mut remote: Option<&mut dyn RemoteSampling>,
+    observe: &mut dyn FnMut(Progress) -> Result<()>,
+) -> Result<Vec<IterationStats>> {
     prepare_output_dir(out)?;
     let ckpt_path = out.join("checkpoint.json");
     let present = ckpt_path.exists();
@@ -250,7 +273,7 @@ pub fn run(
     observe(Progress::Started { done: trainer.state().iteration, total: params.iterations })?;
     while !trainer.finished() {
         let (steps_before, wall_before) = (trainer.state().env_steps, trainer.state().wall_s);
-        let s = trainer.step()?;
+        let s = trainer.step_with(remote.as_deref_mut())?;
         write_progress(&out.join("progress.csv"), &trainer.state().history)?;
         let ck = Checkpoint { params: (**params).clone(), state: trainer.state().clone() };
         let text = serde_json::to_string(&ck).expect("a checkpoint serialises");

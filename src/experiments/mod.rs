@@ -1,5 +1,6 @@
 //! Experiments that reproduce the paper, with their result files.
 
+pub mod biasvar;
 pub mod meta_rl;
 pub mod metrics;
 pub mod tabular_study;

@@ -35,6 +35,10 @@ pub enum Sweep {
     N,
     /// Meta-gradient accuracy vs ε (beyond the paper).
     Meta,
+    /// Bias–variance decomposition against the exact derivatives, with the N sweep it
+    /// predicts (see [`super::biasvar`]). Not part of `all` (it samples M trajectories per
+    /// point: ≈ 40 s by default, where `all` takes ≈ 1.5 s).
+    Biasvar,
     /// Eps, N and Meta.
     All,
 }
@@ -66,6 +70,25 @@ pub struct StudyParams {
     pub estimators: Vec<Estimator>,
     /// Inner step size η of the meta sweep.
     pub eta: f64,
+    /// Trajectories M per (trial, ε) point of the biasvar sweep.
+    #[serde(default = "default_biasvar_trajectories")]
+    pub biasvar_trajectories: usize,
+    /// Trajectories per chunk c of the biasvar sweep (M is streamed in M/c chunks).
+    #[serde(default = "default_biasvar_chunk")]
+    pub biasvar_chunk: usize,
+}
+
+/// Default M of the biasvar sweep.
+pub const DEFAULT_BIASVAR_TRAJECTORIES: usize = 100_000;
+/// Default chunk size of the biasvar sweep.
+pub const DEFAULT_BIASVAR_CHUNK: usize = 1000;
+
+fn default_biasvar_trajectories() -> usize {
+    DEFAULT_BIASVAR_TRAJECTORIES
+}
+
+fn default_biasvar_chunk() -> usize {
+    DEFAULT_BIASVAR_CHUNK
 }
 
 impl Default for StudyParams {
@@ -83,6 +106,8 @@ impl Default for StudyParams {
             critic_noise: 1.0,
             estimators: Estimator::paper_set(),
             eta: DEFAULT_ETA,
+            biasvar_trajectories: DEFAULT_BIASVAR_TRAJECTORIES,
+            biasvar_chunk: DEFAULT_BIASVAR_CHUNK,
         }
     }
 }
@@ -94,7 +119,8 @@ impl Default for StudyParams {
 #[derive(clap::Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StudySettings {
-    /// Which sweep: eps (Fig. 1 a, b), n (Fig. 1 c), meta (meta-gradients) or all.
+    /// Which sweep: eps (Fig. 1 a, b), n (Fig. 1 c), meta (meta-gradients), all (these
+    /// three) or biasvar (bias–variance decomposition, with the n sweep it predicts).
     #[arg(long, value_enum, default_value_t = Sweep::All)]
     pub sweep: Sweep,
     /// ε grid (comma-separated) of the eps and meta sweeps.
@@ -142,6 +168,12 @@ pub struct StudySettings {
     /// Inner step size η of the meta sweep.
     #[arg(long, default_value_t = DEFAULT_ETA)]
     pub eta: f64,
+    /// Biasvar sweep: trajectories M per (trial, ε) point (a multiple of 20 × --biasvar-chunk).
+    #[arg(long, default_value_t = DEFAULT_BIASVAR_TRAJECTORIES)]
+    pub biasvar_trajectories: usize,
+    /// Biasvar sweep: trajectories per streamed chunk.
+    #[arg(long, default_value_t = DEFAULT_BIASVAR_CHUNK)]
+    pub biasvar_chunk: usize,
     /// Largest parameter count D = states × actions accepted (D×D Hessians per estimate).
     #[arg(long, default_value_t = crate::limits::DEFAULT_MAX_PARAMS)]
     pub max_params: usize,
@@ -178,6 +210,8 @@ impl StudySettings {
             critic_noise: self.critic_noise,
             estimators: Estimator::parse_list(&self.estimators, self.truncation)?,
             eta: self.eta,
+            biasvar_trajectories: self.biasvar_trajectories,
+            biasvar_chunk: self.biasvar_chunk,
         }
         .validate_with(&Limits {
             max_params: self.max_params,
@@ -187,21 +221,48 @@ impl StudySettings {
     }
 }
 
+/// Everything a study run produces.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StudyOutput {
+    /// One row per sweep × estimator × grid point × trial.
+    pub rows: Vec<TrialRow>,
+    /// Mean and standard error over trials.
+    pub summary: Vec<SummaryRow>,
+    /// The biasvar sweep's results (with `--sweep biasvar`).
+    pub biasvar: Option<super::biasvar::BiasVarOutput>,
+}
+
+impl ValidStudy {
+    /// Runs the study's sweeps ([`Self::run`], and [`Self::run_biasvar`] for the biasvar
+    /// sweep) and summarises them, calling `progress` after each of [`Self::n_jobs`] items.
+    pub fn run_all(&self, progress: &(dyn Fn() + Sync)) -> Result<StudyOutput> {
+        let rows = self.run(progress)?;
+        let summary = summarise(&rows);
+        let biasvar = if self.sweep == Sweep::Biasvar {
+            let bv = self.run_biasvar(progress)?;
+            Some(super::biasvar::BiasVarOutput::new(self, bv, &summary))
+        } else {
+            None
+        };
+        Ok(StudyOutput { rows, summary, biasvar })
+    }
+}
+
 /// Writes a study's files to `out`: `trials.csv`, `summary.csv`, `config.json` (every
-/// setting, the seed, version and commit) and the figures of [`plot_summary`]. Returns the
-/// figures' stems.
-pub fn write_results(
-    out: &std::path::Path,
-    study: &ValidStudy,
-    rows: &[TrialRow],
-    summary: &[SummaryRow],
-) -> Result<Vec<String>> {
+/// setting, the seed, version and commit), the figures of [`plot_summary`] and, for the
+/// biasvar sweep, those of [`super::biasvar::BiasVarOutput::write`]. Returns the figures'
+/// stems.
+pub fn write_results(out: &std::path::Path, study: &ValidStudy, output: &StudyOutput) -> Result<Vec<String>> {
     use super::{RunConfig, prepare_output_dir, write_csv, write_json};
     prepare_output_dir(out)?;
-    write_csv(&out.join("trials.csv"), rows)?;
-    write_csv(&out.join("summary.csv"), summary)?;
+    write_csv(&out.join("trials.csv"), &output.rows)?;
+    write_csv(&out.join("summary.csv"), &output.summary)?;
     write_json(&out.join("config.json"), &RunConfig::new("tabular", &**study))?;
-    plot_summary(summary, out)
+    let mut figures = plot_summary(&output.summary, out)?;
+    if let Some(bv) = &output.biasvar {
+        figures.extend(bv.write(out, study)?);
+    }
+    Ok(figures)
 }
 
 /// Default inner step size of the meta sweep. On the default MDPs the exact Hessian term
@@ -289,6 +350,30 @@ impl StudyParams {
         }
         if !self.eta.is_finite() {
             return Err(invalid("eta", format!("must be finite, got {}", self.eta)));
+        }
+        if self.sweep == Sweep::Biasvar {
+            use super::biasvar::GROUPS;
+            if self.biasvar_chunk == 0 {
+                return Err(invalid("biasvar-chunk", "must be ≥ 1, got 0"));
+            }
+            product(
+                "biasvar-chunk",
+                "steps c·T (chunk × horizon)",
+                &[self.biasvar_chunk, self.horizon],
+                limits.max_steps,
+                Some("--max-steps"),
+            )?;
+            let unit = GROUPS * self.biasvar_chunk;
+            let m = self.biasvar_trajectories;
+            if !m.is_multiple_of(unit) || m < 2 * unit {
+                return Err(invalid(
+                    "biasvar-trajectories",
+                    format!(
+                        "must be a multiple of {GROUPS} × biasvar-chunk = {unit} and at least {}, got {m}",
+                        2 * unit
+                    ),
+                ));
+            }
         }
         Ok(ValidStudy(self))
     }
@@ -468,7 +553,7 @@ impl ValidStudy {
         let sweeps: &[Sweep] = match self.sweep {
             Sweep::All => &[Sweep::Eps, Sweep::N, Sweep::Meta],
             Sweep::Eps => &[Sweep::Eps],
-            Sweep::N => &[Sweep::N],
+            Sweep::N | Sweep::Biasvar => &[Sweep::N],
             Sweep::Meta => &[Sweep::Meta],
         };
         let mut jobs = Vec::new();
@@ -483,9 +568,10 @@ impl ValidStudy {
         jobs
     }
 
-    /// Number of work items (for progress reporting).
+    /// Number of work items (for progress reporting): grid points × trials, plus the
+    /// biasvar sweep's chunks.
     pub fn n_jobs(&self) -> usize {
-        self.jobs().len()
+        self.jobs().len() + self.biasvar_units()
     }
 
     fn run_job(&self, job: Job, setup: &TrialSetup) -> Result<Vec<TrialRow>> {
@@ -497,7 +583,7 @@ impl ValidStudy {
             Sweep::Eps => 0,
             Sweep::N => 1,
             Sweep::Meta => 2,
-            Sweep::All => unreachable!("expanded in jobs()"),
+            Sweep::All | Sweep::Biasvar => unreachable!("expanded in jobs()"),
         };
         let mut rng = stream(self.seed, &[STREAM_DATA, job.trial as u64, sweep_id, job.point as u64]);
         let policy = setup.target(eps);

@@ -35,15 +35,15 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::metagrad::{self, InnerRound, Order, chain_objectives, chain_rows};
-use super::objectives::{DiceCritic, InnerKind, InnerObjective, Normalisation, TaskData, exploration_term};
+use super::metagrad::{self, Order, chain_objectives, chain_rows};
+use super::objectives::{DiceCritic, InnerKind, InnerObjective, Normalisation, exploration_term};
 use super::optim::{Adam, AdamConfig, TrpoConfig, ppo_clip_objective, ratio_surrogate, trpo_step};
-use super::processing::{ProcessingConfig, process};
-use super::sampler::{Sampler, SamplerConfig, sample_tasks};
+use super::processing::ProcessingConfig;
+use super::task_sampling::{RemoteSampling, TaskRounds, TaskSampler, round_returns};
 use crate::envs::{MetaEnv, PointEnv, make_mujoco_env};
 use crate::error::{Result, invalid};
-use crate::estimators::TaylorDiscount;
-use crate::policy::{GaussianMlp, GaussianMlpConfig, GaussianMlpRows, Policy, Precision, ScoreRows};
+use crate::estimators::{Taylor2Pairs, TaylorDiscount};
+use crate::policy::{GaussianMlp, GaussianMlpRows, Policy, Precision, ScoreRows};
 
 /// A meta-RL algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -206,6 +206,14 @@ pub struct Params {
     /// ([`Params::upgrade_legacy`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dice_critic: Option<DiceCritic>,
+    /// ProMP-TayPO-2: weighting of the pair term (the paper's discounted pairs by default;
+    /// recorded only when not the default, and only for `promp-taypo2`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub taypo2_pairs: Taylor2Pairs,
+    /// ProMP-TayPO-2: clip of |ρ_t − 1| in the inner objective (none by default; only for
+    /// `promp-taypo2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taypo2_ratio_clip: Option<f64>,
     /// TRPO settings (max KL 0.01, 10 CG iterations, backtracking 0.8 × ≤ 15).
     pub trpo: TrpoConfig,
     /// ProMP's PPO clip ε (0.3).
@@ -227,6 +235,10 @@ pub struct Params {
 
 fn default_divergence_threshold() -> f64 {
     10.0
+}
+
+fn is_default<T: Default + PartialEq>(x: &T) -> bool {
+    *x == T::default()
 }
 
 impl Params {
@@ -252,6 +264,8 @@ impl Params {
             taypo_discount: TaylorDiscount::FromFirst,
             dr_normalise: true,
             dice_critic: None,
+            taypo2_pairs: Taylor2Pairs::Discounted,
+            taypo2_ratio_clip: None,
             trpo: TrpoConfig::default(),
             ppo_clip: 0.3,
             kl_coeff: 5e-4,
@@ -298,6 +312,16 @@ impl Params {
             Algorithm::TrpoDice => Some(self.dice_critic.unwrap_or(DiceCritic::Time)),
             _ => None,
         };
+        // Only ProMP-TayPO-2 reads the TayPO-2 variants; others record the defaults.
+        if self.algo != Algorithm::PrompTaypo2 {
+            self.taypo2_pairs = Taylor2Pairs::Discounted;
+            self.taypo2_ratio_clip = None;
+        }
+        if let Some(k) = self.taypo2_ratio_clip
+            && !(k.is_finite() && k > 0.0)
+        {
+            return Err(invalid("taypo2-ratio-clip", format!("must be finite and > 0, got {k}")));
+        }
         if self.dice_critic == Some(DiceCritic::Promp) && (self.gamma.is_nan() || self.gamma <= 0.0) {
             return Err(invalid("dice-critic", format!("promp needs γ > 0, got gamma = {}", self.gamma)));
         }
@@ -402,9 +426,11 @@ impl ValidParams {
             gamma: self.gamma,
             dr_normalise: self.dr_normalise,
             dice_critic: self.dice_critic.unwrap_or(DiceCritic::Time),
+            taypo2_pairs: self.taypo2_pairs,
+            taypo2_ratio_clip: self.taypo2_ratio_clip,
         }
     }
-    fn processing(&self) -> ProcessingConfig {
+    pub(crate) fn processing(&self) -> ProcessingConfig {
         ProcessingConfig {
             gamma: self.gamma,
             gae_lambda: self.gae_lambda,
@@ -486,22 +512,12 @@ pub struct Divergence {
     pub cause: String,
 }
 
-/// A meta-RL trainer: settings, environment, policy and optimiser state.
+/// A meta-RL trainer: settings, environment and sampler, policy and optimiser state.
 pub struct Trainer {
     params: ValidParams,
-    env: Box<dyn MetaEnv>,
-    sampler: Sampler,
+    sampling: TaskSampler,
     policy: GaussianMlp,
     state: TrainerState,
-}
-
-/// One task's data of one iteration: inner rounds (with their behaviour policies) and the
-/// post-update data.
-struct TaskRounds {
-    rounds: Vec<InnerRound>,
-    post: TaskData,
-    /// ‖θ_K − θ‖ of the adaptation that sampled the post-update data.
-    step_norm: f64,
 }
 
 /// What an outer update reports.
@@ -534,19 +550,8 @@ fn sum_scaled(parts: &[Vec<f64>], scale: f64) -> Vec<f64> {
 impl Trainer {
     /// A fresh trainer (policy initialised from the seed).
     pub fn new(params: ValidParams) -> Result<Self> {
-        let env = make_env(&params.env)?;
-        let cfg = GaussianMlpConfig {
-            hidden: params.hidden.clone(),
-            init_log_std: params.init_log_std,
-            precision: params.precision,
-        };
-        let policy =
-            GaussianMlp::new(env.obs_dim(), env.act_dim(), &cfg, crate::rng::derive_seed(params.seed, &[7]))?;
-        let sampler = Sampler::new(SamplerConfig {
-            rollouts_per_task: params.rollouts,
-            horizon: params.horizon,
-            ..Default::default()
-        })?;
+        let sampling = TaskSampler::new(params.clone())?;
+        let policy = sampling.initial_policy()?;
         let adam = if params.algo.is_promp() {
             Some(Adam::new(policy.num_params(), AdamConfig { lr: params.adam_lr, ..Default::default() })?)
         } else {
@@ -561,7 +566,7 @@ impl Trainer {
             history: Vec::new(),
             diverged: None,
         };
-        Ok(Self { params, env, sampler, policy, state })
+        Ok(Self { params, sampling, policy, state })
     }
 
     /// A trainer continuing from a checkpointed state, which is validated like user input
@@ -645,66 +650,40 @@ impl Trainer {
         self.state.iteration >= self.params.iterations || self.state.diverged.is_some()
     }
 
-    /// Samples one iteration's data: K inner rounds with adaptation, then the post-update
-    /// round. Returns per-task rounds and the returns per round.
-    fn sample_iteration(&self, it: u64) -> Result<(Vec<TaskRounds>, Vec<f64>, u64)> {
+    /// Samples one iteration's data (every task's K inner rounds with adaptation, then its
+    /// post-update round), here or by `remote` ([`super::task_sampling`]; the same bits).
+    /// Returns per-task rounds in task order, the mean return of every round and the steps.
+    fn sample_iteration(
+        &self,
+        it: u64,
+        remote: Option<&mut (dyn RemoteSampling + '_)>,
+    ) -> Result<(Vec<TaskRounds>, Vec<f64>, u64)> {
         let p = &self.params;
-        let k_steps = p.k();
-        let inner = p.inner();
-        let pc = p.processing();
-        let tasks = sample_tasks(self.env.as_ref(), p.tasks, p.seed, it);
-        let mut policies: Vec<GaussianMlp> = vec![self.policy.clone(); p.tasks];
-        let mut per_task: Vec<Vec<InnerRound>> = (0..p.tasks).map(|_| Vec::with_capacity(k_steps)).collect();
-        let mut returns = Vec::with_capacity(k_steps + 1);
-        let mut steps = 0u64;
-        let mut post = Vec::new();
-        for k in 0..=k_steps {
-            let refs: Vec<&GaussianMlp> = if k == 0 { vec![&self.policy] } else { policies.iter().collect() };
-            let batch = self.sampler.sample(self.env.as_ref(), &tasks, &refs, p.seed, it, k as u64)?;
-            steps += batch.n_steps() as u64;
-            returns.push(batch.average_return());
-            let proc = process(&batch, &pc)?;
-            let data: Vec<TaskData> = (0..p.tasks)
-                .into_par_iter()
-                .map(|t| TaskData::from_batch(&batch, &proc, t, &policies[t], pc.gamma, pc.gae_lambda))
-                .collect::<Result<_>>()?;
-            if k == k_steps {
-                post = data;
-                break;
+        let data = match remote {
+            None => self.sampling.sample_with(&self.policy, it, 0..p.tasks)?,
+            Some(r) => {
+                let theta = self.policy.params();
+                let parts = r.sample(theta, it, p.tasks)?;
+                let parts =
+                    parts.iter().map(|b| self.sampling.decode(theta, it, b)).collect::<Result<Vec<_>>>()?;
+                self.sampling.assemble(parts)?
             }
-            let stepped: Vec<(InnerRound, GaussianMlp)> = data
-                .into_par_iter()
-                .zip(policies.par_iter())
-                .map(|(d, pol)| {
-                    let round = InnerRound::new(&inner, d)?;
-                    let (_, next) = metagrad::inner_step(&inner, pol, &round, p.inner_lr)?;
-                    Ok((round, next))
-                })
-                .collect::<Result<_>>()?;
-            for (t, (round, next)) in stepped.into_iter().enumerate() {
-                per_task[t].push(round);
-                policies[t] = next;
-            }
-        }
-        let theta = self.policy.params();
-        let rounds = per_task
-            .into_iter()
-            .zip(post)
-            .zip(&policies)
-            .map(|((rounds, post), adapted)| {
-                let step_norm =
-                    adapted.params().iter().zip(theta).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
-                TaskRounds { rounds, post, step_norm }
-            })
-            .collect();
-        Ok((rounds, returns, steps))
+        };
+        let (returns, steps) = round_returns(&data, p.k() + 1);
+        Ok((data, returns, steps))
     }
 
     /// Runs one iteration and returns its statistics.
     pub fn step(&mut self) -> Result<IterationStats> {
+        self.step_with(None)
+    }
+
+    /// [`Self::step`] with the iteration's tasks sampled by `remote` when given (e.g. by
+    /// workers in other processes); the results are the same bit for bit.
+    pub fn step_with(&mut self, remote: Option<&mut (dyn RemoteSampling + '_)>) -> Result<IterationStats> {
         let started = Instant::now();
         let it = self.state.iteration;
-        let (data, returns, steps) = self.sample_iteration(it as u64)?;
+        let (data, returns, steps) = self.sample_iteration(it as u64, remote)?;
         let sampled = started.elapsed().as_secs_f64();
         let outcome =
             if self.params.algo.is_promp() { self.promp_update(&data)? } else { self.trpo_update(&data)? };
@@ -1063,6 +1042,23 @@ mod tests {
         assert!(Params { env: "ant-rand-goal".into(), ..base.clone() }.validate().is_ok());
         assert!(Params { env: "no-such-env".into(), ..base.clone() }.validate().is_err());
         assert_eq!(base.clone().validate().unwrap().k(), 3);
+        // The TayPO-2 variants: checked for promp-taypo2, not recorded for the others, and
+        // absent from the saved settings when at their defaults.
+        let taypo2 = Params { algo: Algorithm::PrompTaypo2, ..base.clone() };
+        for k in [0.0, -0.3, f64::NAN, f64::INFINITY] {
+            bad(Params { taypo2_ratio_clip: Some(k), ..taypo2.clone() }, "taypo2-ratio-clip");
+        }
+        let variant =
+            Params { taypo2_pairs: Taylor2Pairs::Normalised, taypo2_ratio_clip: Some(0.3), ..base.clone() };
+        let v = variant.clone().validate().unwrap();
+        assert_eq!((v.taypo2_pairs, v.taypo2_ratio_clip), (Taylor2Pairs::Discounted, None));
+        let v = Params { algo: Algorithm::PrompTaypo2, ..variant }.validate().unwrap();
+        assert_eq!(
+            (v.inner().taypo2_pairs, v.inner().taypo2_ratio_clip),
+            (Taylor2Pairs::Normalised, Some(0.3))
+        );
+        let saved = serde_json::to_string(&*taypo2.validate().unwrap()).unwrap();
+        assert!(!saved.contains("taypo2_"), "{saved}");
         assert!(Algorithm::parse("promp-taypo2").is_ok());
         assert!(Algorithm::parse("x").unwrap_err().to_string().contains("trpo-maml"));
     }

@@ -28,6 +28,7 @@ pub mod objectives;
 pub mod optim;
 pub mod processing;
 pub mod sampler;
+pub mod task_sampling;
 
 pub use optim::{Adam, TrpoConfig, TrpoOutcome};
 pub use processing::{ProcessedSamples, ProcessingConfig};

@@ -26,6 +26,11 @@
 //! (DiCE has no normalisation of its own; without it the inner step would be σ_A times
 //! larger). ProMP's own DiCE loss ([`DiceCritic::Promp`]) is run unnormalised, as ProMP does.
 //!
+//! **ProMP-TayPO-2 variants** (settings, off by default; issue 14's stability study):
+//! the pair term weighted per path by W_1/W_2, its first-order weight over its pair weight
+//! ([`Taylor2Pairs::Normalised`]), and ρ_t − 1 clipped to ±κ as PPO clips ratios
+//! (`taypo2_ratio_clip`); see [`crate::estimators::Taylor2Shape`].
+//!
 //! **Normalisation** (a setting, [`Normalisation`]): the task objective is
 //! V̂_in = (1/N_samples) Σ_paths V̂_path by default (ProMP's `reduce_mean` over all time
 //! steps of the task batch), or the mean over paths (1/N_paths) Σ_paths V̂_path.
@@ -40,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use super::processing::{ProcessedSamples, discounted_returns, fit_time_baseline, gae};
 use super::sampler::SampleBatch;
 use crate::error::{Result, invalid};
-use crate::estimators::{BatchObjective, Estimator, PathCritic, PreparedBatch, TaylorDiscount};
+use crate::estimators::{BatchObjective, Estimator, PathCritic, PreparedBatch, Taylor2Pairs, TaylorDiscount};
 use crate::policy::{GaussianMlp, GaussianMlpRows};
 
 /// Which estimator is the inner objective.
@@ -122,6 +127,13 @@ pub struct InnerObjective {
     /// DR: the critic (TRPO-DiCE).
     #[serde(default = "legacy_dice_critic")]
     pub dice_critic: DiceCritic,
+    /// TayPO-2: weighting of the pair term (the paper's discounted pairs by default).
+    #[serde(default)]
+    pub taypo2_pairs: Taylor2Pairs,
+    /// TayPO-2: bound on |ρ_t − 1| (`None`: no clip). At θ_old the inner data are
+    /// on-policy (ρ = 1), so the clip acts only during the outer steps.
+    #[serde(default)]
+    pub taypo2_ratio_clip: Option<f64>,
 }
 
 impl InnerObjective {
@@ -135,6 +147,8 @@ impl InnerObjective {
             gamma,
             dr_normalise: true,
             dice_critic: DiceCritic::Time,
+            taypo2_pairs: Taylor2Pairs::Discounted,
+            taypo2_ratio_clip: None,
         }
     }
 
@@ -152,6 +166,9 @@ impl InnerObjective {
     /// The θ-independent inputs for one task.
     pub fn prepare(&self, task: &TaskData) -> Result<PreparedBatch> {
         let mut b = PreparedBatch::new(self.estimator(), self.gamma);
+        if self.kind == InnerKind::Taypo2 {
+            b = b.with_taylor2(self.taypo2_pairs, self.taypo2_ratio_clip)?;
+        }
         match self.kind {
             InnerKind::Dr if self.dice_critic == DiceCritic::Promp => {
                 if self.gamma <= 0.0 {
@@ -442,9 +459,20 @@ pub(crate) mod tests {
             .chain(
                 [DiceCritic::Time, DiceCritic::Features, DiceCritic::Promp]
                     .map(|c| InnerObjective { dice_critic: c, ..InnerObjective::new(InnerKind::Dr, 0.99) }),
-            );
+            )
+            .chain([(Taylor2Pairs::Normalised, None), (Taylor2Pairs::Normalised, Some(0.3))].map(
+                |(pairs, clip)| InnerObjective {
+                    taypo2_pairs: pairs,
+                    taypo2_ratio_clip: clip,
+                    ..InnerObjective::new(InnerKind::Taypo2, 0.99)
+                },
+            ));
+        // Off-policy enough that the clip of ±0.3 acts on some steps and not on others.
+        let ratios = crate::policy::ScoreRows::values(&task.rows(&policy).unwrap()).to_vec();
+        let outside = ratios.iter().filter(|r| (*r - 1.0).abs() > 0.3).count();
+        assert!(outside > 0 && outside < ratios.len(), "{outside} of {} ratios clipped", ratios.len());
         for base in objectives {
-            let kind = (base.kind, base.dice_critic);
+            let kind = (base.kind, base.dice_critic, base.taypo2_pairs, base.taypo2_ratio_clip);
             for norm in [Normalisation::Samples, Normalisation::Paths] {
                 let obj = InnerObjective { normalisation: norm, ..base };
                 let prepared = obj.prepare(task).unwrap();

@@ -294,6 +294,24 @@ impl Sampler {
         iteration: u64,
         phase: u64,
     ) -> Result<SampleBatch, Error> {
+        self.sample_from(env, tasks, policies, seed, iteration, phase, 0)
+    }
+
+    /// [`Self::sample`] for tasks `first_task`, `first_task + 1`, … of a round: `tasks[k]`
+    /// draws from the seeds (and errors name the index) of task `first_task + k`, so that a
+    /// round split into consecutive parts gives, part by part, the tasks of the whole round
+    /// bit for bit (the batch's own task indices start at 0).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample_from(
+        &self,
+        env: &dyn MetaEnv,
+        tasks: &[Vec<f64>],
+        policies: &[&GaussianMlp],
+        seed: u64,
+        iteration: u64,
+        phase: u64,
+        first_task: usize,
+    ) -> Result<SampleBatch, Error> {
         let (od, ad) = (env.obs_dim(), env.act_dim());
         ensure(
             policies.len() == 1 || policies.len() == tasks.len(),
@@ -355,10 +373,11 @@ impl Sampler {
                     // A stop request ends the round between tasks (the iteration is dropped).
                     crate::stop::check()?;
                     let policy = if policies.len() == 1 { policies[0] } else { policies[k] };
+                    let global = first_task + k;
                     self.sample_task(w, &tasks[k], policy, &lb, &ub, |r| {
-                        rollout_seed(seed, iteration, phase, k as u64, r as u64)
+                        rollout_seed(seed, iteration, phase, global as u64, r as u64)
                     })
-                    .map_err(|e| invalid(format!("{env_name} task #{k}"), e.to_string()))
+                    .map_err(|e| invalid(format!("{env_name} task #{global}"), e.to_string()))
                 },
             )
             .collect();

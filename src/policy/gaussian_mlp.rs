@@ -27,9 +27,9 @@
 //! R{·} = d/dε (·)(θ + εv) propagated through the layers) for Jacobian-vector products,
 //! backpropagation for vector-Jacobian products, and Pearlmutter's R-operator applied to
 //! backpropagation (forward-over-reverse) for Hessian-vector products. The batched matrix
-//! products and tanh are in [`super::mlp_kernels`] (packed gemm for wide layers, row
-//! loops for thin ones; a branch-free vectorisable tanh per precision); derivatives use
-//! 1 − h² of the computed h.
+//! products and tanh are in [`super::mlp_kernels`] (gemm for wide layers, row loops for
+//! thin ones; a branch-free vectorisable tanh per precision; work buffers reused from a
+//! per-thread pool); derivatives use 1 − h² of the computed h.
 //!
 //! # Precision
 //!
@@ -49,7 +49,7 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
-use super::mlp_kernels::{Real, add_row, col_sums_add, mm_nn, mm_nt, mm_tn_add};
+use super::mlp_kernels::{Buf, Real, add_row, col_sums_add, mm_nn, mm_nt, mm_tn_add};
 use super::{Policy, RowBlocks, ScoreRows, check_params};
 use crate::error::{SettingError, ensure};
 
@@ -119,17 +119,17 @@ pub struct GaussianMlp {
 /// post-tanh activations h_1…h_{L−1} (each N×n_l, row-major) and the means (N×act_dim,
 /// in f64). The same type holds the R-operator tangents of a forward-mode pass.
 #[derive(Clone, Debug)]
-struct Activations<F> {
+struct Activations<F: Real> {
     input: Vec<F>,
-    hidden: Vec<Vec<F>>,
+    hidden: Vec<Buf<F>>,
     mean: Vec<f64>,
 }
 
 /// The plain backward pass of one set of output cotangents (see
 /// [`GaussianMlp::plain_chain`]).
-struct PlainChain<F> {
+struct PlainChain<F: Real> {
     /// (D_l, D_l W_lᵀ) for l = L−1 … 0 (the second is empty for the first layer).
-    layers: Vec<(Vec<F>, Vec<F>)>,
+    layers: Vec<(Buf<F>, Buf<F>)>,
 }
 
 /// [`PlainChain`] of the last estimator weights w seen by an HVP of a [`GaussianMlpRows`],
@@ -312,12 +312,13 @@ impl GaussianMlp {
     fn forward_in<F: Real>(&self, theta: &[F], obs: &[f64], n: usize) -> Activations<F> {
         let nl = self.n_layers();
         let input: Vec<F> = to_real(obs);
-        let mut hidden: Vec<Vec<F>> = Vec::with_capacity(nl - 1);
+        let mut hidden: Vec<Buf<F>> = Vec::with_capacity(nl - 1);
         let mut mean = Vec::new();
         for l in 0..nl {
             let (fi, fo) = (self.sizes[l], self.sizes[l + 1]);
-            let x = if l == 0 { &input } else { &hidden[l - 1] };
-            let mut z = vec![F::ZERO; n * fo];
+            let x = if l == 0 { &input } else { &hidden[l - 1][..] };
+            // Written in full by the β = 0 product.
+            let mut z = Buf::scratch(n * fo);
             mm_nn(n, fi, fo, x, self.weights(theta, l), F::ZERO, &mut z);
             add_row(&mut z, self.biases(theta, l));
             if l + 1 < nl {
@@ -335,12 +336,13 @@ impl GaussianMlp {
     /// R{h_l} = (1 − h_l²) ⊙ R{z_l}.
     fn forward_r<F: Real>(&self, theta: &[F], act: &Activations<F>, n: usize, v: &[F]) -> Activations<F> {
         let nl = self.n_layers();
-        let mut hidden: Vec<Vec<F>> = Vec::with_capacity(nl - 1);
+        let mut hidden: Vec<Buf<F>> = Vec::with_capacity(nl - 1);
         let mut mean = Vec::new();
         for l in 0..nl {
             let (fi, fo) = (self.sizes[l], self.sizes[l + 1]);
-            let input = if l == 0 { &act.input } else { &act.hidden[l - 1] };
-            let mut rz = vec![F::ZERO; n * fo];
+            let input = if l == 0 { &act.input[..] } else { &act.hidden[l - 1][..] };
+            // Written in full by the β = 0 product.
+            let mut rz = Buf::scratch(n * fo);
             mm_nn(n, fi, fo, input, self.weights(v, l), F::ZERO, &mut rz);
             if l > 0 {
                 mm_nn(n, fi, fo, &hidden[l - 1], self.weights(theta, l), F::ONE, &mut rz);
@@ -371,11 +373,21 @@ impl GaussianMlp {
         g_mean: &[f64],
         out: &mut [f64],
     ) {
-        let chain = self.plain_chain(theta, act, n, g_mean);
+        self.backward_from_chain(act, n, &self.plain_chain(theta, act, n, g_mean), out);
+    }
+
+    /// [`Self::backward_add`] from the plain backward pass of its cotangents.
+    fn backward_from_chain<F: Real>(
+        &self,
+        act: &Activations<F>,
+        n: usize,
+        chain: &PlainChain<F>,
+        out: &mut [f64],
+    ) {
         let mut grad = vec![F::ZERO; self.s_off];
         for (l, (dz, _)) in (0..self.n_layers()).rev().zip(&chain.layers) {
             let (fi, fo) = (self.sizes[l], self.sizes[l + 1]);
-            let input = if l == 0 { &act.input } else { &act.hidden[l - 1] };
+            let input = if l == 0 { &act.input[..] } else { &act.hidden[l - 1][..] };
             mm_tn_add(fi, n, fo, input, dz, &mut grad[self.w_off[l]..self.w_off[l] + fi * fo]);
             col_sums_add(dz, fo, &mut grad[self.b_off[l]..self.b_off[l] + fo]);
         }
@@ -394,18 +406,20 @@ impl GaussianMlp {
         g_mean: &[f64],
     ) -> PlainChain<F> {
         let mut layers = Vec::with_capacity(self.n_layers());
-        let mut dz: Vec<F> = to_real(g_mean);
+        let mut dz: Buf<F> = to_real(g_mean).into();
         for l in (0..self.n_layers()).rev() {
             let (fi, fo) = (self.sizes[l], self.sizes[l + 1]);
             if l > 0 {
-                let mut dh = vec![F::ZERO; n * fi];
+                // Both written in full (β = 0 product, element-wise map).
+                let (mut dh, mut next) = (Buf::scratch(n * fi), Buf::scratch(n * fi));
                 mm_nt(n, fo, fi, &dz, self.weights(theta, l), F::ZERO, &mut dh);
-                let next: Vec<F> =
-                    dh.iter().zip(&act.hidden[l - 1]).map(|(d, h)| *d * (F::ONE - *h * *h)).collect();
+                for ((x, d), h) in next.iter_mut().zip(dh.iter()).zip(act.hidden[l - 1].iter()) {
+                    *x = *d * (F::ONE - *h * *h);
+                }
                 layers.push((dz, dh));
                 dz = next;
             } else {
-                layers.push((dz, Vec::new()));
+                layers.push((dz, Buf::default()));
                 break;
             }
         }
@@ -431,10 +445,10 @@ impl GaussianMlp {
         out: &mut [f64],
     ) {
         let mut grad = vec![F::ZERO; self.s_off];
-        let mut rdz: Vec<F> = to_real(rg_mean);
+        let mut rdz: Buf<F> = to_real(rg_mean).into();
         for (l, (dz, dh)) in (0..self.n_layers()).rev().zip(&plain.layers) {
             let (fi, fo) = (self.sizes[l], self.sizes[l + 1]);
-            let input = if l == 0 { &act.input } else { &act.hidden[l - 1] };
+            let input = if l == 0 { &act.input[..] } else { &act.hidden[l - 1][..] };
             let ow = &mut grad[self.w_off[l]..self.w_off[l] + fi * fo];
             mm_tn_add(fi, n, fo, input, &rdz, ow);
             if l > 0 {
@@ -442,7 +456,8 @@ impl GaussianMlp {
             }
             col_sums_add(&rdz, fo, &mut grad[self.b_off[l]..self.b_off[l] + fo]);
             if l > 0 {
-                let mut rdh = vec![F::ZERO; n * fi];
+                // Written in full by the β = 0 product.
+                let mut rdh = Buf::scratch(n * fi);
                 mm_nt(n, fo, fi, &rdz, self.weights(theta, l), F::ZERO, &mut rdh);
                 mm_nt(n, fo, fi, dz, self.weights(v, l), F::ONE, &mut rdh);
                 let (h, rh) = (&act.hidden[l - 1], &ract.hidden[l - 1]);
@@ -716,8 +731,9 @@ pub struct GaussianMlpRows<'a> {
     inv_var: Vec<f64>,
     log_probs: Vec<f64>,
     values: Vec<f64>,
-    /// Plain backward pass of the last HVP's weights (reused while they repeat, e.g. the
-    /// conjugate-gradient loop of TRPO through an inner step).
+    /// Plain backward pass of the last HVP's or gradient's weights (reused while they
+    /// repeat: the HVP after the gradient of an inner step, the conjugate-gradient loop of
+    /// TRPO through an inner step).
     chain_cache: Mutex<Option<CachedChain>>,
 }
 
@@ -818,18 +834,35 @@ impl GaussianMlpRows<'_> {
             let vn = to_real(&v[..p.s_off]);
             let ract = p.forward_r(theta, act, n, &vn);
             let (rg, rgs) = self.hvp_cotangents(w, v, &ract.mean, row_op);
-            let mut cache = self.chain_cache.lock().unwrap_or_else(|e| e.into_inner());
-            let cached = cache.as_ref().filter(|c| c.w[..] == w[..n]).and_then(|c| c.chain.downcast_ref());
-            match cached {
-                Some(chain) => p.backward_r_add(theta, act, &ract, n, &vn, chain, &rg, out),
-                None => {
-                    let chain = p.plain_chain(theta, act, n, &self.weighted_e(w));
-                    p.backward_r_add(theta, act, &ract, n, &vn, &chain, &rg, out);
-                    *cache = Some(CachedChain { w: w[..n].to_vec(), chain: Box::new(chain) });
-                }
-            }
+            self.with_chain(theta, act, w, |chain| {
+                p.backward_r_add(theta, act, &ract, n, &vn, chain, &rg, out)
+            });
             out[p.s_off..].iter_mut().zip(&rgs).for_each(|(o, x)| *o += x);
         });
+    }
+
+    /// Runs `f` on the plain backward pass of the cotangents w ⊙ e: the cached one when the
+    /// cache holds the same weights (compared bit for bit), otherwise a new one, which is
+    /// then cached. [`ScoreRows::vjp_add`] fills the cache too, so the HVP of an inner step
+    /// (whose weights are those of the inner gradient just taken) reuses the gradient's pass.
+    fn with_chain<F: Real>(
+        &self,
+        theta: &[F],
+        act: &Activations<F>,
+        w: &[f64],
+        f: impl FnOnce(&PlainChain<F>),
+    ) {
+        let n = self.n;
+        let mut cache = self.chain_cache.lock().unwrap_or_else(|e| e.into_inner());
+        let same = |c: &&CachedChain| c.w.iter().zip(&w[..n]).all(|(a, b)| a.to_bits() == b.to_bits());
+        match cache.as_ref().filter(same).and_then(|c| c.chain.downcast_ref()) {
+            Some(chain) => f(chain),
+            None => {
+                let chain = self.policy.plain_chain(theta, act, n, &self.weighted_e(w));
+                f(&chain);
+                *cache = Some(CachedChain { w: w[..n].to_vec(), chain: Box::new(chain) });
+            }
+        }
     }
 
     /// Output-space tangents of the HVP given the forward-mode tangents R{m} of the means:
@@ -907,14 +940,14 @@ impl ScoreRows for GaussianMlpRows<'_> {
     fn vjp_add(&self, w: &[f64], out: &mut [f64]) {
         let p = self.policy;
         let ad = p.act_dim();
-        let g = self.weighted_e(w);
         let mut gs = vec![0.0; ad];
         for i in 0..self.n {
             for j in 0..ad {
                 gs[j] += w[i] * self.q[i * ad + j];
             }
         }
-        with_pass!(p, &self.act, |theta, act| p.backward_add(theta, act, self.n, &g, out));
+        with_pass!(p, &self.act, |theta, act| self
+            .with_chain(theta, act, w, |chain| p.backward_from_chain(act, self.n, chain, out)));
         out[p.s_off..].iter_mut().zip(&gs).for_each(|(o, x)| *o += x);
     }
 
@@ -1018,6 +1051,71 @@ mod tests {
 
     fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
         a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    }
+
+    /// The passes' results, as f64 bits: rows (values, log-probs), a gradient, a fused HVP
+    /// taken after it (the gradient's cached backward pass) and one taken alone, a Fisher
+    /// product and a KL gradient.
+    fn pass_results(p: &GaussianMlp, obs: &[f64], actions: &[f64], behaviour: &[f64]) -> Vec<u64> {
+        let (d, n) = (p.num_params(), behaviour.len());
+        let (w, v) = (rand_vec(n, 31), rand_vec(d, 32));
+        let op = |jv: &[f64], c: &mut [f64]| c.iter_mut().zip(jv).for_each(|(c, x)| *c = 0.3 * x);
+        let rows = p.rows(obs, actions, behaviour).unwrap();
+        let mut out: Vec<f64> = rows.values().iter().chain(rows.log_probs()).copied().collect();
+        let (mut g, mut hv, mut hv_alone) = (vec![0.0; d], vec![0.0; d], vec![0.0; d]);
+        rows.vjp_add(&w, &mut g);
+        rows.hessian_vector_add(&w, &v, op, &mut hv);
+        p.rows(obs, actions, behaviour).unwrap().hessian_vector_add(&w, &v, op, &mut hv_alone);
+        let batch = p.batch(obs).unwrap();
+        let mut fv = vec![0.0; d];
+        batch.fisher_vector_product(&v, &mut fv).unwrap();
+        let mut kl_grad = vec![0.0; d];
+        let old_mean: Vec<f64> = batch.mean().iter().map(|m| m + 0.1).collect();
+        out.push(batch.mean_kl_from(&old_mean, &vec![0.2; p.act_dim()], Some(&mut kl_grad)).unwrap());
+        out.extend(g.iter().chain(&hv).chain(&hv_alone).chain(&fv).chain(&kl_grad));
+        out.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Work buffers taken from the per-thread pool hold whatever an earlier pass left (here
+    /// NaN): every pass overwrites them before reading, so the results are those of a fresh
+    /// thread's buffers bit for bit; and an HVP reusing the backward pass cached by the
+    /// gradient equals one computing its own.
+    #[test]
+    fn reused_work_buffers_and_cached_passes_leave_results_unchanged() {
+        for precision in [Precision::F32, Precision::F64] {
+            let cfg = GaussianMlpConfig { hidden: vec![16, 16], init_log_std: -0.2, precision };
+            let p = GaussianMlp::new(3, 2, &cfg, 41).unwrap();
+            let (obs, actions, behaviour) = data(&p, 700, 42);
+            // 700 × 16 entries: above the size from which buffers are pooled.
+            let fresh = std::thread::scope(|s| {
+                s.spawn(|| pass_results(&p, &obs, &actions, &behaviour)).join().unwrap()
+            });
+            let poisoned = std::thread::scope(|s| {
+                s.spawn(|| {
+                    fn poison<F: Real>(nan: F) {
+                        let bufs: Vec<Buf<F>> = (0..40)
+                            .map(|i| {
+                                let mut b = Buf::scratch(700 * 16 + i);
+                                b.iter_mut().for_each(|x| *x = nan);
+                                b
+                            })
+                            .collect();
+                        drop(bufs);
+                    }
+                    poison(f32::NAN);
+                    poison(f64::NAN);
+                    pass_results(&p, &obs, &actions, &behaviour)
+                })
+                .join()
+                .unwrap()
+            });
+            assert_eq!(fresh, poisoned, "{precision}");
+            // The HVP after the gradient (cached pass) and the one alone agree.
+            let d = p.num_params();
+            let at = |k: usize| &fresh[fresh.len() - (5 - k) * d..fresh.len() - (4 - k) * d];
+            assert_eq!(at(1), at(2), "{precision}");
+            assert!(fresh.iter().all(|b| f64::from_bits(*b).is_finite()));
+        }
     }
 
     #[test]

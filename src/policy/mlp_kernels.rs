@@ -2,10 +2,12 @@
 //! ([`Real`]: f64 or f32).
 //!
 //! Products of matrices that are large in every dimension (a hidden layer over a batch,
-//! N×64·64×64) go to `matrixmultiply`'s packed gemm. A network's first and last layers
-//! are thin (obs_dim or act_dim ≤ 8 columns): there gemm packs a whole N×64 operand to do
-//! 1/8 of the work of a square layer and wastes most of its 8-wide micro-tiles, so those
-//! shapes use direct row loops instead (`benches/meta.rs`, `mlp_point_n2000`, measures
+//! N×64·64×64) go to `matrixmultiply`'s packed gemm, or in f32 on CPUs with AVX-512 to
+//! the unpacked tiles of the private `direct` module, which give the same bits without
+//! the packing. A network's first and last layers are thin (obs_dim or act_dim ≤ 8
+//! columns): there gemm packs a whole N×64 operand to do 1/8 of the work of a square
+//! layer and wastes most of its 8-wide micro-tiles, so those shapes use direct row loops
+//! instead (`benches/meta.rs`, `mlp_point_n2000`, measures
 //! the passes). All matrices are row-major and contiguous.
 
 use std::fmt::Debug;
@@ -59,6 +61,13 @@ pub trait Real:
     );
     /// In-place tanh (see the impls for the approximation and its error).
     fn tanh_inplace(xs: &mut [Self]);
+    /// C = A·B + βC (A m×k, B k×n, row-major) by the `direct` module's unpacked kernels, which
+    /// give [`Real::gemm`]'s results bit for bit; false (C untouched) where they do not run.
+    fn direct_nn(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], beta: Self, c: &mut [Self]) -> bool;
+    /// C += Aᵀ·B (A k×m, B k×n) likewise.
+    fn direct_tn_add(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], c: &mut [Self]) -> bool;
+    /// This thread's pool of freed `Buf` memory for this type.
+    fn pool() -> &'static std::thread::LocalKey<std::cell::RefCell<Vec<Vec<Self>>>>;
 }
 
 /// The parts of [`Real`] that differ only in the type and `matrixmultiply`'s gemm.
@@ -74,6 +83,12 @@ macro_rules! real_basics {
         #[inline(always)]
         fn to_f64(self) -> f64 {
             self as f64
+        }
+        fn pool() -> &'static std::thread::LocalKey<std::cell::RefCell<Vec<Vec<Self>>>> {
+            thread_local! {
+                static POOL: std::cell::RefCell<Vec<Vec<$t>>> = const { std::cell::RefCell::new(Vec::new()) };
+            }
+            &POOL
         }
         unsafe fn gemm(
             m: usize,
@@ -98,6 +113,13 @@ macro_rules! real_basics {
 
 impl Real for f64 {
     real_basics!(f64, matrixmultiply::dgemm);
+    /// f64 passes (tests, exactness checks) keep `matrixmultiply`'s packed dgemm.
+    fn direct_nn(_: usize, _: usize, _: usize, _: &[f64], _: &[f64], _: f64, _: &mut [f64]) -> bool {
+        false
+    }
+    fn direct_tn_add(_: usize, _: usize, _: usize, _: &[f64], _: &[f64], _: &mut [f64]) -> bool {
+        false
+    }
     /// x ← 1 − 2 / (e^{2x} + 1) with x clamped to ±20 (where tanh rounds to ±1). Absolute
     /// error ≤ 4e-16 over the real line (tested against `f64::tanh`), ≈ 3× faster than
     /// `f64::tanh` because it vectorises. NaN inputs stay NaN.
@@ -111,6 +133,20 @@ impl Real for f64 {
 
 impl Real for f32 {
     real_basics!(f32, matrixmultiply::sgemm);
+    fn direct_nn(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) -> bool {
+        // SAFETY: AVX-512 is checked first.
+        direct::available() && {
+            unsafe { direct::nn(m, k, n, a, b, beta, c) };
+            true
+        }
+    }
+    fn direct_tn_add(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) -> bool {
+        // SAFETY: AVX-512 is checked first.
+        direct::available() && {
+            unsafe { direct::tn_add(m, k, n, a, b, c) };
+            true
+        }
+    }
     /// Rational minimax approximation tanh(x) ≈ x P(x²) / Q(x²) on |x| ≤ 7.9 (beyond it
     /// tanh rounds to ±1 in f32), the form used by Eigen and XLA for f32. Absolute error
     /// ≤ 5e-7, a few f32 ulps (tested against `f64::tanh`); branch-free, so loops vectorise. NaN stays NaN.
@@ -137,6 +173,352 @@ impl Real for f32 {
                 q = q * s + c;
             }
             *x = v * p / q;
+        }
+    }
+}
+
+/// Buffers of at least this many entries go back to their thread's pool when dropped.
+const POOLED_MIN: usize = 4096;
+/// At most this many freed buffers are kept per thread and type.
+const POOLED_MAX: usize = 48;
+
+/// A work buffer of the MLP's passes (activations, tangents, cotangents) whose memory,
+/// when dropped, returns to a per-thread pool that [`Buf::scratch`] takes from. A pass
+/// over N = 2000 samples works on N×64 buffers (0.5 MB in f32); allocating them afresh
+/// for every pass cost the zero-filling of every buffer and, when the allocator had
+/// returned the pages, page faults (together ≈ 12 % of a meta-iteration, `perf`).
+pub(crate) struct Buf<F: Real>(Vec<F>);
+
+impl<F: Real> Buf<F> {
+    /// `len` entries whose values are unspecified (left over from an earlier use): only
+    /// for outputs that are written in full before they are read (β = 0 products, maps).
+    pub(crate) fn scratch(len: usize) -> Self {
+        let reused = F::pool().try_with(|p| {
+            let mut p = p.borrow_mut();
+            let i = p.iter().rposition(|v| v.capacity() >= len)?;
+            Some(p.swap_remove(i))
+        });
+        let mut v = reused.ok().flatten().unwrap_or_default();
+        if v.len() >= len {
+            v.truncate(len);
+        } else {
+            v.resize(len, F::ZERO);
+        }
+        Self(v)
+    }
+}
+
+impl<F: Real> From<Vec<F>> for Buf<F> {
+    fn from(v: Vec<F>) -> Self {
+        Self(v)
+    }
+}
+
+impl<F: Real> Default for Buf<F> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<F: Real> Clone for Buf<F> {
+    fn clone(&self) -> Self {
+        let mut b = Self::scratch(self.0.len());
+        b.0.copy_from_slice(&self.0);
+        b
+    }
+}
+
+impl<F: Real> Debug for Buf<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<F: Real> std::ops::Deref for Buf<F> {
+    type Target = [F];
+    fn deref(&self) -> &[F] {
+        &self.0
+    }
+}
+
+impl<'a, F: Real> IntoIterator for &'a Buf<F> {
+    type Item = &'a F;
+    type IntoIter = std::slice::Iter<'a, F>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl<F: Real> std::ops::DerefMut for Buf<F> {
+    fn deref_mut(&mut self) -> &mut [F] {
+        &mut self.0
+    }
+}
+
+impl<F: Real> Drop for Buf<F> {
+    fn drop(&mut self) {
+        if self.0.capacity() >= POOLED_MIN {
+            let v = std::mem::take(&mut self.0);
+            // During thread teardown the pool may be gone: then the memory is just freed.
+            let _ = F::pool().try_with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() < POOLED_MAX {
+                    p.push(v);
+                }
+            });
+        }
+    }
+}
+
+/// Unpacked f32 products that give `matrixmultiply`'s sgemm results bit for bit.
+///
+/// `matrixmultiply` packs both operands into panels before every product; for this
+/// crate's shapes (N×64·64×64 and the depth-N weight gradients 64×N·N×64) the packing
+/// cost 40–50 % as much as the arithmetic (`perf`, README Speed). On a CPU with
+/// AVX-512 it runs its 16×16 AVX-512 micro-kernel, which forms each entry of C as follows:
+/// the depth is cut into blocks of [`KC`]; within a block the products are accumulated
+/// from +0 by fused multiply-adds in increasing depth order; the first block's sum s is
+/// stored as s (β = 0, C is not read) or as s + βC, every later block's as s + C. The
+/// kernels here read the operands in place, with register tiles of 4 rows × 64 (or 16)
+/// columns of C, and do the same operations in the same order for every entry, so the
+/// results are identical (tested against `matrixmultiply` with `==` on the bits). Without
+/// AVX-512 (`matrixmultiply` then runs another micro-kernel) the packed gemm is kept.
+pub(crate) mod direct {
+    /// `matrixmultiply`'s depth block for sgemm (`S_KC`).
+    pub(crate) const KC: usize = 256;
+    /// Rows of C per register tile.
+    const R: usize = 4;
+    /// f32 lanes of an AVX-512 register.
+    const L: usize = 16;
+
+    /// Whether the CPU has AVX-512 (then `matrixmultiply`'s sgemm runs the micro-kernel
+    /// whose operation order [`nn`] and [`tn_add`] reproduce, and they may run).
+    pub(crate) fn available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// One entry of C by the tiles' operations: block sums of fused multiply-adds from +0,
+    /// the first stored as s or s + βC, later ones as s + C (edges of the matrices).
+    fn entry(k: usize, a: impl Fn(usize) -> f32, b: impl Fn(usize) -> f32, beta: f32, c: &mut f32) {
+        let mut kb = 0;
+        while kb < k {
+            let ke = (kb + KC).min(k);
+            let mut s = 0.0f32;
+            for p in kb..ke {
+                s = a(p).mul_add(b(p), s);
+            }
+            *c = if kb > 0 {
+                *c + s
+            } else if beta == 0.0 {
+                s
+            } else {
+                *c * beta + s
+            };
+            kb = ke;
+        }
+    }
+
+    /// C = A·B + βC with A m×k (row stride k), B k×n (row stride n), C m×n; β = 0 does not
+    /// read C.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 ([`available`]).
+    #[allow(unsafe_op_in_unsafe_fn)]
+    pub(crate) unsafe fn nn(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
+        assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+        let mf = m - m % R;
+        let (n64, n16) = (n - n % (4 * L), n - n % L);
+        for i in (0..mf).step_by(R) {
+            let (ap, cp) = (a[i * k..].as_ptr(), c[i * n..].as_mut_ptr());
+            for j in (0..n64).step_by(4 * L) {
+                // SAFETY: rows i..i+R of A and C and columns j..j+64 of B and C are in bounds
+                // (asserted above); the caller guarantees AVX-512.
+                unsafe { avx512::nn_tile::<4>(k, n, ap, b[j..].as_ptr(), beta, cp.add(j)) };
+            }
+            for j in (n64..n16).step_by(L) {
+                // SAFETY: as above, columns j..j+16.
+                unsafe { avx512::nn_tile::<1>(k, n, ap, b[j..].as_ptr(), beta, cp.add(j)) };
+            }
+        }
+        for i in 0..m {
+            for j in if i < mf { n16..n } else { 0..n } {
+                entry(k, |p| a[i * k + p], |p| b[p * n + j], beta, &mut c[i * n + j]);
+            }
+        }
+    }
+
+    /// C += Aᵀ·B with A k×m (row stride m), B k×n (row stride n), C m×n.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 ([`available`]).
+    pub(crate) unsafe fn tn_add(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+        assert!(a.len() >= k * m && b.len() >= k * n && c.len() >= m * n);
+        let mf = m - m % R;
+        let (n64, n16) = (n - n % (4 * L), n - n % L);
+        let mut kb = 0;
+        while kb < k {
+            let ke = (kb + KC).min(k);
+            for i in (0..mf).step_by(R) {
+                let cp = c[i * n..].as_mut_ptr();
+                for j in (0..n64).step_by(4 * L) {
+                    // SAFETY: columns i..i+R of A, j..j+64 of B, rows kb..ke of both and the
+                    // tile of C are in bounds (asserted above); the caller guarantees AVX-512.
+                    unsafe {
+                        avx512::tn_tile::<4>(kb..ke, m, n, a[i..].as_ptr(), b[j..].as_ptr(), cp.add(j))
+                    };
+                }
+                for j in (n64..n16).step_by(L) {
+                    // SAFETY: as above, columns j..j+16 of B and C.
+                    unsafe {
+                        avx512::tn_tile::<1>(kb..ke, m, n, a[i..].as_ptr(), b[j..].as_ptr(), cp.add(j))
+                    };
+                }
+            }
+            kb = ke;
+        }
+        for i in 0..m {
+            for j in if i < mf { n16..n } else { 0..n } {
+                entry(k, |p| a[p * m + i], |p| b[p * n + j], 1.0, &mut c[i * n + j]);
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod avx512 {
+        use super::{KC, L, R};
+        use std::arch::x86_64::*;
+        use std::ops::Range;
+
+        /// A tile's sums Σ_p A(r, p) B(p, j + l) over the depth range `rows`, for r < 4 and
+        /// l < 16V, each accumulated from +0 by fused multiply-adds in increasing p;
+        /// `a_at(r, p)` is the address of A(r, p), `b` points at B(0, j) (row stride n).
+        ///
+        /// # Safety
+        /// AVX-512; the addressed entries are in bounds.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn tile_sums<const V: usize>(
+            rows: Range<usize>,
+            n: usize,
+            b: *const f32,
+            a_at: impl Fn(usize, usize) -> *const f32,
+        ) -> [[__m512; V]; R] {
+            let mut acc = [[_mm512_setzero_ps(); V]; R];
+            for p in rows {
+                let mut bv = [_mm512_setzero_ps(); V];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    // SAFETY: in bounds (caller).
+                    *x = unsafe { _mm512_loadu_ps(b.add(p * n + v * L)) };
+                }
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    // SAFETY: in bounds (caller).
+                    let ar = _mm512_set1_ps(unsafe { *a_at(r, p) });
+                    for (x, bx) in acc_r.iter_mut().zip(&bv) {
+                        *x = _mm512_fmadd_ps(ar, *bx, *x);
+                    }
+                }
+            }
+            acc
+        }
+
+        /// Rows i..i+4 × columns j..j+16V of C = A·B + βC, block by block of the depth;
+        /// `a` points at A's row i (stride k), `b` at B's column j (stride n), `c` at C(i, j)
+        /// (stride n).
+        ///
+        /// # Safety
+        /// AVX-512; the addressed entries are in bounds.
+        #[target_feature(enable = "avx512f")]
+        pub(super) unsafe fn nn_tile<const V: usize>(
+            k: usize,
+            n: usize,
+            a: *const f32,
+            b: *const f32,
+            beta: f32,
+            c: *mut f32,
+        ) {
+            let mut kb = 0;
+            while kb < k {
+                let ke = (kb + KC).min(k);
+                // SAFETY: in bounds (caller).
+                let acc = unsafe { tile_sums::<V>(kb..ke, n, b, |r, p| a.wrapping_add(r * k + p)) };
+                for (r, acc_r) in acc.iter().enumerate() {
+                    for (v, s) in acc_r.iter().enumerate() {
+                        // SAFETY: in bounds (caller); β = 0 does not read C.
+                        unsafe {
+                            let cp = c.add(r * n + v * L);
+                            let out = if kb > 0 {
+                                _mm512_add_ps(_mm512_loadu_ps(cp), *s)
+                            } else if beta == 0.0 {
+                                *s
+                            } else {
+                                _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(cp), _mm512_set1_ps(beta)), *s)
+                            };
+                            _mm512_storeu_ps(cp, out);
+                        }
+                    }
+                }
+                kb = ke;
+            }
+        }
+
+        /// Rows i..i+4 × columns j..j+16V of C += Aᵀ·B over the depth block `rows`; `a`
+        /// points at A's column i (row stride m), `b` at B's column j (row stride n), `c` at
+        /// C(i, j) (row stride n).
+        ///
+        /// # Safety
+        /// AVX-512; the addressed entries are in bounds.
+        #[target_feature(enable = "avx512f")]
+        pub(super) unsafe fn tn_tile<const V: usize>(
+            rows: Range<usize>,
+            m: usize,
+            n: usize,
+            a: *const f32,
+            b: *const f32,
+            c: *mut f32,
+        ) {
+            // SAFETY: in bounds (caller).
+            let acc = unsafe { tile_sums::<V>(rows, n, b, |r, p| a.wrapping_add(p * m + r)) };
+            for (r, acc_r) in acc.iter().enumerate() {
+                for (v, s) in acc_r.iter().enumerate() {
+                    // SAFETY: in bounds (caller).
+                    unsafe {
+                        let cp = c.add(r * n + v * L);
+                        _mm512_storeu_ps(cp, _mm512_add_ps(_mm512_loadu_ps(cp), *s));
+                    }
+                }
+            }
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    mod avx512 {
+        use std::ops::Range;
+        pub(super) unsafe fn nn_tile<const V: usize>(
+            _: usize,
+            _: usize,
+            _: *const f32,
+            _: *const f32,
+            _: f32,
+            _: *mut f32,
+        ) {
+            unreachable!("AVX-512 only")
+        }
+        pub(super) unsafe fn tn_tile<const V: usize>(
+            _: Range<usize>,
+            _: usize,
+            _: usize,
+            _: *const f32,
+            _: *const f32,
+            _: *mut f32,
+        ) {
+            unreachable!("AVX-512 only")
         }
     }
 }
@@ -216,21 +598,43 @@ fn transpose<F: Real>(r: usize, c: usize, x: &[F]) -> Vec<F> {
     t
 }
 
-/// Scales C by β (β = 0 overwrites with zeros, even NaN entries, as gemm does).
-fn scale<F: Real>(beta: F, c: &mut [F]) {
-    if beta == F::ZERO {
-        c.iter_mut().for_each(|x| *x = F::ZERO);
-    } else if beta != F::ONE {
-        c.iter_mut().for_each(|x| *x *= beta);
-    }
-}
+/// Columns of C per register block of the thin-dimension kernels.
+const BLK: usize = 16;
 
-/// C = β C + A·B in row form, C_i = β C_i + Σ_p A_ip B_p, with B k×n (rows B_p).
+/// C = β C + A·B in row form, C_i = β C_i + Σ_p A_ip B_p, with B k×n (rows B_p). Each
+/// entry is βc (0 for β = 0 — even for a NaN c —, c for β = 1), then + A_ip B_pj for
+/// p = 0, 1, … in turn (a product, then a sum: no fused multiply-add), accumulated in
+/// registers over blocks of [`BLK`] columns.
 fn rows_axpy<F: Real>(m: usize, k: usize, n: usize, a: &[F], b: &[F], beta: F, c: &mut [F]) {
+    let init = |x: F| {
+        if beta == F::ZERO {
+            F::ZERO
+        } else if beta == F::ONE {
+            x
+        } else {
+            x * beta
+        }
+    };
     for (ci, ai) in c.chunks_exact_mut(n).zip(a.chunks_exact(k)).take(m) {
-        scale(beta, ci);
-        for (p, &aip) in ai.iter().enumerate() {
-            axpy(aip, &b[p * n..(p + 1) * n], ci);
+        let mut blocks = ci.chunks_exact_mut(BLK);
+        for (jb, cb) in (&mut blocks).enumerate() {
+            let mut acc = [F::ZERO; BLK];
+            acc.iter_mut().zip(cb.iter()).for_each(|(s, x)| *s = init(*x));
+            for (p, &aip) in ai.iter().enumerate() {
+                let bp: &[F; BLK] =
+                    b[p * n + jb * BLK..p * n + (jb + 1) * BLK].try_into().expect("BLK entries");
+                acc.iter_mut().zip(bp).for_each(|(s, x)| *s += aip * *x);
+            }
+            cb.copy_from_slice(&acc);
+        }
+        let tail = blocks.into_remainder();
+        let j0 = n - tail.len();
+        for (j, x) in tail.iter_mut().enumerate() {
+            let mut s = init(*x);
+            for (p, &aip) in ai.iter().enumerate() {
+                s += aip * b[p * n + j0 + j];
+            }
+            *x = s;
         }
     }
 }
@@ -265,7 +669,7 @@ pub(crate) fn mm_nn<F: Real>(m: usize, k: usize, n: usize, a: &[F], b: &[F], bet
         rows_axpy(m, k, n, a, b, beta, c);
     } else if n <= THIN {
         rows_dot(m, k, n, a, &transpose(k, n, &b[..k * n]), beta, c);
-    } else {
+    } else if !F::direct_nn(m, k, n, a, b, beta, c) {
         // SAFETY: the slices hold at least the m×k, k×n and m×n elements addressed with
         // these strides (checked above); c does not alias a or b (distinct borrows).
         unsafe {
@@ -305,7 +709,7 @@ pub(crate) fn mm_tn_add<F: Real>(m: usize, k: usize, n: usize, a: &[F], b: &[F],
                 c[i * n + j] += ct[j * m + i];
             }
         }
-    } else {
+    } else if !F::direct_tn_add(m, k, n, a, b, c) {
         // SAFETY: as in `mm_nn`; Aᵀ(i, p) = A(p, i) lives at p·m + i.
         unsafe {
             F::gemm(
@@ -337,7 +741,7 @@ pub(crate) fn mm_nt<F: Real>(m: usize, k: usize, n: usize, a: &[F], b: &[F], bet
         rows_axpy(m, k, n, a, &transpose(n, k, &b[..n * k]), beta, c);
     } else if n <= THIN {
         rows_dot(m, k, n, a, b, beta, c);
-    } else {
+    } else if !F::direct_nn(m, k, n, a, &transpose(n, k, &b[..n * k]), beta, c) {
         // SAFETY: as in `mm_nn`; Bᵀ(p, j) = B(j, p) lives at j·k + p.
         unsafe {
             F::gemm(
@@ -443,6 +847,136 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The unpacked f32 kernels give `matrixmultiply`'s sgemm bit for bit (where they are
+    /// used), across tile edges and depth blocks, for β = 0, 1 and another β.
+    #[test]
+    fn direct_f32_products_equal_matrixmultiply_bit_for_bit() {
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+        let sgemm = |m: usize,
+                     k: usize,
+                     n: usize,
+                     a: &[f32],
+                     (rsa, csa): (isize, isize),
+                     b: &[f32],
+                     beta: f32,
+                     c: &mut [f32]| {
+            // SAFETY: a holds the m×k operand at strides (rsa, csa), b is k×n row-major, c m×n.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    a.as_ptr(),
+                    rsa,
+                    csa,
+                    b.as_ptr(),
+                    n as isize,
+                    1,
+                    beta,
+                    c.as_mut_ptr(),
+                    n as isize,
+                    1,
+                )
+            }
+        };
+        if !direct::available() {
+            // Not used here: matrixmultiply runs another micro-kernel.
+            return;
+        }
+        let mut checked = 0;
+        let mut seed = 50_000;
+        for &m in &[1, 3, 4, 9, 64, 67, 200] {
+            for &k in &[9, 64, 255, 256, 257, 600] {
+                for &n in &[9, 16, 33, 64, 70, 130] {
+                    seed += 1;
+                    let a = f32s(rand_mat(m * k, seed));
+                    let b = f32s(rand_mat(k * n, seed + 7));
+                    let c0 = f32s(rand_mat(m * n, seed + 9));
+                    for beta in [0.0f32, 1.0, 0.5] {
+                        let mut want = c0.clone();
+                        sgemm(m, k, n, &a, (k as isize, 1), &b, beta, &mut want);
+                        let mut got = c0.clone();
+                        assert!(f32::direct_nn(m, k, n, &a, &b, beta, &mut got));
+                        assert_eq!(bits(&got), bits(&want), "nn {m}×{k}×{n} β={beta}");
+                    }
+                    // Aᵀ·B with A stored k×m.
+                    let at = f32s(rand_mat(k * m, seed + 11));
+                    let mut want = c0.clone();
+                    sgemm(m, k, n, &at, (1, m as isize), &b, 1.0, &mut want);
+                    let mut got = c0.clone();
+                    assert!(f32::direct_tn_add(m, k, n, &at, &b, &mut got));
+                    assert_eq!(bits(&got), bits(&want), "tn {m}×{k}×{n}");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 7 * 6 * 6);
+        // Sums that differ with the operation order do occur at these sizes, so the
+        // comparison can fail: a plain (unfused) dot product differs somewhere.
+        let (k, n) = (600, 64);
+        let a = f32s(rand_mat(k, 1));
+        let b = f32s(rand_mat(k * n, 2));
+        let mut fused = vec![0.0f32; n];
+        assert!(f32::direct_nn(1, k, n, &a, &b, 0.0, &mut fused));
+        let plain: Vec<f32> = (0..n).map(|j| (0..k).fold(0.0f32, |s, p| s + a[p] * b[p * n + j])).collect();
+        assert_ne!(bits(&plain), bits(&fused));
+    }
+
+    /// The register-blocked row kernel does each entry's operations in the order of the
+    /// plain loops it replaced (a scaled or zeroed c, then c + a·b term by term), so they
+    /// agree bit for bit, in both precisions.
+    #[test]
+    fn blocked_rows_axpy_equals_the_plain_loops_bit_for_bit() {
+        /// Scales C by β (β = 0 overwrites with zeros, even NaN entries, as gemm does).
+        fn scale<F: Real>(beta: F, c: &mut [F]) {
+            if beta == F::ZERO {
+                c.iter_mut().for_each(|x| *x = F::ZERO);
+            } else if beta != F::ONE {
+                c.iter_mut().for_each(|x| *x *= beta);
+            }
+        }
+        fn plain_rows_axpy<F: Real>(m: usize, k: usize, n: usize, a: &[F], b: &[F], beta: F, c: &mut [F]) {
+            for (ci, ai) in c.chunks_exact_mut(n).zip(a.chunks_exact(k)).take(m) {
+                scale(beta, ci);
+                for (p, &aip) in ai.iter().enumerate() {
+                    axpy(aip, &b[p * n..(p + 1) * n], ci);
+                }
+            }
+        }
+        fn check<F: Real>(cast: fn(f64) -> F, bits: fn(F) -> u64) {
+            let v = |len: usize, seed: u64| rand_mat(len, seed).into_iter().map(cast).collect::<Vec<F>>();
+            let mut seed = 70_000;
+            for &m in &[1, 2, 3, 4, 5, 8, 9, 37] {
+                for &k in &[1, 2, 4, 8, 300] {
+                    for &n in &[1, 7, 16, 17, 64, 70] {
+                        seed += 1;
+                        let (a, b, mut c0) = (v(m * k, seed), v(k * n, seed + 1), v(m * n, seed + 2));
+                        c0[0] = cast(f64::NAN);
+                        for beta in [0.0, 1.0, 0.5] {
+                            let (mut want, mut got) = (c0.clone(), c0.clone());
+                            plain_rows_axpy(m, k, n, &a, &b, cast(beta), &mut want);
+                            rows_axpy(m, k, n, &a, &b, cast(beta), &mut got);
+                            let same = want.iter().zip(&got).all(|(x, y)| bits(*x) == bits(*y));
+                            assert!(same, "rows_axpy {m}×{k}×{n} β={beta}");
+                        }
+                    }
+                }
+            }
+        }
+        check::<f64>(|x| x, f64::to_bits);
+        check::<f32>(|x| x as f32, |x| x.to_bits() as u64);
+        // The comparison sees the order: summing the same terms in reverse differs somewhere.
+        let (a, b) = (rand_mat(300, 1), rand_mat(300, 2));
+        let fwd = a.iter().zip(&b).fold(0.0, |s, (x, y)| s + x * y);
+        let rev = a.iter().zip(&b).rev().fold(0.0, |s, (x, y)| s + x * y);
+        let mut c = [0.0];
+        rows_axpy(1, 300, 1, &a, &b, 0.0, &mut c);
+        assert_eq!(c[0].to_bits(), fwd.to_bits());
+        assert_ne!(fwd.to_bits(), rev.to_bits());
     }
 
     #[test]

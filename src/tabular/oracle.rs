@@ -215,6 +215,127 @@ pub fn finite_horizon_derivatives(
     Derivatives { value, gradient: grad.iter().cloned().collect(), hessian }
 }
 
+/// Exact J_T, its gradient and Hessian w.r.t. the softmax logits in closed form, for a
+/// θ-independent bootstrap (`Zero`, `StateValues`; `ActionValues` falls back to
+/// [`finite_horizon_derivatives`]). Cost O(T(|X|²|A|·D + D²)), against O(T|X|²|A|·D²) for
+/// dual numbers: milliseconds at D = 100, T = 20.
+///
+/// With k steps to go: v_0 = b, v_k = r_π + γP_π v_{k−1}, A_k(s,a) = r(s,a) +
+/// γ Σ_y P\[s,a,y\] v_{k−1}(y) − v_k(s), w_k = π ⊙ A_k; d_t the state distribution at time t
+/// (d_0 = e_{x_0}, d_{t+1} = d_t P_π). Then J_T = v_T(x_0) and
+///
+/// * ∂J_T/∂θ(s,a) = Σ_{t<T} γ^t d_t(s) w_{T−t}(s,a)  (finite-horizon policy gradient);
+/// * ∂²J_T/∂θ(s,a)∂θ_j = Σ_{t<T} γ^t \[∂_j d_t(s) w_{T−t}(s,a) + 1\[s=s'\] d_t(s) π(a|s)(1\[a=a'\] −
+///   π(a'|s)) A_{T−t}(s,a) + d_t(s) π(a|s)(γ Σ_y P\[s,a,y\] ∂_j v_{T−t−1}(y) − ∂_j v_{T−t}(s))\],
+///
+/// for j = (s',a'), with ∂_j v_k = e_{s'} w_k(j) + γ P_π ∂_j v_{k−1} (∂v_0 = 0) and
+/// ∂_j d_{t+1} = (∂_j d_t) P_π + d_t(s') π(a'|s') (P\[s',a',·\] − P_π\[s',·\]) (∂d_0 = 0).
+pub fn finite_horizon_softmax_derivatives(
+    mdp: &TabularMdp,
+    policy: &TabularSoftmax,
+    horizon: usize,
+    bootstrap: Bootstrap,
+) -> Derivatives {
+    let (ns, na, g) = (mdp.n_states(), mdp.n_actions(), mdp.gamma());
+    let b = match bootstrap {
+        Bootstrap::Zero => vec![0.0; ns],
+        Bootstrap::StateValues(v) => v.to_vec(),
+        Bootstrap::ActionValues(_) => return finite_horizon_derivatives(mdp, policy, horizon, bootstrap),
+    };
+    let d = ns * na;
+    let probs = policy.probs();
+    let p = mdp.transitions();
+    let mut p_pi = vec![0.0; ns * ns];
+    for i in 0..d {
+        for y in 0..ns {
+            p_pi[(i / na) * ns + y] += probs[i] * p[i * ns + y];
+        }
+    }
+    // Values v_k and advantages A_k (k = 1..T; index 0 unused for A).
+    let mut v = vec![b];
+    let mut adv = vec![Vec::new()];
+    for k in 1..=horizon {
+        let q: Vec<f64> = (0..d)
+            .map(|i| mdp.rewards()[i] + g * (0..ns).map(|y| p[i * ns + y] * v[k - 1][y]).sum::<f64>())
+            .collect();
+        let vk: Vec<f64> =
+            (0..ns).map(|s| (0..na).map(|a| probs[s * na + a] * q[s * na + a]).sum()).collect();
+        adv.push((0..d).map(|i| q[i] - vk[i / na]).collect::<Vec<f64>>());
+        v.push(vk);
+    }
+    // ∂v_k (|X|×D per k).
+    let mut dv = vec![vec![0.0; ns * d]];
+    for k in 1..=horizon {
+        let prev = &dv[k - 1];
+        let mut cur = vec![0.0; ns * d];
+        for x in 0..ns {
+            for y in 0..ns {
+                add_scaled(&mut cur[x * d..(x + 1) * d], &prev[y * d..(y + 1) * d], g * p_pi[x * ns + y]);
+            }
+        }
+        for j in 0..d {
+            cur[(j / na) * d + j] += probs[j] * adv[k][j];
+        }
+        dv.push(cur);
+    }
+    let (mut grad, mut hess) = (vec![0.0; d], vec![0.0; d * d]);
+    let mut dist = vec![0.0; ns];
+    dist[mdp.start_state()] = 1.0;
+    let mut ddist = vec![0.0; ns * d];
+    let mut pdv = vec![0.0; d];
+    let mut discount = 1.0;
+    for t in 0..horizon {
+        let k = horizon - t;
+        for i in 0..d {
+            let s = i / na;
+            let w = probs[i] * adv[k][i];
+            grad[i] += discount * dist[s] * w;
+            // γ Σ_y P[i,y] ∂v_{k−1}(y) − ∂v_k(s), as a row over j.
+            pdv.iter_mut().zip(&dv[k][s * d..(s + 1) * d]).for_each(|(x, dvk)| *x = -dvk);
+            for y in 0..ns {
+                add_scaled(&mut pdv, &dv[k - 1][y * d..(y + 1) * d], g * p[i * ns + y]);
+            }
+            let (c1, c3) = (discount * w, discount * dist[s] * probs[i]);
+            let row = &mut hess[i * d..(i + 1) * d];
+            for j in 0..d {
+                row[j] += c1 * ddist[s * d + j] + c3 * pdv[j];
+            }
+            for a2 in 0..na {
+                let j = s * na + a2;
+                let delta = if j == i { 1.0 } else { 0.0 };
+                row[j] += discount * dist[s] * probs[i] * (delta - probs[j]) * adv[k][i];
+            }
+        }
+        // d_{t+1} and ∂d_{t+1}.
+        let mut next = vec![0.0; ns];
+        let mut dnext = vec![0.0; ns * d];
+        for x in 0..ns {
+            for y in 0..ns {
+                let pxy = p_pi[x * ns + y];
+                next[y] += dist[x] * pxy;
+                add_scaled(&mut dnext[y * d..(y + 1) * d], &ddist[x * d..(x + 1) * d], pxy);
+            }
+        }
+        for j in 0..d {
+            let s2 = j / na;
+            let c = dist[s2] * probs[j];
+            for y in 0..ns {
+                dnext[y * d + j] += c * (p[j * ns + y] - p_pi[s2 * ns + y]);
+            }
+        }
+        (dist, ddist) = (next, dnext);
+        discount *= g;
+    }
+    Derivatives { value: v[horizon][mdp.start_state()], gradient: grad, hessian: hess }
+}
+
+/// dst += c·src (skipped when c = 0: near-deterministic transitions make most c zero).
+fn add_scaled(dst: &mut [f64], src: &[f64], c: f64) {
+    if c != 0.0 {
+        dst.iter_mut().zip(src).for_each(|(x, y)| *x += c * y);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +411,27 @@ mod tests {
         let err = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
         assert!(err(&jt.gradient, &ex.gradient) < 1e-8);
         assert!(err(&jt.hessian, &ex.hessian) < 1e-8);
+    }
+
+    #[test]
+    fn closed_form_finite_horizon_derivatives_equal_dual_numbers() {
+        for (seed, ns, na, alpha, horizon) in [(7, 5, 3, 0.3, 6), (8, 4, 2, 0.01, 9), (9, 3, 4, 2.0, 1)] {
+            let (mdp, p) = instance(seed, ns, na, alpha);
+            let v: Vec<f64> = (0..ns).map(|x| (x as f64 * 0.7).sin()).collect();
+            for b in [Bootstrap::Zero, Bootstrap::StateValues(&v)] {
+                let fast = finite_horizon_softmax_derivatives(&mdp, &p, horizon, b);
+                let dual = finite_horizon_derivatives(&mdp, &p, horizon, b);
+                assert!((fast.value - dual.value).abs() < 1e-12);
+                let err =
+                    |a: &[f64], c: &[f64]| a.iter().zip(c).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+                assert!(err(&fast.gradient, &dual.gradient) < 1e-12, "gradient");
+                assert!(
+                    err(&fast.hessian, &dual.hessian) < 1e-11,
+                    "hessian: {}",
+                    err(&fast.hessian, &dual.hessian)
+                );
+            }
+        }
     }
 
     #[test]

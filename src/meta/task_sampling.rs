@@ -1,0 +1,558 @@
+//! The sampling side of a meta-iteration, task by task, so that the tasks of one iteration
+//! can be sampled by several workers (processes or machines) and give the local run's bits.
+//!
+//! For each task of iteration i, the sampling side is: D_0 sampled with π_θ, then for
+//! k = 0 … K−1 the inner step θ_{k+1} = θ_k + η∇V̂_in(θ_k; D_k) and D_{k+1} sampled with
+//! π_{θ_{k+1}} (notes §5; [`super::algos`]). Everything a task's side draws comes from
+//! (seed, i, round, task, rollout) ([`super::sampler::rollout_seed`], with the task's index
+//! in the whole iteration), its processing (returns, baseline, GAE, advantage
+//! normalisation) and its inner steps read that task's data only, and the tasks of the
+//! iteration are drawn from (seed, i) alone. So [`TaskSampler::sample`] on any split of
+//! `0..tasks` into ranges gives, range by range, exactly the tasks of the local run, and the
+//! iteration's only cross-task quantities — the mean return and the number of steps of
+//! each round — are summed on the driver in task order (`round_returns`), as the local
+//! sampler sums them. The outer update (and E-MAML's cross-task weights) stay on the
+//! driver.
+//!
+//! # Transfer
+//!
+//! [`TaskSampler::sample_encoded`] writes a range's tasks in an exact binary form
+//! (little-endian; every f64 as its 8 bytes): a header (magic `MGTS`, format version,
+//! seed, iteration, a hash of θ's bits, number of tasks), then per task its global index,
+//! ‖θ_K − θ‖, and its K + 1 rounds' [`TaskData`] (dimensions, path offsets, observations,
+//! actions, behaviour log-probabilities, means and log-std, rewards, advantages, baselines,
+//! σ_A and the mean return). [`TaskSampler::decode`] checks every length and index
+//! against the run's settings (and the header against the iteration and θ asked for)
+//! before allocating, and recomputes each inner round's θ-independent estimator inputs
+//! ([`InnerRound::new`], a deterministic function of the data), so the driver's rounds are
+//! those the worker used. A [`RemoteSampling`] implementation (the Python package's Ray
+//! actors) returns such parts, in any order and split; [`TaskSampler::assemble`] puts them
+//! in task order and checks that every task is there exactly once.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::algos::{ValidParams, make_env};
+use super::metagrad::{self, InnerRound};
+use super::objectives::TaskData;
+use super::processing::process;
+use super::sampler::{Sampler, SamplerConfig, sample_tasks};
+use crate::envs::MetaEnv;
+use crate::error::{Result, invalid};
+use crate::policy::{GaussianMlp, GaussianMlpConfig, Policy};
+
+/// One task's sampling side of one iteration: its K inner rounds (data and prepared
+/// estimator inputs, with their behaviour policies θ_0 … θ_{K−1}) and its post-update data.
+#[derive(Clone, Debug)]
+pub struct TaskRounds {
+    /// Index of the task in its iteration (0-based).
+    pub(crate) task: usize,
+    /// The inner rounds D_0 … D_{K−1}.
+    pub(crate) rounds: Vec<InnerRound>,
+    /// The post-update data D_K.
+    pub(crate) post: TaskData,
+    /// ‖θ_K − θ‖ of the adaptation that sampled the post-update data.
+    pub(crate) step_norm: f64,
+}
+
+impl TaskRounds {
+    /// Index of the task in its iteration.
+    pub fn task(&self) -> usize {
+        self.task
+    }
+    /// The data of round k (k = K: the post-update data).
+    pub fn data(&self, k: usize) -> &TaskData {
+        if k == self.rounds.len() { &self.post } else { &self.rounds[k].data }
+    }
+    /// Number of rounds, K + 1.
+    pub fn n_rounds(&self) -> usize {
+        self.rounds.len() + 1
+    }
+}
+
+/// Samples the tasks of meta-iterations for one run's settings: the run's environment
+/// (built once), its sampler and a policy of its shape. The trainer's own sampler, and a
+/// sampling worker's.
+pub struct TaskSampler {
+    params: ValidParams,
+    env: Box<dyn MetaEnv>,
+    sampler: Sampler,
+    policy: GaussianMlp,
+}
+
+/// The policy a run starts from (initialised from its seed).
+fn initial_policy(params: &ValidParams, env: &dyn MetaEnv) -> Result<GaussianMlp> {
+    let cfg = GaussianMlpConfig {
+        hidden: params.hidden.clone(),
+        init_log_std: params.init_log_std,
+        precision: params.precision,
+    };
+    Ok(GaussianMlp::new(env.obs_dim(), env.act_dim(), &cfg, crate::rng::derive_seed(params.seed, &[7]))?)
+}
+
+/// Hash of θ's bits (FNV-1a, 64 bits), recorded in a part's header.
+fn theta_hash(theta: &[f64]) -> u64 {
+    theta
+        .iter()
+        .flat_map(|x| x.to_bits().to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+const MAGIC: &[u8; 4] = b"MGTS";
+const VERSION: u32 = 1;
+
+impl TaskSampler {
+    /// A sampler for the run `params` (builds its environment).
+    pub fn new(params: ValidParams) -> Result<Self> {
+        let env = make_env(&params.env)?;
+        let policy = initial_policy(&params, env.as_ref())?;
+        let sampler = Sampler::new(SamplerConfig {
+            rollouts_per_task: params.rollouts,
+            horizon: params.horizon,
+            ..Default::default()
+        })?;
+        Ok(Self { params, env, sampler, policy })
+    }
+
+    /// The settings.
+    pub fn params(&self) -> &ValidParams {
+        &self.params
+    }
+
+    /// The run's initial policy.
+    pub fn initial_policy(&self) -> Result<GaussianMlp> {
+        initial_policy(&self.params, self.env.as_ref())
+    }
+
+    /// Tasks `tasks` (indices in the iteration, within `0..params.tasks`) of `iteration`
+    /// sampled with the policy of parameters `theta`: each task's pre-update rounds, inner
+    /// steps and post-update round, exactly as in the local run.
+    pub fn sample(&mut self, theta: &[f64], iteration: u64, tasks: Range<usize>) -> Result<Vec<TaskRounds>> {
+        let dim = self.policy.num_params();
+        if theta.len() != dim {
+            return Err(invalid(
+                "theta",
+                format!("has {} entries, the policy has {dim} parameters", theta.len()),
+            ));
+        }
+        self.policy.set_params(theta).map_err(|e| invalid("theta", e.to_string()))?;
+        let policy = self.policy.clone();
+        self.sample_with(&policy, iteration, tasks)
+    }
+
+    /// [`Self::sample`] written in the exact binary form of the module docs.
+    pub fn sample_encoded(&mut self, theta: &[f64], iteration: u64, tasks: Range<usize>) -> Result<Vec<u8>> {
+        let data = self.sample(theta, iteration, tasks)?;
+        Ok(self.encode(theta, iteration, &data))
+    }
+
+    /// Tasks `tasks` of `iteration` sampled with `policy` (θ).
+    pub(crate) fn sample_with(
+        &self,
+        policy: &GaussianMlp,
+        iteration: u64,
+        tasks: Range<usize>,
+    ) -> Result<Vec<TaskRounds>> {
+        let p = &self.params;
+        if tasks.start > tasks.end || tasks.end > p.tasks {
+            return Err(invalid(
+                "tasks",
+                format!("range {}..{} is not within the iteration's 0..{}", tasks.start, tasks.end, p.tasks),
+            ));
+        }
+        let n = tasks.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let (k_steps, inner, pc) = (p.k(), p.inner(), p.processing());
+        let drawn = sample_tasks(self.env.as_ref(), p.tasks, p.seed, iteration);
+        let drawn = &drawn[tasks.clone()];
+        let mut policies: Vec<GaussianMlp> = vec![policy.clone(); n];
+        let mut per_task: Vec<Vec<InnerRound>> = (0..n).map(|_| Vec::with_capacity(k_steps)).collect();
+        let mut post = Vec::new();
+        for k in 0..=k_steps {
+            let refs: Vec<&GaussianMlp> = if k == 0 { vec![policy] } else { policies.iter().collect() };
+            let batch = self.sampler.sample_from(
+                self.env.as_ref(),
+                drawn,
+                &refs,
+                p.seed,
+                iteration,
+                k as u64,
+                tasks.start,
+            )?;
+            let proc = process(&batch, &pc)?;
+            let data: Vec<TaskData> = (0..n)
+                .into_par_iter()
+                .map(|t| TaskData::from_batch(&batch, &proc, t, &policies[t], pc.gamma, pc.gae_lambda))
+                .collect::<Result<_>>()?;
+            if k == k_steps {
+                post = data;
+                break;
+            }
+            let stepped: Vec<(InnerRound, GaussianMlp)> = data
+                .into_par_iter()
+                .zip(policies.par_iter())
+                .map(|(d, pol)| {
+                    let round = InnerRound::new(&inner, d)?;
+                    let (_, next) = metagrad::inner_step(&inner, pol, &round, p.inner_lr)?;
+                    Ok((round, next))
+                })
+                .collect::<Result<_>>()?;
+            for (t, (round, next)) in stepped.into_iter().enumerate() {
+                per_task[t].push(round);
+                policies[t] = next;
+            }
+        }
+        let theta = policy.params();
+        Ok(per_task
+            .into_iter()
+            .zip(post)
+            .zip(&policies)
+            .enumerate()
+            .map(|(t, ((rounds, post), adapted))| {
+                let step_norm =
+                    adapted.params().iter().zip(theta).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+                TaskRounds { task: tasks.start + t, rounds, post, step_norm }
+            })
+            .collect())
+    }
+
+    /// `data` (sampled with θ = `theta` in `iteration`) in the binary form of the module docs.
+    pub fn encode(&self, theta: &[f64], iteration: u64, data: &[TaskRounds]) -> Vec<u8> {
+        let mut w = Writer(Vec::new());
+        w.0.extend_from_slice(MAGIC);
+        w.0.extend_from_slice(&VERSION.to_le_bytes());
+        for x in [self.params.seed, iteration, theta_hash(theta), data.len() as u64] {
+            w.u64(x);
+        }
+        for d in data {
+            w.u64(d.task as u64);
+            w.f64s(&[d.step_norm]);
+            w.u64(d.n_rounds() as u64);
+            for k in 0..d.n_rounds() {
+                w.task_data(d.data(k));
+            }
+        }
+        w.0
+    }
+
+    /// Reads a part written by [`Self::encode`] for this run, `iteration` and θ = `theta`:
+    /// checks it (errors name what does not fit) and prepares each inner round's estimator
+    /// inputs.
+    pub fn decode(&self, theta: &[f64], iteration: u64, bytes: &[u8]) -> Result<Vec<TaskRounds>> {
+        let p = &self.params;
+        let mut r = Reader { bytes, at: 0 };
+        if r.take(4)? != MAGIC {
+            return Err(invalid("sampled data", "not a part of sampled tasks (no MGTS header)"));
+        }
+        let version = u32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes"));
+        if version != VERSION {
+            return Err(invalid("sampled data", format!("format version {version}, expected {VERSION}")));
+        }
+        let (seed, it, hash) = (r.u64()?, r.u64()?, r.u64()?);
+        if (seed, it) != (p.seed, iteration) {
+            return Err(invalid(
+                "sampled data",
+                format!("is of seed {seed}, iteration {it}; expected seed {}, iteration {iteration}", p.seed),
+            ));
+        }
+        if hash != theta_hash(theta) {
+            return Err(invalid("sampled data", format!("iteration {it} was sampled with another θ")));
+        }
+        let n = r.len(p.tasks, "number of tasks")?;
+        let (od, ad) = (self.env.obs_dim(), self.env.act_dim());
+        let mut raw = Vec::with_capacity(n);
+        for _ in 0..n {
+            let task = r.u64()?;
+            if task >= p.tasks as u64 {
+                return Err(invalid("sampled data", format!("task index {task} ≥ tasks {}", p.tasks)));
+            }
+            let step_norm = r.f64()?;
+            let rounds = r.u64()?;
+            if rounds != p.k() as u64 + 1 {
+                return Err(invalid(
+                    "sampled data",
+                    format!("task {task} has {rounds} rounds, expected K + 1 = {}", p.k() + 1),
+                ));
+            }
+            let data = (0..rounds).map(|_| r.task_data(od, ad)).collect::<Result<Vec<_>>>()?;
+            raw.push((task as usize, step_norm, data));
+        }
+        if r.at != bytes.len() {
+            return Err(invalid("sampled data", format!("{} bytes left over", bytes.len() - r.at)));
+        }
+        let inner = p.inner();
+        raw.into_par_iter()
+            .map(|(task, step_norm, mut data)| {
+                let post = data.pop().expect("K + 1 ≥ 1 rounds");
+                let rounds = data.into_iter().map(|d| InnerRound::new(&inner, d)).collect::<Result<_>>()?;
+                Ok(TaskRounds { task, rounds, post, step_norm })
+            })
+            .collect()
+    }
+
+    /// Parts of an iteration (from [`Self::decode`], any split and order) in task order;
+    /// every task of the iteration must be there exactly once.
+    pub fn assemble(&self, parts: Vec<Vec<TaskRounds>>) -> Result<Vec<TaskRounds>> {
+        let n = self.params.tasks;
+        let mut slots: Vec<Option<TaskRounds>> = (0..n).map(|_| None).collect();
+        for d in parts.into_iter().flatten() {
+            let t = d.task;
+            if t >= n {
+                return Err(invalid("sampled data", format!("task index {t} ≥ tasks {n}")));
+            }
+            if slots[t].replace(d).is_some() {
+                return Err(invalid("sampled data", format!("task {t} was returned twice")));
+            }
+        }
+        slots
+            .into_iter()
+            .enumerate()
+            .map(|(t, d)| d.ok_or_else(|| invalid("sampled data", format!("task {t} is missing"))))
+            .collect()
+    }
+}
+
+/// Mean return of every round (over all paths of all tasks, as the local sampler's
+/// [`super::SampleBatch::average_return`], summed in task order) and the environment steps of
+/// the iteration.
+pub(crate) fn round_returns(data: &[TaskRounds], rounds: usize) -> (Vec<f64>, u64) {
+    let mut steps = 0u64;
+    let returns = (0..rounds)
+        .map(|k| {
+            let paths: usize = data.iter().map(|d| d.data(k).n_paths()).sum();
+            steps += data.iter().map(|d| d.data(k).n_steps() as u64).sum::<u64>();
+            if paths == 0 {
+                return 0.0;
+            }
+            data.iter().flat_map(|d| d.data(k).rewards.iter()).sum::<f64>() / paths as f64
+        })
+        .collect();
+    (returns, steps)
+}
+
+/// Where the tasks of an iteration are sampled when not by the trainer itself: e.g. by
+/// workers in other processes, each running [`TaskSampler::sample_encoded`] on a range of
+/// tasks.
+pub trait RemoteSampling {
+    /// Every task of `iteration` (`tasks` of them) sampled with θ = `theta`, as parts
+    /// written by [`TaskSampler::encode`] that together hold each task once (any split,
+    /// any order). An error ends the run (its last checkpoint stays).
+    fn sample(&mut self, theta: &[f64], iteration: u64, tasks: usize) -> Result<Vec<Vec<u8>>>;
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u64(&mut self, x: u64) {
+        self.0.extend_from_slice(&x.to_le_bytes());
+    }
+    fn f64s(&mut self, xs: &[f64]) {
+        self.0.reserve(8 * xs.len());
+        for x in xs {
+            self.0.extend_from_slice(&x.to_bits().to_le_bytes());
+        }
+    }
+    fn task_data(&mut self, d: &TaskData) {
+        for x in [d.obs_dim, d.act_dim, d.n_steps(), d.n_paths()] {
+            self.u64(x as u64);
+        }
+        for &o in &d.path_offsets {
+            self.u64(o as u64);
+        }
+        for v in [&d.obs, &d.actions, &d.behaviour_log_probs, &d.behaviour_mean, &d.behaviour_log_std] {
+            self.f64s(v);
+        }
+        for v in [&d.rewards, &d.advantages, &d.baselines] {
+            self.f64s(v);
+        }
+        self.f64s(&[d.adv_std, d.average_return]);
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        if self.bytes.len() - self.at < n {
+            return Err(invalid(
+                "sampled data",
+                format!("truncated: {n} bytes needed at byte {} of {}", self.at, self.bytes.len()),
+            ));
+        }
+        self.at += n;
+        Ok(&self.bytes[self.at - n..self.at])
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn f64(&mut self) -> Result<f64> {
+        Ok(f64::from_bits(self.u64()?))
+    }
+    /// A count of at most `max` items.
+    fn len(&mut self, max: usize, what: &str) -> Result<usize> {
+        let n = self.u64()?;
+        if n > max as u64 {
+            return Err(invalid("sampled data", format!("{what} {n} exceeds {max}")));
+        }
+        Ok(n as usize)
+    }
+    /// `n` f64 values (the length checked against the bytes left before allocating).
+    fn f64s(&mut self, n: usize) -> Result<Vec<f64>> {
+        let raw = self.take(n.checked_mul(8).ok_or_else(|| invalid("sampled data", "length overflows"))?)?;
+        Ok(raw
+            .chunks_exact(8)
+            .map(|c| f64::from_bits(u64::from_le_bytes(c.try_into().expect("8 bytes"))))
+            .collect())
+    }
+    fn task_data(&mut self, od: usize, ad: usize) -> Result<TaskData> {
+        let (obs_dim, act_dim) = (self.u64()?, self.u64()?);
+        if (obs_dim, act_dim) != (od as u64, ad as u64) {
+            return Err(invalid(
+                "sampled data",
+                format!("dimensions {obs_dim}×{act_dim}, the environment's are {od}×{ad}"),
+            ));
+        }
+        let left = (self.bytes.len() - self.at) / 8;
+        let n = self.len(left, "number of steps")?;
+        let paths = self.len(n, "number of paths")?;
+        let offsets = (0..=paths).map(|_| self.len(n, "path offset")).collect::<Result<Vec<_>>>()?;
+        if offsets[0] != 0 || offsets[paths] != n || offsets.windows(2).any(|w| w[0] > w[1]) {
+            return Err(invalid("sampled data", format!("path offsets {offsets:?} are not 0 ≤ … ≤ {n}")));
+        }
+        let step = |k: usize| n.checked_mul(k).ok_or_else(|| invalid("sampled data", "length overflows"));
+        Ok(TaskData {
+            obs_dim: od,
+            act_dim: ad,
+            obs: self.f64s(step(od)?)?,
+            actions: self.f64s(step(ad)?)?,
+            behaviour_log_probs: self.f64s(n)?,
+            behaviour_mean: self.f64s(step(ad)?)?,
+            behaviour_log_std: self.f64s(ad)?,
+            rewards: self.f64s(n)?,
+            advantages: self.f64s(n)?,
+            baselines: self.f64s(n)?,
+            adv_std: self.f64()?,
+            average_return: self.f64()?,
+            path_offsets: offsets,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::algos::{Algorithm, Params, Trainer};
+
+    fn tiny(algo: Algorithm) -> ValidParams {
+        Params {
+            tasks: 5,
+            rollouts: 2,
+            horizon: 12,
+            hidden: vec![8],
+            inner_steps: Some(2),
+            iterations: 2,
+            ..Params::new("point-corners", algo)
+        }
+        .validate()
+        .unwrap()
+    }
+
+    /// Workers in the same process: each samples its ranges with its own sampler; the parts
+    /// come back last range first.
+    struct Workers {
+        samplers: Vec<TaskSampler>,
+        ranges: Vec<Range<usize>>,
+    }
+
+    impl RemoteSampling for Workers {
+        fn sample(&mut self, theta: &[f64], iteration: u64, _tasks: usize) -> Result<Vec<Vec<u8>>> {
+            let n = self.samplers.len();
+            let mut parts: Vec<Vec<u8>> = self
+                .ranges
+                .iter()
+                .enumerate()
+                .map(|(i, r)| self.samplers[i % n].sample_encoded(theta, iteration, r.clone()))
+                .collect::<Result<_>>()?;
+            parts.reverse();
+            Ok(parts)
+        }
+    }
+
+    #[test]
+    fn remote_sampling_gives_the_local_run_bit_for_bit_for_every_split() {
+        for algo in Algorithm::ALL {
+            let p = tiny(algo);
+            let mut local = Trainer::new(p.clone()).unwrap();
+            let mut want = Vec::new();
+            while !local.finished() {
+                want.push(local.step().unwrap());
+            }
+            let splits: [&[(usize, usize)]; 3] =
+                [&[(0, 5)], &[(0, 2), (2, 3), (3, 5)], &[(4, 5), (0, 1), (1, 4), (5, 5)]];
+            for ranges in splits {
+                let samplers = (0..2).map(|_| TaskSampler::new(p.clone()).unwrap()).collect();
+                let mut workers = Workers { samplers, ranges: ranges.iter().map(|&(a, b)| a..b).collect() };
+                let mut t = Trainer::new(p.clone()).unwrap();
+                let mut got = Vec::new();
+                while !t.finished() {
+                    got.push(t.step_with(Some(&mut workers)).unwrap());
+                }
+                for (a, b) in got.iter().zip(&want) {
+                    let strip = |s: &crate::meta::algos::IterationStats| {
+                        let mut s = s.clone();
+                        s.wall_s = 0.0;
+                        serde_json::to_string(&s).unwrap()
+                    };
+                    assert_eq!(strip(a), strip(b), "{algo}, ranges {ranges:?}");
+                }
+                let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(t.policy().params()), bits(local.policy().params()), "{algo} {ranges:?}");
+                assert_eq!(t.state().adam, local.state().adam);
+            }
+        }
+    }
+
+    #[test]
+    fn parts_encode_exactly_and_bad_parts_are_refused() {
+        let p = tiny(Algorithm::Promp);
+        let mut s = TaskSampler::new(p.clone()).unwrap();
+        let theta = s.initial_policy().unwrap().params().to_vec();
+        let whole = s.sample(&theta, 3, 0..5).unwrap();
+        let bytes = s.encode(&theta, 3, &whole);
+        let back = s.decode(&theta, 3, &bytes).unwrap();
+        assert_eq!(s.encode(&theta, 3, &back), bytes);
+        for (a, b) in whole.iter().zip(&back) {
+            for k in 0..a.n_rounds() {
+                assert_eq!(a.data(k), b.data(k));
+            }
+        }
+        // A part holding tasks 1..3 has the whole round's bits of those tasks.
+        let part = s.sample_encoded(&theta, 3, 1..3).unwrap();
+        assert_eq!(s.encode(&theta, 3, &whole[1..3]), part);
+        let msg = |r: Result<Vec<TaskRounds>>| r.unwrap_err().to_string();
+        assert!(msg(s.decode(&theta, 4, &bytes)).contains("iteration 3; expected seed 1, iteration 4"));
+        let mut other = theta.clone();
+        other[0] += 1.0;
+        assert!(msg(s.decode(&other, 3, &bytes)).contains("another θ"));
+        assert!(msg(s.decode(&theta, 3, &bytes[..bytes.len() - 1])).contains("truncated"));
+        assert!(msg(s.decode(&theta, 3, b"nope")).contains("MGTS"));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(msg(s.decode(&theta, 3, &longer)).contains("1 bytes left over"));
+        let k3 =
+            TaskSampler::new(Params { inner_steps: Some(3), ..(*p).clone() }.validate().unwrap()).unwrap();
+        assert!(msg(k3.decode(&theta, 3, &bytes)).contains("expected K + 1 = 4"));
+        let part = s.decode(&theta, 3, &part).unwrap();
+        let e = s.assemble(vec![part.clone(), part.clone()]).unwrap_err().to_string();
+        assert!(e.contains("task 1 was returned twice"), "{e}");
+        assert!(s.assemble(vec![part]).unwrap_err().to_string().contains("task 0 is missing"));
+        assert!(s.sample(&theta, 3, 4..6).unwrap_err().to_string().contains("range 4..6"));
+        assert!(s.sample(&theta[1..], 3, 0..1).unwrap_err().to_string().contains("invalid theta"));
+    }
+}
