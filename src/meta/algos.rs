@@ -35,7 +35,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::metagrad::{self, Order, chain_objectives, chain_rows};
+use super::metagrad::{self, Order, chain_objectives};
 use super::objectives::{DiceCritic, InnerKind, InnerObjective, Normalisation, exploration_term};
 use super::optim::{Adam, AdamConfig, TrpoConfig, ppo_clip_objective, ratio_surrogate, trpo_step};
 use super::processing::ProcessingConfig;
@@ -739,20 +739,28 @@ impl Trainer {
         let weights = self.exploration_weights(data);
         let nt = data.len() as f64;
         let old = self.policy.clone();
-        // Adapted policies at θ_old (equal to the sampling policies).
-        let chains: Vec<Vec<GaussianMlp>> =
-            data.par_iter().map(|d| metagrad::adapt(&inner, &old, &d.rounds, eta)).collect::<Result<_>>()?;
-        // Per-task loss (to minimise) at θ_K: −mean(ρ'Â').
-        let outer_loss = |d: &TaskRounds, last: &GaussianMlp, grad: bool| -> Result<(f64, Vec<f64>)> {
-            let rows = d.post.rows(last)?;
-            let o = ratio_surrogate(rows.values(), &d.post.advantages)?;
-            let mut g = Vec::new();
-            if grad {
-                g = vec![0.0; last.num_params()];
-                rows.vjp_add(&o.d_log, &mut g);
-            }
-            Ok((o.loss, g))
-        };
+        // The adaptation at θ_old (equal to the sampling policies), taken once: its rows
+        // serve the meta-gradient and every Fisher-vector product of the CG solve.
+        let chains: Vec<metagrad::AdaptedChain<'_>> = data
+            .par_iter()
+            .map(|d| metagrad::adapt_chain(&inner, &old, &d.rounds, eta))
+            .collect::<Result<_>>()?;
+        let chain_objs: Vec<Vec<_>> = data
+            .iter()
+            .zip(&chains)
+            .map(|(d, c)| chain_objectives(&inner, &c.rows, &d.rounds))
+            .collect::<Result<_>>()?;
+        // Per-task loss (to minimise) at θ_K: −mean(ρ'Â') on the post-update rows.
+        let outer_loss =
+            |d: &TaskRounds, rows: &GaussianMlpRows<'_>, grad: bool| -> Result<(f64, Vec<f64>)> {
+                let o = ratio_surrogate(rows.values(), &d.post.advantages)?;
+                let mut g = Vec::new();
+                if grad {
+                    g = vec![0.0; rows.num_params()];
+                    rows.vjp_add(&o.d_log, &mut g);
+                }
+                Ok((o.loss, g))
+            };
         // E-MAML: −R̄·mean_{D_k} log π_{θ_k} per inner step.
         let explore = |d: &TaskRounds,
                        w: f64,
@@ -768,14 +776,14 @@ impl Trainer {
         let parts: Vec<(f64, Vec<f64>)> = data
             .par_iter()
             .zip(weights.par_iter())
-            .map(|(d, &w)| {
-                metagrad::meta_gradient_with(
-                    &inner,
-                    &old,
-                    &d.rounds,
+            .zip(chains.par_iter().zip(chain_objs.par_iter()))
+            .map(|((d, &w), (chain, objs))| {
+                metagrad::meta_gradient_on_chain(
+                    objs,
+                    chain,
                     eta,
                     order,
-                    &mut |last| outer_loss(d, last, true),
+                    &mut |last| outer_loss(d, &d.post.rows(last)?, true),
                     &|k, pol| explore(d, w, k, pol),
                 )
             })
@@ -795,17 +803,10 @@ impl Trainer {
             ));
         }
         // Fisher-vector product through the adaptation: mean_t J_tᵀ F'_t J_t v.
-        let fisher_rows: Vec<Vec<_>> =
-            data.iter().zip(&chains).map(|(d, pols)| chain_rows(pols, &d.rounds)).collect::<Result<_>>()?;
-        let fisher_objs: Vec<Vec<_>> = data
-            .iter()
-            .zip(&fisher_rows)
-            .map(|(d, rows)| chain_objectives(&inner, rows, &d.rounds))
-            .collect::<Result<_>>()?;
         let post_batches: Vec<_> = data
             .iter()
             .zip(&chains)
-            .map(|(d, pols)| pols.last().expect("θ_K").batch(&d.post.obs))
+            .map(|(d, c)| c.last.batch(&d.post.obs))
             .collect::<std::result::Result<_, _>>()?;
         // On a stop request the remaining CG products return 0 and the line search's trials
         // NaN, which ends `trpo_step` at once; the iteration is then dropped below.
@@ -814,7 +815,7 @@ impl Trainer {
                 out.fill(0.0);
                 return;
             }
-            let parts: Vec<Vec<f64>> = fisher_objs
+            let parts: Vec<Vec<f64>> = chain_objs
                 .par_iter()
                 .zip(post_batches.par_iter())
                 .map(|(objs, batch)| {
@@ -835,17 +836,17 @@ impl Trainer {
                 .par_iter()
                 .zip(weights.par_iter())
                 .map(|(d, &w)| {
-                    let pols = metagrad::adapt(&inner, &q, &d.rounds, eta)?;
-                    let last = pols.last().expect("θ_K");
-                    let mut loss = outer_loss(d, last, false)?.0;
+                    let chain = metagrad::adapt_chain(&inner, &q, &d.rounds, eta)?;
+                    let post_rows = d.post.rows(&chain.last)?;
+                    let mut loss = outer_loss(d, &post_rows, false)?.0;
                     if w != 0.0 {
-                        for (k, pol) in pols[..d.rounds.len()].iter().enumerate() {
-                            if let Some((e, _)) = explore(d, w, k, &d.rounds[k].data.rows(pol)?)? {
+                        for (k, rows) in chain.rows.iter().enumerate() {
+                            if let Some((e, _)) = explore(d, w, k, rows)? {
                                 loss += e;
                             }
                         }
                     }
-                    let kl = d.post.kl_from_behaviour(&d.post.rows(last)?, None)?;
+                    let kl = d.post.kl_from_behaviour(&post_rows, None)?;
                     Ok((loss, kl))
                 })
                 .collect();
@@ -856,7 +857,7 @@ impl Trainer {
         };
         let out = trpo_step(&p.trpo, old.params(), &grad, loss_before, fvp, eval)?;
         crate::stop::check()?;
-        drop(fisher_objs);
+        drop(chain_objs);
         self.policy.set_params(&out.theta)?;
         Ok(outcome(out.kl, None))
     }

@@ -64,11 +64,7 @@ pub fn inner_step(
     eta: f64,
 ) -> Result<(f64, GaussianMlp)> {
     let (value, grad) = inner.value_and_gradient(policy, &round.data, &round.prepared)?;
-    let theta: Vec<f64> = policy.params().iter().zip(&grad).map(|(t, g)| t + eta * g).collect();
-    let next = policy.with_params(&theta).map_err(|e| {
-        invalid("inner step", format!("the adapted parameters are not finite ({e}); lower --inner-lr"))
-    })?;
-    Ok((value, next))
+    Ok((value, step_policy(policy, &grad, eta)?))
 }
 
 /// The adapted policies θ_0 = `policy`, θ_1, …, θ_K for fixed data (K = `rounds.len()`).
@@ -85,6 +81,43 @@ pub fn adapt(
         out.push(next);
     }
     Ok(out)
+}
+
+/// The adaptation at fixed data with every step's rows kept: `rows[k]` holds π_{θ_k} on
+/// D_k (and the backward pass of its inner gradient), `last` is θ_K. The same θ_k as
+/// [`adapt`] bit for bit, with one forward pass per step for the adaptation, the
+/// meta-gradient and any number of later Hessian-vector products.
+pub struct AdaptedChain<'d> {
+    /// π_{θ_k}'s rows on D_k, k = 0 … K−1.
+    pub rows: Vec<GaussianMlpRows<'d>>,
+    /// θ_K.
+    pub last: GaussianMlp,
+}
+
+/// [`adapt`] keeping every step's rows ([`AdaptedChain`]).
+pub fn adapt_chain<'d>(
+    inner: &InnerObjective,
+    policy: &GaussianMlp,
+    rounds: &'d [InnerRound],
+    eta: f64,
+) -> Result<AdaptedChain<'d>> {
+    let mut rows = Vec::with_capacity(rounds.len());
+    let mut current = policy.clone();
+    for round in rounds {
+        let r = round.data.into_rows(current)?;
+        let (_, g) = inner.objective(&round.data, &round.prepared, &r)?.gradient();
+        current = step_policy(r.policy(), &g, eta)?;
+        rows.push(r);
+    }
+    Ok(AdaptedChain { rows, last: current })
+}
+
+/// θ + η g as a policy (the inner step's update).
+fn step_policy(policy: &GaussianMlp, g: &[f64], eta: f64) -> Result<GaussianMlp> {
+    let theta: Vec<f64> = policy.params().iter().zip(g).map(|(t, g)| t + eta * g).collect();
+    policy.with_params(&theta).map_err(|e| {
+        invalid("inner step", format!("the adapted parameters are not finite ({e}); lower --inner-lr"))
+    })
 }
 
 /// Rows of every inner round at its adapted policy (`policies[k]` on D_k).
@@ -131,17 +164,32 @@ pub fn vjp<R: ScoreRows>(
             format!("expected 0 or {} per-step terms, got {}", objs.len(), extras.len()),
         ));
     }
-    let mut w = w.to_vec();
+    let (_, w) =
+        accumulate_back(objs, eta, order, (0.0, w.to_vec()), |k| Ok(extras.get(k).map(|e| (0.0, e))))?;
+    Ok(w)
+}
+
+/// The reverse recursion shared by [`vjp`] and [`meta_gradient_on_chain`]: from (L, w),
+/// for k = K−1 … 0: w ← w + ηĤ_k w, then (L, w) ← (L + E_k, w + ∇E_k) with
+/// (E_k, ∇E_k) = `extra(k)` when it gives one.
+fn accumulate_back<R: ScoreRows, E: AsRef<[f64]>>(
+    objs: &[BatchObjective<'_, R>],
+    eta: f64,
+    order: Order,
+    (mut value, mut w): (f64, Vec<f64>),
+    mut extra: impl FnMut(usize) -> Result<Option<(f64, E)>>,
+) -> Result<(f64, Vec<f64>)> {
     for k in (0..objs.len()).rev() {
         if order == Order::Second {
             let hw = objs[k].hvp(&w);
             w.iter_mut().zip(&hw).for_each(|(a, b)| *a += eta * b);
         }
-        if let Some(e) = extras.get(k) {
-            w.iter_mut().zip(e).for_each(|(a, b)| *a += b);
+        if let Some((e, ge)) = extra(k)? {
+            value += e;
+            w.iter_mut().zip(ge.as_ref()).for_each(|(a, b)| *a += b);
         }
     }
-    Ok(w)
+    Ok((value, w))
 }
 
 /// An outer objective at θ_K: given π_{θ_K}, (L_out, ∇L_out).
@@ -171,10 +219,7 @@ pub fn meta_gradient_with(
     let rows = round.data.rows(policy)?;
     let obj = inner.objective(&round.data, &round.prepared, &rows)?;
     let (_, g_in) = obj.gradient();
-    let theta: Vec<f64> = policy.params().iter().zip(&g_in).map(|(t, g)| t + eta * g).collect();
-    let next = policy.with_params(&theta).map_err(|e| {
-        invalid("inner step", format!("the adapted parameters are not finite ({e}); lower --inner-lr"))
-    })?;
+    let next = step_policy(policy, &g_in, eta)?;
     let shifted = |j: usize, r: &GaussianMlpRows<'_>| extra(j + 1, r);
     let (mut value, mut v) = meta_gradient_with(inner, &next, rest, eta, order, outer, &shifted)?;
     if order == Order::Second {
@@ -198,6 +243,27 @@ pub fn meta_gradient(
     mut outer: impl FnMut(&GaussianMlp) -> Result<(f64, Vec<f64>)>,
 ) -> Result<(f64, Vec<f64>)> {
     meta_gradient_with(inner, policy, rounds, eta, order, &mut outer, &|_, _| Ok(None))
+}
+
+/// [`meta_gradient_with`] on an adaptation already taken ([`adapt_chain`]; `objs[k]` the
+/// inner objective on `chain.rows[k]`): the same value and meta-gradient bit for bit,
+/// without repeating the adaptation's forward and backward passes.
+pub fn meta_gradient_on_chain<'d>(
+    objs: &[BatchObjective<'_, GaussianMlpRows<'d>>],
+    chain: &AdaptedChain<'d>,
+    eta: f64,
+    order: Order,
+    outer: &mut OuterTerm<'_>,
+    extra: &StepTerm<'_>,
+) -> Result<(f64, Vec<f64>)> {
+    if objs.len() != chain.rows.len() {
+        return Err(invalid(
+            "objectives",
+            format!("expected one per adapted step ({}), got {}", chain.rows.len(), objs.len()),
+        ));
+    }
+    let start = outer(&chain.last)?;
+    accumulate_back(objs, eta, order, start, |k| extra(k, &chain.rows[k]))
 }
 
 #[cfg(test)]
@@ -299,6 +365,63 @@ mod tests {
         assert!((f(policy.params()) - val).abs() < 1e-12);
         let worst = max_rel_fd_error(&f, policy.params(), &g);
         assert!(worst < 1e-6, "per-step terms: meta-gradient rel err {worst}");
+    }
+
+    /// The adaptation taken once ([`adapt_chain`]) gives [`adapt`]'s θ_K and, reused,
+    /// [`meta_gradient_with`]'s value and meta-gradient bit for bit (per-step terms and
+    /// both orders included), and its rows give the same HVPs as fresh ones.
+    #[test]
+    fn the_kept_adaptation_reproduces_the_recursion_bit_for_bit() {
+        use crate::meta::objectives::exploration_term;
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let (p0, data) = small_setup(15, 4);
+        let policy = perturbed(&p0, 0.1, 10);
+        let eta = 0.3;
+        for kind in [InnerKind::Maml, InnerKind::Taypo2, InnerKind::Dr] {
+            let inner = InnerObjective::new(kind, 0.99);
+            let rounds: Vec<InnerRound> =
+                data[..3].iter().map(|d| InnerRound::new(&inner, d.clone()).unwrap()).collect();
+            let post = &data[3];
+            let chain = adapt_chain(&inner, &policy, &rounds, eta).unwrap();
+            let pols = adapt(&inner, &policy, &rounds, eta).unwrap();
+            assert_eq!(bits(chain.last.params()), bits(pols[3].params()));
+            for (r, p) in chain.rows.iter().zip(&pols) {
+                assert_eq!(bits(r.policy().params()), bits(p.params()));
+            }
+            let objs = chain_objectives(&inner, &chain.rows, &rounds).unwrap();
+            let extra = |k: usize, r: &GaussianMlpRows<'_>| -> Result<Option<(f64, Vec<f64>)>> {
+                let (e, g) = exploration_term(r, &rounds[k].data, 0.7)?;
+                Ok(Some((e, g)))
+            };
+            for order in [Order::Second, Order::First] {
+                let (v1, g1) =
+                    meta_gradient_with(&inner, &policy, &rounds, eta, order, &mut |p| outer(p, post), &extra)
+                        .unwrap();
+                let (v2, g2) =
+                    meta_gradient_on_chain(&objs, &chain, eta, order, &mut |p| outer(p, post), &extra)
+                        .unwrap();
+                assert_eq!(v1.to_bits(), v2.to_bits(), "{kind:?} {order:?}");
+                assert_eq!(bits(&g1), bits(&g2), "{kind:?} {order:?}");
+            }
+            // The kept rows (with their cached backward pass) and fresh rows: same HVPs.
+            let fresh_rows = chain_rows(&pols, &rounds).unwrap();
+            let fresh = chain_objectives(&inner, &fresh_rows, &rounds).unwrap();
+            let u = rand_vec(policy.num_params(), 3);
+            assert_eq!(bits(&jvp(&objs, eta, Order::Second, &u)), bits(&jvp(&fresh, eta, Order::Second, &u)));
+            assert!(
+                meta_gradient_on_chain(
+                    &objs[..2],
+                    &chain,
+                    eta,
+                    Order::Second,
+                    &mut |p| outer(p, post),
+                    &extra
+                )
+                .unwrap_err()
+                .to_string()
+                .contains("objectives")
+            );
+        }
     }
 
     /// TRPO's Fisher-vector product through the adaptation, J_Kᵀ F' J_K v, equals the

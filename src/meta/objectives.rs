@@ -365,6 +365,10 @@ impl TaskData {
     pub fn rows<'a>(&'a self, policy: &'a GaussianMlp) -> Result<GaussianMlpRows<'a>> {
         Ok(policy.rows(&self.obs, &self.actions, &self.behaviour_log_probs)?)
     }
+    /// [`Self::rows`] holding `policy` itself (the rows borrow only the samples).
+    pub fn into_rows(&self, policy: GaussianMlp) -> Result<GaussianMlpRows<'_>> {
+        Ok(policy.into_rows(&self.obs, &self.actions, &self.behaviour_log_probs)?)
+    }
     /// Mean KL(μ(·|x_i) ‖ π_θ(·|x_i)) over the samples at the rows' policy (reusing their
     /// forward pass), and (with `grad`) its gradient added into `grad`.
     pub fn kl_from_behaviour(&self, rows: &GaussianMlpRows<'_>, grad: Option<&mut [f64]>) -> Result<f64> {

@@ -47,6 +47,7 @@ use rand::{Rng, RngExt};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::sync::Mutex;
 
 use super::mlp_kernels::{Buf, Real, add_row, col_sums_add, mm_nn, mm_nt, mm_tn_add};
@@ -543,39 +544,19 @@ impl GaussianMlp {
         actions: &[f64],
         behaviour_log_probs: &[f64],
     ) -> Result<GaussianMlpRows<'a>, SettingError> {
-        let n = self.check_obs(obs)?;
-        self.check_actions(actions, n)?;
-        ensure(
-            behaviour_log_probs.len() == n,
-            "behaviour_log_probs.len()",
-            behaviour_log_probs.len(),
-            &format!("expected N = {n}"),
-        )?;
-        let act = self.forward(obs, n);
-        let ad = self.act_dim();
-        let inv_var: Vec<f64> = self.log_std().iter().map(|s| (-2.0 * s).exp()).collect();
-        let mut e = vec![0.0; n * ad];
-        let mut q = vec![0.0; n * ad];
-        let mean = act.mean();
-        for i in 0..n * ad {
-            let diff = actions[i] - mean[i];
-            e[i] = diff * inv_var[i % ad];
-            q[i] = diff * e[i] - 1.0;
-        }
-        let log_probs = self.log_prob_from_mean(act.mean(), actions);
-        let values = log_probs.iter().zip(behaviour_log_probs).map(|(lp, lm)| (lp - lm).exp()).collect();
-        Ok(GaussianMlpRows {
-            policy: self,
-            obs,
-            n,
-            act,
-            e,
-            q,
-            inv_var,
-            log_probs,
-            values,
-            chain_cache: Mutex::new(None),
-        })
+        GaussianMlpRows::new(Cow::Borrowed(self), obs, actions, behaviour_log_probs)
+    }
+
+    /// [`Self::rows`] holding the policy itself: the rows borrow only the observations, so
+    /// a chain of adapted policies can keep every step's rows (and their cached backward
+    /// pass) without a second forward pass.
+    pub fn into_rows<'a>(
+        self,
+        obs: &'a [f64],
+        actions: &[f64],
+        behaviour_log_probs: &[f64],
+    ) -> Result<GaussianMlpRows<'a>, SettingError> {
+        GaussianMlpRows::new(Cow::Owned(self), obs, actions, behaviour_log_probs)
     }
 
     /// Forward pass over a batch kept for repeated KL / Fisher-vector products (TRPO).
@@ -719,7 +700,7 @@ fn mean_kl_from(
 /// backward pass, `curvature_hvp_add` one forward-mode and one forward-over-reverse pass
 /// (≈ 2–3 gradients); `curvature_hessian_add` D of those (tests and small D only).
 pub struct GaussianMlpRows<'a> {
-    policy: &'a GaussianMlp,
+    policy: Cow<'a, GaussianMlp>,
     obs: &'a [f64],
     n: usize,
     act: Pass,
@@ -737,6 +718,49 @@ pub struct GaussianMlpRows<'a> {
     chain_cache: Mutex<Option<CachedChain>>,
 }
 
+impl<'a> GaussianMlpRows<'a> {
+    fn new(
+        policy: Cow<'a, GaussianMlp>,
+        obs: &'a [f64],
+        actions: &[f64],
+        behaviour_log_probs: &[f64],
+    ) -> Result<Self, SettingError> {
+        let n = policy.check_obs(obs)?;
+        policy.check_actions(actions, n)?;
+        ensure(
+            behaviour_log_probs.len() == n,
+            "behaviour_log_probs.len()",
+            behaviour_log_probs.len(),
+            &format!("expected N = {n}"),
+        )?;
+        let act = policy.forward(obs, n);
+        let ad = policy.act_dim();
+        let inv_var: Vec<f64> = policy.log_std().iter().map(|s| (-2.0 * s).exp()).collect();
+        let mut e = vec![0.0; n * ad];
+        let mut q = vec![0.0; n * ad];
+        let mean = act.mean();
+        for i in 0..n * ad {
+            let diff = actions[i] - mean[i];
+            e[i] = diff * inv_var[i % ad];
+            q[i] = diff * e[i] - 1.0;
+        }
+        let log_probs = policy.log_prob_from_mean(act.mean(), actions);
+        let values = log_probs.iter().zip(behaviour_log_probs).map(|(lp, lm)| (lp - lm).exp()).collect();
+        Ok(GaussianMlpRows {
+            policy,
+            obs,
+            n,
+            act,
+            e,
+            q,
+            inv_var,
+            log_probs,
+            values,
+            chain_cache: Mutex::new(None),
+        })
+    }
+}
+
 impl GaussianMlpRows<'_> {
     /// log π_θ(a_i|x_i) of every row.
     pub fn log_probs(&self) -> &[f64] {
@@ -744,7 +768,7 @@ impl GaussianMlpRows<'_> {
     }
     /// The policy the rows were evaluated with.
     pub fn policy(&self) -> &GaussianMlp {
-        self.policy
+        &self.policy
     }
 
     /// [`GaussianMlpBatch::mean_kl_from`] on the rows' observations, reusing their forward
@@ -755,13 +779,13 @@ impl GaussianMlpRows<'_> {
         old_log_std: &[f64],
         grad: Option<&mut [f64]>,
     ) -> Result<f64, SettingError> {
-        mean_kl_from(self.policy, &self.act, self.n, old_mean, old_log_std, grad)
+        mean_kl_from(&self.policy, &self.act, self.n, old_mean, old_log_std, grad)
     }
 
     /// Per-row gradients ∇u_r for the listed rows, as a k×D row-major matrix (one small
     /// backward pass over the sub-batch with per-sample weight accumulation).
     pub fn row_gradients(&self, rows: &[usize]) -> Vec<f64> {
-        let p = self.policy;
+        let p = &*self.policy;
         let d = p.theta.len();
         let ad = p.act_dim();
         let k = rows.len();
@@ -828,7 +852,7 @@ impl GaussianMlpRows<'_> {
     }
 
     fn hvp_impl(&self, w: &[f64], v: &[f64], row_op: Option<&mut RowOp<'_>>, out: &mut [f64]) {
-        let p = self.policy;
+        let p = &*self.policy;
         let n = self.n;
         with_pass!(p, &self.act, |theta, act| {
             let vn = to_real(&v[..p.s_off]);
@@ -928,7 +952,7 @@ impl ScoreRows for GaussianMlpRows<'_> {
 
     /// ∇u_i · v = Σ_j e_ij R{m_ij} + q_ij v_{s,j}.
     fn jvp(&self, v: &[f64], out: &mut [f64]) {
-        let p = self.policy;
+        let p = &*self.policy;
         let rm = with_pass!(p, &self.act, |theta, act| p
             .forward_r(theta, act, self.n, &to_real(&v[..p.s_off]))
             .mean);
@@ -938,7 +962,7 @@ impl ScoreRows for GaussianMlpRows<'_> {
 
     /// Σ_i w_i ∇u_i: backpropagate g_ij = w_i e_ij; log-std part Σ_i w_i q_ij.
     fn vjp_add(&self, w: &[f64], out: &mut [f64]) {
-        let p = self.policy;
+        let p = &*self.policy;
         let ad = p.act_dim();
         let mut gs = vec![0.0; ad];
         for i in 0..self.n {

@@ -66,6 +66,10 @@ pub trait Real:
     fn direct_nn(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], beta: Self, c: &mut [Self]) -> bool;
     /// C += Aᵀ·B (A k×m, B k×n) likewise.
     fn direct_tn_add(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], c: &mut [Self]) -> bool;
+    /// [`tn_small_m`]'s C += Aᵀ·B (A k×m, m ≤ [`THIN`]) with the same operations per entry
+    /// (c, then + A_pi B_pj in increasing p, product then sum), C held in registers; false
+    /// where not available (then the caller runs the loop).
+    fn direct_tn_small(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], c: &mut [Self]) -> bool;
     /// This thread's pool of freed `Buf` memory for this type.
     fn pool() -> &'static std::thread::LocalKey<std::cell::RefCell<Vec<Vec<Self>>>>;
 }
@@ -120,6 +124,9 @@ impl Real for f64 {
     fn direct_tn_add(_: usize, _: usize, _: usize, _: &[f64], _: &[f64], _: &mut [f64]) -> bool {
         false
     }
+    fn direct_tn_small(_: usize, _: usize, _: usize, _: &[f64], _: &[f64], _: &mut [f64]) -> bool {
+        false
+    }
     /// x ← 1 − 2 / (e^{2x} + 1) with x clamped to ±20 (where tanh rounds to ±1). Absolute
     /// error ≤ 4e-16 over the real line (tested against `f64::tanh`), ≈ 3× faster than
     /// `f64::tanh` because it vectorises. NaN inputs stay NaN.
@@ -146,6 +153,10 @@ impl Real for f32 {
             unsafe { direct::tn_add(m, k, n, a, b, c) };
             true
         }
+    }
+    fn direct_tn_small(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) -> bool {
+        // SAFETY: AVX-512 is checked first.
+        direct::available() && unsafe { direct::tn_small(m, k, n, a, b, c) }
     }
     /// Rational minimax approximation tanh(x) ≈ x P(x²) / Q(x²) on |x| ≤ 7.9 (beyond it
     /// tanh rounds to ±1 in f32), the form used by Eigen and XLA for f32. Absolute error
@@ -390,6 +401,64 @@ pub(crate) mod direct {
         }
     }
 
+    /// C += Aᵀ·B with A k×m (m ≤ 8, row stride m), B k×n, C m×n, entry by entry as
+    /// c + A_0i B_0j + A_1i B_1j + … (products then sums, no fused multiply-add): the
+    /// m rows of C stay in registers over column blocks of 16V. Returns false (nothing
+    /// done) for m > 8.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 ([`available`]).
+    pub(crate) unsafe fn tn_small(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) -> bool {
+        assert!(a.len() >= k * m && b.len() >= k * n && c.len() >= m * n);
+        if m > 8 {
+            return false;
+        }
+        if k == 0 {
+            return true;
+        }
+        macro_rules! run {
+            ($m:literal) => {{
+                let mut j = 0;
+                while j + 2 * L <= n {
+                    // SAFETY: columns j..j+32 of B and C, rows 0..k of A and B are in bounds
+                    // (asserted above); AVX-512 (caller).
+                    unsafe {
+                        avx512::tn_small_tile::<$m, 2>(k, n, a.as_ptr(), b[j..].as_ptr(), c[j..].as_mut_ptr())
+                    };
+                    j += 2 * L;
+                }
+                if j + L <= n {
+                    // SAFETY: as above, columns j..j+16.
+                    unsafe {
+                        avx512::tn_small_tile::<$m, 1>(k, n, a.as_ptr(), b[j..].as_ptr(), c[j..].as_mut_ptr())
+                    };
+                    j += L;
+                }
+                for jj in j..n {
+                    for i in 0..$m {
+                        let mut s = c[i * n + jj];
+                        for p in 0..k {
+                            s += a[p * $m + i] * b[p * n + jj];
+                        }
+                        c[i * n + jj] = s;
+                    }
+                }
+            }};
+        }
+        match m {
+            1 => run!(1),
+            2 => run!(2),
+            3 => run!(3),
+            4 => run!(4),
+            5 => run!(5),
+            6 => run!(6),
+            7 => run!(7),
+            8 => run!(8),
+            _ => return false,
+        }
+        true
+    }
+
     #[cfg(target_arch = "x86_64")]
     mod avx512 {
         use super::{KC, L, R};
@@ -426,6 +495,49 @@ pub(crate) mod direct {
                 }
             }
             acc
+        }
+
+        /// Rows 0..M × columns j..j+16V of C += Aᵀ·B, A k×M (row stride M), by products and
+        /// sums in increasing p with C in registers; `b` points at B's column j, `c` at
+        /// C(0, j) (row stride n of both).
+        ///
+        /// # Safety
+        /// AVX-512; the addressed entries are in bounds.
+        #[target_feature(enable = "avx512f")]
+        pub(super) unsafe fn tn_small_tile<const M: usize, const V: usize>(
+            k: usize,
+            n: usize,
+            a: *const f32,
+            b: *const f32,
+            c: *mut f32,
+        ) {
+            let mut acc = [[_mm512_setzero_ps(); V]; M];
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                for (v, x) in acc_r.iter_mut().enumerate() {
+                    // SAFETY: in bounds (caller).
+                    *x = unsafe { _mm512_loadu_ps(c.add(r * n + v * L)) };
+                }
+            }
+            for p in 0..k {
+                let mut bv = [_mm512_setzero_ps(); V];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    // SAFETY: in bounds (caller).
+                    *x = unsafe { _mm512_loadu_ps(b.add(p * n + v * L)) };
+                }
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    // SAFETY: in bounds (caller).
+                    let ar = _mm512_set1_ps(unsafe { *a.add(p * M + r) });
+                    for (x, bx) in acc_r.iter_mut().zip(&bv) {
+                        *x = _mm512_add_ps(*x, _mm512_mul_ps(ar, *bx));
+                    }
+                }
+            }
+            for (r, acc_r) in acc.iter().enumerate() {
+                for (v, x) in acc_r.iter().enumerate() {
+                    // SAFETY: in bounds (caller).
+                    unsafe { _mm512_storeu_ps(c.add(r * n + v * L), *x) };
+                }
+            }
         }
 
         /// Rows i..i+4 × columns j..j+16V of C = A·B + βC, block by block of the depth;
@@ -500,6 +612,15 @@ pub(crate) mod direct {
     #[cfg(not(target_arch = "x86_64"))]
     mod avx512 {
         use std::ops::Range;
+        pub(super) unsafe fn tn_small_tile<const M: usize, const V: usize>(
+            _: usize,
+            _: usize,
+            _: *const f32,
+            _: *const f32,
+            _: *mut f32,
+        ) {
+            unreachable!("AVX-512 only")
+        }
         pub(super) unsafe fn nn_tile<const V: usize>(
             _: usize,
             _: usize,
@@ -600,11 +721,13 @@ fn transpose<F: Real>(r: usize, c: usize, x: &[F]) -> Vec<F> {
 
 /// Columns of C per register block of the thin-dimension kernels.
 const BLK: usize = 16;
+/// Register blocks per group of [`rows_axpy`] (independent accumulation chains).
+const GROUP: usize = 4;
 
 /// C = β C + A·B in row form, C_i = β C_i + Σ_p A_ip B_p, with B k×n (rows B_p). Each
 /// entry is βc (0 for β = 0 — even for a NaN c —, c for β = 1), then + A_ip B_pj for
 /// p = 0, 1, … in turn (a product, then a sum: no fused multiply-add), accumulated in
-/// registers over blocks of [`BLK`] columns.
+/// registers over groups of [`GROUP`] blocks of [`BLK`] columns, then single blocks.
 fn rows_axpy<F: Real>(m: usize, k: usize, n: usize, a: &[F], b: &[F], beta: F, c: &mut [F]) {
     let init = |x: F| {
         if beta == F::ZERO {
@@ -616,13 +739,28 @@ fn rows_axpy<F: Real>(m: usize, k: usize, n: usize, a: &[F], b: &[F], beta: F, c
         }
     };
     for (ci, ai) in c.chunks_exact_mut(n).zip(a.chunks_exact(k)).take(m) {
+        // Groups of GROUP·BLK columns first: their GROUP accumulator blocks are independent
+        // chains in flight together (one block alone waits on each add's latency).
+        let mut groups = ci.chunks_exact_mut(GROUP * BLK);
+        for (jg, cg) in (&mut groups).enumerate() {
+            let mut acc = [F::ZERO; GROUP * BLK];
+            acc.iter_mut().zip(cg.iter()).for_each(|(s, x)| *s = init(*x));
+            for (p, &aip) in ai.iter().enumerate() {
+                let start = p * n + jg * GROUP * BLK;
+                let bp: &[F; GROUP * BLK] = b[start..start + GROUP * BLK].try_into().expect("group entries");
+                acc.iter_mut().zip(bp).for_each(|(s, x)| *s += aip * *x);
+            }
+            cg.copy_from_slice(&acc);
+        }
+        let done = n - groups.into_remainder().len();
+        let ci = &mut ci[done..];
         let mut blocks = ci.chunks_exact_mut(BLK);
         for (jb, cb) in (&mut blocks).enumerate() {
             let mut acc = [F::ZERO; BLK];
             acc.iter_mut().zip(cb.iter()).for_each(|(s, x)| *s = init(*x));
             for (p, &aip) in ai.iter().enumerate() {
-                let bp: &[F; BLK] =
-                    b[p * n + jb * BLK..p * n + (jb + 1) * BLK].try_into().expect("BLK entries");
+                let start = p * n + done + jb * BLK;
+                let bp: &[F; BLK] = b[start..start + BLK].try_into().expect("BLK entries");
                 acc.iter_mut().zip(bp).for_each(|(s, x)| *s += aip * *x);
             }
             cb.copy_from_slice(&acc);
@@ -649,8 +787,13 @@ fn rows_dot<F: Real>(m: usize, k: usize, n: usize, a: &[F], bt: &[F], beta: F, c
     }
 }
 
-/// C += Aᵀ·B for A k×m with m small: for every row p, C_i += A_pi B_p.
+/// C += Aᵀ·B for A k×m with m small: for every row p, C_i += A_pi B_p. Each entry is c,
+/// then + A_pi B_pj for p = 0, 1, … in turn (a product, then a sum); f32 with AVX-512
+/// runs [`Real::direct_tn_small`] (the same operations, C held in registers).
 fn tn_small_m<F: Real>(m: usize, k: usize, n: usize, a: &[F], b: &[F], c: &mut [F]) {
+    if F::direct_tn_small(m, k, n, a, b, c) {
+        return;
+    }
     for p in 0..k {
         let (ap, bp) = (&a[p * m..(p + 1) * m], &b[p * n..(p + 1) * n]);
         for (i, &api) in ap.iter().enumerate() {
@@ -952,7 +1095,7 @@ mod tests {
             let mut seed = 70_000;
             for &m in &[1, 2, 3, 4, 5, 8, 9, 37] {
                 for &k in &[1, 2, 4, 8, 300] {
-                    for &n in &[1, 7, 16, 17, 64, 70] {
+                    for &n in &[1, 7, 16, 17, 64, 70, 100, 128] {
                         seed += 1;
                         let (a, b, mut c0) = (v(m * k, seed), v(k * n, seed + 1), v(m * n, seed + 2));
                         c0[0] = cast(f64::NAN);
@@ -977,6 +1120,52 @@ mod tests {
         rows_axpy(1, 300, 1, &a, &b, 0.0, &mut c);
         assert_eq!(c[0].to_bits(), fwd.to_bits());
         assert_ne!(fwd.to_bits(), rev.to_bits());
+    }
+
+    /// The AVX-512 Aᵀ·B kernel for small m (f32; f64 runs the loop itself) does each
+    /// entry's operations in the order of the row-by-row axpy loop it replaced, bit for
+    /// bit, across its 32- and 16-column blocks and the scalar tail.
+    #[test]
+    fn blocked_tn_small_m_equals_the_row_loop_bit_for_bit() {
+        fn plain<F: Real>(m: usize, k: usize, n: usize, a: &[F], b: &[F], c: &mut [F]) {
+            for p in 0..k {
+                for i in 0..m {
+                    axpy(a[p * m + i], &b[p * n..(p + 1) * n], &mut c[i * n..(i + 1) * n]);
+                }
+            }
+        }
+        fn check<F: Real>(cast: fn(f64) -> F, bits: fn(F) -> u64) {
+            let v = |len: usize, seed: u64| rand_mat(len, seed).into_iter().map(cast).collect::<Vec<F>>();
+            let mut seed = 90_000;
+            for m in 1..=9 {
+                for &k in &[0, 1, 2, 5, 300] {
+                    for &n in &[1, 7, 16, 17, 33, 48, 64, 70] {
+                        seed += 1;
+                        let (a, b, c0) = (v(k * m, seed), v(k * n, seed + 1), v(m * n, seed + 2));
+                        let (mut want, mut got) = (c0.clone(), c0.clone());
+                        plain(m, k, n, &a, &b, &mut want);
+                        tn_small_m(m, k, n, &a, &b, &mut got);
+                        let same = want.iter().zip(&got).all(|(x, y)| bits(*x) == bits(*y));
+                        assert!(same, "tn_small_m {m}×{k}×{n}");
+                    }
+                }
+            }
+        }
+        check::<f64>(|x| x, f64::to_bits);
+        check::<f32>(|x| x as f32, |x| x.to_bits() as u64);
+        // The kernel runs wherever AVX-512 does (else the comparison is loop against loop).
+        let mut c = vec![0.0f32; 4 * 64];
+        assert_eq!(f32::direct_tn_small(4, 3, 64, &[0.5; 12], &[0.25; 192], &mut c), direct::available());
+        assert!(!f32::direct_tn_small(9, 3, 64, &[0.5; 27], &[0.25; 192], &mut vec![0.0; 9 * 64]));
+        // The comparison sees fused multiply-adds: the same sums with them differ somewhere.
+        let (a, b) = (rand_mat(300, 3), rand_mat(300 * 64, 4));
+        let differ = (0..64).any(|j| {
+            let terms = || a.iter().enumerate().map(|(p, x)| (*x as f32, b[p * 64 + j] as f32));
+            let plain = terms().fold(0.0f32, |s, (x, y)| s + x * y);
+            let fused = terms().fold(0.0f32, |s, (x, y)| x.mul_add(y, s));
+            plain.to_bits() != fused.to_bits()
+        });
+        assert!(differ);
     }
 
     #[test]
