@@ -421,7 +421,8 @@ impl Problem {
                 return Err(invalid("critic", "bootstrapping J_T needs a critic; use bootstrap = false"));
             }
         };
-        Ok(oracle::finite_horizon_derivatives(&self.mdp, &self.policy, horizon, b))
+        // Closed form for a state critic or none (dual numbers for an action critic).
+        Ok(oracle::finite_horizon_softmax_derivatives(&self.mdp, &self.policy, horizon, b))
     }
 
     /// Mean estimate, gradient and Hessian of one estimator over the trajectories.
