@@ -66,7 +66,7 @@ pub trait Real:
     fn direct_nn(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], beta: Self, c: &mut [Self]) -> bool;
     /// C += Aᵀ·B (A k×m, B k×n) likewise.
     fn direct_tn_add(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], c: &mut [Self]) -> bool;
-    /// [`tn_small_m`]'s C += Aᵀ·B (A k×m, m ≤ [`THIN`]) with the same operations per entry
+    /// The thin C += Aᵀ·B (A k×m, m ≤ 8) with the row loop's operations per entry
     /// (c, then + A_pi B_pj in increasing p, product then sum), C held in registers; false
     /// where not available (then the caller runs the loop).
     fn direct_tn_small(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], c: &mut [Self]) -> bool;
