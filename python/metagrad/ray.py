@@ -35,6 +35,8 @@ update. Task i of iteration t draws from (seed, t, round, i) whatever worker sam
 the actors return their tasks in the library's exact binary form, and the library checks
 and orders them, so the run is the local run bit for bit for any number or placement of
 workers. An actor that dies is restarted and its tasks sampled again (``max_restarts``).
+:func:`run_grid` does the same for every run of a grid (``sampling_workers``), each run
+with its actors in one placement group, so that runs and actors never wait on each other.
 """
 
 from __future__ import annotations
@@ -64,10 +66,22 @@ class GridResult(NamedTuple):
     failures: List[dict]
 
 
-def _run_one(settings_json: str, algo: str, seed: int, out: str, threads: int) -> int:
-    """One grid run, in a Ray worker: start it, or continue it from its checkpoint.
+def _run_one(settings_json: str, algo: str, seed: int, out: str, threads: int, sampling=None) -> int:
+    """One grid run, in a Ray worker: start it, or continue it from its checkpoint, its
+    tasks sampled here or, with ``sampling = (placement group, workers, CPUs per worker,
+    max restarts)``, by that many actors in bundles 1.. of the run's placement group.
     Returns the number of finished iterations."""
-    hist = _metagrad.meta_rl_train(settings_json, algo, seed, out, "if-present", None, threads)
+    pool = None
+    if sampling is not None:
+        import ray
+
+        group, workers, cpus, restarts = sampling
+        pool = _start_pool(ray, settings_json, algo, seed, workers, cpus, restarts, None, group)
+    try:
+        hist = _metagrad.meta_rl_train(settings_json, algo, seed, out, "if-present", None, threads, pool)
+    finally:
+        if pool is not None:
+            pool.stop()
     return len(json.loads(hist))
 
 
@@ -116,6 +130,9 @@ def run_grid(
     storage: str = "results/meta-rl-compare",
     address: Optional[str] = None,
     num_cpus_per_run: int = 1,
+    sampling_workers: int = 0,
+    num_cpus_per_worker: float = 1,
+    placement_strategy: str = "PACK",
     max_retries: int = 3,
     verbose: bool = True,
     **settings,
@@ -132,8 +149,19 @@ def run_grid(
       in this process, that connection is used and ``address`` must be ``None``.
     * ``num_cpus_per_run``: CPUs each run reserves, and its number of threads (results do
       not depend on it).
+    * ``sampling_workers``: 0 (default) samples each run's tasks in the run's own task; N > 0
+      gives every run N sampling actors of ``num_cpus_per_worker`` CPUs each, as
+      :func:`train` does (same numbers bit for bit). Each run then holds a placement group
+      of 1 + N bundles (the run's ``num_cpus_per_run`` CPUs, then one bundle per actor,
+      placed by ``placement_strategy``: ``"PACK"``, ``"SPREAD"``, ``"STRICT_PACK"`` or
+      ``"STRICT_SPREAD"``). Ray reserves a group whole or not at all, so a run never holds
+      CPUs while it waits for its actors (runs and actors drawing on one pool of CPUs can
+      deadlock); groups beyond the cluster's size wait their turn, each is removed when
+      its run ends, and a group that no node set of the cluster (as it is at the call)
+      could ever hold is refused before anything is submitted (``ValueError``).
     * ``max_retries``: retries of a run whose worker process or node died (it continues from
-      its checkpoint). A run's own exception is never retried.
+      its checkpoint), and restarts of each of its sampling actors. A run's own exception
+      is never retried.
 
     All settings are validated before anything is submitted (``ValueError``). Returns a
     :class:`GridResult`; ``<storage>/failures.json`` lists the failed runs (removed once
@@ -141,14 +169,22 @@ def run_grid(
     """
     num_cpus_per_run = _whole("num_cpus_per_run", num_cpus_per_run, 1)
     max_retries = _whole("max_retries", max_retries, 0)
+    workers = _whole("sampling_workers", sampling_workers, 0)
+    worker_cpus = _cpus("num_cpus_per_worker", num_cpus_per_worker)
+    if placement_strategy not in _STRATEGIES:
+        raise ValueError(f"invalid placement_strategy: {placement_strategy!r} (expected one of {', '.join(_STRATEGIES)})")
     storage = os.path.abspath(os.fspath(storage))
     grid = dict(env=env, algos=algos, seeds=seeds, iterations=iterations, at=at, out=storage, **settings)
     runs = meta_rl.grid_runs(**grid)  # validates every run's settings (ValueError)
     run_settings = dict(settings, env=env, iterations=iterations)
     text = _convert.settings_json("metagrad.ray.run_grid", run_settings)
+    bundles = [{"CPU": num_cpus_per_run}] + [{"CPU": worker_cpus}] * workers if workers else []
 
     with _connected(address, verbose) as ray:
-        failures = _run_all(ray, text, runs, storage, num_cpus_per_run, max_retries, verbose)
+        if bundles:
+            _check_placement(ray, bundles, placement_strategy)
+        failures = _run_all(ray, text, runs, storage, num_cpus_per_run, max_retries, verbose,
+                            (bundles, placement_strategy))
 
     failures_path = os.path.join(storage, "failures.json")
     if failures:
@@ -162,24 +198,72 @@ def run_grid(
     return GridResult(meta_rl.summarise(**grid), [])
 
 
+_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+
+
+def _cpus(name: str, value) -> float:
+    """``value`` as a finite number of CPUs > 0 (``ValueError`` naming ``name`` otherwise)."""
+    try:
+        cpus = float(value)
+    except (TypeError, ValueError):
+        cpus = float("nan")
+    if isinstance(value, bool) or not 0 < cpus < float("inf"):
+        raise ValueError(f"invalid {name}: {value!r} (expected a finite number > 0)")
+    return cpus
+
+
+def _check_placement(ray, bundles: List[dict], strategy: str) -> None:
+    """Refuses (``ValueError``) a run's placement group that the cluster's alive nodes could
+    never hold, whatever else runs: a bundle larger than every node, more CPUs than the
+    cluster has, more than one node has (``STRICT_PACK``), or more bundles than nodes with
+    room for one (``STRICT_SPREAD``)."""
+    nodes = [float(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+    need = [b["CPU"] for b in bundles]
+    total, largest = sum(need), max(nodes, default=0.0)
+    what = (f"a run with sampling_workers={len(need) - 1} needs {total:g} CPUs ({need[0]:g} for the run, "
+            f"{need[-1]:g} per sampling actor, placement_strategy={strategy!r})")
+    has = f"the cluster has {len(nodes)} node{'s' * (len(nodes) != 1)} (CPUs: {', '.join(f'{c:g}' for c in nodes)})"
+    if max(need) > largest or total > sum(nodes):
+        raise ValueError(f"{what}, but {has}: the runs could never start")
+    if strategy == "STRICT_PACK" and total > largest:
+        raise ValueError(f"{what} on one node, but {has}: the runs could never start")
+    if strategy == "STRICT_SPREAD" and sum(1 for c in nodes if c >= max(need)) < len(need):
+        raise ValueError(f"{what} on {len(need)} distinct nodes, but {has}: the runs could never start")
+
+
 def _run_all(ray, text: str, runs: List[dict], storage: str, num_cpus_per_run: int, max_retries: int,
-             verbose: bool) -> List[dict]:
-    """Every run of a grid as a Ray task, until all have ended; returns the failed ones."""
-    pending = {}
+             verbose: bool, placement=([], "PACK")) -> List[dict]:
+    """Every run of a grid as a Ray task, until all have ended; returns the failed ones.
+    ``placement = (bundles, strategy)``: with bundles, each run gets its placement group
+    (the run in bundle 0, its sampling actors in the others), removed when the run ends."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    bundles, strategy = placement
+    pending, groups = {}, {}
     try:
         os.makedirs(storage, exist_ok=True)
-        task = ray.remote(_run_one).options(
-            num_cpus=num_cpus_per_run, max_retries=max_retries, retry_exceptions=False, name="metagrad-run"
-        )
-        pending = {
-            task.remote(text, r["algo"], int(r["seed"]), r["out"], num_cpus_per_run): r for r in runs
-        }
+        run_one = ray.remote(_run_one)
+        options = dict(num_cpus=num_cpus_per_run, max_retries=max_retries, retry_exceptions=False, name="metagrad-run")
+        for r in runs:
+            args = (text, r["algo"], int(r["seed"]), r["out"], num_cpus_per_run)
+            if not bundles:
+                pending[run_one.options(**options).remote(*args)] = r
+                continue
+            group = placement_group(bundles, strategy=strategy, name=f"metagrad-{r['algo']}-seed{r['seed']}")
+            at = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0)
+            ref = run_one.options(scheduling_strategy=at, **options).remote(
+                *args, (group, len(bundles) - 1, bundles[-1]["CPU"], max_retries)
+            )
+            pending[ref], groups[ref] = r, group
         failures = []
         done, t0 = 0, time.monotonic()
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             ref = ready[0]
             r = pending.pop(ref)
+            if ref in groups:
+                remove_placement_group(groups.pop(ref))
             done += 1
             label = f"[{done}/{len(runs)}] {r['algo']} seed {r['seed']}"
             try:
@@ -200,6 +284,8 @@ def _run_all(ray, text: str, runs: List[dict], storage: str, num_cpus_per_run: i
         # Interrupted (Ctrl-C): stop the runs still going; each keeps its last checkpoint.
         for ref in pending:
             ray.cancel(ref, force=True)
+        for group in groups.values():
+            remove_placement_group(group)
         raise
     return failures
 
@@ -288,12 +374,7 @@ def train(
     (``ValueError``). Returns the progress as a DataFrame."""
     workers = _whole("sampling_workers", sampling_workers, 1)
     max_restarts = _whole("max_restarts", max_restarts, 0)
-    try:
-        cpus = float(num_cpus_per_worker)
-    except (TypeError, ValueError):
-        cpus = float("nan")
-    if isinstance(num_cpus_per_worker, bool) or not 0 < cpus < float("inf"):
-        raise ValueError(f"invalid num_cpus_per_worker: {num_cpus_per_worker!r} (expected a finite number > 0)")
+    _cpus("num_cpus_per_worker", num_cpus_per_worker)
     if worker_niceness is not None and not 0 <= _whole("worker_niceness", worker_niceness, 0) <= 19:
         raise ValueError(f"invalid worker_niceness: {worker_niceness!r} (expected 0–19 or None)")
     run_settings = dict(settings, env=env, iterations=iterations)
@@ -309,15 +390,24 @@ def train(
 
 
 def _start_pool(ray, settings_json: str, algo: str, seed: int, workers: int, num_cpus_per_worker: float,
-                max_restarts: int, niceness: Optional[int] = None) -> _SamplingPool:
-    """``workers`` sampling actors of one run, as a pool (``niceness``: see :func:`train`)."""
+                max_restarts: int, niceness: Optional[int] = None, group=None) -> _SamplingPool:
+    """``workers`` sampling actors of one run, as a pool (``niceness``: see :func:`train`);
+    with a placement ``group``, actor i is placed in its bundle i + 1."""
     options = dict(num_cpus=num_cpus_per_worker, max_restarts=max_restarts, max_task_retries=max_restarts)
     if niceness is not None:
         # Read by the raylet when it starts the actor's worker process (Ray's own setting).
         options["runtime_env"] = {"env_vars": {"RAY_worker_niceness": str(int(niceness))}}
-    actor = ray.remote(_SamplingWorker).options(**options)
+    actor = ray.remote(_SamplingWorker)
     threads = max(1, int(num_cpus_per_worker))
-    return _SamplingPool(ray, [actor.remote(settings_json, algo, seed, threads) for _ in range(workers)])
+    placed = [options] * workers
+    if group is not None:
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        placed = [
+            dict(options, scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i + 1))
+            for i in range(workers)
+        ]
+    return _SamplingPool(ray, [actor.options(**o).remote(settings_json, algo, seed, threads) for o in placed])
 
 
 def _flags(parser: argparse.ArgumentParser) -> None:
@@ -365,6 +455,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", "--storage", dest="storage", default="results/meta-rl-compare",
                    help="grid folder on a filesystem shared by all nodes")
     p.add_argument("--num-cpus-per-run", type=int, default=1, help="CPUs (and threads) of each run")
+    p.add_argument("--sampling-workers", type=int, default=0,
+                   help="Ray actors sampling each run's tasks (default 0: the run samples them)")
+    p.add_argument("--num-cpus-per-worker", type=float, default=1, help="CPUs (and threads) of each sampling actor")
+    p.add_argument("--placement-strategy", default="PACK", choices=_STRATEGIES,
+                   help="how a run's placement group (run + its actors) spreads over nodes")
     p.add_argument("--max-retries", type=int, default=3, help="retries of a run whose worker or node died")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     _flags(p)

@@ -308,6 +308,11 @@ def test_distributed_sampling_across_nodes_survives_a_killed_actor(two_nodes, tm
     run = dict(algo="promp", seed=2, iterations=60, **SLOW)
     meta_rl.train(out=tmp_path / "local", verbose=False, **run)
     ray.init(address=two_nodes.address, log_to_driver=False)
+    # A grid's run with one actor needs 2 CPUs: on one node of this cluster, never.
+    with pytest.raises(ValueError, match=r"on one node, but the cluster has 2 nodes \(CPUs: 1, 1\)"):
+        mray.run_grid(storage=tmp_path / "grid", sampling_workers=1, placement_strategy="STRICT_PACK", verbose=False,
+                      algos=["promp"], seeds=[1], iterations=1, **TINY)
+    assert not (tmp_path / "grid").exists()
     head = raylet_pid(two_nodes.head_node)
     done = []
     driver = threading.Thread(target=lambda: done.append(
@@ -362,3 +367,34 @@ def test_a_failing_sampler_pool_ends_the_run_with_its_error(tmp_path):
     with pytest.raises(ValueError, match="task 0 is missing"):
         meta_rl.train(out=tmp_path / "c", verbose=False, sampler=Returns([]), **tiny)
     assert not (tmp_path / "a" / "checkpoint.json").exists()
+
+
+def test_grid_with_sampling_workers_equals_local_compare(local_ray, tmp_path):
+    grid = dict(algos=["promp", "trpo-emaml"], seeds=[1, 2], iterations=2, at=[1], **dict(TINY, tasks=5))
+    meta_rl.compare(out=tmp_path / "local", verbose=False, **grid)
+    # Each run's group (the run's CPU, two actors of half a CPU) takes the whole 2-CPU
+    # instance, so the four runs take turns; without groups the runs would hold both CPUs
+    # and wait for their actors forever.
+    result = mray.run_grid(storage=tmp_path / "ray", sampling_workers=2, num_cpus_per_worker=0.5, verbose=False,
+                           **grid)
+    assert result.failures == []
+    assert_same_csvs(tmp_path / "ray", tmp_path / "local")
+    groups = ray.util.placement_group_table().values()
+    assert sorted(g["name"] for g in groups) == sorted(
+        f"metagrad-{a}-seed{s}" for a in grid["algos"] for s in grid["seeds"])
+    assert all(len(g["bundles"]) == 3 and g["state"] == "REMOVED" for g in groups)
+    sampled = [a for a in ray._private.state.actors().values() if a["ActorClassName"].endswith("_SamplingWorker")]
+    assert len(sampled) == 8  # two per run
+    # Groups that could never be placed, and bad settings, are refused before anything runs.
+    bad = dict(storage=tmp_path / "bad", verbose=False, **grid)
+    with pytest.raises(ValueError, match=r"needs 3 CPUs .* has 1 node \(CPUs: 2\): the runs could never start"):
+        mray.run_grid(sampling_workers=2, **bad)
+    with pytest.raises(ValueError, match="distinct nodes"):
+        mray.run_grid(sampling_workers=1, num_cpus_per_worker=0.5, placement_strategy="STRICT_SPREAD", **bad)
+    with pytest.raises(ValueError, match="placement_strategy"):
+        mray.run_grid(sampling_workers=1, placement_strategy="pack", **bad)
+    with pytest.raises(ValueError, match="sampling_workers"):
+        mray.run_grid(sampling_workers=-1, **bad)
+    with pytest.raises(ValueError, match="num_cpus_per_worker"):
+        mray.run_grid(sampling_workers=1, num_cpus_per_worker=float("nan"), **bad)
+    assert not (tmp_path / "bad").exists()
