@@ -196,12 +196,20 @@ def tabular_study(*, out: Optional[str] = None, verbose: bool = True, **settings
 
 
 class _Bar:
-    """A tqdm bar (terminal or Jupyter) driven by (done, total) updates."""
+    """A tqdm bar (terminal or Jupyter) driven by (done, total) updates. It is drawn at the
+    first update, so a call refused by validation prints nothing."""
 
     def __init__(self, desc: str, unit: str):
-        from tqdm.auto import tqdm
+        self._args, self._tqdm = (desc, unit), None
 
-        self._bar = tqdm(desc=desc, unit=unit, total=0)
+    @property
+    def _bar(self):
+        if self._tqdm is None:
+            from tqdm.auto import tqdm
+
+            desc, unit = self._args
+            self._tqdm = tqdm(desc=desc, unit=unit, total=0)
+        return self._tqdm
 
     def update_to(self, done: int, total: int) -> None:
         if self._bar.total != total:
@@ -216,7 +224,8 @@ class _Bar:
         self._bar.set_postfix_str(text, refresh=False)
 
     def close(self) -> None:
-        self._bar.close()
+        if self._tqdm is not None:
+            self._tqdm.close()
 
 
 class _progress:

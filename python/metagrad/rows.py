@@ -69,6 +69,8 @@ def _direction(name: str, x) -> tuple:
     a = np.asarray(x)
     if a.ndim == 2:
         return _convert.floats(name, a, 2)[None], True
+    if a.ndim != 3:
+        raise ValueError(f"invalid {name}: expected an N×T array, or K×N×T for K directions, got shape {a.shape}")
     return _convert.floats(name, a, 3), False
 
 

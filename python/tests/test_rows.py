@@ -554,6 +554,8 @@ def test_errors_name_the_argument():
         mrows.derivatives("taypo-2", *args, **dict(base, discount="relative"))
     with pytest.raises(ValueError, match="invalid direction"):
         mrows.derivatives("dr", *args, **dict(base, direction=np.ones((3, 5))))
+    with pytest.raises(ValueError, match=r"invalid direction: expected an N×T array, or K×N×T .* got shape \(12,\)"):
+        mrows.derivatives("dr", *args, **dict(base, direction=np.ones(12)))
     with pytest.raises(ValueError, match="invalid critic_means"):
         mrows.derivatives(
             "dr", *args, gamma=GAMMA, q_taken=d["q_taken"], behaviour_means=d["behaviour_means"]

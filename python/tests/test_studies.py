@@ -82,6 +82,14 @@ def test_bad_settings_are_refused_before_any_work(kwargs, exc, words):
         assert w in str(info.value), (w, str(info.value))
 
 
+def test_a_refused_call_draws_no_progress_bar(capsys):
+    with pytest.raises(ValueError, match="n-grid"):
+        metagrad.tabular_study(verbose=True, **{**SMALL, "sweep": "n", "n_grid": [0]})
+    assert capsys.readouterr().err == ""
+    metagrad.tabular_study(verbose=True, **SMALL)  # a call that runs draws one
+    assert "tabular study" in capsys.readouterr().err
+
+
 def test_ctrl_c_stops_within_a_second(tmp_path):
     script = textwrap.dedent(
         """
