@@ -69,8 +69,8 @@ class TabularProblem:
             rewards=f("rewards", rewards, 2),
             theta=f("theta", theta, 2),
             behaviour=f("behaviour", behaviour, 2),
-            gamma=float(gamma),
-            start_state=int(start_state),
+            gamma=_convert.real("gamma", gamma),
+            start_state=_convert.whole("start_state", start_state),
             states=i("states", states, 2),
             actions=i("actions", actions, 2),
             trajectory_rewards=f("trajectory_rewards", trajectory_rewards, 2),
@@ -141,7 +141,7 @@ class TabularProblem:
     def finite_horizon(self, horizon: int, *, bootstrap: bool = True) -> dict:
         """The exact T-step value J_T(θ) from x_0 and its derivatives, bootstrapped at x_T by
         the critic (what DR and TayPO estimate without bias) or by 0 (IS's target)."""
-        return self._inner.finite_horizon(int(horizon), bool(bootstrap))
+        return self._inner.finite_horizon(_convert.whole("horizon", horizon), bool(bootstrap))
 
     def __repr__(self) -> str:
         return (

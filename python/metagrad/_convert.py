@@ -9,6 +9,43 @@ import numbers
 import numpy as np
 
 _INT53 = 2.0**53
+#: 2**64: seeds, counts and indices of the engine are unsigned 64-bit integers.
+U64 = 2**64
+
+
+def whole(name: str, value, least: int = 0, most: int = U64 - 1) -> int:
+    """``value`` as an integer in [least, most]: ``TypeError`` for a non-integer (a float
+    such as 1.5 or 2.0 included, never rounded), ``ValueError`` out of range, both naming
+    ``name`` and the value."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"invalid {name}: expected an integer, got {value!r} (type {type(value).__name__})")
+    if value < least and most == U64 - 1:
+        raise ValueError(f"invalid {name}: must be at least {least}, got {value}")
+    if not least <= value <= most:
+        top = f"2**64 - {U64 - most}" if most > 2**63 else str(most)
+        raise ValueError(f"invalid {name}: must lie in [{least}, {top}], got {value}")
+    return int(value)
+
+
+def wholes(name: str, values, least: int = 0) -> list:
+    """An integer or a sequence of them, each checked by :func:`whole` as ``name[i]``."""
+    if isinstance(values, numbers.Integral) and not isinstance(values, bool):
+        return [whole(name, values, least)]
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"invalid {name}: expected an integer or a list of integers, got {values!r}")
+    try:
+        items = list(values)
+    except TypeError:
+        raise TypeError(f"invalid {name}: expected an integer or a list of integers, got {values!r}") from None
+    return [whole(f"{name}[{i}]", v, least) for i, v in enumerate(items)]
+
+
+def real(name: str, value) -> float:
+    """``value`` as a float (any real number type; ``TypeError`` naming ``name`` otherwise).
+    Its range is the engine's to check."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"invalid {name}: expected a real number, got {value!r} (type {type(value).__name__})")
+    return float(value)
 
 
 def floats(name: str, x, ndim: int) -> np.ndarray:

@@ -41,7 +41,6 @@ the value: unknown names, wrong action shapes, non-finite actions, invalid tasks
 
 from __future__ import annotations
 
-import numbers
 import os
 import pathlib
 import secrets
@@ -65,7 +64,6 @@ NAMES: tuple = tuple(_metagrad.ENV_NAMES)
 DEFAULT_HORIZON = 100
 
 _ASSETS_ENV_VAR = "METAGRAD_MUJOCO_ASSETS"
-_U64 = 2**64
 
 
 def default_assets_dir() -> str:
@@ -89,19 +87,12 @@ def _name(name) -> str:
 def _count(field: str, value, *, minimum: int = 1, none_ok: bool = False) -> Optional[int]:
     if value is None and none_ok:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"invalid {field}: expected an integer, got {value!r} (type {type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"invalid {field}: must be at least {minimum}, got {value}")
-    return int(value)
+    return _convert.whole(field, value, minimum)
 
 
 def _seed(field: str, value, offset: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"invalid {field}: expected a non-negative integer, got {value!r} (type {type(value).__name__})")
-    if value < 0 or value + offset >= _U64:
-        raise ValueError(f"invalid {field}: must lie in [0, 2**64 - {offset + 1}], got {value}")
-    return int(value)
+    """A seed such that seed + offset (the last copy's) is still a u64."""
+    return _convert.whole(field, value, 0, _convert.U64 - 1 - offset)
 
 
 def _autoreset(mode) -> AutoresetMode:

@@ -28,7 +28,8 @@ def defaults() -> dict:
 
 def params(*, algo: str = "promp-taypo2", seed: int = 1, **settings) -> dict:
     """The validated settings of one run (as its ``config.json`` records them)."""
-    return json.loads(_metagrad.meta_rl_params(_convert.settings_json("meta_rl.params", settings), algo, int(seed)))
+    text = _convert.settings_json("meta_rl.params", settings)
+    return json.loads(_metagrad.meta_rl_params(text, algo, _convert.whole("seed", seed)))
 
 
 def _history_frame(text: str):
@@ -106,28 +107,24 @@ def train(
     modes = {False: "no", True: "required", "if-present": "if-present"}
     if not isinstance(resume, (bool, str)) or resume not in modes:
         raise ValueError(f"invalid resume: {resume!r} (expected False, True or 'if-present')")
+    seed, iterations, threads = _convert.whole("seed", seed), _convert.whole("iterations", iterations), _threads(threads)
     settings.update(env=env, iterations=iterations)
     text = _convert.settings_json("meta_rl.train", settings)
     with _progress(verbose, f"{algo} seed {seed}", "it") as bar:
         hist = _metagrad.meta_rl_train(
-            text, algo, int(seed), str(out), modes[resume], _observer(bar, int(iterations)), _threads(threads), sampler
+            text, algo, seed, str(out), modes[resume], _observer(bar, iterations), threads, sampler
         )
     return _history_frame(hist)
 
 
 def _threads(threads) -> Optional[int]:
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or int(threads) != threads:
-        raise ValueError(f"invalid threads: {threads!r} (expected a whole number ≥ 1 or None)")
-    return int(threads)
+    return None if threads is None else _convert.whole("threads", threads, 1)
 
 
 def _grid_args(function, env, iterations, algos, seeds, at, settings):
-    settings.update(env=env, iterations=iterations)
+    settings.update(env=env, iterations=_convert.whole("iterations", iterations))
     text = _convert.settings_json(function, settings)
-    seeds = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
-    at = [int(a) for a in ([at] if isinstance(at, int) else at)]
+    seeds, at = _convert.wholes("seeds", seeds), _convert.wholes("at", at)
     return text, _convert.name_list("algos", algos), seeds, at
 
 

@@ -114,10 +114,12 @@ def _connected(address: Optional[str], verbose: bool):
 
 
 def _whole(name: str, value, least: int) -> int:
-    """``value`` as a whole number ≥ ``least`` (``ValueError`` naming ``name`` otherwise)."""
-    if isinstance(value, bool) or int(value) != value or value < least:
-        raise ValueError(f"invalid {name}: {value!r} (expected a whole number ≥ {least})")
-    return int(value)
+    """``value`` as a whole number ≥ ``least`` (``ValueError`` naming ``name`` otherwise, so
+    that the command line reports it as bad input)."""
+    try:
+        return _convert.whole(name, value, least)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
 
 
 def run_grid(
@@ -374,6 +376,7 @@ def train(
     (``ValueError``). Returns the progress as a DataFrame."""
     workers = _whole("sampling_workers", sampling_workers, 1)
     max_restarts = _whole("max_restarts", max_restarts, 0)
+    seed = _whole("seed", seed, 0)
     _cpus("num_cpus_per_worker", num_cpus_per_worker)
     if worker_niceness is not None and not 0 <= _whole("worker_niceness", worker_niceness, 0) <= 19:
         raise ValueError(f"invalid worker_niceness: {worker_niceness!r} (expected 0–19 or None)")
@@ -381,7 +384,7 @@ def train(
     meta_rl.params(algo=algo, seed=seed, **run_settings)  # validates (ValueError)
     text = _convert.settings_json("metagrad.ray.train", run_settings)
     with _connected(address, verbose) as ray:
-        pool = _start_pool(ray, text, algo, int(seed), workers, num_cpus_per_worker, max_restarts, worker_niceness)
+        pool = _start_pool(ray, text, algo, seed, workers, num_cpus_per_worker, max_restarts, worker_niceness)
         try:
             return meta_rl.train(env=env, algo=algo, iterations=iterations, seed=seed, out=out, resume=resume,
                                  verbose=verbose, threads=threads, sampler=pool, **settings)

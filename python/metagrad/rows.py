@@ -125,7 +125,7 @@ def derivatives(
         f("u", u, 2),
         f("log_mu", log_mu, 2),
         f("rewards", rewards, 2),
-        gamma=float(gamma),
+        gamma=_convert.real("gamma", gamma),
         truncation=float(truncation),
         discount=str(discount),
         lengths=None if lengths is None else _convert.ints("lengths", lengths, 1),

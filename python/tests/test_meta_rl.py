@@ -90,6 +90,32 @@ def test_bad_settings_name_the_field_and_value(tmp_path, kwargs, words):
         assert w in str(info.value), (w, str(info.value))
 
 
+@pytest.mark.parametrize(
+    "call, exc, words",
+    [
+        (lambda out: meta_rl.train(seed=-1, out=out), ValueError, ["invalid seed", "at least 0", "-1"]),
+        (lambda out: meta_rl.train(seed=1.5, out=out), TypeError, ["invalid seed", "expected an integer", "1.5"]),
+        (lambda out: meta_rl.train(seed=2**64, out=out), ValueError, ["invalid seed", "2**64 - 1", str(2**64)]),
+        (lambda out: meta_rl.train(iterations="3", out=out), TypeError, ["invalid iterations", "'3'"]),
+        (lambda out: meta_rl.train(threads=-2, out=out), ValueError, ["invalid threads", "at least 1", "-2"]),
+        (lambda out: meta_rl.params(seed=2.0), TypeError, ["invalid seed", "2.0"]),
+        (lambda out: meta_rl.compare(seeds=[1, -3], out=out), ValueError, ["invalid seeds[1]", "-3"]),
+        (lambda out: meta_rl.compare(seeds=[1.5], out=out), TypeError, ["invalid seeds[0]", "1.5"]),
+        (lambda out: meta_rl.compare(seeds="1,2", out=out), TypeError, ["invalid seeds", "'1,2'"]),
+        (lambda out: meta_rl.compare(at=[-1], out=out), ValueError, ["invalid at[0]", "-1"]),
+        (lambda out: meta_rl.grid_runs(seeds=None, out=out), TypeError, ["invalid seeds", "None"]),
+    ],
+)
+def test_integer_arguments_are_integers_in_range(tmp_path, call, exc, words):
+    """Seeds, counts and iteration numbers: never rounded (1.5 is refused, not run as 1),
+    never an unnamed OverflowError."""
+    with pytest.raises(exc) as info:
+        call(tmp_path / "x")
+    for w in words:
+        assert w in str(info.value), (w, str(info.value))
+    assert not (tmp_path / "x").exists()
+
+
 def test_grid_refuses_duplicates(tmp_path):
     with pytest.raises(ValueError, match="seed 1 is listed twice"):
         meta_rl.compare(seeds=[1, 1], iterations=1, out=tmp_path, verbose=False, **TINY)

@@ -141,6 +141,8 @@ def test_lossless_dtypes_are_converted(raw):
         (lambda kw: kw["actions"].__setitem__((1, 0), 9), ValueError, ["trajectories[1].actions[0]", "9"]),
         (lambda kw: kw.update(gamma=1.0), ValueError, ["gamma", "1"]),
         (lambda kw: kw.update(start_state=-1), ValueError, ["start_state", "-1"]),
+        (lambda kw: kw.update(start_state=1.5), TypeError, ["start_state", "expected an integer", "1.5"]),
+        (lambda kw: kw.update(gamma="0.9"), TypeError, ["gamma", "real number", "'0.9'"]),
     ],
 )
 def test_bad_input_names_the_argument_and_the_value(raw, change, exc, words):
@@ -163,6 +165,10 @@ def test_bad_estimator_settings_are_refused(raw):
         p.estimate("dr-trunc", truncation=-1.0)
     with pytest.raises(ValueError, match=r"v: expected 100 entries"):
         p.hvp("dr", np.ones(7))
+    with pytest.raises(ValueError, match="invalid horizon: must be at least 0, got -1"):
+        p.finite_horizon(-1)
+    with pytest.raises(TypeError, match="invalid horizon: expected an integer, got 2.5"):
+        p.finite_horizon(2.5)
     no_critic = arrays(raw)
     del no_critic["state_values"]
     q = metagrad.TabularProblem(**no_critic)
