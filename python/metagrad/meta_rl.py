@@ -63,18 +63,21 @@ def _observer(bar, per_run_total: int):
     if bar is None:
         return None
 
+    done = {}  # iterations done per run (a grid may run several at a time)
+
     def on_event(e: dict) -> None:
-        base = e["run"] * per_run_total
         label = f"[{e['run'] + 1}/{e['runs']}] {e['algo']} seed {e['seed']}" if e["runs"] > 1 else f"{e['algo']} seed {e['seed']}"
         bar.set_description(label)
         if e["kind"] == "started":
-            bar.update_to(base + e["done"], e["runs"] * per_run_total)
+            done[e["run"]] = e["done"]
+            bar.update_to(sum(done.values()), e["runs"] * per_run_total)
         elif e["kind"] == "diverged":
             bar.set_postfix(f"diverged at iteration {e['iteration']}: {e['cause']}")
         else:
             post = " → ".join(f"{x:.1f}" for x in e["post_returns"])
             bar.set_postfix(f"pre {e['pre_return']:.1f} → post {post} | {e['env_steps_per_s'] / 1e3:.1f}k steps/s")
-            bar.update_to(base + e["iteration"] + 1, e["runs"] * per_run_total)
+            done[e["run"]] = e["iteration"] + 1
+            bar.update_to(sum(done.values()), e["runs"] * per_run_total)
 
     return on_event
 
@@ -138,18 +141,23 @@ def compare(
     out: str = "results/meta-rl-compare",
     verbose: bool = True,
     threads: Optional[int] = None,
+    jobs: int = 1,
     **settings,
 ):
     """A grid of algorithms × seeds, as ``metagrad meta-rl compare``: runs or resumes every
     run in ``out/<algo>/seed<s>/``, then writes ``summary.csv``, ``summary.md`` and the
     figure (``fig1d`` or ``fig2``), and returns the summary as a DataFrame. ``threads``:
-    as in :func:`train`. To spread the runs over a Ray cluster, see :mod:`metagrad.ray`."""
+    as in :func:`train`. ``jobs``: runs at a time, each on max(1, threads / jobs) threads
+    (the same files whatever the value). To spread the runs over a Ray cluster, see
+    :mod:`metagrad.ray`."""
     import pandas as pd
 
     text, algos, seeds, at = _grid_args("meta_rl.compare", env, iterations, algos, seeds, at, settings)
+    jobs = _convert.whole("jobs", jobs, 1)
     with _progress(verbose, "meta-rl compare", "it") as bar:
         rows = _metagrad.meta_rl_compare(
-            text, algos, seeds, at, str(out), _observer(bar, int(iterations)), _threads(threads)
+            text, algos, seeds, at, str(out), _observer(bar, _convert.whole("iterations", iterations)),
+            _threads(threads), jobs
         )
     return pd.DataFrame(json.loads(rows))
 

@@ -306,7 +306,7 @@ fn grid(settings_json: &str, algos: &str, seeds: Vec<u64>, at: Vec<usize>, out: 
 
 /// A grid (see `metagrad.meta_rl.compare`). Returns the summary as JSON records.
 #[pyfunction]
-#[pyo3(signature = (settings_json, algos, seeds, at, out, progress=None, threads=None))]
+#[pyo3(signature = (settings_json, algos, seeds, at, out, progress=None, threads=None, jobs=1))]
 #[allow(clippy::too_many_arguments)]
 fn meta_rl_compare(
     py: Python<'_>,
@@ -317,6 +317,7 @@ fn meta_rl_compare(
     out: PathBuf,
     progress: Option<Py<PyAny>>,
     threads: Option<usize>,
+    jobs: usize,
 ) -> PyResult<String> {
     let grid = grid(settings_json, algos, seeds, at, out)?;
     let pool = pool(threads)?;
@@ -324,7 +325,7 @@ fn meta_rl_compare(
         py,
         |events| {
             on(&pool, || {
-                grid.run(&mut |g| {
+                grid.run(jobs, &|g| {
                     events.send(Event::new(g.run, g.runs, g.params, g.progress));
                     Ok(())
                 })

@@ -58,10 +58,11 @@ def test_resume_continues_bit_identically(tmp_path):
 
 
 def test_compare_writes_the_cli_summary(cli, tmp_path):
+    # Two runs at a time here, three on the command line: the same numbers.
     summary = meta_rl.compare(algos=["promp", "trpo-fmaml"], seeds=[1, 2], iterations=2, at=[1], out=tmp_path / "py",
-                              verbose=False, **TINY)
+                              verbose=False, jobs=2, **TINY)
     cli("meta-rl", "compare", "--algos", "promp,trpo-fmaml", "--seeds", "1,2", "--iterations", 2, "--at", 1,
-        "--tasks", 3, "--rollouts", 2, "--horizon", 12, "--hidden", "8,8", "--out", tmp_path / "cli")
+        "--tasks", 3, "--rollouts", 2, "--horizon", 12, "--hidden", "8,8", "--jobs", 3, "--out", tmp_path / "cli")
     ours = pd.read_csv(tmp_path / "py" / "summary.csv", float_precision="round_trip")
     theirs = pd.read_csv(tmp_path / "cli" / "summary.csv", float_precision="round_trip")
     cols = [c for c in ours.columns if c != "wall_s_mean"]
@@ -103,6 +104,7 @@ def test_bad_settings_name_the_field_and_value(tmp_path, kwargs, words):
         (lambda out: meta_rl.compare(seeds=[1.5], out=out), TypeError, ["invalid seeds[0]", "1.5"]),
         (lambda out: meta_rl.compare(seeds="1,2", out=out), TypeError, ["invalid seeds", "'1,2'"]),
         (lambda out: meta_rl.compare(at=[-1], out=out), ValueError, ["invalid at[0]", "-1"]),
+        (lambda out: meta_rl.compare(jobs=0, out=out), ValueError, ["invalid jobs", "at least 1", "0"]),
         (lambda out: meta_rl.grid_runs(seeds=None, out=out), TypeError, ["invalid seeds", "None"]),
     ],
 )

@@ -27,7 +27,8 @@ pub enum TaylorDiscount {
 }
 
 /// How TayPO-2's pair term is weighted against its first-order term (a meta-RL setting;
-/// the paper's estimator is [`Taylor2Pairs::Discounted`]).
+/// the paper's estimator is [`Taylor2Pairs::Discounted`]; the scale of
+/// [`Taylor2Pairs::Normalised`] is [`taylor2_pair_scale`]).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
 )]
@@ -38,8 +39,8 @@ pub enum Taylor2Pairs {
     Discounted,
     /// The pair term of each path scaled by c = W_1/W_2, its total first-order weight
     /// W_1 = Σ_t w(t) over its total pair weight W_2 = Σ_{t_1<t_2} w(t_1, t_2)
-    /// ([`taylor2_pair_scale`]), so that first- and second-order terms have the same scale
-    /// (for T = 100, γ = 0.99 and γ^{t_2−t_1}: c ≈ 1/37).
+    /// (computed by `taylor2_pair_scale`), so that first- and second-order terms have the
+    /// same scale (for T = 100, γ = 0.99 and γ^{t_2−t_1}: c ≈ 1/37).
     Normalised,
 }
 

@@ -466,15 +466,89 @@ impl Grid {
         self.settings.out.join(params.algo.name()).join(format!("seed{}", params.seed))
     }
 
-    /// Runs or resumes every run in turn (finished ones are only read), then writes the
-    /// summary and the figure. Returns the summary rows.
-    pub fn run(&self, observe: &mut dyn FnMut(GridProgress) -> Result<()>) -> Result<Vec<SummaryRow>> {
+    /// Runs or resumes every run (finished ones are only read), `jobs` runs at a time in
+    /// the order of [`Self::runs`], then writes the summary and the figure. Returns the
+    /// summary rows.
+    ///
+    /// `jobs` = 1 runs them in turn on the calling thread's rayon pool. With `jobs` = J > 1,
+    /// J worker threads take the runs one after the other, each run on a pool of its own
+    /// with max(1, P / J) threads, P being the calling pool's size; the files are the same
+    /// bit for bit (runs are independent, and a run's numbers do not depend on its thread
+    /// count). `observe` may then be called from several threads at once. When a run fails,
+    /// the others stop after their current iteration (its checkpoint written) and no new
+    /// run starts; the error returned is the failed run's (the first one, if several).
+    pub fn run(
+        &self,
+        jobs: usize,
+        observe: &(dyn Fn(GridProgress) -> Result<()> + Sync),
+    ) -> Result<Vec<SummaryRow>> {
+        if jobs == 0 {
+            return Err(invalid("jobs", "must be ≥ 1, got 0"));
+        }
+        crate::limits::check("jobs", jobs, crate::limits::MAX_THREADS, None)?;
         prepare_output_dir(&self.settings.out)?;
         let runs = self.runs.len();
-        for (i, p) in self.runs.iter().enumerate() {
+        let one = |i: usize, stop: &dyn Fn() -> bool| -> Result<()> {
+            let p = &self.runs[i];
             run(p, &self.run_dir(p), Resume::IfPresent, &mut |progress| {
+                if stop() {
+                    return Err(Error::Stopped("another run of the grid failed".into()));
+                }
                 observe(GridProgress { run: i, runs, params: p, progress })
-            })?;
+            })
+            .map(|_| ())
+        };
+        let jobs = jobs.min(runs);
+        if jobs == 1 {
+            for i in 0..runs {
+                one(i, &|| false)?;
+            }
+            return self.summarise();
+        }
+        let threads = (rayon::current_num_threads() / jobs).max(1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        // The failed runs' errors, by run index.
+        let errors = std::sync::Mutex::new(Vec::<(usize, Error)>::new());
+        let stop = || failed.load(std::sync::atomic::Ordering::SeqCst);
+        std::thread::scope(|scope| {
+            for _ in 0..jobs {
+                scope.spawn(|| {
+                    let fail = |i: usize, e: Error| {
+                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        errors.lock().expect("not poisoned").push((i, e));
+                    };
+                    let pool = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+                        Ok(pool) => pool,
+                        Err(e) => {
+                            return fail(
+                                0,
+                                invalid("jobs", format!("cannot start a run's thread pool: {e}")),
+                            );
+                        }
+                    };
+                    while !stop() {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if i >= runs {
+                            break;
+                        }
+                        match pool.install(|| one(i, &stop)) {
+                            Ok(()) => {}
+                            // Stopped because another run failed: that run's error is reported.
+                            Err(Error::Stopped(_)) if stop() && !crate::stop::requested() => break,
+                            Err(e) => {
+                                fail(i, e);
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let mut errors = errors.into_inner().expect("not poisoned");
+        errors.sort_by_key(|(i, _)| *i);
+        if let Some((_, e)) = errors.into_iter().next() {
+            return Err(e);
         }
         self.summarise()
     }
@@ -820,6 +894,104 @@ mod tests {
             out: "unused".into(),
         }
         .validate()
+    }
+
+    /// A run's files without the wall-clock fields (its progress and its checkpoint's state).
+    fn run_files(dir: &Path) -> (String, serde_json::Value) {
+        let progress = std::fs::read_to_string(dir.join("progress.csv")).unwrap();
+        let wall = progress.lines().next().unwrap().split(',').position(|c| c == "wall_s").unwrap();
+        let progress = progress
+            .lines()
+            .map(|l| {
+                l.split(',')
+                    .enumerate()
+                    .filter(|(i, _)| *i != wall)
+                    .map(|(_, c)| c)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut ck: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint.json")).unwrap()).unwrap();
+        let state = ck["state"].as_object_mut().unwrap();
+        state.remove("wall_s");
+        for h in state["history"].as_array_mut().unwrap() {
+            h.as_object_mut().unwrap().remove("wall_s");
+        }
+        (progress, ck["state"].take())
+    }
+
+    #[test]
+    fn grid_runs_at_a_time_give_the_files_of_runs_in_turn_and_report_a_failed_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = RunSettings {
+            iterations: 2,
+            tasks: 3,
+            rollouts: 2,
+            horizon: 8,
+            hidden: vec![6],
+            ..RunSettings::default()
+        };
+        let at = |out: &str| GridSettings {
+            run: tiny.clone(),
+            algos: vec![Algorithm::Promp, Algorithm::TrpoMaml],
+            seeds: vec![1, 2, 3],
+            at: vec![1],
+            out: dir.path().join(out),
+        };
+        let seen = std::sync::Mutex::new(Vec::new());
+        let observe = |g: GridProgress| {
+            if let Progress::Iteration { stats, .. } = g.progress {
+                seen.lock().unwrap().push((g.run, stats.iteration));
+            }
+            Ok(())
+        };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let in_turn = pool.install(|| at("in_turn").validate().unwrap().run(1, &observe)).unwrap();
+        let mut order = seen.lock().unwrap().drain(..).collect::<Vec<_>>();
+        assert_eq!(order, (0..6).flat_map(|r| [(r, 0), (r, 1)]).collect::<Vec<_>>());
+        for jobs in [2, 4, 9] {
+            let grid = at(&format!("jobs{jobs}")).validate().unwrap();
+            let rows = pool.install(|| grid.run(jobs, &observe)).unwrap();
+            order = seen.lock().unwrap().drain(..).collect();
+            order.sort_unstable();
+            assert_eq!(order, (0..6).flat_map(|r| [(r, 0), (r, 1)]).collect::<Vec<_>>(), "jobs {jobs}");
+            let strip = |r: &SummaryRow| (r.algo.clone(), r.iteration, r.post_return_mean, r.max_drop_mean);
+            assert_eq!(
+                rows.iter().map(strip).collect::<Vec<_>>(),
+                in_turn.iter().map(strip).collect::<Vec<_>>()
+            );
+            for p in grid.runs() {
+                let rel = Path::new(p.algo.name()).join(format!("seed{}", p.seed));
+                assert_eq!(
+                    run_files(&dir.path().join(format!("jobs{jobs}")).join(&rel)),
+                    run_files(&dir.path().join("in_turn").join(&rel)),
+                    "jobs {jobs}, {}",
+                    rel.display()
+                );
+            }
+        }
+        // A run that fails by itself (its folder holds another run): its error comes back,
+        // no summary is written, the runs that finished keep their files.
+        let failing = at("failing");
+        let other = RunSettings { tasks: 4, ..tiny.clone() }.params(Algorithm::TrpoMaml, 1).unwrap();
+        let bad_dir = failing.out.join("trpo-maml").join("seed1");
+        run(&other, &bad_dir, Resume::No, &mut |_| Ok(())).unwrap();
+        let out = failing.out.clone();
+        let e = pool.install(|| failing.validate().unwrap().run(2, &|_| Ok(()))).unwrap_err().to_string();
+        assert!(e.contains("settings differ"), "{e}");
+        assert!(!out.join("summary.csv").exists());
+        assert!(out.join("promp").join("seed1").join("checkpoint.json").exists());
+        assert!(
+            at("zero")
+                .validate()
+                .unwrap()
+                .run(0, &|_| Ok(()))
+                .unwrap_err()
+                .to_string()
+                .contains("invalid jobs")
+        );
     }
 
     #[test]
