@@ -435,6 +435,34 @@ impl GridSettings {
     }
 }
 
+/// A grid's `config.json`: the grid as given, the iterations its summary reports, and per
+/// run what the summary read (iterations reached, divergence, the commit of the binary that
+/// last extended the run, from the run's own `config.json`).
+#[derive(Serialize)]
+struct GridRecord<'a> {
+    grid: &'a GridSettings,
+    report_points: &'a [usize],
+    runs: Vec<GridRunRecord>,
+}
+
+#[derive(Serialize)]
+struct GridRunRecord {
+    algo: &'static str,
+    seed: u64,
+    /// Iterations in the run's checkpoint (may exceed the grid's budget).
+    iterations: usize,
+    /// 1-based iteration at which the divergence guard stopped the run.
+    diverged_at: Option<usize>,
+    commit: Option<String>,
+}
+
+/// The commit recorded in a run's `config.json` (none if it cannot be read).
+fn run_commit(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("commit")?.as_str().map(str::to_owned)
+}
+
 /// What a grid reports while it goes.
 #[derive(Clone, Copy, Debug)]
 pub struct GridProgress<'a> {
@@ -579,6 +607,20 @@ impl Grid {
         write_csv(&out.join("summary.csv"), &rows)?;
         let md = out.join("summary.md");
         crate::atomic::write_bytes(&md, summary_markdown(&rows).as_bytes())?;
+        let runs = self
+            .runs
+            .iter()
+            .zip(&records)
+            .map(|(p, r)| GridRunRecord {
+                algo: p.algo.name(),
+                seed: p.seed,
+                iterations: r.history.len(),
+                diverged_at: r.diverged.as_ref().map(|d| d.iteration + 1),
+                commit: run_commit(&self.run_dir(p)),
+            })
+            .collect();
+        let grid = GridRecord { grid: &self.settings, report_points: &self.at, runs };
+        write_json(&out.join("config.json"), &RunConfig::new("meta-rl compare", &grid))?;
         let series = self
             .settings
             .algos
@@ -972,6 +1014,19 @@ mod tests {
                 );
             }
         }
+        // The grid's record: its settings and what the summary read of every run.
+        let rec: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("in_turn").join("config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(rec["command"], "meta-rl compare");
+        assert_eq!(rec["settings"]["grid"]["seeds"], serde_json::json!([1, 2, 3]));
+        assert_eq!(rec["settings"]["report_points"], serde_json::json!([1, 2]));
+        let runs = rec["settings"]["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 6);
+        assert_eq!((runs[3]["algo"].as_str(), runs[3]["seed"].as_u64()), (Some("trpo-maml"), Some(1)));
+        assert!(runs.iter().all(|r| r["iterations"] == 2 && r["diverged_at"].is_null()));
+        assert!(runs.iter().all(|r| r["commit"] == rec["commit"]), "{rec}");
         // A run that fails by itself (its folder holds another run): its error comes back,
         // no summary is written, the runs that finished keep their files.
         let failing = at("failing");
