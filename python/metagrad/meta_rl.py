@@ -7,13 +7,14 @@ numbers for the same seed, resumable in the same way.
 from __future__ import annotations
 
 import json
+import pathlib
 from typing import Iterable, Optional, Union
 
 from . import _convert, _metagrad, _progress
 
 ALGORITHMS = ("trpo-maml", "trpo-fmaml", "trpo-emaml", "trpo-dice", "promp", "promp-taypo2")
 
-__all__ = ["ALGORITHMS", "defaults", "params", "train", "compare", "summarise", "grid_runs"]
+__all__ = ["ALGORITHMS", "defaults", "params", "train", "compare", "summarise", "grid_runs", "load_progress", "load_grid"]
 
 
 def defaults() -> dict:
@@ -204,3 +205,32 @@ def load_progress(run_dir) -> "pandas.DataFrame":  # noqa: F821
     import pandas as pd
 
     return pd.read_csv(f"{run_dir}/progress.csv", float_precision="round_trip")
+
+
+def load_grid(out) -> "pandas.DataFrame":  # noqa: F821
+    """Every run of a grid folder (as :func:`compare` writes it: ``<algo>/seed<s>/``) in one
+    long DataFrame: columns ``algo`` and ``seed``, then the run's ``progress.csv`` columns,
+    one row per run and iteration, runs in the order of the grid's ``config.json`` if
+    there is one (else by algorithm and seed). Iterations beyond the grid's budget are
+    included (a run may have been continued further); a column some runs lack (ProMP's
+    ``outer_loss_*`` for a TRPO run) is NaN in theirs. Every iteration's return is there, so
+    e.g. ``load_grid(out).groupby(["algo", "iteration"]).post_return_1.agg(["mean", "sem"])``
+    gives the curves of the figure."""
+    import pandas as pd
+
+    root = pathlib.Path(out)
+    config = root / "config.json"
+    if config.is_file():
+        runs = [(r["algo"], int(r["seed"])) for r in json.loads(config.read_text())["settings"]["runs"]]
+    else:
+        found = [p.parent for p in root.glob("*/seed*/progress.csv")]
+        runs = sorted((d.parent.name, int(d.name[4:])) for d in found if d.name[4:].isdigit())
+    if not runs:
+        raise ValueError(f"invalid out: {str(out)!r} holds no runs (no <algo>/seed<s>/progress.csv)")
+    frames = []
+    for algo, seed in runs:
+        df = load_progress(root / algo / f"seed{seed}")
+        df.insert(0, "seed", seed)
+        df.insert(0, "algo", algo)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)

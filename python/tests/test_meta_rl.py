@@ -71,6 +71,18 @@ def test_compare_writes_the_cli_summary(cli, tmp_path):
     assert (tmp_path / "py" / "fig1d.png").exists() and (tmp_path / "py" / "summary.md").exists()
     again = meta_rl.summarise(algos="promp,trpo-fmaml", seeds=[1, 2], iterations=2, at=[1], out=tmp_path / "py", **TINY)
     pd.testing.assert_frame_equal(again, summary, check_exact=True)
+    # Every run in one long frame, in the grid's order, each run's rows its progress.csv.
+    grid = meta_rl.load_grid(tmp_path / "py")
+    assert list(grid.drop_duplicates(["algo", "seed"])[["algo", "seed"]].itertuples(index=False, name=None)) == [
+        ("promp", 1), ("promp", 2), ("trpo-fmaml", 1), ("trpo-fmaml", 2)]
+    one = grid[(grid.algo == "trpo-fmaml") & (grid.seed == 2)].drop(columns=["algo", "seed"]).reset_index(drop=True)
+    own = meta_rl.load_progress(tmp_path / "py" / "trpo-fmaml" / "seed2")
+    pd.testing.assert_frame_equal(one[own.columns], own, check_exact=True, check_dtype=False)
+    assert grid[grid.algo == "trpo-fmaml"].outer_loss_1.isna().all() and grid[grid.algo == "promp"].outer_loss_1.notna().all()
+    (tmp_path / "py" / "config.json").unlink()  # without the grid's record: the folders, sorted
+    pd.testing.assert_frame_equal(meta_rl.load_grid(tmp_path / "py"), grid, check_exact=True)
+    with pytest.raises(ValueError, match="holds no runs"):
+        meta_rl.load_grid(tmp_path)
 
 
 @pytest.mark.parametrize(
