@@ -17,6 +17,8 @@ cargo clippy --all-targets --features mujoco -- -D warnings
 cargo clippy -p metagrad-python --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features mujoco
 cargo test --features mujoco
+# The default build (no MuJoCo, what the quick start builds): its own error paths.
+cargo test --test mujoco_disabled --test meta_rl
 cargo build --release --features mujoco
 scripts/python-env.sh
-.deps/venv/bin/python -m pytest python/tests -q -p no:cacheprovider
+METAGRAD_NO_SKIPS=1 .deps/venv/bin/python -m pytest python/tests -q -p no:cacheprovider

@@ -491,7 +491,20 @@ mod tests {
                 log_x,
                 series: vec![Series { name: "p".into(), x: vec![5.0], y: vec![0.0], err: None }],
             };
-            save(&fig, &dir.path().join(format!("one{log_x}"))).unwrap();
+            let stem = dir.path().join(format!("one{log_x}"));
+            save(&fig, &stem).unwrap();
+            for ext in ["png", "svg"] {
+                let len = std::fs::metadata(stem.with_extension(ext)).unwrap().len();
+                assert!(len > 1000, "{ext}: {len} bytes");
+            }
+            // The degenerate range around x = 5, y = 0 is widened to a proper one that holds
+            // the point (on a log axis, with a power of ten in it).
+            let data = clean(&fig).unwrap();
+            let ((x0, x1), (y0, y1)) = ranges(&data, log_x).unwrap();
+            assert!(x0 < 5.0 && 5.0 < x1 && y0 < 0.0 && 0.0 < y1, "{x0} {x1} {y0} {y1}");
+            if log_x {
+                assert!(x0 > 0.0 && x0.log10().ceil() <= x1.log10(), "no power of ten in {x0}..{x1}");
+            }
         }
     }
 

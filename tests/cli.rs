@@ -69,6 +69,28 @@ fn estimate_outputs_exact_and_all_estimates() {
         assert_eq!(e["hessian"][5].as_array().unwrap().len(), 6);
     }
     assert!(out["exact"]["value"].as_f64().unwrap().is_finite());
+    // The numbers are the library's, in the documented layout (gradient |X|×|A| with
+    // entry [x][a] = ∂/∂θ[x][a], Hessian D×D with index x·|A| + a), bit for bit.
+    let lib = metagrad::problem::Problem::parse(&p.to_string(), "p.json").unwrap();
+    let same = |json: &Value, d: &metagrad::tabular::oracle::Derivatives, what: &str| {
+        assert_eq!(json["value"].as_f64().unwrap().to_bits(), d.value.to_bits(), "{what} value");
+        for x in 0..3 {
+            for a in 0..2 {
+                let g = json["gradient"][x][a].as_f64().unwrap();
+                assert_eq!(g.to_bits(), d.gradient[x * 2 + a].to_bits(), "{what} gradient[{x}][{a}]");
+            }
+        }
+        for i in 0..6 {
+            for j in 0..6 {
+                let h = json["hessian"][i][j].as_f64().unwrap();
+                assert_eq!(h.to_bits(), d.hessian[i * 6 + j].to_bits(), "{what} hessian[{i}][{j}]");
+            }
+        }
+    };
+    same(&out["exact"], &lib.exact(), "exact");
+    for name in ["is", "dr", "taypo-3"] {
+        same(&out["estimates"][name], &lib.estimate(name.parse().unwrap()).unwrap(), name);
+    }
     // Written to a file when asked, identical to standard output.
     let file = dir.path().join("out.json");
     let o2 = estimate_with(

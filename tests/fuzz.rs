@@ -142,11 +142,55 @@ proptest! {
             n_grid: vec![sizes[5]], eps: vec![eps], estimators: format!("is,taypo-{k}"),
             ..StudySettings::default()
         };
-        let _ = s.validate();
+        let positive = |idx: &[usize]| idx.iter().all(|&i| sizes[i] > 0);
+        let eps_ok = (0.0..=1.0).contains(&eps);
+        let valid = s.validate();
+        // A zero size or an ε outside [0, 1] (NaN included) is refused; small sizes, an ε in
+        // range and a small K are accepted.
+        if !positive(&[0, 1, 2, 3, 4, 5]) || !eps_ok {
+            prop_assert!(valid.is_err(), "accepted: {sizes:?}, ε = {eps}");
+        }
         let r = RunSettings {
             tasks: sizes[4], rollouts: sizes[5], horizon: sizes[6], inner_steps: Some(sizes[7]),
             hidden: vec![sizes[0], sizes[1]], adam_lr: eps, ..RunSettings::default()
         };
-        let _ = r.params(Algorithm::Promp, 1);
+        let run = r.params(Algorithm::Promp, 1);
+        if !positive(&[0, 1, 4, 5, 6, 7]) || eps.is_nan() {
+            prop_assert!(run.is_err(), "accepted: {sizes:?}, adam-lr = {eps}");
+        }
+    }
+
+    #[test]
+    fn small_flag_values_are_accepted(
+        sizes in prop::collection::vec(2usize..20, 8),
+        eps in 0.0f64..=1.0,
+        k in 1usize..5,
+    ) {
+        let s = StudySettings {
+            states: sizes[0], actions: sizes[1], n: sizes[2], horizon: sizes[3], trials: sizes[4],
+            n_grid: vec![sizes[5]], eps: vec![eps], estimators: format!("is,taypo-{k}"),
+            ..StudySettings::default()
+        };
+        let valid = s.validate();
+        prop_assert!(valid.is_ok(), "refused: {sizes:?}, ε = {eps}: {}", valid.unwrap_err());
+        let r = RunSettings {
+            tasks: sizes[4], rollouts: sizes[5], horizon: sizes[6], inner_steps: Some(sizes[7]),
+            hidden: vec![sizes[0], sizes[1]], adam_lr: eps.max(1e-6), ..RunSettings::default()
+        };
+        let run = r.params(Algorithm::Promp, 1);
+        prop_assert!(run.is_ok(), "refused: {sizes:?}: {}", run.unwrap_err());
+    }
+}
+
+/// The mutation tests start from a problem that parses and gives finite estimates with
+/// every estimator (else their assertion would never be reached).
+#[test]
+fn the_unmutated_problem_reaches_every_estimate() {
+    let p = Problem::parse(&base().to_string(), "fuzz").unwrap();
+    for e in ["is", "dr", "dr-trunc", "taypo-1", "taypo-2", "taypo-5", "maml"] {
+        let est: Estimator = e.parse().unwrap();
+        p.check_estimators(&[est]).unwrap();
+        let d = p.estimate(est).unwrap();
+        assert!(d.value.is_finite() && !d.gradient.is_empty() && !d.hessian.is_empty(), "{e}");
     }
 }

@@ -33,3 +33,17 @@ def example_problem(cli, tmp_path_factory):
     path = tmp_path_factory.mktemp("problem") / "problem.json"
     cli("example-problem", "--eps", "0.5", "--n", "40", "--seed", "3", "--output", path)
     return path
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With METAGRAD_NO_SKIPS set (scripts/test.sh sets it), a skipped test or module (e.g.
+    `importorskip` of JAX or Ray, which the test environment always installs) fails the run
+    instead of passing silently."""
+    if not os.environ.get("METAGRAD_NO_SKIPS"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if skipped:
+        for r in skipped:
+            print(f"\nskipped (not allowed with METAGRAD_NO_SKIPS): {r.nodeid}: {r.longrepr}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -137,12 +137,14 @@ def test_disabled_autoreset_and_reset_mask():
 def test_point_dynamics_match_notes():
     """notes §5: vel += clip(a, ±0.1), pos += vel, reward max(2 − ‖pos − g‖, 0)."""
     env = envs.make("point-corners", 4)
-    goals = np.array([[-2.0, -2.0], [2.0, -2.0], [-2.0, 2.0], [2.0, 2.0]])
+    # Three corner goals and one near the start, so that the reward's positive branch is met.
+    goals = np.array([[-2.0, -2.0], [2.0, -2.0], [-2.0, 2.0], [0.5, 0.5]])
     env.set_task(goals)
     obs, _ = env.reset(seed=3)
     assert (np.abs(obs[:, :2]) <= 0.2).all() and (np.abs(obs[:, 2:]) <= 0.1).all()
     pos, vel = obs[:, :2].copy(), obs[:, 2:].copy()
     rng = np.random.default_rng(1)
+    positive = 0
     for _ in range(30):
         a = rng.uniform(-0.3, 0.3, (4, 2))
         obs, rew, term, trunc, _ = env.step(a)
@@ -152,6 +154,8 @@ def test_point_dynamics_match_notes():
         np.testing.assert_array_equal(obs, np.hstack([pos, vel]))
         np.testing.assert_array_equal(rew, np.maximum(2.0 - dist, 0.0))
         assert not term.any()
+        positive += int((rew > 0).sum())
+    assert positive >= 10
 
 
 def test_half_cheetah_matches_gymnasium_v5():

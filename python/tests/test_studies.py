@@ -45,7 +45,9 @@ def test_biasvar_sweep_same_as_the_cli(cli, tmp_path):
     assert set(bv["target"]) == {"J_T", "V"} and set(bv["quantity"]) == {"gradient", "hessian"}
     # bias² is only given when detectable; the bound always.
     assert (bv["bias2"].isna() == ~bv["bias_detectable"]).all() and (bv["bias2_bound"] > 0).all()
-    # MSE(N) = bias² + σ²/N.
+    # The columns as documented: mse_n10 is the predicted MSE(10) = bias² + σ²/10 (a
+    # consistency check of the table; that the decomposition matches measured MSEs is the
+    # Rust test `decomposition_adds_up_to_the_measured_mse`).
     assert ((bv["mse_n10"] - (bv["bias2_estimate"] + bv["variance"] / 10)).abs() < 1e-9 * bv["mse_n10"].abs()).all()
     assert set(study.predictions["n"]) == {10, 100} and len(study.crossovers) == 4
     assert set(study.trials["sweep"]) == {"n"}

@@ -953,9 +953,8 @@ mod tests {
         let (ra, rb) = (point(&a, 0), point(&b, 0));
         for q in [Quantity::Gradient, Quantity::Hessian] {
             let (x, y) = (find(&ra, "dr", q, Target::Value), find(&rb, "dr", q, Target::Value));
-            let ratio = x.bias_se / y.bias_se;
-            assert!((ratio - 2.0).abs() < 0.2, "{q:?}: bias s.e. ratio {ratio}");
-            // M·bias_se² estimates σ² both times.
+            // bias_se is σ/√M by definition; what is tested is that the σ² behind it, from
+            // two independent runs of M and 4M trajectories, agrees within its s.e.
             let rel = (x.variance - y.variance).abs() / y.variance;
             assert!(rel < 3.0 * (x.variance_se.hypot(y.variance_se)) / y.variance, "{q:?}: {rel}");
         }

@@ -1015,6 +1015,23 @@ mod tests {
                 if !algo.is_promp() {
                     // The accepted TRPO step's mean KL (0 when rejected) is within the bound.
                     assert!((0.0..=0.01).contains(&s.outer_diag), "{algo}: KL {}", s.outer_diag);
+                } else {
+                    // ProMP's Adam steps on the PPO-clip loss: one loss per step, the first at
+                    // θ_old where the post-update data are on-policy (ratios 1, f32 passes)
+                    // and the advantages have mean 0 per task, so it is ≈ 0; each below the
+                    // divergence threshold; the last reported as the outer diagnostic.
+                    let l = &s.diagnostics.outer_losses;
+                    assert_eq!(l.len(), t.params().promp_steps, "{algo}");
+                    assert!(l[0].abs() < 1e-5, "{algo}: first PPO loss {} at θ_old", l[0]);
+                    assert!(
+                        l.iter().all(|x| x.is_finite() && *x < t.params().divergence_threshold),
+                        "{algo}: {l:?}"
+                    );
+                    assert_eq!(s.outer_diag, *l.last().unwrap(), "{algo}");
+                    assert!(
+                        s.diagnostics.max_inner_ratio_dev.is_finite()
+                            && s.diagnostics.max_inner_ratio_dev > 0.0
+                    );
                 }
             }
             assert_ne!(t.policy().params(), &theta0[..], "{algo} did not move θ");

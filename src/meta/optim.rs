@@ -485,6 +485,37 @@ mod tests {
         adam.step(&mut th, &[0.5, -2.0]).unwrap();
         // first step moves each coordinate by ≈ lr·sign(g)
         assert!((th[0] - (1.0 - 1e-3)).abs() < 1e-9 && (th[1] - (-1.0 + 1e-3)).abs() < 1e-9);
+        // Three steps with gradients of changing sign and size, against TensorFlow's form
+        // written out with the constants (β₁ = 0.9, β₂ = 0.999; a large ε = 0.1 so that
+        // its place, outside the bias correction, matters: Kingma & Ba's m̂/(√v̂ + ε)
+        // differs here by ≈ 1e-2 relative).
+        let cfg = AdamConfig { lr: 0.01, eps: 0.1, ..Default::default() };
+        let mut adam = Adam::new(2, cfg).unwrap();
+        let grads = [[0.5, -2.0], [-1.5, 0.25], [2.0, 1.0]];
+        let (mut th, mut want) = (vec![1.0, -1.0], [1.0f64, -1.0]);
+        let (mut m, mut v) = ([0.0f64; 2], [0.0f64; 2]);
+        for (t, g) in grads.iter().enumerate() {
+            adam.step(&mut th, g).unwrap();
+            let t = t as i32 + 1;
+            let lr_t = 0.01 * (1.0 - 0.999f64.powi(t)).sqrt() / (1.0 - 0.9f64.powi(t));
+            for i in 0..2 {
+                m[i] = 0.9 * m[i] + 0.1 * g[i];
+                v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i];
+                want[i] -= lr_t * m[i] / (v[i].sqrt() + 0.1);
+                let kingma =
+                    0.01 * (m[i] / (1.0 - 0.9f64.powi(t))) / ((v[i] / (1.0 - 0.999f64.powi(t))).sqrt() + 0.1);
+                assert!((kingma - lr_t * m[i] / (v[i].sqrt() + 0.1)).abs() > 1e-3 * kingma.abs());
+            }
+            for i in 0..2 {
+                assert!(
+                    (th[i] - want[i]).abs() <= 1e-15 * want[i].abs(),
+                    "step {t}: {} vs {}",
+                    th[i],
+                    want[i]
+                );
+            }
+        }
+        assert_eq!(adam.steps(), 3);
         let mut adam = Adam::new(1, AdamConfig { lr: 0.05, ..Default::default() }).unwrap();
         let mut x = vec![3.0];
         for _ in 0..2000 {
