@@ -126,6 +126,8 @@ def _threads(threads) -> Optional[int]:
 
 
 def _grid_args(function, env, iterations, algos, seeds, at, settings):
+    """The grid's settings as JSON, its algorithms, seeds and report points, each checked
+    once here; the checked iteration count is ``settings["iterations"]``."""
     settings.update(env=env, iterations=_convert.whole("iterations", iterations))
     text = _convert.settings_json(function, settings)
     seeds, at = _convert.wholes("seeds", seeds), _convert.wholes("at", at)
@@ -157,7 +159,7 @@ def compare(
     jobs = _convert.whole("jobs", jobs, 1)
     with _progress(verbose, "meta-rl compare", "it") as bar:
         rows = _metagrad.meta_rl_compare(
-            text, algos, seeds, at, str(out), _observer(bar, _convert.whole("iterations", iterations)),
+            text, algos, seeds, at, str(out), _observer(bar, settings["iterations"]),
             _threads(threads), jobs
         )
     return pd.DataFrame(json.loads(rows))

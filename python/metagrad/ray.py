@@ -238,10 +238,10 @@ def _run_all(ray, text: str, runs: List[dict], storage: str, num_cpus_per_run: i
     """Every run of a grid as a Ray task, until all have ended; returns the failed ones.
     ``placement = (bundles, strategy)``: with bundles, each run gets its placement group
     (the run in bundle 0, its sampling actors in the others), removed when the run ends."""
-    from ray.util.placement_group import placement_group, remove_placement_group
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
     bundles, strategy = placement
+    if bundles:
+        from ray.util.placement_group import placement_group, remove_placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
     pending, groups = {}, {}
     try:
         os.makedirs(storage, exist_ok=True)

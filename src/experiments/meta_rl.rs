@@ -539,21 +539,21 @@ impl Grid {
         // The failed runs' errors, by run index.
         let errors = std::sync::Mutex::new(Vec::<(usize, Error)>::new());
         let stop = || failed.load(std::sync::atomic::Ordering::SeqCst);
+        // Every worker's pool is built before any run starts: a failure here belongs to no run.
+        let pools = (0..jobs)
+            .map(|_| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .map_err(|e| invalid("jobs", format!("cannot start a run's thread pool: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
         std::thread::scope(|scope| {
-            for _ in 0..jobs {
+            for pool in &pools {
                 scope.spawn(|| {
                     let fail = |i: usize, e: Error| {
                         failed.store(true, std::sync::atomic::Ordering::SeqCst);
                         errors.lock().expect("not poisoned").push((i, e));
-                    };
-                    let pool = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
-                        Ok(pool) => pool,
-                        Err(e) => {
-                            return fail(
-                                0,
-                                invalid("jobs", format!("cannot start a run's thread pool: {e}")),
-                            );
-                        }
                     };
                     while !stop() {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -890,17 +890,22 @@ mod tests {
         assert!(bad.contains("iteratons"), "{bad}");
     }
 
+    /// Settings of a run small enough for a unit test: 3 tasks × 2 rollouts of 8 steps.
+    fn tiny_settings(iterations: usize) -> RunSettings {
+        RunSettings {
+            iterations,
+            tasks: 3,
+            rollouts: 2,
+            horizon: 8,
+            hidden: vec![6],
+            ..RunSettings::default()
+        }
+    }
+
     #[test]
     fn runs_saved_before_the_dice_critic_setting_resume_with_the_critic_they_used() {
         let dir = tempfile::tempdir().unwrap();
-        let tiny = RunSettings {
-            iterations: 1,
-            tasks: 2,
-            rollouts: 2,
-            horizon: 5,
-            hidden: vec![4],
-            ..RunSettings::default()
-        };
+        let tiny = tiny_settings(1);
         for algo in [Algorithm::TrpoDice, Algorithm::Promp] {
             let out = dir.path().join(algo.name());
             let p = tiny.params(algo, 1).unwrap();
@@ -967,14 +972,7 @@ mod tests {
     #[test]
     fn grid_runs_at_a_time_give_the_files_of_runs_in_turn_and_report_a_failed_run() {
         let dir = tempfile::tempdir().unwrap();
-        let tiny = RunSettings {
-            iterations: 2,
-            tasks: 3,
-            rollouts: 2,
-            horizon: 8,
-            hidden: vec![6],
-            ..RunSettings::default()
-        };
+        let tiny = tiny_settings(2);
         let at = |out: &str| GridSettings {
             run: tiny.clone(),
             algos: vec![Algorithm::Promp, Algorithm::TrpoMaml],
