@@ -3,7 +3,9 @@ numbers) and small problems."""
 
 import os
 import pathlib
+import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -25,6 +27,24 @@ def cli():
         return p
 
     return run
+
+
+@pytest.fixture(scope="session")
+def python_child():
+    """Starts `python -c script` (stdout piped, text) that Ctrl-C interrupts as an
+    interactive Python would: SIGINT's default disposition is restored in the child, since a
+    test runner started as a shell's background job inherits SIGINT ignored (and Python then
+    installs no KeyboardInterrupt handler)."""
+
+    def start(script: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+
+    return start
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,6 @@
 files and numbers for the same seed, resumable, stoppable."""
 
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 
@@ -153,7 +151,7 @@ def test_defaults_and_params():
         meta_rl.params(algo="promp-taypo2", taypo2_ratio_clip=-1.0)
 
 
-def test_ctrl_c_keeps_the_last_checkpoint(tmp_path):
+def test_ctrl_c_keeps_the_last_checkpoint(tmp_path, python_child):
     out = tmp_path / "run"
     script = textwrap.dedent(
         f"""
@@ -168,7 +166,7 @@ def test_ctrl_c_keeps_the_last_checkpoint(tmp_path):
         """
     )
     # Wait until the first iteration's checkpoint is on disk, then interrupt mid-iteration.
-    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    p = python_child(script)
     deadline = time.monotonic() + 60
     while not (out / "checkpoint.json").exists():
         assert time.monotonic() < deadline, "no iteration finished within 60 s"

@@ -3,8 +3,6 @@ checked at the boundary; Ctrl-C stops it."""
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 
@@ -92,7 +90,7 @@ def test_a_refused_call_draws_no_progress_bar(capsys):
     assert "tabular study" in capsys.readouterr().err
 
 
-def test_ctrl_c_stops_within_a_second(tmp_path):
+def test_ctrl_c_stops_within_a_second(tmp_path, python_child):
     script = textwrap.dedent(
         """
         import sys, metagrad
@@ -104,7 +102,7 @@ def test_ctrl_c_stops_within_a_second(tmp_path):
             sys.exit(42)
         """
     )
-    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    p = python_child(script)
     assert p.stdout.readline().strip() == "started"
     time.sleep(1.5)
     sent = time.monotonic()
