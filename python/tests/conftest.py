@@ -3,7 +3,6 @@ numbers) and small problems."""
 
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 
@@ -32,17 +31,14 @@ def cli():
 @pytest.fixture(scope="session")
 def python_child():
     """Starts `python -c script` (stdout piped, text) that Ctrl-C interrupts as an
-    interactive Python would: SIGINT's default disposition is restored in the child, since a
-    test runner started as a shell's background job inherits SIGINT ignored (and Python then
-    installs no KeyboardInterrupt handler)."""
+    interactive Python would: the child installs Python's KeyboardInterrupt handler first,
+    since a test runner started as a shell's background job inherits SIGINT ignored (and
+    Python then installs none). Done in the child's code, not with `preexec_fn`, which is
+    unsafe to fork with from this multithreaded process."""
 
     def start(script: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-c", script],
-            stdout=subprocess.PIPE,
-            text=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
+        restore = "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        return subprocess.Popen([sys.executable, "-c", restore + script], stdout=subprocess.PIPE, text=True)
 
     return start
 
