@@ -201,6 +201,8 @@ fn bad_settings_are_clear_errors() {
         (vec!["--resume"], vec!["--resume", "no checkpoint"]),
         (vec!["--precision", "f16"], vec!["--precision", "f16", "f32", "f64"]),
         (vec!["--normalisation", "trajectories"], vec!["--normalisation", "samples", "paths"]),
+        (vec!["--algo", "promp", "--ratio-guard", "0"], vec!["ratio-guard", "0"]),
+        (vec!["--algo", "promp", "--ratio-guard", "inf"], vec!["ratio-guard", "inf"]),
     ];
     if cfg!(not(feature = "mujoco")) {
         // Without the engine, a MuJoCo task says how to get it.

@@ -23,7 +23,7 @@ def defaults() -> dict:
     ``gae_lambda``, ``hidden``, ``precision``, ``normalisation``, ``taypo_discount``,
     ``no_dr_normalise``, ``dice_critic``, ``taypo2_pairs``, ``taypo2_ratio_clip``,
     ``max_kl``, ``ppo_clip``, ``kl_coeff``, ``adam_lr``, ``promp_steps``,
-    ``emaml_weight``, ``divergence_threshold``, ``max_steps_per_iteration``."""
+    ``emaml_weight``, ``divergence_threshold``, ``ratio_guard``, ``max_steps_per_iteration``."""
     return json.loads(_metagrad.meta_rl_defaults())
 
 
@@ -126,12 +126,12 @@ def _threads(threads) -> Optional[int]:
 
 
 def _grid_args(function, env, iterations, algos, seeds, at, settings):
-    """The grid's settings as JSON, its algorithms, seeds and report points, each checked
-    once here; the checked iteration count is ``settings["iterations"]``."""
-    settings.update(env=env, iterations=_convert.whole("iterations", iterations))
-    text = _convert.settings_json(function, settings)
+    """The grid's settings as JSON, its algorithms, seeds, report points and iteration
+    count, each checked once here."""
+    iterations = _convert.whole("iterations", iterations)
+    text = _convert.settings_json(function, dict(settings, env=env, iterations=iterations))
     seeds, at = _convert.wholes("seeds", seeds), _convert.wholes("at", at)
-    return text, _convert.name_list("algos", algos), seeds, at
+    return text, _convert.name_list("algos", algos), seeds, at, iterations
 
 
 def compare(
@@ -155,11 +155,13 @@ def compare(
     :mod:`metagrad.ray`."""
     import pandas as pd
 
-    text, algos, seeds, at = _grid_args("meta_rl.compare", env, iterations, algos, seeds, at, settings)
+    text, algos, seeds, at, iterations = _grid_args(
+        "meta_rl.compare", env, iterations, algos, seeds, at, settings
+    )
     jobs = _convert.whole("jobs", jobs, 1)
     with _progress(verbose, "meta-rl compare", "it") as bar:
         rows = _metagrad.meta_rl_compare(
-            text, algos, seeds, at, str(out), _observer(bar, settings["iterations"]),
+            text, algos, seeds, at, str(out), _observer(bar, iterations),
             _threads(threads), jobs
         )
     return pd.DataFrame(json.loads(rows))
@@ -179,7 +181,7 @@ def summarise(
     :func:`compare` writes them after running; returns the summary as a DataFrame."""
     import pandas as pd
 
-    text, algos, seeds, at = _grid_args("meta_rl.summarise", env, iterations, algos, seeds, at, settings)
+    text, algos, seeds, at, _ = _grid_args("meta_rl.summarise", env, iterations, algos, seeds, at, settings)
     return pd.DataFrame(json.loads(_metagrad.meta_rl_summarise(text, algos, seeds, at, str(out))))
 
 
@@ -198,7 +200,7 @@ def grid_runs(
     "seed", "out"}`` with each run's folder. Running each with ``train(algo=..., seed=...,
     out=..., resume="if-present", **same settings)`` (anywhere, in any order) and then
     :func:`summarise` gives what :func:`compare` gives."""
-    text, algos, seeds, at = _grid_args("meta_rl.compare", env, iterations, algos, seeds, at, settings)
+    text, algos, seeds, at, _ = _grid_args("meta_rl.compare", env, iterations, algos, seeds, at, settings)
     return json.loads(_metagrad.meta_rl_grid_runs(text, algos, seeds, at, str(out)))
 
 

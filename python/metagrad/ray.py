@@ -239,9 +239,13 @@ def _run_all(ray, text: str, runs: List[dict], storage: str, num_cpus_per_run: i
     ``placement = (bundles, strategy)``: with bundles, each run gets its placement group
     (the run in bundle 0, its sampling actors in the others), removed when the run ends."""
     bundles, strategy = placement
+    # The placement-group API is imported only by grids that use it (runs with sampling
+    # actors); without bundles no group is made and these names stay None.
     if bundles:
         from ray.util.placement_group import placement_group, remove_placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+    else:
+        placement_group = remove_placement_group = PlacementGroupSchedulingStrategy = None
     pending, groups = {}, {}
     try:
         os.makedirs(storage, exist_ok=True)

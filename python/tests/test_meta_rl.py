@@ -149,6 +149,12 @@ def test_defaults_and_params():
     assert "taypo2_pairs" not in meta_rl.params(algo="promp", taypo2_pairs="normalised")
     with pytest.raises(ValueError, match="taypo2-ratio-clip"):
         meta_rl.params(algo="promp-taypo2", taypo2_ratio_clip=-1.0)
+    # The ratio guard: recorded for the ProMP algorithms only, checked.
+    assert meta_rl.params(algo="promp", ratio_guard=1000.0)["ratio_guard"] == 1000.0
+    assert "ratio_guard" not in meta_rl.params(algo="trpo-maml", ratio_guard=1000.0)
+    assert "ratio_guard" not in meta_rl.params(algo="promp")
+    with pytest.raises(ValueError, match="ratio-guard"):
+        meta_rl.params(algo="promp", ratio_guard=0.0)
 
 
 def test_ctrl_c_keeps_the_last_checkpoint(tmp_path, python_child):

@@ -111,6 +111,10 @@ pub struct RunSettings {
     /// not finite or exceeds this (`inf` disables it).
     #[arg(long, default_value_t = 10.0)]
     pub divergence_threshold: f64,
+    /// ProMP algorithms: also stop a run (marked diverged) when the largest |ρ − 1| on the
+    /// inner data during its outer steps exceeds this (default: no such guard).
+    #[arg(long)]
+    pub ratio_guard: Option<f64>,
     /// Largest number of environment steps per iteration, tasks × rollouts × horizon ×
     /// (inner steps + 1), accepted.
     #[arg(long, default_value_t = crate::limits::DEFAULT_MAX_META_STEPS)]
@@ -152,6 +156,7 @@ impl RunSettings {
         p.promp_steps = self.promp_steps;
         p.emaml_weight = self.emaml_weight;
         p.divergence_threshold = self.divergence_threshold;
+        p.ratio_guard = self.ratio_guard;
         p.validate_with(self.max_steps_per_iteration)
     }
 }

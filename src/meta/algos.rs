@@ -231,6 +231,12 @@ pub struct Params {
     /// ratios are within reach of the clip), or when the gradient is not finite.
     #[serde(default = "default_divergence_threshold")]
     pub divergence_threshold: f64,
+    /// ProMP and ProMP-TayPO-2: a second guard, on the largest |ρ − 1| on the inner data
+    /// during the outer steps; the run stops (marked diverged) when it exceeds this. Off by
+    /// default; recorded only when set, and only for the ProMP algorithms (TRPO does not
+    /// re-evaluate the inner data's ratios).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_guard: Option<f64>,
 }
 
 fn default_divergence_threshold() -> f64 {
@@ -273,6 +279,7 @@ impl Params {
             promp_steps: 5,
             emaml_weight: 1.0,
             divergence_threshold: default_divergence_threshold(),
+            ratio_guard: None,
         }
     }
 
@@ -321,6 +328,15 @@ impl Params {
             && !(k.is_finite() && k > 0.0)
         {
             return Err(invalid("taypo2-ratio-clip", format!("must be finite and > 0, got {k}")));
+        }
+        // Only the ProMP algorithms measure the inner data's ratios during the outer steps.
+        if !matches!(self.algo, Algorithm::Promp | Algorithm::PrompTaypo2) {
+            self.ratio_guard = None;
+        }
+        if let Some(g) = self.ratio_guard
+            && !(g.is_finite() && g > 0.0)
+        {
+            return Err(invalid("ratio-guard", format!("must be finite and > 0, got {g}")));
         }
         if self.dice_critic == Some(DiceCritic::Promp) && (self.gamma.is_nan() || self.gamma <= 0.0) {
             return Err(invalid("dice-critic", format!("promp needs γ > 0, got gamma = {}", self.gamma)));
@@ -503,7 +519,8 @@ pub struct Diagnostics {
     pub outer_losses: Vec<f64>,
 }
 
-/// Why and when a run stopped early (see [`Params::divergence_threshold`]).
+/// Why and when a run stopped early (see [`Params::divergence_threshold`] and
+/// [`Params::ratio_guard`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Divergence {
     /// The iteration (from 0) whose outer step diverged; its update was not applied.
@@ -864,8 +881,9 @@ impl Trainer {
 
     /// ProMP's outer steps. Reports the last outer loss, each step's loss and the largest
     /// |ρ − 1| on the inner data; a loss that is not finite or exceeds the divergence
-    /// threshold (or a non-finite gradient) ends the update without applying it (θ and
-    /// Adam's state stay as they were before the iteration).
+    /// threshold (or a non-finite gradient, or with a ratio guard a max |ρ − 1| above it)
+    /// ends the update without applying it (θ and Adam's state stay as they were before the
+    /// iteration).
     fn promp_update(&mut self, data: &[TaskRounds]) -> Result<OuterOutcome> {
         let p = self.params.clone();
         let inner = p.inner();
@@ -930,7 +948,13 @@ impl Trainer {
             } else if grad.iter().any(|g| !g.is_finite()) {
                 Some(format!("non-finite gradient at Adam step {}", losses.len()))
             } else {
-                None
+                let dev = f64::from_bits(max_dev.load(std::sync::atomic::Ordering::Relaxed));
+                p.ratio_guard.filter(|&g| dev > g).map(|g| {
+                    format!(
+                        "max |ρ − 1| on the inner data {dev} at Adam step {} (ratio guard {g})",
+                        losses.len()
+                    )
+                })
             };
             if diverged.is_some() {
                 self.state.adam = adam_before;
@@ -1002,6 +1026,45 @@ mod tests {
         assert!(s.diagnostics.max_inner_ratio_dev > 0.0 && s.diagnostics.max_inner_ratio_dev.is_finite());
         let e = Params { divergence_threshold: 0.0, ..(*p).clone() }.validate().unwrap_err().to_string();
         assert!(e.contains("divergence-threshold"), "{e}");
+    }
+
+    #[test]
+    fn the_ratio_guard_stops_a_promp_run_whose_inner_ratios_leave_its_bound() {
+        // A healthy run's first Adam step sees ratios at 1 (θ = θ_old) and later ones move
+        // away from 1: a tiny bound stops the run at a later step, before any update lands.
+        for algo in [Algorithm::Promp, Algorithm::PrompTaypo2] {
+            let healthy = tiny(algo);
+            let mut t = Trainer::new(healthy.clone()).unwrap();
+            let dev = t.step().unwrap().diagnostics.max_inner_ratio_dev;
+            assert!(dev > 0.0 && t.state().diverged.is_none());
+            // A bound above every deviation seen leaves the run bit for bit as it was.
+            let loose = Params { ratio_guard: Some(2.0 * dev), ..(*healthy).clone() }.validate().unwrap();
+            let mut u = Trainer::new(loose).unwrap();
+            u.step().unwrap();
+            assert!(u.state().diverged.is_none());
+            assert_eq!(u.policy().params(), t.policy().params());
+            let tight = Params { ratio_guard: Some(dev / 2.0), ..(*healthy).clone() }.validate().unwrap();
+            let mut u = Trainer::new(tight).unwrap();
+            let (theta0, adam0) = (u.policy().params().to_vec(), u.state().adam.clone());
+            let s = u.step().unwrap();
+            let d = u.state().diverged.clone().expect("diverged");
+            assert_eq!(d.iteration, 0);
+            assert!(d.cause.contains("max |ρ − 1|") && d.cause.contains("ratio guard"), "{}", d.cause);
+            assert!(s.diagnostics.max_inner_ratio_dev > dev / 2.0);
+            assert!((2..=5).contains(&s.diagnostics.outer_losses.len()), "{:?}", s.diagnostics.outer_losses);
+            assert!(u.finished());
+            assert_eq!(u.policy().params(), &theta0[..], "the stopped update was applied");
+            assert_eq!(u.state().adam, adam0, "Adam's state moved");
+        }
+        // Validated at the boundary; TRPO algorithms record no ratio guard.
+        for g in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let e =
+                Params { ratio_guard: Some(g), ..(*tiny(Algorithm::Promp)).clone() }.validate().unwrap_err();
+            assert!(e.to_string().contains("ratio-guard"), "{e}");
+        }
+        let trpo =
+            Params { ratio_guard: Some(1.0), ..(*tiny(Algorithm::TrpoMaml)).clone() }.validate().unwrap();
+        assert_eq!(trpo.ratio_guard, None);
     }
     #[test]
     fn every_algorithm_runs_and_respects_its_outer_constraints() {
