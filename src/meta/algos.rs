@@ -324,19 +324,15 @@ impl Params {
             self.taypo2_pairs = Taylor2Pairs::Discounted;
             self.taypo2_ratio_clip = None;
         }
-        if let Some(k) = self.taypo2_ratio_clip
-            && !(k.is_finite() && k > 0.0)
-        {
-            return Err(invalid("taypo2-ratio-clip", format!("must be finite and > 0, got {k}")));
+        if let Some(k) = self.taypo2_ratio_clip {
+            finite_pos("taypo2-ratio-clip", k)?;
         }
         // Only the ProMP algorithms measure the inner data's ratios during the outer steps.
         if !matches!(self.algo, Algorithm::Promp | Algorithm::PrompTaypo2) {
             self.ratio_guard = None;
         }
-        if let Some(g) = self.ratio_guard
-            && !(g.is_finite() && g > 0.0)
-        {
-            return Err(invalid("ratio-guard", format!("must be finite and > 0, got {g}")));
+        if let Some(g) = self.ratio_guard {
+            finite_pos("ratio-guard", g)?;
         }
         if self.dice_critic == Some(DiceCritic::Promp) && (self.gamma.is_nan() || self.gamma <= 0.0) {
             return Err(invalid("dice-critic", format!("promp needs γ > 0, got gamma = {}", self.gamma)));
