@@ -212,10 +212,16 @@ class _Bar:
         return self._tqdm
 
     def update_to(self, done: int, total: int) -> None:
-        if self._bar.total != total:
-            self._bar.total = total
-        self._bar.n = done
-        self._bar.refresh()
+        bar = self._bar
+        if bar.total != total:
+            bar.total = total
+        if done >= bar.n:
+            # through tqdm's own rate limit: a log file gets a line every `mininterval`,
+            # not one per update
+            bar.update(done - bar.n)
+        else:
+            bar.n = done
+            bar.refresh()
 
     def set_description(self, text: str) -> None:
         self._bar.set_description(text, refresh=False)

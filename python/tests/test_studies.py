@@ -90,6 +90,16 @@ def test_a_refused_call_draws_no_progress_bar(capsys):
     assert "tabular study" in capsys.readouterr().err
 
 
+def test_the_progress_bar_redraws_at_tqdm_s_rate_not_per_update(capsys):
+    bar = metagrad._Bar("many updates", "it")
+    for i in range(1, 2001):
+        bar.update_to(i, 2000)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "2000/2000" in err
+    assert err.count("\r") < 100, err.count("\r")  # one redraw per update would be > 2000
+
+
 def test_ctrl_c_stops_within_a_second(tmp_path, python_child):
     script = textwrap.dedent(
         """
