@@ -215,13 +215,9 @@ class _Bar:
         bar = self._bar
         if bar.total != total:
             bar.total = total
-        if done >= bar.n:
-            # through tqdm's own rate limit: a log file gets a line every `mininterval`,
-            # not one per update
-            bar.update(done - bar.n)
-        else:
-            bar.n = done
-            bar.refresh()
+        # through tqdm's own rate limit (it takes negative steps too): a log file gets a
+        # line every `mininterval`, not one per update
+        bar.update(done - bar.n)
 
     def set_description(self, text: str) -> None:
         self._bar.set_description(text, refresh=False)
