@@ -122,10 +122,42 @@ fn compare_runs_the_grid_and_skips_finished_runs() {
         assert!(out.join(a).join("seed2").join("checkpoint.json").exists());
     }
     assert!(out.join("fig1d.png").exists() && out.join("fig1d.svg").exists());
-    // The same numbers as a Markdown table: header, rule, one row per algorithm.
+    // The same numbers as a Markdown table: header, rule, one row per algorithm; then
+    // the paired differences as a 6 × 6 matrix.
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.starts_with("| algorithm | it. 1 | it. 2 | max drop by it. 2 |"), "{md}");
-    assert_eq!(md.lines().count(), 8, "{md}");
+    let lines: Vec<&str> = md.lines().collect();
+    assert_eq!(lines.len(), 8 + 1 + 2 + 2 + 6, "{md}");
+    assert!(lines[9].starts_with("Paired differences, row − column") && lines[9].contains("iterations 1–2"));
+    assert_eq!(lines[11], "| | trpo-maml | trpo-fmaml | trpo-emaml | trpo-dice | promp | promp-taypo2 |");
+    assert!(lines[13].starts_with("| trpo-maml | – | ") && lines[13].ends_with("of 2) |"), "{md}");
+    // paired.csv: every ordered pair of algorithms × 2 seeds, antisymmetric, and each
+    // difference that of the two runs' post-update returns over both iterations.
+    let paired = std::fs::read_to_string(out.join("paired.csv")).unwrap();
+    let mut lines = paired.lines();
+    assert_eq!(lines.next(), Some("algo,against,seed,from,to,diff"));
+    let rows: Vec<(String, String, String, f64)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!((f[3], f[4]), ("1", "2"), "{l}");
+            (f[0].into(), f[1].into(), f[2].into(), f[5].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(rows.len(), 6 * 5 * 2);
+    let post = |algo: &str, seed: &str| -> Vec<f64> {
+        let p =
+            std::fs::read_to_string(out.join(algo).join(format!("seed{seed}")).join("progress.csv")).unwrap();
+        // The return after the last inner step.
+        let header: Vec<&str> = p.lines().next().unwrap().split(',').collect();
+        let col = header.iter().rposition(|h| h.starts_with("post_return_")).unwrap();
+        p.lines().skip(1).map(|l| l.split(',').nth(col).unwrap().parse().unwrap()).collect()
+    };
+    for (a, b, s, d) in &rows {
+        let back = rows.iter().find(|r| (&r.0, &r.1, &r.2) == (b, a, s)).unwrap().3;
+        assert!((d + back).abs() < 1e-12, "{a} {b} {s}");
+        let (x, y) = (post(a, s), post(b, s));
+        assert!((d - ((x[0] - y[0]) + (x[1] - y[1])) / 2.0).abs() < 1e-9, "{a} {b} {s}: {d}");
+    }
     // The instability column: the largest fall below the running best, never negative.
     let header: Vec<&str> = summary.lines().next().unwrap().split(',').collect();
     let drop = header.iter().position(|h| *h == "max_drop_mean").expect("max_drop_mean column");

@@ -8,8 +8,9 @@
 //! after every iteration; all randomness of iteration i derives from (seed, i), so a
 //! resumed run continues exactly as an uninterrupted run would) and
 //! `learning_curve.{png,svg}`. A grid folder holds one run folder per algorithm and seed
-//! (`<algo>/seed<s>/`), `summary.csv`, `summary.md` and the figure (`fig1d` for the 2-D
-//! task, `fig2` for a MuJoCo task).
+//! (`<algo>/seed<s>/`), `summary.csv`, `paired.csv` (per seed, the paired differences of
+//! every two algorithms: [`paired_differences`]), `summary.md` (both as tables) and the
+//! figure (`fig1d` for the 2-D task, `fig2` for a MuJoCo task).
 
 use std::path::{Path, PathBuf};
 
@@ -586,8 +587,8 @@ impl Grid {
         self.summarise()
     }
 
-    /// Reads every run's history from its checkpoint and writes `summary.csv`, `summary.md`
-    /// and the figure; every run must have reached the iteration budget.
+    /// Reads every run's history from its checkpoint and writes `summary.csv`, `paired.csv`,
+    /// `summary.md` and the figure; every run must have reached the iteration budget.
     pub fn summarise(&self) -> Result<Vec<SummaryRow>> {
         let n = self.settings.run.iterations;
         let mut records = Vec::with_capacity(self.runs.len());
@@ -610,8 +611,11 @@ impl Grid {
         let rows = summary_rows(&self.settings.algos, &self.runs, &records, &self.at, n);
         let out = &self.settings.out;
         write_csv(&out.join("summary.csv"), &rows)?;
+        let paired = paired_differences(&self.settings.algos, &self.runs, &records, n);
+        write_csv(&out.join("paired.csv"), &paired)?;
         let md = out.join("summary.md");
-        crate::atomic::write_bytes(&md, summary_markdown(&rows).as_bytes())?;
+        let text = format!("{}\n{}", summary_markdown(&rows), paired_markdown(&paired));
+        crate::atomic::write_bytes(&md, text.as_bytes())?;
         let runs = self
             .runs
             .iter()
@@ -801,6 +805,119 @@ pub fn summary_markdown(rows: &[SummaryRow]) -> String {
     out
 }
 
+/// Iterations over which [`paired_differences`] averages a seed's paired difference: the
+/// last `PAIRED_WINDOW` of the budget (all of them for shorter grids).
+pub const PAIRED_WINDOW: usize = 10;
+
+/// One seed's paired difference between two algorithms of a grid (a row of `paired.csv`).
+///
+/// The tasks of an iteration are drawn from (seed, iteration) alone, so for one seed every
+/// algorithm meets the same tasks at the same iteration: the difference of two runs'
+/// post-update returns removes the tasks' share of the spread (the common ups and downs
+/// of hard and easy task draws), which dominates the across-seed standard errors of the
+/// summary on tasks such as the Ant ones. `diff` = mean over iterations
+/// `from` … `to` (1-based, inclusive) of post(`algo`) − post(`against`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairedDiff {
+    /// The algorithm whose return is taken first.
+    pub algo: String,
+    /// The algorithm it is compared with.
+    pub against: String,
+    /// The seed both runs share.
+    pub seed: u64,
+    /// First iteration (1-based) of the window.
+    pub from: usize,
+    /// Last iteration (1-based) of the window: the grid's budget.
+    pub to: usize,
+    /// Mean over the window of the post-update return difference.
+    pub diff: f64,
+}
+
+/// Every ordered pair of distinct algorithms and every seed at which both runs reached `n`
+/// iterations (a diverged run drops out of its pairs), averaged over the last
+/// [`PAIRED_WINDOW`] iterations up to `n`: algorithm-major in the order of `algos`, then
+/// `against` in that order, then seeds in the order of `runs`.
+pub fn paired_differences(
+    algos: &[Algorithm],
+    runs: &[ValidParams],
+    records: &[RunRecord],
+    n: usize,
+) -> Vec<PairedDiff> {
+    let from = n.saturating_sub(PAIRED_WINDOW);
+    let curve = |algo: Algorithm, seed: u64| {
+        runs.iter()
+            .zip(records)
+            .find(|(p, _)| p.algo == algo && p.seed == seed)
+            .filter(|(_, r)| n > 0 && r.history.len() >= n)
+            .map(|(_, r)| &r.history[from..n])
+    };
+    let mut seeds: Vec<u64> = Vec::new();
+    for p in runs {
+        if !seeds.contains(&p.seed) {
+            seeds.push(p.seed);
+        }
+    }
+    let mut out = Vec::new();
+    for &a in algos {
+        for &b in algos.iter().filter(|&&b| b != a) {
+            for &seed in &seeds {
+                if let (Some(x), Some(y)) = (curve(a, seed), curve(b, seed)) {
+                    let d: Vec<f64> = x.iter().zip(y).map(|(x, y)| post_return(x) - post_return(y)).collect();
+                    out.push(PairedDiff {
+                        algo: a.name().into(),
+                        against: b.name().into(),
+                        seed,
+                        from: from + 1,
+                        to: n,
+                        diff: mean_std_se(&d).0,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The paired differences as a Markdown matrix: row − column, mean ± s.e. over seeds of the
+/// per-seed differences, with the number of seeds in which the row is ahead.
+pub fn paired_markdown(rows: &[PairedDiff]) -> String {
+    let mut algos: Vec<&str> = Vec::new();
+    for r in rows {
+        for a in [&r.algo, &r.against] {
+            if !algos.contains(&a.as_str()) {
+                algos.push(a);
+            }
+        }
+    }
+    let Some(first) = rows.first() else { return String::new() };
+    let mut out = format!(
+        "Paired differences, row − column: post-update return averaged over iterations {}–{} of \
+         the same seed (the same tasks), mean ± s.e. over seeds (seeds in which the row is ahead).\n\n\
+         | | {} |\n|---|{}\n",
+        first.from,
+        first.to,
+        algos.join(" | "),
+        "---|".repeat(algos.len())
+    );
+    for a in &algos {
+        out += &format!("| {a} |");
+        for b in &algos {
+            let d: Vec<f64> =
+                rows.iter().filter(|r| r.algo == *a && r.against == *b).map(|r| r.diff).collect();
+            out += &if a == b || d.is_empty() {
+                " – |".to_string()
+            } else {
+                let (m, _, se) = mean_std_se(&d);
+                let ahead = d.iter().filter(|&&x| x > 0.0).count();
+                let se = if d.len() > 1 { format!("{se:.1}") } else { "–".into() };
+                format!(" {m:.1} ± {se} ({ahead} of {}) |", d.len())
+            };
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Largest fall of `ys` below its running maximum (0 if it never falls).
 pub fn max_drop(ys: impl Iterator<Item = f64>) -> f64 {
     let (mut best, mut drop) = (f64::NEG_INFINITY, 0.0f64);
@@ -869,6 +986,72 @@ mod tests {
         assert_eq!((rows[1].seeds, rows[1].diverged, rows[1].post_return_mean), (1, 1, 20.0));
         let md = summary_markdown(&rows);
         assert!(md.lines().nth(2).unwrap().ends_with("| 1 of 2 |"), "{md}");
+    }
+
+    #[test]
+    fn paired_differences_cancel_the_tasks_and_drop_diverged_runs() {
+        let stats = |i: usize, post: f64| IterationStats {
+            iteration: i,
+            pre_return: 0.0,
+            post_returns: vec![post],
+            env_steps: 10 * (i as u64 + 1),
+            wall_s: i as f64,
+            outer_diag: 0.0,
+            diagnostics: Default::default(),
+        };
+        // Task difficulty shared by all algorithms of a seed at an iteration (large), plus
+        // an algorithm effect (small): the paired difference is the effect alone.
+        let task = |seed: u64, i: usize| 100.0 * ((seed as f64 * 7.3 + i as f64 * 1.9).sin());
+        let effect = |algo: Algorithm| match algo {
+            Algorithm::Promp => 2.0,
+            Algorithm::TrpoMaml => 0.0,
+            _ => -1.0,
+        };
+        let n = 14;
+        let settings = RunSettings { iterations: n, ..RunSettings::default() };
+        let algos = [Algorithm::TrpoMaml, Algorithm::Promp, Algorithm::TrpoDice];
+        let (mut runs, mut records) = (Vec::new(), Vec::new());
+        for &algo in &algos {
+            for seed in [1u64, 2, 3] {
+                runs.push(settings.params(algo, seed).unwrap());
+                // ProMP's seed 3 diverged at iteration 5: it leaves its pairs.
+                let len = if algo == Algorithm::Promp && seed == 3 { 5 } else { n + 3 };
+                let history = (0..len).map(|i| stats(i, task(seed, i) + effect(algo) + i as f64)).collect();
+                records.push(RunRecord { history, diverged: None });
+            }
+        }
+        let rows = paired_differences(&algos, &runs, &records, n);
+        // 6 ordered pairs; the 4 pairs with ProMP have 2 seeds, the other 2 have 3.
+        assert_eq!(rows.len(), 4 * 2 + 2 * 3);
+        for r in &rows {
+            let a = algos.iter().find(|a| a.name() == r.algo).unwrap();
+            let b = algos.iter().find(|b| b.name() == r.against).unwrap();
+            assert!((r.diff - (effect(*a) - effect(*b))).abs() < 1e-9, "{r:?}");
+            assert_eq!((r.from, r.to), (n - PAIRED_WINDOW + 1, n));
+            assert!(!(r.seed == 3 && (r.algo == "promp" || r.against == "promp")));
+        }
+        assert_eq!(
+            (rows[0].algo.as_str(), rows[0].against.as_str(), rows[0].seed),
+            ("trpo-maml", "promp", 1)
+        );
+        let md = paired_markdown(&rows);
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(lines[2], "| | trpo-maml | promp | trpo-dice |");
+        assert_eq!(lines[3], "|---|---|---|---|");
+        assert_eq!(lines[4], "| trpo-maml | – | -2.0 ± 0.0 (0 of 2) | 1.0 ± 0.0 (3 of 3) |");
+        assert_eq!(lines[5], "| promp | 2.0 ± 0.0 (2 of 2) | – | 3.0 ± 0.0 (2 of 2) |");
+        assert_eq!(lines.len(), 7);
+        // A window longer than the budget is the whole run; a single seed has no s.e.
+        let short = paired_differences(
+            &algos[..2],
+            &runs[..1].iter().chain(&runs[3..4]).cloned().collect::<Vec<_>>(),
+            &[records[0].clone(), records[3].clone()],
+            3,
+        );
+        assert_eq!(short.len(), 2);
+        assert_eq!((short[0].from, short[0].to), (1, 3));
+        assert!(paired_markdown(&short).contains("| -2.0 ± – (0 of 1) |"));
+        assert_eq!(paired_markdown(&[]), "");
     }
 
     #[test]
