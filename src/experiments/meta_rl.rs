@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::metrics::mean_std_se;
-use super::{RunConfig, csv_io, prepare_output_dir, write_csv, write_json};
+use super::{RunConfig, csv_io, prepare_output_dir, write_csv, write_csv_or_header, write_json};
 use crate::error::{Error, Result, invalid};
 use crate::estimators::{Taylor2Pairs, TaylorDiscount};
 use crate::meta::algos::{
@@ -612,7 +612,7 @@ impl Grid {
         let out = &self.settings.out;
         write_csv(&out.join("summary.csv"), &rows)?;
         let paired = paired_differences(&self.settings.algos, &self.runs, &records, n);
-        write_csv(&out.join("paired.csv"), &paired)?;
+        write_csv_or_header(&out.join("paired.csv"), &paired)?;
         let md = out.join("summary.md");
         let text = format!("{}\n{}", summary_markdown(&rows), paired_markdown(&paired));
         crate::atomic::write_bytes(&md, text.as_bytes())?;
@@ -817,7 +817,7 @@ pub const PAIRED_WINDOW: usize = 10;
 /// of hard and easy task draws), which dominates the across-seed standard errors of the
 /// summary on tasks such as the Ant ones. `diff` = mean over iterations
 /// `from` … `to` (1-based, inclusive) of post(`algo`) − post(`against`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PairedDiff {
     /// The algorithm whose return is taken first.
     pub algo: String,
@@ -1052,6 +1052,13 @@ mod tests {
         assert_eq!((short[0].from, short[0].to), (1, 3));
         assert!(paired_markdown(&short).contains("| -2.0 ± – (0 of 1) |"));
         assert_eq!(paired_markdown(&[]), "");
+        // A grid of one algorithm has no pairs: paired.csv is its header alone.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paired.csv");
+        write_csv_or_header::<PairedDiff>(&path, &[]).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "algo,against,seed,from,to,diff\n");
+        write_csv_or_header(&path, &short).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
     }
 
     #[test]

@@ -45,6 +45,20 @@ pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
     })
 }
 
+/// [`write_csv`], but a file without rows still gets its header (the field names of
+/// `T::default()`), so that CSV readers see an empty table, not an empty file.
+pub fn write_csv_or_header<T: Serialize + Default>(path: &Path, rows: &[T]) -> Result<()> {
+    if !rows.is_empty() {
+        return write_csv(path, rows);
+    }
+    let io = |source| Error::Io { context: format!("cannot write the header of {}", path.display()), source };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.serialize(T::default()).map_err(|e| io(csv_io(e)))?;
+    let text = w.into_inner().map_err(|e| io(e.into_error()))?;
+    let header = text.split_inclusive(|&b| b == b'\n').next().unwrap_or_default();
+    crate::atomic::write_bytes(path, header)
+}
+
 /// A CSV error as an I/O error (serialisation errors included, with their text).
 pub(crate) fn csv_io(e: csv::Error) -> std::io::Error {
     match e.into_kind() {
