@@ -960,9 +960,9 @@ mod tests {
         assert_eq!(lines.len(), 4);
     }
 
-    #[test]
-    fn diverged_runs_leave_the_means_and_are_counted() {
-        let stats = |i: usize, post: f64| IterationStats {
+    /// Iteration `i` of a test history with post-update return `post`.
+    fn stats(i: usize, post: f64) -> IterationStats {
+        IterationStats {
             iteration: i,
             pre_return: 0.0,
             post_returns: vec![post],
@@ -970,7 +970,11 @@ mod tests {
             wall_s: i as f64,
             outer_diag: 0.0,
             diagnostics: Default::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn diverged_runs_leave_the_means_and_are_counted() {
         let full = RunRecord { history: (0..3).map(|i| stats(i, 10.0 * i as f64)).collect(), diverged: None };
         let short = RunRecord {
             history: vec![stats(0, 4.0)],
@@ -990,15 +994,6 @@ mod tests {
 
     #[test]
     fn paired_differences_cancel_the_tasks_and_drop_diverged_runs() {
-        let stats = |i: usize, post: f64| IterationStats {
-            iteration: i,
-            pre_return: 0.0,
-            post_returns: vec![post],
-            env_steps: 10 * (i as u64 + 1),
-            wall_s: i as f64,
-            outer_diag: 0.0,
-            diagnostics: Default::default(),
-        };
         // Task difficulty shared by all algorithms of a seed at an iteration (large), plus
         // an algorithm effect (small): the paired difference is the effect alone.
         let task = |seed: u64, i: usize| 100.0 * ((seed as f64 * 7.3 + i as f64 * 1.9).sin());
