@@ -152,8 +152,8 @@ def compare(
     differences between algorithms, seed by seed: ``pandas.read_csv(f"{out}/paired.csv")``),
     ``summary.md`` and the figure (``fig1d`` or ``fig2``), and returns the summary as a
     DataFrame. ``threads``: as in :func:`train`. ``jobs``: runs at a time, each on
-    max(1, threads / jobs) threads (the same files whatever the value). To spread the runs over a Ray cluster, see
-    :mod:`metagrad.ray`."""
+    max(1, threads / jobs) threads (the same files whatever the value). To spread the runs
+    over a Ray cluster, see :mod:`metagrad.ray`."""
     import pandas as pd
 
     text, algos, seeds, at, iterations = _grid_args(

@@ -67,7 +67,8 @@ def test_compare_writes_the_cli_summary(cli, tmp_path):
     pd.testing.assert_frame_equal(ours[cols], theirs[cols], check_exact=True)
     paired = [pd.read_csv(tmp_path / d / "paired.csv", float_precision="round_trip") for d in ("py", "cli")]
     pd.testing.assert_frame_equal(*paired, check_exact=True)
-    assert len(paired[0]) == 2 * 1 * 2 and set(paired[0]["against"]) == {"promp", "trpo-fmaml"}
+    # 2 ordered pairs of algorithms × 2 seeds.
+    assert len(paired[0]) == 4 and set(paired[0]["against"]) == {"promp", "trpo-fmaml"}
     assert list(summary["algo"]) == ["promp", "promp", "trpo-fmaml", "trpo-fmaml"]
     assert (tmp_path / "py" / "fig1d.png").exists() and (tmp_path / "py" / "summary.md").exists()
     again = meta_rl.summarise(algos="promp,trpo-fmaml", seeds=[1, 2], iterations=2, at=[1], out=tmp_path / "py", **TINY)
