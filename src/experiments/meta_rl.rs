@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::metrics::mean_std_se;
-use super::{RunConfig, csv_io, prepare_output_dir, write_csv, write_csv_or_header, write_json};
+use super::{RunConfig, csv_io, first_seen, prepare_output_dir, write_csv, write_csv_or_header, write_json};
 use crate::error::{Error, Result, invalid};
 use crate::estimators::{Taylor2Pairs, TaylorDiscount};
 use crate::meta::algos::{
@@ -775,13 +775,7 @@ pub fn summary_markdown(rows: &[SummaryRow]) -> String {
     );
     out += &"---|".repeat(iters.len() + 4);
     out.push('\n');
-    let mut algos: Vec<&str> = Vec::new();
-    for r in rows {
-        if !algos.contains(&r.algo.as_str()) {
-            algos.push(&r.algo);
-        }
-    }
-    for a in algos {
+    for a in first_seen(rows.iter().map(|r| r.algo.as_str())) {
         let cell = |i: usize| rows.iter().find(|r| r.algo == a && r.iteration == i);
         out += &format!("| {a} |");
         for &i in &iters {
@@ -851,12 +845,7 @@ pub fn paired_differences(
             .filter(|(_, r)| n > 0 && r.history.len() >= n)
             .map(|(_, r)| &r.history[from..n])
     };
-    let mut seeds: Vec<u64> = Vec::new();
-    for p in runs {
-        if !seeds.contains(&p.seed) {
-            seeds.push(p.seed);
-        }
-    }
+    let seeds = first_seen(runs.iter().map(|p| p.seed));
     let mut out = Vec::new();
     for &a in algos {
         for &b in algos.iter().filter(|&&b| b != a) {
@@ -881,14 +870,7 @@ pub fn paired_differences(
 /// The paired differences as a Markdown matrix: row − column, mean ± s.e. over seeds of the
 /// per-seed differences, with the number of seeds in which the row is ahead.
 pub fn paired_markdown(rows: &[PairedDiff]) -> String {
-    let mut algos: Vec<&str> = Vec::new();
-    for r in rows {
-        for a in [&r.algo, &r.against] {
-            if !algos.contains(&a.as_str()) {
-                algos.push(a);
-            }
-        }
-    }
+    let algos = first_seen(rows.iter().flat_map(|r| [r.algo.as_str(), r.against.as_str()]));
     let Some(first) = rows.first() else { return String::new() };
     let mut out = format!(
         "Paired differences, row − column: post-update return averaged over iterations {}–{} of \

@@ -18,6 +18,18 @@ pub(crate) fn command_line_defaults<T: clap::Args + clap::FromArgMatches>() -> T
     T::from_arg_matches(&matches).expect("the defaults parse")
 }
 
+/// The distinct items of `items` in the order of their first appearance (the row order of
+/// the tables and figures built from result rows).
+pub fn first_seen<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for x in items {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
+}
+
 /// Creates `dir` (and parents) and checks that it is writable, naming it otherwise.
 pub fn prepare_output_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {

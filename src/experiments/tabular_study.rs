@@ -16,6 +16,7 @@ use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::first_seen;
 use super::metrics::{mean_std_se, pearson, relative_error};
 use crate::error::{Result, invalid};
 use crate::estimators::{BatchObjective, Estimator};
@@ -692,14 +693,8 @@ pub struct SummaryRow {
 
 /// Groups trial rows by (sweep, estimator, ε, N), in first-appearance order.
 pub fn summarise(rows: &[TrialRow]) -> Vec<SummaryRow> {
-    let mut keys: Vec<(String, String, f64, usize)> = Vec::new();
-    for r in rows {
-        let k = (r.sweep.clone(), r.estimator.clone(), r.eps, r.n);
-        if !keys.contains(&k) {
-            keys.push(k);
-        }
-    }
-    keys.into_iter()
+    first_seen(rows.iter().map(|r| (r.sweep.clone(), r.estimator.clone(), r.eps, r.n)))
+        .into_iter()
         .map(|(sweep, estimator, eps, n)| {
             let group: Vec<&TrialRow> = rows
                 .iter()
@@ -776,12 +771,7 @@ pub fn plot_summary(summary: &[SummaryRow], dir: &std::path::Path) -> Result<Vec
         if rows.is_empty() {
             continue;
         }
-        let mut names: Vec<&str> = Vec::new();
-        for r in &rows {
-            if !names.contains(&r.estimator.as_str()) {
-                names.push(&r.estimator);
-            }
-        }
+        let names = first_seen(rows.iter().map(|r| r.estimator.as_str()));
         let series = names
             .iter()
             .map(|name| {
