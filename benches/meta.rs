@@ -51,6 +51,7 @@ fn task(policy: &GaussianMlp, seed: u64) -> TaskData {
         adv_std: 3.0,
         path_offsets: (0..=20).map(|p| p * 100).collect(),
         average_return: 0.0,
+        success_rate: None,
     }
 }
 

@@ -4,9 +4,11 @@
 //! physical-parameter multipliers). Sampling tasks, setting a task, resetting and stepping
 //! take explicit random-number generators, so every draw flows from the user's seed.
 
+pub mod external;
 pub mod point;
 pub mod vector;
 
+pub use external::{BatchEnv, EnvInfo, EnvSource, ExternalEnv, StepOut};
 pub use point::PointEnv;
 pub use vector::{Autoreset, VecEnv};
 

@@ -18,10 +18,11 @@ use serde::{Deserialize, Serialize};
 
 use super::metrics::mean_std_se;
 use super::{RunConfig, csv_io, first_seen, prepare_output_dir, write_csv, write_csv_or_header, write_json};
+use crate::envs::EnvSource;
 use crate::error::{Error, Result, invalid};
 use crate::estimators::{Taylor2Pairs, TaylorDiscount};
 use crate::meta::algos::{
-    Algorithm, Divergence, IterationStats, Params, Trainer, TrainerState, ValidParams, is_point_env,
+    Algorithm, Divergence, IterationStats, MetaTest, Params, Trainer, TrainerState, ValidParams, is_point_env,
 };
 use crate::meta::objectives::{DiceCritic, Normalisation};
 use crate::meta::task_sampling::RemoteSampling;
@@ -120,6 +121,16 @@ pub struct RunSettings {
     /// (inner steps + 1), accepted.
     #[arg(long, default_value_t = crate::limits::DEFAULT_MAX_META_STEPS)]
     pub max_steps_per_iteration: usize,
+    /// Meta-test: evaluate on fresh tasks (of the test split, for environments that have
+    /// one) every this many iterations and after the last; 0: never.
+    #[arg(long, default_value_t = 0)]
+    pub test_every: usize,
+    /// Meta-test: tasks per evaluation (default: --tasks).
+    #[arg(long)]
+    pub test_tasks: Option<usize>,
+    /// Meta-test: evaluation episodes per task with the adapted policy.
+    #[arg(long, default_value_t = 3)]
+    pub test_episodes: usize,
 }
 
 impl Default for RunSettings {
@@ -130,9 +141,23 @@ impl Default for RunSettings {
 }
 
 impl RunSettings {
-    /// The validated settings of one run of `algo` with `seed`.
+    /// The validated settings of one run of `algo` with `seed` on the built-in environment
+    /// named by `env`.
     pub fn params(&self, algo: Algorithm, seed: u64) -> Result<ValidParams> {
-        let mut p = Params::new(&self.env, algo);
+        self.params_in(algo, seed, EnvSource::Builtin(self.env.clone()), None)
+    }
+
+    /// [`Self::params`] on the environment `env` (e.g. a user's, outside the crate; `env`
+    /// of these settings is then ignored), with the meta-test's tasks drawn from `test_env`
+    /// (default: `env`).
+    pub fn params_in(
+        &self,
+        algo: Algorithm,
+        seed: u64,
+        env: EnvSource,
+        test_env: Option<EnvSource>,
+    ) -> Result<ValidParams> {
+        let mut p = Params::new(env.name(), algo);
         p.seed = seed;
         p.iterations = self.iterations;
         p.tasks = self.tasks;
@@ -158,7 +183,12 @@ impl RunSettings {
         p.emaml_weight = self.emaml_weight;
         p.divergence_threshold = self.divergence_threshold;
         p.ratio_guard = self.ratio_guard;
-        p.validate_with(self.max_steps_per_iteration)
+        p.meta_test = (self.test_every > 0).then(|| MetaTest {
+            every: self.test_every,
+            tasks: self.test_tasks.unwrap_or(self.tasks),
+            episodes: self.test_episodes,
+        });
+        p.validate_in(self.max_steps_per_iteration, env, test_env)
     }
 }
 
@@ -329,6 +359,21 @@ fn write_progress(path: &Path, history: &[IterationStats]) -> Result<()> {
             "max_inner_ratio_dev".into(),
         ]);
         header.extend((1..=steps).map(|i| format!("outer_loss_{i}")));
+        // Success rates (environments that report success) and the meta-test (runs that
+        // evaluate): columns only when some iteration has them.
+        let success = history.iter().any(|h| h.pre_success.is_some());
+        let test = history.iter().any(|h| h.test.is_some());
+        let test_success = history.iter().any(|h| h.test.as_ref().is_some_and(|t| t.pre_success.is_some()));
+        if success {
+            header.push("pre_success".into());
+            header.extend((1..=k).map(|i| format!("post_success_{i}")));
+        }
+        if test {
+            header.extend(["test_pre_return".into(), "test_post_return".into()]);
+        }
+        if test_success {
+            header.extend(["test_pre_success".into(), "test_post_success".into()]);
+        }
         w.write_record(&header).map_err(csv_io)?;
         for h in history {
             let d = &h.diagnostics;
@@ -340,6 +385,19 @@ fn write_progress(path: &Path, history: &[IterationStats]) -> Result<()> {
             );
             // Runs saved before the diagnostics existed (or diverged mid-update) leave blanks.
             rec.extend((0..steps).map(|i| d.outer_losses.get(i).map_or(String::new(), |x| x.to_string())));
+            let cell = |x: Option<f64>| x.map_or(String::new(), |v| v.to_string());
+            if success {
+                rec.push(cell(h.pre_success));
+                rec.extend((0..k).map(|i| cell(h.post_success.get(i).copied())));
+            }
+            if test {
+                rec.push(cell(h.test.as_ref().map(|t| t.pre_return)));
+                rec.push(cell(h.test.as_ref().map(|t| t.post_return)));
+            }
+            if test_success {
+                rec.push(cell(h.test.as_ref().and_then(|t| t.pre_success)));
+                rec.push(cell(h.test.as_ref().and_then(|t| t.post_success)));
+            }
             w.write_record(&rec).map_err(csv_io)?;
         }
         w.flush()
@@ -401,8 +459,15 @@ pub struct Grid {
 
 impl GridSettings {
     /// Checks the grid: at least one algorithm and seed, no duplicates, report points in
-    /// 1..=iterations, and every run's settings.
+    /// 1..=iterations, and every run's settings, on the built-in environment `run.env`.
     pub fn validate(self) -> Result<Grid> {
+        let env = EnvSource::Builtin(self.run.env.clone());
+        self.validate_in(env, None)
+    }
+
+    /// [`Self::validate`] with every run on the environment `env` and its meta-test on
+    /// `test_env` (see [`RunSettings::params_in`]).
+    pub fn validate_in(self, env: EnvSource, test_env: Option<EnvSource>) -> Result<Grid> {
         if self.algos.is_empty() {
             return Err(invalid("algos", "needs at least one algorithm"));
         }
@@ -435,7 +500,7 @@ impl GridSettings {
             .algos
             .iter()
             .flat_map(|&a| self.seeds.iter().map(move |&s| (a, s)))
-            .map(|(a, s)| self.run.params(a, s))
+            .map(|(a, s)| self.run.params_in(a, s, env.clone(), test_env.clone()))
             .collect::<Result<Vec<_>>>()?;
         Ok(Grid { settings: self, at, runs })
     }
@@ -669,9 +734,14 @@ impl Grid {
         Ok(rows)
     }
 
-    /// The figure's file stem: the paper's figure, 1(d) for the 2-D task, 2 for MuJoCo.
+    /// The figure's file stem: the paper's figure, 1(d) for the 2-D task, 2 for MuJoCo;
+    /// `curves` for an environment outside the crate.
     pub fn figure_stem(&self) -> &'static str {
-        if is_point_env(&self.settings.run.env) { "fig1d" } else { "fig2" }
+        match self.runs.first().map(ValidParams::env_source) {
+            Some(EnvSource::Builtin(name)) if is_point_env(name) => "fig1d",
+            Some(EnvSource::Builtin(_)) => "fig2",
+            _ => "curves",
+        }
     }
 }
 
@@ -952,6 +1022,9 @@ mod tests {
             wall_s: i as f64,
             outer_diag: 0.0,
             diagnostics: Default::default(),
+            pre_success: None,
+            post_success: Vec::new(),
+            test: None,
         }
     }
 

@@ -36,425 +36,13 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::metagrad::{self, Order, chain_objectives};
-use super::objectives::{DiceCritic, InnerKind, InnerObjective, Normalisation, exploration_term};
-use super::optim::{Adam, AdamConfig, TrpoConfig, ppo_clip_objective, ratio_surrogate, trpo_step};
-use super::processing::ProcessingConfig;
-use super::task_sampling::{RemoteSampling, TaskRounds, TaskSampler, round_returns};
-use crate::envs::{MetaEnv, PointEnv, make_mujoco_env};
+use super::objectives::exploration_term;
+use super::optim::{Adam, AdamConfig, ppo_clip_objective, ratio_surrogate, trpo_step};
+use super::task_sampling::{RemoteSampling, TaskRounds, TaskSampler, round_returns, round_success};
 use crate::error::{Result, invalid};
-use crate::estimators::{Taylor2Pairs, TaylorDiscount};
-use crate::policy::{GaussianMlp, GaussianMlpRows, Policy, Precision, ScoreRows};
+use crate::policy::{GaussianMlp, GaussianMlpRows, Policy, ScoreRows};
 
-/// A meta-RL algorithm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Algorithm {
-    /// TRPO with MAML's naive inner loss, second order.
-    TrpoMaml,
-    /// TRPO with MAML's naive inner loss, first order.
-    TrpoFmaml,
-    /// TRPO-MAML plus E-MAML's exploration term.
-    TrpoEmaml,
-    /// TRPO with the DR (DiCE) inner objective.
-    TrpoDice,
-    /// ProMP: LVC (TayPO-1) inner objective, PPO-clip outer.
-    Promp,
-    /// ProMP with the TayPO-2 inner objective.
-    PrompTaypo2,
-}
-
-impl Algorithm {
-    /// All six, in the paper's order.
-    pub const ALL: [Algorithm; 6] = [
-        Algorithm::TrpoMaml,
-        Algorithm::TrpoFmaml,
-        Algorithm::TrpoEmaml,
-        Algorithm::TrpoDice,
-        Algorithm::Promp,
-        Algorithm::PrompTaypo2,
-    ];
-
-    /// The command-line name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Algorithm::TrpoMaml => "trpo-maml",
-            Algorithm::TrpoFmaml => "trpo-fmaml",
-            Algorithm::TrpoEmaml => "trpo-emaml",
-            Algorithm::TrpoDice => "trpo-dice",
-            Algorithm::Promp => "promp",
-            Algorithm::PrompTaypo2 => "promp-taypo2",
-        }
-    }
-
-    /// Parses a name (as on the command line).
-    pub fn parse(name: &str) -> Result<Self> {
-        Self::ALL.iter().copied().find(|a| a.name() == name.trim()).ok_or_else(|| {
-            invalid(
-                "algo",
-                format!(
-                    "unknown algorithm {name:?} (known: {})",
-                    Self::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
-                ),
-            )
-        })
-    }
-
-    /// Parses a comma-separated list of names, or `all` for the six in the paper's order.
-    pub fn parse_list(list: &str) -> Result<Vec<Self>> {
-        if list.trim() == "all" {
-            return Ok(Self::ALL.to_vec());
-        }
-        let algos =
-            list.split(',').filter(|s| !s.trim().is_empty()).map(Self::parse).collect::<Result<Vec<_>>>()?;
-        if algos.is_empty() {
-            return Err(invalid("algos", format!("no algorithm named in {list:?}")));
-        }
-        Ok(algos)
-    }
-
-    /// The inner objective's estimator.
-    pub fn inner_kind(&self) -> InnerKind {
-        match self {
-            Algorithm::TrpoMaml | Algorithm::TrpoFmaml | Algorithm::TrpoEmaml => InnerKind::Maml,
-            Algorithm::TrpoDice => InnerKind::Dr,
-            Algorithm::Promp => InnerKind::Lvc,
-            Algorithm::PrompTaypo2 => InnerKind::Taypo2,
-        }
-    }
-
-    /// Whether the outer optimiser is ProMP's (otherwise TRPO).
-    pub fn is_promp(&self) -> bool {
-        matches!(self, Algorithm::Promp | Algorithm::PrompTaypo2)
-    }
-
-    /// First or second order meta-gradient.
-    pub fn order(&self) -> Order {
-        if *self == Algorithm::TrpoFmaml { Order::First } else { Order::Second }
-    }
-
-    /// Whether the E-MAML exploration term is added.
-    pub fn exploration(&self) -> bool {
-        *self == Algorithm::TrpoEmaml
-    }
-}
-
-impl std::fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Whether `env` is one of the 2-D point environments.
-pub fn is_point_env(env: &str) -> bool {
-    env.starts_with("point-")
-}
-
-/// The environment for a command-line name: the point envs, or a MuJoCo meta-task (which
-/// needs the `mujoco` feature and errors clearly without it).
-pub fn make_env(name: &str) -> Result<Box<dyn MetaEnv>> {
-    if is_point_env(name) {
-        Ok(Box::new(PointEnv::from_name(name)?))
-    } else {
-        make_mujoco_env(name).map_err(|e| invalid("env", format!("{name:?}: {e:#}")))
-    }
-}
-
-/// Settings of a meta-RL run (notes §5 defaults). Check with [`Params::validate`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Params {
-    /// Environment name.
-    pub env: String,
-    /// Algorithm.
-    pub algo: Algorithm,
-    /// Seed of every random draw.
-    pub seed: u64,
-    /// Meta-iterations.
-    pub iterations: usize,
-    /// Tasks per iteration (40).
-    pub tasks: usize,
-    /// Rollouts per task and sampling round (20).
-    pub rollouts: usize,
-    /// Horizon (100).
-    pub horizon: usize,
-    /// γ (0.99).
-    pub gamma: f64,
-    /// GAE λ (1).
-    pub gae_lambda: f64,
-    /// Normalise advantages per task (true).
-    pub normalize_advantages: bool,
-    /// Inner steps K; `None`: 3 for the point envs, 1 otherwise.
-    pub inner_steps: Option<usize>,
-    /// Inner step size η (0.1).
-    pub inner_lr: f64,
-    /// Hidden layer widths ((64, 64)).
-    pub hidden: Vec<usize>,
-    /// Initial log-std (0).
-    pub init_log_std: f64,
-    /// Floating-point type of the policy's network passes (f32; runs saved before this
-    /// setting existed used f64).
-    #[serde(default)]
-    pub precision: Precision,
-    /// Normalisation of the inner objectives (mean over samples).
-    pub normalisation: Normalisation,
-    /// TayPO-K / naive-score discount convention (ProMP's γ^{t2−t1}).
-    pub taypo_discount: TaylorDiscount,
-    /// DR: divide rewards and critic by the task's advantage std (true).
-    pub dr_normalise: bool,
-    /// TRPO-DiCE's critic (`Some` for `trpo-dice` only, set by [`Params::validate`]; `time`
-    /// by default). Runs saved before this setting existed used `features`
-    /// ([`Params::upgrade_legacy`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dice_critic: Option<DiceCritic>,
-    /// ProMP-TayPO-2: weighting of the pair term (the paper's discounted pairs by default;
-    /// recorded only when not the default, and only for `promp-taypo2`).
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub taypo2_pairs: Taylor2Pairs,
-    /// ProMP-TayPO-2: clip of |ρ_t − 1| in the inner objective (none by default; only for
-    /// `promp-taypo2`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub taypo2_ratio_clip: Option<f64>,
-    /// TRPO settings (max KL 0.01, 10 CG iterations, backtracking 0.8 × ≤ 15).
-    pub trpo: TrpoConfig,
-    /// ProMP's PPO clip ε (0.3).
-    pub ppo_clip: f64,
-    /// ProMP's inner KL penalty coefficient (5e-4).
-    pub kl_coeff: f64,
-    /// ProMP's Adam learning rate (1e-3).
-    pub adam_lr: f64,
-    /// ProMP's full-batch Adam steps per iteration (5).
-    pub promp_steps: usize,
-    /// Weight of E-MAML's exploration term (1).
-    pub emaml_weight: f64,
-    /// Divergence guard: the run stops (marked diverged) when an outer loss is not finite or
-    /// exceeds this (10; PPO-clip losses on normalised advantages stay below ≈ 1.3 while the
-    /// ratios are within reach of the clip), or when the gradient is not finite.
-    #[serde(default = "default_divergence_threshold")]
-    pub divergence_threshold: f64,
-    /// ProMP and ProMP-TayPO-2: a second guard, on the largest |ρ − 1| on the inner data
-    /// during the outer steps; the run stops (marked diverged) when it exceeds this. Off by
-    /// default; recorded only when set, and only for the ProMP algorithms (TRPO does not
-    /// re-evaluate the inner data's ratios).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ratio_guard: Option<f64>,
-}
-
-fn default_divergence_threshold() -> f64 {
-    10.0
-}
-
-fn is_default<T: Default + PartialEq>(x: &T) -> bool {
-    *x == T::default()
-}
-
-impl Params {
-    /// Defaults for `env` and `algo`.
-    pub fn new(env: &str, algo: Algorithm) -> Self {
-        Self {
-            env: env.to_string(),
-            algo,
-            seed: 1,
-            iterations: 500,
-            tasks: 40,
-            rollouts: 20,
-            horizon: 100,
-            gamma: 0.99,
-            gae_lambda: 1.0,
-            normalize_advantages: true,
-            inner_steps: None,
-            inner_lr: 0.1,
-            hidden: vec![64, 64],
-            init_log_std: 0.0,
-            precision: Precision::F32,
-            normalisation: Normalisation::Samples,
-            taypo_discount: TaylorDiscount::FromFirst,
-            dr_normalise: true,
-            dice_critic: None,
-            taypo2_pairs: Taylor2Pairs::Discounted,
-            taypo2_ratio_clip: None,
-            trpo: TrpoConfig::default(),
-            ppo_clip: 0.3,
-            kl_coeff: 5e-4,
-            adam_lr: 1e-3,
-            promp_steps: 5,
-            emaml_weight: 1.0,
-            divergence_threshold: default_divergence_threshold(),
-            ratio_guard: None,
-        }
-    }
-
-    /// Settings read from a run saved before a setting existed, with the value that run used:
-    /// a `trpo-dice` run without `dice_critic` used the feature baseline.
-    pub fn upgrade_legacy(mut self) -> Self {
-        if self.algo == Algorithm::TrpoDice && self.dice_critic.is_none() {
-            self.dice_critic = Some(DiceCritic::Features);
-        }
-        self
-    }
-
-    /// Checks every setting; errors name the field and its value.
-    pub fn validate(self) -> Result<ValidParams> {
-        self.validate_with(crate::limits::DEFAULT_MAX_META_STEPS)
-    }
-
-    /// [`Params::validate`] with environment steps per iteration,
-    /// tasks·rollouts·horizon·(K + 1), bounded by `max_steps` (checked arithmetic, before
-    /// anything is allocated), and the policy's parameters by
-    /// [`crate::limits::MAX_POLICY_PARAMS`].
-    pub fn validate_with(mut self, max_steps: usize) -> Result<ValidParams> {
-        let pos = |field: &str, v: usize| -> Result<()> {
-            if v == 0 { Err(invalid(field, "must be ≥ 1, got 0")) } else { Ok(()) }
-        };
-        let finite_pos = |field: &str, v: f64| -> Result<()> {
-            if v.is_finite() && v > 0.0 {
-                Ok(())
-            } else {
-                Err(invalid(field, format!("must be finite and > 0, got {v}")))
-            }
-        };
-        let env = make_env(&self.env)?;
-        // Only TRPO-DiCE reads a DiCE critic; others record none (so their settings compare
-        // equal to those of runs saved before the setting existed).
-        self.dice_critic = match self.algo {
-            Algorithm::TrpoDice => Some(self.dice_critic.unwrap_or(DiceCritic::Time)),
-            _ => None,
-        };
-        // Only ProMP-TayPO-2 reads the TayPO-2 variants; others record the defaults.
-        if self.algo != Algorithm::PrompTaypo2 {
-            self.taypo2_pairs = Taylor2Pairs::Discounted;
-            self.taypo2_ratio_clip = None;
-        }
-        if let Some(k) = self.taypo2_ratio_clip {
-            finite_pos("taypo2-ratio-clip", k)?;
-        }
-        // Only the ProMP algorithms measure the inner data's ratios during the outer steps.
-        if !matches!(self.algo, Algorithm::Promp | Algorithm::PrompTaypo2) {
-            self.ratio_guard = None;
-        }
-        if let Some(g) = self.ratio_guard {
-            finite_pos("ratio-guard", g)?;
-        }
-        if self.dice_critic == Some(DiceCritic::Promp) && (self.gamma.is_nan() || self.gamma <= 0.0) {
-            return Err(invalid("dice-critic", format!("promp needs γ > 0, got gamma = {}", self.gamma)));
-        }
-        if self.divergence_threshold.is_nan() || self.divergence_threshold <= 0.0 {
-            return Err(invalid(
-                "divergence-threshold",
-                format!("must be > 0 (inf disables the guard), got {}", self.divergence_threshold),
-            ));
-        }
-        pos("iterations", self.iterations)?;
-        pos("tasks", self.tasks)?;
-        pos("rollouts", self.rollouts)?;
-        pos("horizon", self.horizon)?;
-        let k = self.inner_steps.unwrap_or(if is_point_env(&self.env) { 3 } else { 1 });
-        pos("inner-steps", k)?;
-        self.inner_steps = Some(k);
-        finite_pos("inner-lr", self.inner_lr)?;
-        for &h in &self.hidden {
-            pos("hidden", h)?;
-        }
-        crate::limits::product(
-            "steps per iteration",
-            "environment steps per iteration, tasks × rollouts × horizon × (inner steps + 1)",
-            &[self.tasks, self.rollouts, self.horizon, k.saturating_add(1)],
-            max_steps,
-            Some("--max-steps-per-iteration"),
-        )?;
-        let mut n_params = env.act_dim(); // log-std
-        let mut width = env.obs_dim();
-        for &out in self.hidden.iter().chain(std::iter::once(&env.act_dim())) {
-            n_params = width
-                .checked_add(1)
-                .and_then(|w| w.checked_mul(out))
-                .and_then(|layer| layer.checked_add(n_params))
-                .unwrap_or(usize::MAX);
-            width = out;
-        }
-        if n_params > crate::limits::MAX_POLICY_PARAMS {
-            return Err(invalid(
-                "hidden",
-                format!(
-                    "{:?} gives a policy of {} parameters, above the limit of {}",
-                    self.hidden,
-                    if n_params == usize::MAX {
-                        "more than usize::MAX".to_string()
-                    } else {
-                        n_params.to_string()
-                    },
-                    crate::limits::MAX_POLICY_PARAMS
-                ),
-            ));
-        }
-        if !self.init_log_std.is_finite() {
-            return Err(invalid("init-log-std", format!("must be finite, got {}", self.init_log_std)));
-        }
-        ProcessingConfig { gamma: self.gamma, gae_lambda: self.gae_lambda, ..Default::default() }
-            .validate()?;
-        self.trpo.validate()?;
-        finite_pos("ppo-clip", self.ppo_clip)?;
-        if !(self.kl_coeff.is_finite() && self.kl_coeff >= 0.0) {
-            return Err(invalid("kl-coeff", format!("must be finite and ≥ 0, got {}", self.kl_coeff)));
-        }
-        if !(self.adam_lr > 0.0 && self.adam_lr <= 1.0) {
-            return Err(invalid(
-                "adam-lr",
-                format!(
-                    "must be in (0, 1] (Adam moves each parameter by about this much per step), got {:?}",
-                    self.adam_lr
-                ),
-            ));
-        }
-        pos("promp-steps", self.promp_steps)?;
-        if !self.emaml_weight.is_finite() {
-            return Err(invalid("emaml-weight", format!("must be finite, got {}", self.emaml_weight)));
-        }
-        Ok(ValidParams(self))
-    }
-}
-
-/// Validated settings (inner steps resolved).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ValidParams(Params);
-
-impl std::ops::Deref for ValidParams {
-    type Target = Params;
-    fn deref(&self) -> &Params {
-        &self.0
-    }
-}
-
-impl ValidParams {
-    /// K.
-    pub fn k(&self) -> usize {
-        self.0.inner_steps.expect("resolved by validate")
-    }
-    /// The inner objective.
-    pub fn inner(&self) -> InnerObjective {
-        InnerObjective {
-            kind: self.algo.inner_kind(),
-            normalisation: self.normalisation,
-            discount: self.taypo_discount,
-            gamma: self.gamma,
-            dr_normalise: self.dr_normalise,
-            dice_critic: self.dice_critic.unwrap_or(DiceCritic::Time),
-            taypo2_pairs: self.taypo2_pairs,
-            taypo2_ratio_clip: self.taypo2_ratio_clip,
-        }
-    }
-    pub(crate) fn processing(&self) -> ProcessingConfig {
-        ProcessingConfig {
-            gamma: self.gamma,
-            gae_lambda: self.gae_lambda,
-            normalize_advantages: self.normalize_advantages,
-            ..Default::default()
-        }
-    }
-    /// The same settings with another seed / algorithm (for grids).
-    pub fn with(&self, algo: Algorithm, seed: u64) -> ValidParams {
-        ValidParams(Params { algo, seed, ..self.0.clone() })
-    }
-}
+pub use super::params::{Algorithm, MetaTest, Params, TestStats, ValidParams, is_point_env};
 
 /// Everything a run needs to continue: written as a JSON checkpoint every iteration. All
 /// randomness of iteration i is derived from (seed, i), so (θ, optimiser state, i) is
@@ -497,10 +85,19 @@ pub struct IterationStats {
     /// What shows a divergence coming (absent in runs saved before it was recorded).
     #[serde(default)]
     pub diagnostics: Diagnostics,
+    /// Success rate of the pre-update paths (environments that report success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_success: Option<f64>,
+    /// Success rates after 1 … K inner steps (empty unless the environment reports success).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_success: Vec<f64>,
+    /// The meta-test evaluation after this iteration's update, when one was due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<TestStats>,
 }
 
-/// Per-iteration diagnostics of the adaptation and the outer step (issue: the ProMP-TayPO-2
-/// divergences).
+/// Per-iteration diagnostics of the adaptation and the outer step (what precedes a
+/// divergence).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Diagnostics {
     /// Mean over tasks of the adaptation's size ‖θ_K − θ‖ when the data were sampled.
@@ -529,6 +126,8 @@ pub struct Divergence {
 pub struct Trainer {
     params: ValidParams,
     sampling: TaskSampler,
+    /// The meta-test's sampler (on the run's test environment), opened when first needed.
+    test_sampling: Option<TaskSampler>,
     policy: GaussianMlp,
     state: TrainerState,
 }
@@ -579,7 +178,7 @@ impl Trainer {
             history: Vec::new(),
             diverged: None,
         };
-        Ok(Self { params, sampling, policy, state })
+        Ok(Self { params, sampling, test_sampling: None, policy, state })
     }
 
     /// A trainer continuing from a checkpointed state, which is validated like user input
@@ -686,6 +285,22 @@ impl Trainer {
         Ok((data, returns, steps))
     }
 
+    /// The meta-test after iteration `it`'s update, if one is due (every `every` iterations
+    /// and after the last of the budget), on the sampler of the run's test environment
+    /// (opened at the first evaluation).
+    fn meta_test(&mut self, it: usize) -> Result<Option<TestStats>> {
+        let Some(m) = self.params.meta_test.clone() else { return Ok(None) };
+        if !((it + 1).is_multiple_of(m.every) || it + 1 == self.params.iterations) {
+            return Ok(None);
+        }
+        if self.test_sampling.is_none() {
+            let source = self.params.test_env_source().clone();
+            self.test_sampling = Some(TaskSampler::on(self.params.clone(), &source)?);
+        }
+        let sampler = self.test_sampling.as_ref().expect("opened above");
+        sampler.evaluate(&self.policy, it as u64, &m).map(Some)
+    }
+
     /// Runs one iteration and returns its statistics.
     pub fn step(&mut self) -> Result<IterationStats> {
         self.step_with(None)
@@ -706,6 +321,8 @@ impl Trainer {
                 started.elapsed().as_secs_f64() - sampled
             );
         }
+        let test = if outcome.diverged.is_none() { self.meta_test(it)? } else { None };
+        let success = round_success(&data, self.params.k() + 1);
         self.state.iteration += 1;
         self.state.env_steps += steps;
         self.state.wall_s += started.elapsed().as_secs_f64();
@@ -724,6 +341,9 @@ impl Trainer {
                 max_inner_ratio_dev: outcome.max_ratio_dev,
                 outer_losses: outcome.losses,
             },
+            pre_success: success.as_ref().map(|s| s[0]),
+            post_success: success.map(|s| s[1..].to_vec()).unwrap_or_default(),
+            test,
         };
         self.state.history.push(stats.clone());
         if let Some(cause) = outcome.diverged {
@@ -976,6 +596,7 @@ impl Trainer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::estimators::Taylor2Pairs;
 
     fn tiny(algo: Algorithm) -> ValidParams {
         Params {

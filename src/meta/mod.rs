@@ -26,6 +26,7 @@ pub mod algos;
 pub mod metagrad;
 pub mod objectives;
 pub mod optim;
+pub mod params;
 pub mod processing;
 pub mod sampler;
 pub mod task_sampling;

@@ -305,6 +305,8 @@ pub struct TaskData {
     pub path_offsets: Vec<usize>,
     /// Mean undiscounted return over the task's paths.
     pub average_return: f64,
+    /// Fraction of the task's paths that succeeded, for environments that report success.
+    pub success_rate: Option<f64>,
 }
 
 impl TaskData {
@@ -346,6 +348,7 @@ impl TaskData {
             adv_std,
             path_offsets,
             average_return: batch.task_average_return(k),
+            success_rate: batch.task_success_rate(k),
         })
     }
 

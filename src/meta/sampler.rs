@@ -46,6 +46,7 @@ use rayon::prelude::*;
 use std::sync::{Mutex, PoisonError};
 
 use crate::envs::MetaEnv;
+use crate::envs::external::{BatchEnv, StepOut};
 use crate::error::{Error, SettingError, ensure, invalid};
 use crate::policy::GaussianMlp;
 
@@ -96,6 +97,9 @@ pub struct SampleBatch {
     pub path_task: Vec<usize>,
     /// Whether the path ended by termination (true) or by the step budget (false).
     pub path_terminated: Vec<bool>,
+    /// Whether the path succeeded at some step (environments that report success, e.g.
+    /// Meta-World's `info["success"]`); empty for environments that do not.
+    pub path_success: Vec<bool>,
     /// Last observation x_T of every path (n_paths×obs_dim), for bootstrapping.
     pub final_obs: Vec<f64>,
     /// Path offsets of the tasks (n_tasks + 1 entries).
@@ -174,6 +178,12 @@ impl SampleBatch {
             "expected n_paths",
         )?;
         ensure(
+            self.path_success.is_empty() || self.path_success.len() == np,
+            "path_success.len()",
+            self.path_success.len(),
+            "expected 0 or n_paths",
+        )?;
+        ensure(
             self.final_obs.len() == np * self.obs_dim,
             "final_obs.len()",
             self.final_obs.len(),
@@ -212,6 +222,19 @@ impl SampleBatch {
             return 0.0;
         }
         self.rewards.iter().sum::<f64>() / self.n_paths() as f64
+    }
+    /// Fraction of task k's paths that succeeded, if the environment reports success.
+    pub fn task_success_rate(&self, k: usize) -> Option<f64> {
+        if self.path_success.is_empty() {
+            return None;
+        }
+        let ps = self.task_paths(k);
+        let n = ps.len();
+        Some(if n == 0 {
+            0.0
+        } else {
+            self.path_success[ps].iter().filter(|&&s| s).count() as f64 / n as f64
+        })
     }
     /// [`Self::average_return`] restricted to task k.
     pub fn task_average_return(&self, k: usize) -> f64 {
@@ -261,6 +284,99 @@ struct CopyBuffers {
     /// (end step, terminated) of closed paths, relative to this copy.
     path_ends: Vec<(usize, bool)>,
     final_obs: Vec<f64>,
+    /// Whether each closed path succeeded (external environments that report success).
+    success: Vec<bool>,
+}
+
+impl CopyBuffers {
+    fn new(horizon: usize, od: usize, ad: usize) -> Self {
+        Self {
+            obs: Vec::with_capacity(horizon * od),
+            actions: Vec::with_capacity(horizon * ad),
+            rewards: Vec::with_capacity(horizon),
+            log_probs: Vec::with_capacity(horizon),
+            time_steps: Vec::with_capacity(horizon),
+            path_ends: Vec::new(),
+            final_obs: Vec::new(),
+            success: Vec::new(),
+        }
+    }
+
+    /// Closes the trailing, unfinished path (cut by the step budget, the copy's last
+    /// observation `last`): kept when `keep` or when it is the copy's only path, else
+    /// dropped.
+    fn close_trailing(&mut self, t_in_path: usize, last: &[f64], ad: usize, keep: bool, success: bool) {
+        if t_in_path == 0 {
+            return;
+        }
+        if self.path_ends.is_empty() || keep {
+            self.path_ends.push((self.rewards.len(), false));
+            self.final_obs.extend_from_slice(last);
+            self.success.push(success);
+        } else {
+            let od = last.len();
+            let keep = self.path_ends.last().map_or(0, |e| e.0);
+            self.obs.truncate(keep * od);
+            self.actions.truncate(keep * ad);
+            self.rewards.truncate(keep);
+            self.log_probs.truncate(keep);
+            self.time_steps.truncate(keep);
+        }
+    }
+}
+
+/// One batch from every task's copies (in task order); `with_success`: record the paths'
+/// success flags.
+fn assemble(od: usize, ad: usize, per_task: Vec<Vec<CopyBuffers>>, with_success: bool) -> SampleBatch {
+    let mut b = SampleBatch {
+        obs_dim: od,
+        act_dim: ad,
+        path_offsets: vec![0],
+        task_path_offsets: vec![0],
+        ..Default::default()
+    };
+    for (k, copies) in per_task.into_iter().enumerate() {
+        for c in copies {
+            let base = b.rewards.len();
+            b.obs.extend_from_slice(&c.obs);
+            b.actions.extend_from_slice(&c.actions);
+            b.rewards.extend_from_slice(&c.rewards);
+            b.log_probs.extend_from_slice(&c.log_probs);
+            b.time_steps.extend_from_slice(&c.time_steps);
+            b.final_obs.extend_from_slice(&c.final_obs);
+            for (end, term) in c.path_ends {
+                b.path_offsets.push(base + end);
+                b.path_task.push(k);
+                b.path_terminated.push(term);
+            }
+            if with_success {
+                b.path_success.extend_from_slice(&c.success);
+            }
+        }
+        b.task_path_offsets.push(b.path_task.len());
+    }
+    b
+}
+
+/// Checks that there is one policy, or one per task, each of the environment's shape.
+fn check_policies(
+    policies: &[&GaussianMlp],
+    n_tasks: usize,
+    env_name: &str,
+    od: usize,
+    ad: usize,
+) -> Result<(), SettingError> {
+    ensure(
+        policies.len() == 1 || policies.len() == n_tasks,
+        "policies.len()",
+        policies.len(),
+        &format!("expected 1 or the number of tasks ({n_tasks})"),
+    )?;
+    for p in policies {
+        ensure(p.obs_dim() == od, "policy obs_dim", p.obs_dim(), &format!("env {env_name} has {od}"))?;
+        ensure(p.act_dim() == ad, "policy act_dim", p.act_dim(), &format!("env {env_name} has {ad}"))?;
+    }
+    Ok(())
 }
 
 impl Sampler {
@@ -313,26 +429,7 @@ impl Sampler {
         first_task: usize,
     ) -> Result<SampleBatch, Error> {
         let (od, ad) = (env.obs_dim(), env.act_dim());
-        ensure(
-            policies.len() == 1 || policies.len() == tasks.len(),
-            "policies.len()",
-            policies.len(),
-            &format!("expected 1 or the number of tasks ({})", tasks.len()),
-        )?;
-        for p in policies {
-            ensure(
-                p.obs_dim() == od,
-                "policy obs_dim",
-                p.obs_dim(),
-                &format!("env {} has {od}", env.name()),
-            )?;
-            ensure(
-                p.act_dim() == ad,
-                "policy act_dim",
-                p.act_dim(),
-                &format!("env {} has {ad}", env.name()),
-            )?;
-        }
+        check_policies(policies, tasks.len(), env.name(), od, ad)?;
         // The trait has no task dimension: learn it from one throwaway draw.
         let task_dim = env.sample_tasks(1, &mut ChaCha8Rng::seed_from_u64(0)).first().map_or(0, Vec::len);
         for (k, t) in tasks.iter().enumerate() {
@@ -383,31 +480,137 @@ impl Sampler {
             .collect();
         // The first failing task by index, whatever the thread count.
         let per_task = per_task.into_iter().collect::<Result<Vec<_>, Error>>()?;
-        let mut b = SampleBatch {
-            obs_dim: od,
-            act_dim: ad,
-            path_offsets: vec![0],
-            task_path_offsets: vec![0],
-            ..Default::default()
-        };
-        for (k, copies) in per_task.into_iter().enumerate() {
-            for c in copies {
-                let base = b.rewards.len();
-                b.obs.extend_from_slice(&c.obs);
-                b.actions.extend_from_slice(&c.actions);
-                b.rewards.extend_from_slice(&c.rewards);
-                b.log_probs.extend_from_slice(&c.log_probs);
-                b.time_steps.extend_from_slice(&c.time_steps);
-                b.final_obs.extend_from_slice(&c.final_obs);
-                for (end, term) in c.path_ends {
-                    b.path_offsets.push(base + end);
-                    b.path_task.push(k);
-                    b.path_terminated.push(term);
+        Ok(assemble(od, ad, per_task, false))
+    }
+
+    /// Tasks `tasks` (indices into the round drawn by [`BatchEnv::draw_tasks`]) sampled on an
+    /// external environment, `policies[k]` for the k-th of them (or `policies[0]` for all):
+    /// the same batch layout, action mapping and seeding as [`Self::sample_from`].
+    ///
+    /// Copy r of task k draws from its own `ChaCha8Rng::seed_from_u64(rollout_seed(seed,
+    /// iteration, phase, k, r))`: first the seed of its first episode's reset, then the
+    /// policy noise of every step, and the seed of a new episode's reset whenever one ends
+    /// (terminated, or truncated by the environment). The copies of as many whole tasks as
+    /// [`BatchEnv::max_copies`] allows start and step together; since every copy's path is
+    /// a function of its own seeds, the batch does not depend on that number (nor on the
+    /// environment's worker processes).
+    ///
+    /// # Errors
+    /// Policies of the wrong shape; the environment's errors; a non-finite observation or
+    /// reward (naming the environment, the call, the task and the copy).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample_external(
+        &self,
+        env: &mut dyn BatchEnv,
+        tasks: std::ops::Range<usize>,
+        policies: &[&GaussianMlp],
+        seed: u64,
+        iteration: u64,
+        phase: u64,
+    ) -> Result<SampleBatch, Error> {
+        let info = env.info().clone();
+        let (od, ad) = (info.obs_dim, info.act_dim);
+        check_policies(policies, tasks.len(), &info.name, od, ad)?;
+        let (nr, hor, c) = (self.cfg.rollouts_per_task, self.cfg.horizon, self.cfg.action_range);
+        let per_group = (env.max_copies() / nr).max(1);
+        let scale: Vec<f64> =
+            info.action_low.iter().zip(&info.action_high).map(|(l, u)| (u - l) / (2.0 * c)).collect();
+        let mut per_task: Vec<Vec<CopyBuffers>> = Vec::with_capacity(tasks.len());
+        let all: Vec<usize> = tasks.collect();
+        for (g, group) in all.chunks(per_group).enumerate() {
+            crate::stop::check()?;
+            let first = g * per_group; // index of the group's first task within `tasks`
+            let m = group.len() * nr;
+            let mut rngs: Vec<ChaCha8Rng> = group
+                .iter()
+                .flat_map(|&k| {
+                    (0..nr).map(move |r| {
+                        ChaCha8Rng::seed_from_u64(rollout_seed(seed, iteration, phase, k as u64, r as u64))
+                    })
+                })
+                .collect();
+            let task_of: Vec<usize> = group.iter().flat_map(|&k| std::iter::repeat_n(k, nr)).collect();
+            let seeds: Vec<u64> = rngs.iter_mut().map(|r| r.random::<u64>()).collect();
+            let mut cur = vec![0.0; m * od];
+            env.start(&task_of, &seeds, &mut cur)?;
+            let where_ = |call: &str, copy: usize| {
+                format!("env {:?} {call} (task #{} copy {})", info.name, task_of[copy], copy % nr)
+            };
+            check_rows(&cur, od, 0..m, |c| where_("reset", c), "observation")?;
+            let mut bufs: Vec<CopyBuffers> = (0..m).map(|_| CopyBuffers::new(hor, od, ad)).collect();
+            let mut t_in_path = vec![0usize; m];
+            let mut succeeded = vec![false; m];
+            let (mut env_act, mut next) = (vec![0.0; m * ad], vec![0.0; m * od]);
+            let (mut rew, mut term, mut trunc, mut succ) =
+                (vec![0.0; m], vec![false; m], vec![false; m], vec![false; m]);
+            let mut raw = vec![0.0; ad];
+            for _ in 0..hor {
+                for (j, _) in group.iter().enumerate() {
+                    let policy = if policies.len() == 1 { policies[0] } else { policies[first + j] };
+                    let std: Vec<f64> = policy.log_std().iter().map(|s| s.exp()).collect();
+                    let log_norm: f64 = policy.log_std().iter().sum::<f64>()
+                        + 0.5 * ad as f64 * (2.0 * std::f64::consts::PI).ln();
+                    let rows = j * nr..(j + 1) * nr;
+                    let mean =
+                        policy.mean_batch(&cur[rows.start * od..rows.end * od]).expect("obs length checked");
+                    for (i, cp) in rows.enumerate() {
+                        let mut quad = 0.0;
+                        for a in 0..ad {
+                            let eps: f64 = rngs[cp].sample(StandardNormal);
+                            raw[a] = mean[i * ad + a] + std[a] * eps;
+                            quad += eps * eps;
+                            env_act[cp * ad + a] = info.action_low[a] + (raw[a].clamp(-c, c) + c) * scale[a];
+                        }
+                        let buf = &mut bufs[cp];
+                        buf.obs.extend_from_slice(&cur[cp * od..(cp + 1) * od]);
+                        buf.actions.extend_from_slice(&raw);
+                        buf.log_probs.push(-0.5 * quad - log_norm);
+                        buf.time_steps.push(t_in_path[cp]);
+                    }
+                }
+                env.step(
+                    &env_act,
+                    StepOut {
+                        obs: &mut next,
+                        rewards: &mut rew,
+                        terminated: &mut term,
+                        truncated: &mut trunc,
+                        success: &mut succ,
+                    },
+                )?;
+                check_rows(&next, od, 0..m, |c| where_("step", c), "observation")?;
+                check_rows(&rew, 1, 0..m, |c| where_("step", c), "reward")?;
+                let (mut ended, mut reseeds) = (Vec::new(), Vec::new());
+                for cp in 0..m {
+                    let buf = &mut bufs[cp];
+                    buf.rewards.push(rew[cp]);
+                    t_in_path[cp] += 1;
+                    succeeded[cp] |= succ[cp];
+                    if term[cp] || trunc[cp] {
+                        buf.path_ends.push((buf.rewards.len(), term[cp]));
+                        buf.final_obs.extend_from_slice(&next[cp * od..(cp + 1) * od]);
+                        buf.success.push(succeeded[cp]);
+                        (t_in_path[cp], succeeded[cp]) = (0, false);
+                        ended.push(cp);
+                        reseeds.push(rngs[cp].random::<u64>());
+                    }
+                }
+                std::mem::swap(&mut cur, &mut next);
+                if !ended.is_empty() {
+                    env.reset(&ended, &reseeds, &mut cur)?;
+                    check_rows(&cur, od, ended.iter().copied(), |c| where_("reset", c), "observation")?;
                 }
             }
-            b.task_path_offsets.push(b.path_task.len());
+            for (cp, buf) in bufs.iter_mut().enumerate() {
+                let last = &cur[cp * od..(cp + 1) * od];
+                buf.close_trailing(t_in_path[cp], last, ad, self.cfg.keep_trailing_partial, succeeded[cp]);
+            }
+            let mut it = bufs.into_iter();
+            for _ in group {
+                per_task.push(it.by_ref().take(nr).collect());
+            }
         }
-        Ok(b)
+        Ok(assemble(od, ad, per_task, info.reports_success))
     }
 
     /// All copies of one task, in lockstep, on the worker's environment copies (created on
@@ -437,17 +640,7 @@ impl Sampler {
         for r in 0..nr {
             envs[r].reset(&mut rngs[r], &mut cur[r * od..(r + 1) * od])?;
         }
-        let mut bufs: Vec<CopyBuffers> = (0..nr)
-            .map(|_| CopyBuffers {
-                obs: Vec::with_capacity(hor * od),
-                actions: Vec::with_capacity(hor * ad),
-                rewards: Vec::with_capacity(hor),
-                log_probs: Vec::with_capacity(hor),
-                time_steps: Vec::with_capacity(hor),
-                path_ends: Vec::new(),
-                final_obs: Vec::new(),
-            })
-            .collect();
+        let mut bufs: Vec<CopyBuffers> = (0..nr).map(|_| CopyBuffers::new(hor, od, ad)).collect();
         let mut t_in_path = vec![0usize; nr];
         let std: Vec<f64> = policy.log_std().iter().map(|s| s.exp()).collect();
         let log_norm: f64 =
@@ -476,6 +669,7 @@ impl Sampler {
                 t_in_path[r] += 1;
                 if step.done {
                     buf.path_ends.push((buf.rewards.len(), true));
+                    buf.success.push(false);
                     buf.final_obs.extend_from_slice(x);
                     envs[r].reset(rng, x)?;
                     t_in_path[r] = 0;
@@ -483,27 +677,44 @@ impl Sampler {
             }
         }
         for (r, buf) in bufs.iter_mut().enumerate() {
-            if t_in_path[r] > 0 {
-                if buf.path_ends.is_empty() || self.cfg.keep_trailing_partial {
-                    buf.path_ends.push((buf.rewards.len(), false));
-                    buf.final_obs.extend_from_slice(&cur[r * od..(r + 1) * od]);
-                } else {
-                    let keep = buf.path_ends.last().map_or(0, |e| e.0);
-                    buf.obs.truncate(keep * od);
-                    buf.actions.truncate(keep * ad);
-                    buf.rewards.truncate(keep);
-                    buf.log_probs.truncate(keep);
-                    buf.time_steps.truncate(keep);
-                }
-            }
+            buf.close_trailing(
+                t_in_path[r],
+                &cur[r * od..(r + 1) * od],
+                ad,
+                self.cfg.keep_trailing_partial,
+                false,
+            );
         }
         Ok(bufs)
     }
 }
 
+/// Checks that rows `rows` of `values` (rows of `width`) are finite; the error names the
+/// call and copy (`at(copy)`), the quantity and the row.
+fn check_rows(
+    values: &[f64],
+    width: usize,
+    rows: impl IntoIterator<Item = usize>,
+    at: impl Fn(usize) -> String,
+    what: &str,
+) -> Result<(), Error> {
+    for r in rows {
+        let row = &values[r * width..(r + 1) * width];
+        if row.iter().any(|x| !x.is_finite()) {
+            return Err(invalid(at(r), format!("returned a non-finite {what}: {row:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// The seed of the tasks drawn for `iteration` of the run seeded by `seed`.
+pub fn task_seed(seed: u64, iteration: u64) -> u64 {
+    rollout_seed(seed, iteration, u64::MAX, u64::MAX, u64::MAX)
+}
+
 /// Draws a fresh set of tasks for `iteration` from the env, seeded by (seed, iteration).
 pub fn sample_tasks(env: &dyn MetaEnv, n: usize, seed: u64, iteration: u64) -> Vec<Vec<f64>> {
-    let mut rng = ChaCha8Rng::seed_from_u64(rollout_seed(seed, iteration, u64::MAX, u64::MAX, u64::MAX));
+    let mut rng = ChaCha8Rng::seed_from_u64(task_seed(seed, iteration));
     env.sample_tasks(n, &mut rng)
 }
 

@@ -21,7 +21,7 @@
 //! seed, iteration, a hash of θ's bits, number of tasks), then per task its global index,
 //! ‖θ_K − θ‖, and its K + 1 rounds' [`TaskData`] (dimensions, path offsets, observations,
 //! actions, behaviour log-probabilities, means and log-std, rewards, advantages, baselines,
-//! σ_A and the mean return). [`TaskSampler::decode`] checks every length and index
+//! σ_A, the mean return and the success rate, NaN when the environment reports none). [`TaskSampler::decode`] checks every length and index
 //! against the run's settings (and the header against the iteration and θ asked for)
 //! before allocating, and recomputes each inner round's θ-independent estimator inputs
 //! ([`InnerRound::new`], a deterministic function of the data), so the driver's rounds are
@@ -33,12 +33,14 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::algos::{ValidParams, make_env};
+use std::sync::{Mutex, PoisonError};
+
 use super::metagrad::{self, InnerRound};
 use super::objectives::TaskData;
+use super::params::{MetaTest, TestStats, ValidParams};
 use super::processing::process;
-use super::sampler::{Sampler, SamplerConfig, sample_tasks};
-use crate::envs::MetaEnv;
+use super::sampler::{SampleBatch, Sampler, SamplerConfig, sample_tasks, task_seed};
+use crate::envs::{BatchEnv, EnvSource, MetaEnv};
 use crate::error::{Result, invalid};
 use crate::policy::{GaussianMlp, GaussianMlpConfig, Policy};
 
@@ -76,19 +78,95 @@ impl TaskRounds {
 /// sampling worker's.
 pub struct TaskSampler {
     params: ValidParams,
-    env: Box<dyn MetaEnv>,
+    env: Envs,
     sampler: Sampler,
     policy: GaussianMlp,
 }
 
+/// A sampler's environment: a built-in one, or copies of an external one (opened once;
+/// behind a lock, since stepping it needs `&mut`).
+enum Envs {
+    Builtin(Box<dyn MetaEnv>),
+    External(Mutex<Box<dyn BatchEnv>>),
+}
+
+impl Envs {
+    fn open(source: &EnvSource) -> Result<Self> {
+        Ok(match source {
+            EnvSource::External(e) => Envs::External(Mutex::new(e.open()?)),
+            native => Envs::Builtin(native.build_native()?.expect("a Rust environment")),
+        })
+    }
+
+    fn dims(&self) -> (usize, usize) {
+        match self {
+            Envs::Builtin(e) => (e.obs_dim(), e.act_dim()),
+            Envs::External(e) => {
+                let g = e.lock().unwrap_or_else(PoisonError::into_inner);
+                (g.info().obs_dim, g.info().act_dim)
+            }
+        }
+    }
+
+    /// Sampling rounds of one iteration on this environment: its tasks are drawn once, from
+    /// (seed, iteration), then each round samples tasks `tasks` of them.
+    fn rounds(&self, n_tasks: usize, seed: u64, iteration: u64) -> Result<Rounds<'_>> {
+        Ok(match self {
+            Envs::Builtin(e) => {
+                Rounds::Builtin(e.as_ref(), sample_tasks(e.as_ref(), n_tasks, seed, iteration))
+            }
+            Envs::External(e) => {
+                let mut g = e.lock().unwrap_or_else(PoisonError::into_inner);
+                g.draw_tasks(n_tasks, task_seed(seed, iteration))?;
+                Rounds::External(g)
+            }
+        })
+    }
+}
+
+/// The drawn tasks of one iteration on a sampler's environment.
+enum Rounds<'a> {
+    Builtin(&'a dyn MetaEnv, Vec<Vec<f64>>),
+    External(std::sync::MutexGuard<'a, Box<dyn BatchEnv>>),
+}
+
+impl Rounds<'_> {
+    /// Tasks `tasks` of the iteration sampled with `policies` (one, or one per task) in
+    /// round `phase`.
+    fn sample(
+        &mut self,
+        sampler: &Sampler,
+        tasks: Range<usize>,
+        policies: &[&GaussianMlp],
+        seed: u64,
+        iteration: u64,
+        phase: u64,
+    ) -> Result<SampleBatch> {
+        match self {
+            Rounds::Builtin(env, drawn) => sampler.sample_from(
+                *env,
+                &drawn[tasks.clone()],
+                policies,
+                seed,
+                iteration,
+                phase,
+                tasks.start,
+            ),
+            Rounds::External(env) => {
+                sampler.sample_external(&mut ***env, tasks, policies, seed, iteration, phase)
+            }
+        }
+    }
+}
+
 /// The policy a run starts from (initialised from its seed).
-fn initial_policy(params: &ValidParams, env: &dyn MetaEnv) -> Result<GaussianMlp> {
+fn initial_policy(params: &ValidParams, (obs_dim, act_dim): (usize, usize)) -> Result<GaussianMlp> {
     let cfg = GaussianMlpConfig {
         hidden: params.hidden.clone(),
         init_log_std: params.init_log_std,
         precision: params.precision,
     };
-    Ok(GaussianMlp::new(env.obs_dim(), env.act_dim(), &cfg, crate::rng::derive_seed(params.seed, &[7]))?)
+    Ok(GaussianMlp::new(obs_dim, act_dim, &cfg, crate::rng::derive_seed(params.seed, &[7]))?)
 }
 
 /// Hash of θ's bits (FNV-1a, 64 bits), recorded in a part's header.
@@ -100,13 +178,22 @@ fn theta_hash(theta: &[f64]) -> u64 {
 }
 
 const MAGIC: &[u8; 4] = b"MGTS";
-const VERSION: u32 = 1;
+/// Seed path of the meta-test's stream under the run's seed.
+const TEST_STREAM: u64 = 0x7e57;
+const VERSION: u32 = 2;
 
 impl TaskSampler {
     /// A sampler for the run `params` (builds its environment).
     pub fn new(params: ValidParams) -> Result<Self> {
-        let env = make_env(&params.env)?;
-        let policy = initial_policy(&params, env.as_ref())?;
+        let source = params.env_source().clone();
+        Self::on(params, &source)
+    }
+
+    /// A sampler for the run `params` on the environment `source` (e.g. the run's meta-test
+    /// environment), opened here.
+    pub(crate) fn on(params: ValidParams, source: &EnvSource) -> Result<Self> {
+        let env = Envs::open(source)?;
+        let policy = initial_policy(&params, env.dims())?;
         let sampler = Sampler::new(SamplerConfig {
             rollouts_per_task: params.rollouts,
             horizon: params.horizon,
@@ -122,7 +209,7 @@ impl TaskSampler {
 
     /// The run's initial policy.
     pub fn initial_policy(&self) -> Result<GaussianMlp> {
-        initial_policy(&self.params, self.env.as_ref())
+        initial_policy(&self.params, self.env.dims())
     }
 
     /// Tasks `tasks` (indices in the iteration, within `0..params.tasks`) of `iteration`
@@ -165,23 +252,31 @@ impl TaskSampler {
         if n == 0 {
             return Ok(Vec::new());
         }
+        let mut rounds = self.env.rounds(p.tasks, p.seed, iteration)?;
+        self.adapt(&mut rounds, policy, tasks, p.seed, iteration, &self.sampler)
+    }
+
+    /// The K inner rounds of tasks `tasks` of `rounds` (sampled with `self.sampler`, from
+    /// `seed`), starting from `policy`, then the post-update round sampled by `post`.
+    fn adapt(
+        &self,
+        rounds: &mut Rounds<'_>,
+        policy: &GaussianMlp,
+        tasks: Range<usize>,
+        seed: u64,
+        iteration: u64,
+        post_sampler: &Sampler,
+    ) -> Result<Vec<TaskRounds>> {
+        let p = &self.params;
+        let n = tasks.len();
         let (k_steps, inner, pc) = (p.k(), p.inner(), p.processing());
-        let drawn = sample_tasks(self.env.as_ref(), p.tasks, p.seed, iteration);
-        let drawn = &drawn[tasks.clone()];
         let mut policies: Vec<GaussianMlp> = vec![policy.clone(); n];
         let mut per_task: Vec<Vec<InnerRound>> = (0..n).map(|_| Vec::with_capacity(k_steps)).collect();
         let mut post = Vec::new();
         for k in 0..=k_steps {
             let refs: Vec<&GaussianMlp> = if k == 0 { vec![policy] } else { policies.iter().collect() };
-            let batch = self.sampler.sample_from(
-                self.env.as_ref(),
-                drawn,
-                &refs,
-                p.seed,
-                iteration,
-                k as u64,
-                tasks.start,
-            )?;
+            let sampler = if k == k_steps { post_sampler } else { &self.sampler };
+            let batch = rounds.sample(sampler, tasks.clone(), &refs, seed, iteration, k as u64)?;
             let proc = process(&batch, &pc)?;
             let data: Vec<TaskData> = (0..n)
                 .into_par_iter()
@@ -217,6 +312,30 @@ impl TaskSampler {
                 TaskRounds { task: tasks.start + t, rounds, post, step_norm }
             })
             .collect())
+    }
+
+    /// The meta-test of the policy `policy` after `iteration` ([`MetaTest`]): `m.tasks`
+    /// fresh tasks of this sampler's environment (the run's test environment), drawn from a
+    /// stream of the run's seed of their own, adapted as in training, then `m.episodes`
+    /// evaluation episodes per task with the adapted policies.
+    pub(crate) fn evaluate(&self, policy: &GaussianMlp, iteration: u64, m: &MetaTest) -> Result<TestStats> {
+        let seed = crate::rng::derive_seed(self.params.seed, &[TEST_STREAM]);
+        let eval = Sampler::new(SamplerConfig {
+            rollouts_per_task: m.episodes,
+            horizon: self.params.horizon,
+            ..Default::default()
+        })?;
+        let mut rounds = self.env.rounds(m.tasks, seed, iteration)?;
+        let data = self.adapt(&mut rounds, policy, 0..m.tasks, seed, iteration, &eval)?;
+        let (pre, post) = (0, self.params.k());
+        let (returns, _) = round_returns(&data, post + 1);
+        let success = round_success(&data, post + 1);
+        Ok(TestStats {
+            pre_return: returns[pre],
+            post_return: returns[post],
+            pre_success: success.as_ref().map(|s| s[pre]),
+            post_success: success.as_ref().map(|s| s[post]),
+        })
     }
 
     /// `data` (sampled with θ = `theta` in `iteration`) in the binary form of the module docs.
@@ -262,7 +381,7 @@ impl TaskSampler {
             return Err(invalid("sampled data", format!("iteration {it} was sampled with another θ")));
         }
         let n = r.len(p.tasks, "number of tasks")?;
-        let (od, ad) = (self.env.obs_dim(), self.env.act_dim());
+        let (od, ad) = self.env.dims();
         let mut raw = Vec::with_capacity(n);
         for _ in 0..n {
             let task = r.u64()?;
@@ -333,6 +452,27 @@ pub(crate) fn round_returns(data: &[TaskRounds], rounds: usize) -> (Vec<f64>, u6
     (returns, steps)
 }
 
+/// Success rate of every round (successful paths over all paths of all tasks), if the
+/// environment reports success.
+pub(crate) fn round_success(data: &[TaskRounds], rounds: usize) -> Option<Vec<f64>> {
+    if data.is_empty() || data.iter().any(|d| (0..rounds).any(|k| d.data(k).success_rate.is_none())) {
+        return None;
+    }
+    Some(
+        (0..rounds)
+            .map(|k| {
+                let (mut hits, mut paths) = (0.0, 0usize);
+                for d in data {
+                    let (rate, n) = (d.data(k).success_rate.unwrap_or(0.0), d.data(k).n_paths());
+                    hits += (rate * n as f64).round();
+                    paths += n;
+                }
+                if paths == 0 { 0.0 } else { hits / paths as f64 }
+            })
+            .collect(),
+    )
+}
+
 /// Where the tasks of an iteration are sampled when not by the trainer itself: e.g. by
 /// workers in other processes, each running [`TaskSampler::sample_encoded`] on a range of
 /// tasks.
@@ -369,6 +509,8 @@ impl Writer {
             self.f64s(v);
         }
         self.f64s(&[d.adv_std, d.average_return]);
+        // The success rate: NaN for an environment that does not report success.
+        self.f64s(&[d.success_rate.unwrap_or(f64::NAN)]);
     }
 }
 
@@ -439,6 +581,7 @@ impl Reader<'_> {
             baselines: self.f64s(n)?,
             adv_std: self.f64()?,
             average_return: self.f64()?,
+            success_rate: Some(self.f64()?).filter(|x| !x.is_nan()),
             path_offsets: offsets,
         })
     }
@@ -448,6 +591,7 @@ impl Reader<'_> {
 mod tests {
     use super::*;
     use crate::meta::algos::{Algorithm, Params, Trainer};
+    use crate::meta::params::ValidParams;
 
     fn tiny(algo: Algorithm) -> ValidParams {
         Params {
