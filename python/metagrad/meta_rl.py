@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Iterable, Optional, Union
+from typing import Callable, Iterable, Optional, Union
 
 from . import _convert, _metagrad, _progress
 
@@ -27,10 +27,13 @@ def defaults() -> dict:
     return json.loads(_metagrad.meta_rl_defaults())
 
 
-def params(*, algo: str = "promp-taypo2", seed: int = 1, **settings) -> dict:
-    """The validated settings of one run (as its ``config.json`` records them)."""
+def params(*, algo: str = "promp-taypo2", seed: int = 1, env: Union[str, Callable] = "point-corners",
+           test_env: Optional[Callable] = None, env_name: Optional[str] = None, **settings) -> dict:
+    """The validated settings of one run (as its ``config.json`` records them); ``env``,
+    ``test_env`` and ``env_name`` as in :func:`train`."""
+    spec, test_spec = _envs(env, test_env, env_name, 0, None, settings)
     text = _convert.settings_json("meta_rl.params", settings)
-    return json.loads(_metagrad.meta_rl_params(text, algo, _convert.whole("seed", seed)))
+    return json.loads(_metagrad.meta_rl_params(text, algo, _convert.whole("seed", seed), spec, test_spec))
 
 
 def _history_frame(text: str):
@@ -41,6 +44,9 @@ def _history_frame(text: str):
     k = len(rows[0]["post_returns"]) if rows else 0
     steps = max((len(r.get("diagnostics", {}).get("outer_losses", [])) for r in rows), default=0)
     diag = ["inner_step_norm_mean", "inner_step_norm_max", "max_inner_ratio_dev"]
+    success = any("pre_success" in r for r in rows)
+    test = any("test" in r for r in rows)
+    test_success = any("pre_success" in r.get("test", {}) for r in rows)
     records = []
     for r in rows:
         d = r.get("diagnostics", {})
@@ -49,6 +55,11 @@ def _history_frame(text: str):
         rec.update(env_steps=r["env_steps"], wall_s=r["wall_s"], outer_diag=r["outer_diag"])
         rec.update({name: d.get(name, 0.0) for name in diag})
         rec.update({f"outer_loss_{i + 1}": x for i, x in enumerate(d.get("outer_losses", []))})
+        if success:
+            rec["pre_success"] = r.get("pre_success")
+            rec.update({f"post_success_{i + 1}": x for i, x in enumerate(r.get("post_success", []))})
+        t = r.get("test", {})
+        rec.update({f"test_{name}": t.get(name) for name in ("pre_return", "post_return", "pre_success", "post_success")})
         records.append(rec)
     cols = (
         ["iteration", "pre_return"]
@@ -56,8 +67,50 @@ def _history_frame(text: str):
         + ["env_steps", "wall_s", "outer_diag"]
         + diag
         + [f"outer_loss_{i + 1}" for i in range(steps)]
+        + (["pre_success"] + [f"post_success_{i + 1}" for i in range(k)] if success else [])
+        + (["test_pre_return", "test_post_return"] if test else [])
+        + (["test_pre_success", "test_post_success"] if test_success else [])
     )
     return pd.DataFrame(records, columns=cols)
+
+
+def _env_name(env) -> str:
+    """The name a factory's runs record: its ``env_name`` attribute, else its qualified name."""
+    name = getattr(env, "env_name", None)
+    if isinstance(name, str) and name:
+        return name
+    f = getattr(env, "func", env)  # functools.partial
+    qual = getattr(f, "__qualname__", None) or type(f).__qualname__
+    return f"{getattr(f, '__module__', None) or 'python'}.{qual}"
+
+
+def _envs(env, test_env, env_name, env_workers, env_copies, settings: dict):
+    """The settings' ``env`` name and the engine's environment specs: ``None`` for a
+    built-in environment (a name), else a checked ``Spec`` of the factory (and of the
+    test factory)."""
+    from . import _env_pool
+
+    if test_env is not None and isinstance(env, str):
+        raise ValueError("invalid test_env: a separate meta-test environment needs env to be a factory too")
+    if isinstance(env, str):
+        if env_name is not None:
+            raise ValueError("invalid env_name: only for an environment given as a factory")
+        settings["env"] = env
+        return None, None
+    workers = _convert.whole("env_workers", env_workers)
+    copies = None if env_copies is None else _convert.whole("env_copies", env_copies, 1)
+
+    def spec(factory, name):
+        if name is not None and not (isinstance(name, str) and name.strip()):
+            raise ValueError(f"invalid env_name: expected a non-empty string, got {name!r}")
+        name = name or _env_name(factory)
+        return _env_pool.Spec(factory, name=name, settings=getattr(factory, "env_settings", None),
+                              workers=workers, copies=copies)
+
+    main = spec(env, env_name)
+    test = None if test_env is None else spec(test_env, f"{main.name} (test)")
+    settings["env"] = main.name
+    return main, test
 
 
 def _observer(bar, per_run_total: int):
@@ -85,7 +138,7 @@ def _observer(bar, per_run_total: int):
 
 def train(
     *,
-    env: str = "point-corners",
+    env: Union[str, Callable] = "point-corners",
     algo: str = "promp-taypo2",
     iterations: int = 500,
     seed: int = 1,
@@ -94,29 +147,72 @@ def train(
     verbose: bool = True,
     threads: Optional[int] = None,
     sampler=None,
+    test_env: Optional[Callable] = None,
+    env_name: Optional[str] = None,
+    env_workers: int = 0,
+    env_copies: Optional[int] = None,
     **settings,
 ):
-    """One meta-RL run, as ``metagrad meta-rl``: writes ``config.json``, ``progress.csv``,
-    ``checkpoint.json`` (every iteration) and ``learning_curve.{png,svg}`` to ``out`` and
-    returns the progress as a DataFrame (one row per iteration). ``resume=True`` continues
-    the run in ``out`` bit-identically (settings must match; ``iterations`` may grow);
-    without it an existing run in ``out`` is refused; ``resume="if-present"`` continues a
-    run if ``out`` holds one and starts one otherwise (as ``compare`` does for each run).
-    ``threads``: worker threads of this call (default: all cores; results do not depend on
-    it). ``sampler``: a pool of sampling workers that samples every iteration's tasks
-    (:func:`metagrad.ray.train` makes one of Ray actors; the results are the same bit for
-    bit), or ``None`` to sample here. Other settings: see :func:`defaults`. Ctrl-C stops
-    within a second (with a ``sampler``: once the iteration's tasks are cancelled),
-    keeping the last finished iteration's checkpoint."""
+    """One meta-RL run, as ``metagrad meta-rl``.
+
+    Writes ``config.json``, ``progress.csv``, ``checkpoint.json`` (every iteration) and
+    ``learning_curve.{png,svg}`` to ``out`` and returns the progress as a DataFrame (one row
+    per iteration).
+
+    Args:
+        env: a built-in environment's name (:data:`metagrad.envs.NAMES`), or a factory of
+            your own meta-task: a picklable callable returning a ``gymnasium.Env`` with flat
+            ``Box`` spaces and the methods ``sample_tasks(num_tasks)`` and ``set_task(task)``
+            (tasks are opaque objects). ``sample_tasks`` must draw from ``self.np_random``,
+            which metagrad seeds before every call, so that the run is reproducible by its
+            seed (checked when the run starts). The policy's actions, presented in
+            [-10, 10]^d, are mapped linearly onto the action space's (finite) bounds, as
+            for the built-in environments; an episode ends when the environment reports
+            ``terminated`` or ``truncated``, or at ``horizon`` steps, and every episode is
+            reset with a seed drawn from the run's seed. Meta-World: see
+            :mod:`metagrad.envs.metaworld`.
+        algo: one of :data:`ALGORITHMS`.
+        iterations: meta-iterations (may grow when resuming).
+        seed: the seed every random draw comes from.
+        out: the run's folder.
+        resume: ``True`` continues the run in ``out`` bit-identically (settings must match);
+            ``False`` refuses a folder that holds a run; ``"if-present"`` continues a run if
+            ``out`` holds one and starts one otherwise (as :func:`compare` does).
+        verbose: show a progress bar.
+        threads: worker threads of this call (default: all cores; results do not depend on
+            it).
+        sampler: a pool of sampling workers that samples every iteration's tasks
+            (:func:`metagrad.ray.train` makes one of Ray actors; the same results bit for
+            bit), or ``None`` to sample here.
+        test_env: a factory of the meta-test's environment (e.g. Meta-World's test split);
+            default: ``env`` itself. Used when ``test_every`` > 0.
+        env_name: the name a factory's runs record (default: the factory's ``env_name``
+            attribute, else its qualified name). A factory's ``env_settings`` attribute,
+            if any, is recorded as ``env_config`` and must match when resuming.
+        env_workers: worker processes that step a factory's copies (0: this process).
+            Results do not depend on it.
+        env_copies: most copies of a factory's environment stepped at once (default: every
+            task of a round). Results do not depend on it.
+        **settings: the other settings, see :func:`defaults` (``test_every``,
+            ``test_tasks``, ``test_episodes`` set up the meta-test).
+
+    Returns:
+        The run's progress (``progress.csv``) as a ``pandas.DataFrame``.
+
+    Ctrl-C stops within a second (with a ``sampler``: once the iteration's tasks are
+    cancelled), keeping the last finished iteration's checkpoint; so does an error of the
+    environment, which is raised as ``ValueError`` naming the environment, the method and
+    the value."""
     modes = {False: "no", True: "required", "if-present": "if-present"}
     if not isinstance(resume, (bool, str)) or resume not in modes:
         raise ValueError(f"invalid resume: {resume!r} (expected False, True or 'if-present')")
     seed, iterations, threads = _convert.whole("seed", seed), _convert.whole("iterations", iterations), _threads(threads)
-    settings.update(env=env, iterations=iterations)
+    settings.update(iterations=iterations)
+    spec, test_spec = _envs(env, test_env, env_name, env_workers, env_copies, settings)
     text = _convert.settings_json("meta_rl.train", settings)
     with _progress(verbose, f"{algo} seed {seed}", "it") as bar:
         hist = _metagrad.meta_rl_train(
-            text, algo, seed, str(out), modes[resume], _observer(bar, iterations), threads, sampler
+            text, algo, seed, str(out), modes[resume], _observer(bar, iterations), threads, sampler, spec, test_spec
         )
     return _history_frame(hist)
 
@@ -127,16 +223,21 @@ def _threads(threads) -> Optional[int]:
 
 def _grid_args(function, env, iterations, algos, seeds, at, settings):
     """The grid's settings as JSON, its algorithms, seeds, report points and iteration
-    count, each checked once here."""
+    count, and the environment specs (see :func:`train`'s ``env``, ``test_env``,
+    ``env_name``, ``env_workers``, ``env_copies``, taken from ``settings``), each checked
+    once here."""
     iterations = _convert.whole("iterations", iterations)
-    text = _convert.settings_json(function, dict(settings, env=env, iterations=iterations))
+    settings = dict(settings, iterations=iterations)
+    env_args = {k: settings.pop(k, d) for k, d in (("test_env", None), ("env_name", None), ("env_workers", 0), ("env_copies", None))}
+    specs = _envs(env, env_args["test_env"], env_args["env_name"], env_args["env_workers"], env_args["env_copies"], settings)
+    text = _convert.settings_json(function, settings)
     seeds, at = _convert.wholes("seeds", seeds), _convert.wholes("at", at)
-    return text, _convert.name_list("algos", algos), seeds, at, iterations
+    return text, _convert.name_list("algos", algos), seeds, at, iterations, specs
 
 
 def compare(
     *,
-    env: str = "point-corners",
+    env: Union[str, Callable] = "point-corners",
     algos: Union[str, Iterable[str]] = "all",
     seeds: Iterable[int] = (1, 2, 3),
     iterations: int = 500,
@@ -151,26 +252,27 @@ def compare(
     run in ``out/<algo>/seed<s>/``, then writes ``summary.csv``, ``paired.csv`` (paired
     differences between algorithms, seed by seed: ``pandas.read_csv(f"{out}/paired.csv")``),
     ``summary.md`` and the figure (``fig1d`` or ``fig2``), and returns the summary as a
-    DataFrame. ``threads``: as in :func:`train`. ``jobs``: runs at a time, each on
+    DataFrame. ``env`` (a name or a factory, with ``test_env``, ``env_name``,
+    ``env_workers``, ``env_copies``) and ``threads``: as in :func:`train`. ``jobs``: runs at a time, each on
     max(1, threads / jobs) threads (the same files whatever the value). To spread the runs
     over a Ray cluster, see :mod:`metagrad.ray`."""
     import pandas as pd
 
-    text, algos, seeds, at, iterations = _grid_args(
+    text, algos, seeds, at, iterations, (spec, test_spec) = _grid_args(
         "meta_rl.compare", env, iterations, algos, seeds, at, settings
     )
     jobs = _convert.whole("jobs", jobs, 1)
     with _progress(verbose, "meta-rl compare", "it") as bar:
         rows = _metagrad.meta_rl_compare(
             text, algos, seeds, at, str(out), _observer(bar, iterations),
-            _threads(threads), jobs
+            _threads(threads), jobs, spec, test_spec
         )
     return pd.DataFrame(json.loads(rows))
 
 
 def summarise(
     *,
-    env: str = "point-corners",
+    env: Union[str, Callable] = "point-corners",
     algos: Union[str, Iterable[str]] = "all",
     seeds: Iterable[int] = (1, 2, 3),
     iterations: int = 500,
@@ -182,13 +284,15 @@ def summarise(
     :func:`compare` writes them after running; returns the summary as a DataFrame."""
     import pandas as pd
 
-    text, algos, seeds, at, _ = _grid_args("meta_rl.summarise", env, iterations, algos, seeds, at, settings)
-    return pd.DataFrame(json.loads(_metagrad.meta_rl_summarise(text, algos, seeds, at, str(out))))
+    text, algos, seeds, at, _, (spec, test_spec) = _grid_args(
+        "meta_rl.summarise", env, iterations, algos, seeds, at, settings
+    )
+    return pd.DataFrame(json.loads(_metagrad.meta_rl_summarise(text, algos, seeds, at, str(out), spec, test_spec)))
 
 
 def grid_runs(
     *,
-    env: str = "point-corners",
+    env: Union[str, Callable] = "point-corners",
     algos: Union[str, Iterable[str]] = "all",
     seeds: Iterable[int] = (1, 2, 3),
     iterations: int = 500,
@@ -201,8 +305,10 @@ def grid_runs(
     "seed", "out"}`` with each run's folder. Running each with ``train(algo=..., seed=...,
     out=..., resume="if-present", **same settings)`` (anywhere, in any order) and then
     :func:`summarise` gives what :func:`compare` gives."""
-    text, algos, seeds, at, _ = _grid_args("meta_rl.compare", env, iterations, algos, seeds, at, settings)
-    return json.loads(_metagrad.meta_rl_grid_runs(text, algos, seeds, at, str(out)))
+    text, algos, seeds, at, _, (spec, test_spec) = _grid_args(
+        "meta_rl.compare", env, iterations, algos, seeds, at, settings
+    )
+    return json.loads(_metagrad.meta_rl_grid_runs(text, algos, seeds, at, str(out), spec, test_spec))
 
 
 def load_progress(run_dir) -> "pandas.DataFrame":  # noqa: F821

@@ -8,6 +8,7 @@
 
 mod envs;
 mod errors;
+mod external;
 mod interrupt;
 mod meta_rl;
 mod rows;

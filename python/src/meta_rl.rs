@@ -21,7 +21,10 @@ use metagrad::meta::task_sampling::{RemoteSampling, TaskSampler};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use metagrad::envs::EnvSource;
+
 use crate::errors::{parse_settings, py_err};
+use crate::external::PyExternal;
 use crate::interrupt::run_stoppable;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -98,6 +101,30 @@ fn settings(function: &str, json: &str) -> PyResult<RunSettings> {
     parse_settings(function, json)
 }
 
+/// The run's environment and the meta-test's: built-in (`env` of the settings) unless a
+/// Python meta-task (`metagrad._env_pool.Spec`) is given.
+struct Envs {
+    env: Option<EnvSource>,
+    test: Option<EnvSource>,
+}
+
+impl Envs {
+    fn new(env: Option<&Bound<'_, PyAny>>, test: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let wrap = |s: &Bound<'_, PyAny>| -> PyResult<EnvSource> {
+            Ok(EnvSource::External(std::sync::Arc::new(PyExternal::new(s)?)))
+        };
+        Ok(Self { env: env.map(wrap).transpose()?, test: test.map(wrap).transpose()? })
+    }
+
+    fn env(&self, s: &RunSettings) -> EnvSource {
+        self.env.clone().unwrap_or_else(|| EnvSource::Builtin(s.env.clone()))
+    }
+
+    fn params(&self, s: &RunSettings, algo: Algorithm, seed: u64) -> PyResult<ValidParams> {
+        s.params_in(algo, seed, self.env(s), self.test.clone()).map_err(py_err)
+    }
+}
+
 fn forward(progress: &Option<Py<PyAny>>) -> impl FnMut(Python<'_>, Event) -> PyResult<()> + '_ {
     move |py, e| match progress {
         Some(f) => f.call1(py, (e.to_dict(py)?,)).map(|_| ()),
@@ -136,9 +163,17 @@ fn meta_rl_defaults() -> String {
 
 /// The validated settings of one run as JSON (what `config.json` records).
 #[pyfunction]
-fn meta_rl_params(settings_json: &str, algo: &str, seed: u64) -> PyResult<String> {
+#[pyo3(signature = (settings_json, algo, seed, env=None, test_env=None))]
+fn meta_rl_params(
+    settings_json: &str,
+    algo: &str,
+    seed: u64,
+    env: Option<Bound<'_, PyAny>>,
+    test_env: Option<Bound<'_, PyAny>>,
+) -> PyResult<String> {
     let algo = Algorithm::parse(algo).map_err(py_err)?;
-    let p = settings("meta_rl.train", settings_json)?.params(algo, seed).map_err(py_err)?;
+    let envs = Envs::new(env.as_ref(), test_env.as_ref())?;
+    let p = envs.params(&settings("meta_rl.train", settings_json)?, algo, seed)?;
     Ok(serde_json::to_string(&*p).expect("params serialise"))
 }
 
@@ -200,16 +235,18 @@ impl MetaRlTaskSampler {
     /// The sampler of the run (`settings_json`, `algo`, `seed`), as `meta_rl_train` validates
     /// it; `threads` as there.
     #[new]
-    #[pyo3(signature = (settings_json, algo, seed, threads=None))]
+    #[pyo3(signature = (settings_json, algo, seed, threads=None, env=None))]
     fn new(
         py: Python<'_>,
         settings_json: &str,
         algo: &str,
         seed: u64,
         threads: Option<usize>,
+        env: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let algo = Algorithm::parse(algo).map_err(py_err)?;
-        let params = settings("meta_rl.train", settings_json)?.params(algo, seed).map_err(py_err)?;
+        let envs = Envs::new(env.as_ref(), None)?;
+        let params = envs.params(&settings("meta_rl.train", settings_json)?, algo, seed)?;
         let tasks = params.tasks;
         let sampler = py.detach(|| TaskSampler::new(params)).map_err(py_err)?;
         Ok(Self { inner: Mutex::new(sampler), pool: pool(threads)?, tasks })
@@ -246,7 +283,7 @@ impl MetaRlTaskSampler {
 /// (the library's [`Resume`]); `sampler`: a pool of sampling workers (module docs), or
 /// none to sample here. Returns the history as JSON records.
 #[pyfunction]
-#[pyo3(signature = (settings_json, algo, seed, out, resume="no", progress=None, threads=None, sampler=None))]
+#[pyo3(signature = (settings_json, algo, seed, out, resume="no", progress=None, threads=None, sampler=None, env=None, test_env=None))]
 #[allow(clippy::too_many_arguments)]
 fn meta_rl_train(
     py: Python<'_>,
@@ -258,9 +295,12 @@ fn meta_rl_train(
     progress: Option<Py<PyAny>>,
     threads: Option<usize>,
     sampler: Option<Py<PyAny>>,
+    env: Option<Bound<'_, PyAny>>,
+    test_env: Option<Bound<'_, PyAny>>,
 ) -> PyResult<String> {
     let algo = Algorithm::parse(algo).map_err(py_err)?;
-    let params = settings("meta_rl.train", settings_json)?.params(algo, seed).map_err(py_err)?;
+    let envs = Envs::new(env.as_ref(), test_env.as_ref())?;
+    let params = envs.params(&settings("meta_rl.train", settings_json)?, algo, seed)?;
     let resume = match resume {
         "no" => Resume::No,
         "required" => Resume::Required,
@@ -292,21 +332,24 @@ fn meta_rl_train(
     Ok(serde_json::to_string(&history?).expect("history serialises"))
 }
 
-fn grid(settings_json: &str, algos: &str, seeds: Vec<u64>, at: Vec<usize>, out: PathBuf) -> PyResult<Grid> {
-    GridSettings {
-        run: settings("meta_rl.compare", settings_json)?,
-        algos: Algorithm::parse_list(algos).map_err(py_err)?,
-        seeds,
-        at,
-        out,
-    }
-    .validate()
-    .map_err(py_err)
+fn grid(
+    settings_json: &str,
+    algos: &str,
+    seeds: Vec<u64>,
+    at: Vec<usize>,
+    out: PathBuf,
+    envs: &Envs,
+) -> PyResult<Grid> {
+    let run = settings("meta_rl.compare", settings_json)?;
+    let env = envs.env(&run);
+    GridSettings { run, algos: Algorithm::parse_list(algos).map_err(py_err)?, seeds, at, out }
+        .validate_in(env, envs.test.clone())
+        .map_err(py_err)
 }
 
 /// A grid (see `metagrad.meta_rl.compare`). Returns the summary as JSON records.
 #[pyfunction]
-#[pyo3(signature = (settings_json, algos, seeds, at, out, progress=None, threads=None, jobs=1))]
+#[pyo3(signature = (settings_json, algos, seeds, at, out, progress=None, threads=None, jobs=1, env=None, test_env=None))]
 #[allow(clippy::too_many_arguments)]
 fn meta_rl_compare(
     py: Python<'_>,
@@ -318,8 +361,11 @@ fn meta_rl_compare(
     progress: Option<Py<PyAny>>,
     threads: Option<usize>,
     jobs: usize,
+    env: Option<Bound<'_, PyAny>>,
+    test_env: Option<Bound<'_, PyAny>>,
 ) -> PyResult<String> {
-    let grid = grid(settings_json, algos, seeds, at, out)?;
+    let envs = Envs::new(env.as_ref(), test_env.as_ref())?;
+    let grid = grid(settings_json, algos, seeds, at, out, &envs)?;
     let pool = pool(threads)?;
     let rows = run_stoppable(
         py,
@@ -339,7 +385,8 @@ fn meta_rl_compare(
 /// Writes a grid's summary and figure from its runs' checkpoints (every run finished),
 /// as `compare` does after running them. Returns the summary as JSON records.
 #[pyfunction]
-#[pyo3(signature = (settings_json, algos, seeds, at, out))]
+#[pyo3(signature = (settings_json, algos, seeds, at, out, env=None, test_env=None))]
+#[allow(clippy::too_many_arguments)]
 fn meta_rl_summarise(
     py: Python<'_>,
     settings_json: &str,
@@ -347,8 +394,11 @@ fn meta_rl_summarise(
     seeds: Vec<u64>,
     at: Vec<usize>,
     out: PathBuf,
+    env: Option<Bound<'_, PyAny>>,
+    test_env: Option<Bound<'_, PyAny>>,
 ) -> PyResult<String> {
-    let grid = grid(settings_json, algos, seeds, at, out)?;
+    let envs = Envs::new(env.as_ref(), test_env.as_ref())?;
+    let grid = grid(settings_json, algos, seeds, at, out, &envs)?;
     let rows = py.detach(|| grid.summarise()).map_err(py_err)?;
     Ok(serde_json::to_string(&rows).expect("rows serialise"))
 }
@@ -358,15 +408,18 @@ fn meta_rl_summarise(
 /// scheduler (`metagrad.ray`) runs as independent `meta_rl_train(..., resume="if-present")`
 /// calls before [`meta_rl_summarise`].
 #[pyfunction]
-#[pyo3(signature = (settings_json, algos, seeds, at, out))]
+#[pyo3(signature = (settings_json, algos, seeds, at, out, env=None, test_env=None))]
 fn meta_rl_grid_runs(
     settings_json: &str,
     algos: &str,
     seeds: Vec<u64>,
     at: Vec<usize>,
     out: PathBuf,
+    env: Option<Bound<'_, PyAny>>,
+    test_env: Option<Bound<'_, PyAny>>,
 ) -> PyResult<String> {
-    let grid = grid(settings_json, algos, seeds, at, out)?;
+    let envs = Envs::new(env.as_ref(), test_env.as_ref())?;
+    let grid = grid(settings_json, algos, seeds, at, out, &envs)?;
     let runs: Vec<serde_json::Value> = grid
         .runs()
         .iter()
