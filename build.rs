@@ -76,6 +76,9 @@ fn main() {
         );
         std::process::exit(1);
     }
+    // For dependents' build scripts (as DEP_METAGRAD_MUJOCO_LIB_FILE): the Python package
+    // bundles this library.
+    println!("cargo::metadata=lib_file={}", lib_file.display());
     let lib_dir = lib_file.parent().map(PathBuf::from).unwrap_or_default();
     println!("cargo::rustc-link-search=native={}", lib_dir.display());
     println!("cargo::rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
