@@ -1,4 +1,4 @@
-//! Every estimator derivative against finite differences, the identities of notes §1,
+//! Every estimator derivative against finite differences, the identities of docs/theory.md#identities,
 //! brute-force reference values, and unbiasedness against the exact J_T.
 
 use metagrad::estimators::{BatchObjective, Estimator, TaylorDiscount};
@@ -266,7 +266,8 @@ fn assert_unbiased(name: &str, mean: &[f64], se: &[f64], exact: &Derivatives) {
 
 #[test]
 fn unbiased_for_the_finite_horizon_value() {
-    // Off-policy data; IS and DR are unbiased for J_T's derivatives (notes §1 (c)).
+    // Off-policy data; IS and DR are unbiased for J_T's derivatives
+    // (docs/theory.md#finite-horizon-value).
     let horizon = 4;
     let inst = instance(14, 3, 2, horizon, 200_000);
     let (ns, na) = inst.dims();

@@ -1,4 +1,4 @@
-//! Off-policy value estimates V̂(θ) and their exact derivatives (paper §3, notes §1).
+//! Off-policy value estimates V̂(θ) and their exact derivatives (docs/theory.md#estimators).
 //!
 //! | estimator | name | paper | prior work |
 //! |---|---|---|---|
@@ -298,7 +298,8 @@ impl PreparedBatch {
 
     /// Appends a trajectory with rewards r_0..r_{T−1} and its critic values.
     ///
-    /// Signals (notes §1): IS r_t; DR (state) δ_t = r_t + γV̂(x_{t+1}) − V̂(x_t), v_0 = V̂(x_0);
+    /// Signals (docs/theory.md#estimators): IS r_t; DR (state) δ_t = r_t + γV̂(x_{t+1}) − V̂(x_t),
+    /// v_0 = V̂(x_0);
     /// DR (action) r_t − Q̂(x_t, a_t) with critic-mean rows; TayPO-K and the naive score
     /// Â_t = G_t − V̂(x_t), G_t = r_t + γG_{t+1}, G_T = V̂(x_T), v_0 = V̂(x_0) (state), or
     /// Â_t = Q̂(x_t,a_t) − Σ_b μ(b|x_t)Q̂(x_t,b), v_0 = Σ_b μ(b|x_0)Q̂(x_0,b) (action).
@@ -377,7 +378,8 @@ impl PreparedBatch {
     /// Â_0..Â_{T−1} (e.g. GAE advantages, normalised per task), with v_0 = 0. For the
     /// estimators whose signal is an advantage (TayPO-K, the naive score), this is the
     /// meta-RL form of [`Self::push`]: the estimate is Σ_t … Â_t without a zeroth-order
-    /// term (notes §5, ProMP's per-step losses). Other estimators (IS, DR) read rewards
+    /// term (docs/theory.md#inner-objectives, ProMP's per-step losses). Other estimators (IS, DR)
+    /// read rewards
     /// and a critic: use [`Self::push`].
     pub fn push_advantages(&mut self, advantages: &[f64]) -> Result<()> {
         if !matches!(self.estimator, Estimator::TayPo { .. } | Estimator::NaiveScore { .. }) {

@@ -1,4 +1,4 @@
-//! The six meta-RL algorithms of the paper's Fig. 1(d) and Fig. 2 (notes §4–5), each an
+//! The six meta-RL algorithms of the paper's Fig. 1(d) and Fig. 2 (docs/theory.md#algorithms), each an
 //! inner objective ([`super::objectives`]) composed with an outer optimiser.
 //!
 //! | algorithm | inner objective | meta-gradient | outer |
@@ -159,7 +159,7 @@ pub fn make_env(name: &str) -> Result<Box<dyn MetaEnv>> {
     }
 }
 
-/// Settings of a meta-RL run (notes §5 defaults). Check with [`Params::validate`].
+/// Settings of a meta-RL run (defaults: docs/theory.md#meta-rl-setup). Check with [`Params::validate`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
@@ -499,8 +499,8 @@ pub struct IterationStats {
     pub diagnostics: Diagnostics,
 }
 
-/// Per-iteration diagnostics of the adaptation and the outer step (issue: the ProMP-TayPO-2
-/// divergences).
+/// Per-iteration diagnostics of the adaptation and the outer step (what the ProMP-TayPO-2
+/// stability study reads, docs/experiments/stability.md).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Diagnostics {
     /// Mean over tasks of the adaptation's size ‖θ_K − θ‖ when the data were sampled.
