@@ -119,7 +119,7 @@ fn gradients_hessians_and_hvps_match_finite_differences() {
     }
 }
 
-/// Brute-force TayPO-K by enumerating all ordered index tuples (paper Eq. 6).
+/// Brute-force TayPO-K by enumerating all ordered index tuples (docs/theory.md#taypo-k, Eq. 6).
 fn taylor_brute_force(k_max: usize, gamma: f64, v0: f64, adv: &[f64], rho: &[f64]) -> f64 {
     fn rec(start: usize, k_left: usize, prod: f64, gamma: f64, adv: &[f64], rho: &[f64], acc: &mut f64) {
         for t in start..rho.len() {
@@ -147,7 +147,7 @@ fn values_match_reference_definitions() {
         .collect();
     let Critic::StateValues(v) = &inst.state_critic else { unreachable!() };
     let Critic::ActionValues(q) = &inst.action_critic else { unreachable!() };
-    // DR by the recursion of Eq. (3), both critics; IS by its definition.
+    // DR by the recursion of docs/theory.md#doubly-robust (Eq. 2, 3), both critics; IS by its definition.
     let (mut dr_s, mut dr_a) =
         (v[tr.states[5]], (0..na).map(|b| pol.prob(tr.states[5], b) * q[tr.states[5] * na + b]).sum::<f64>());
     for t in (0..5).rev() {

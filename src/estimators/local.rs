@@ -20,7 +20,7 @@ impl<S: DualNum<Primitive = f64> + Copy> Scalar for S {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum TaylorDiscount {
-    /// γ^{t_k}: the paper's Eq. (6), an estimate of the value V^π(x_0).
+    /// γ^{t_k}: the paper's Eq. (6) (docs/theory.md#taypo-k), an estimate of the value V^π(x_0).
     Absolute,
     /// γ^{t_k − t_1}: ProMP's convention for per-step losses (docs/theory.md#taypo-discount).
     FromFirst,

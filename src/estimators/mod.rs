@@ -1,12 +1,12 @@
 //! Off-policy value estimates V̂(θ) and their exact derivatives (docs/theory.md#estimators).
 //!
-//! | estimator | name | paper | prior work |
+//! | estimator | name | docs/theory.md | prior work |
 //! |---|---|---|---|
-//! | step-wise importance sampling | `is` | §3.1 | DiCE |
-//! | doubly robust | `dr` | Eq. (3)–(5) | Loaded DiCE |
-//! | truncated doubly robust | `dr-trunc` | §5.1 | V-trace-style baseline |
-//! | TayPO-K | `taypo-K` | Eq. (6)–(8) | TayPO-1 = LVC (ProMP); TayPO-2 new |
-//! | naive score surrogate | `maml` | §2.2 | MAML's inner loss |
+//! | step-wise importance sampling | `is` | `#importance-sampling`, Eq. 1 | DiCE |
+//! | doubly robust | `dr` | `#doubly-robust`, Eq. 2–4 | Loaded DiCE |
+//! | truncated doubly robust | `dr-trunc` | `#truncated-dr`, Eq. 5 | V-trace-style baseline |
+//! | TayPO-K | `taypo-K` | `#taypo-k`, Eq. 6–9 | TayPO-1 = LVC (ProMP); TayPO-2 new |
+//! | naive score surrogate | `maml` | `#naive-score`, Eq. 11 | MAML's inner loss |
 //!
 //! The design: [`local`] holds one pure kernel per estimator over a trajectory's *rows*
 //! (likelihood ratios, critic means); [`PreparedBatch`] holds the θ-independent inputs of

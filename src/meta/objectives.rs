@@ -83,7 +83,7 @@ pub enum Normalisation {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum DiceCritic {
-    /// DR (Eq. 3) with the time-only critic V̂_t = φ(t)ᵀc fitted to the returns G_t: the
+    /// DR (docs/theory.md#doubly-robust) with the time-only critic V̂_t = φ(t)ᵀc fitted to the returns G_t: the
     /// paper's "DR estimate with ProMP's setup" (the default of `trpo-dice`).
     Time,
     /// DR with the per-task linear feature baseline b(x_t) (observations and time) as
