@@ -48,3 +48,22 @@ def test_code_references_to_docs_resolve():
         elif anchor and anchor not in _anchors(target):
             bad.append(f"{where}:{n}: docs/{page} has no heading #{anchor}")
     assert not bad, "\n".join(bad)
+
+
+def test_no_references_to_files_outside_the_repository():
+    """Formulas and settings are cited from docs/theory.md, never from notes that are not in
+    the repository."""
+    outside = re.compile(r"notes §|[Nn]otes'|notes\.md|paper\.md|/work/shared")
+    bad = []
+    for folder in SOURCES + ["docs"]:
+        for path in sorted((REPO / folder).rglob("*")):
+            if path.suffix not in (".rs", ".py", ".pyi", ".sh", ".md", ".toml") or ".venv" in path.parts:
+                continue
+            for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                if outside.search(line):
+                    bad.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    for name in ("README.md", "CHANGELOG.md", "Cargo.toml"):
+        for n, line in enumerate((REPO / name).read_text(encoding="utf-8").splitlines(), 1):
+            if outside.search(line):
+                bad.append(f"{name}:{n}: {line.strip()}")
+    assert not bad, "cite docs/theory.md#<heading> instead:\n" + "\n".join(bad)
