@@ -1,4 +1,5 @@
-//! Issue-3 benchmarks on D = 100 (|X| = 20, |A| = 5), N = 1000, T = 20, one thread:
+//! Benchmarks of the estimators (docs/speed.md#estimators) on D = 100 (|X| = 20, |A| = 5),
+//! N = 1000, T = 20, one thread:
 //! oracle Hessian; gradient, HVP and full Hessian of the mean DR and TayPO-2 estimates.
 
 mod support;

@@ -1,4 +1,4 @@
-//! Meta-RL benchmarks (issue 5), on the current rayon pool (2 threads on the CI machine):
+//! Meta-RL benchmarks, on the current rayon pool (2 threads on the CI machine):
 //!
 //! * `promp_size_meta_gradient_{f64,f32}/*`: one second-order meta-gradient of ProMP's size: policy
 //!   20 → (64, 64) → 6 (≈ 5.9k parameters), 40 tasks × 2000 pre-update and 2000
@@ -8,8 +8,9 @@
 //! * `mlp_point_n2000_{f64,f32}/*`: the MLP passes that dominate a meta-iteration (rows'
 //!   forward pass, VJP, fused HVP, Fisher product) on the point env's network and 2000
 //!   samples, one thread, in both precisions;
-//! * `point_corners_iteration/*`: one full meta-iteration on `point-corners` with the
-//!   notes' settings (40 tasks × 20 rollouts × horizon 100, 3 inner steps): sampling of the
+//! * `point_corners_iteration/*`: one full meta-iteration on `point-corners` with ProMP's
+//!   settings (docs/theory.md#meta-rl-setup; 40 tasks × 20 rollouts × horizon 100, 3 inner steps):
+//!   sampling of the
 //!   4 rounds, inner adaptation and the outer update, for ProMP, ProMP-TayPO-2 and
 //!   TRPO-MAML;
 //! * `half_cheetah_rand_direc_iteration/*` (with `--features mujoco`): the same on

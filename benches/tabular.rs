@@ -1,5 +1,5 @@
-//! Issue-4 benchmark: the whole default ε sweep of `metagrad tabular` (4 ε × 10 trials ×
-//! 5 estimators with full Hessians, N = 1000), on all cores. Issue-15 benchmark: one
+//! The whole default ε sweep of `metagrad tabular` (4 ε × 10 trials ×
+//! 5 estimators with full Hessians, N = 1000), on all cores; and one
 //! (trial, ε) point of the default biasvar sweep (M = 100 000 trajectories, 5 estimators
 //! with full Hessians); the default sweep has 10 trials × 4 ε = 40 such points (plus the
 //! N sweep, ≈ 1 % of the time).

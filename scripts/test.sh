@@ -2,9 +2,10 @@
 # The project's test command (README "Quick start"; CI runs it via .ci/run).
 # Installs the pinned MuJoCo engine, the Gymnasium reference and the Python test tools into
 # .deps/ (idempotent), checks formatting, lints (with and without MuJoCo, and the Python
-# extension) and the API docs' links, runs every Rust test, MuJoCo parity tests included,
-# in the optimised test profile, then builds the CLI and the Python package and runs the
-# Python test suite (which compares the two faces bit for bit).
+# extension), the Rust API docs' links and the documentation site (strict build), runs every
+# Rust test, MuJoCo parity tests included, in the optimised test profile, then builds the CLI
+# and the Python package and runs the Python test suite (which compares the two faces bit for
+# bit and runs every code block of the README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for c in rustfmt clippy; do
@@ -16,6 +17,7 @@ cargo clippy --all-targets -- -D warnings
 cargo clippy --all-targets --features mujoco -- -D warnings
 cargo clippy -p metagrad-python --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features mujoco
+scripts/docs.sh
 cargo test --features mujoco
 # The default build (no MuJoCo, what the quick start builds): its own error paths.
 cargo test --test mujoco_disabled --test meta_rl

@@ -410,7 +410,8 @@ impl Problem {
     }
 
     /// The exact finite-horizon value J_T of the problem's MDP from x_0 and its derivatives
-    /// (notes §1 (c)): bootstrapped at x_T by the problem's critic when `bootstrap` (what DR
+    /// (docs/theory.md#finite-horizon-value): bootstrapped at x_T by the problem's critic when
+    /// `bootstrap` (what DR
     /// and TayPO estimate without bias), by 0 otherwise (IS's target).
     pub fn finite_horizon(&self, horizon: usize, bootstrap: bool) -> Result<Derivatives> {
         let b = match (&self.critic, bootstrap) {

@@ -1,4 +1,4 @@
-//! Every estimator derivative against finite differences, the identities of notes §1,
+//! Every estimator derivative against finite differences, the identities of docs/theory.md#identities,
 //! brute-force reference values, and unbiasedness against the exact J_T.
 
 use metagrad::estimators::{BatchObjective, Estimator, TaylorDiscount};
@@ -119,7 +119,7 @@ fn gradients_hessians_and_hvps_match_finite_differences() {
     }
 }
 
-/// Brute-force TayPO-K by enumerating all ordered index tuples (paper Eq. 6).
+/// Brute-force TayPO-K by enumerating all ordered index tuples (docs/theory.md#taypo-k, Eq. 6).
 fn taylor_brute_force(k_max: usize, gamma: f64, v0: f64, adv: &[f64], rho: &[f64]) -> f64 {
     fn rec(start: usize, k_left: usize, prod: f64, gamma: f64, adv: &[f64], rho: &[f64], acc: &mut f64) {
         for t in start..rho.len() {
@@ -147,7 +147,7 @@ fn values_match_reference_definitions() {
         .collect();
     let Critic::StateValues(v) = &inst.state_critic else { unreachable!() };
     let Critic::ActionValues(q) = &inst.action_critic else { unreachable!() };
-    // DR by the recursion of Eq. (3), both critics; IS by its definition.
+    // DR by the recursion of docs/theory.md#doubly-robust (Eq. 2, 3), both critics; IS by its definition.
     let (mut dr_s, mut dr_a) =
         (v[tr.states[5]], (0..na).map(|b| pol.prob(tr.states[5], b) * q[tr.states[5] * na + b]).sum::<f64>());
     for t in (0..5).rev() {
@@ -266,7 +266,8 @@ fn assert_unbiased(name: &str, mean: &[f64], se: &[f64], exact: &Derivatives) {
 
 #[test]
 fn unbiased_for_the_finite_horizon_value() {
-    // Off-policy data; IS and DR are unbiased for J_T's derivatives (notes §1 (c)).
+    // Off-policy data; IS and DR are unbiased for J_T's derivatives
+    // (docs/theory.md#finite-horizon-value).
     let horizon = 4;
     let inst = instance(14, 3, 2, horizon, 200_000);
     let (ns, na) = inst.dims();

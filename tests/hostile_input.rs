@@ -1,4 +1,4 @@
-//! Hostile input, table-driven: every case of the "hostile input and crashes" issue is a row
+//! Hostile input, table-driven: every hostile-input case is a row
 //! (arguments, input, expected exit code, words the error must contain). None may panic,
 //! exhaust memory or exit 0 with a broken result.
 
@@ -96,7 +96,7 @@ fn estimate_refuses_hostile_problem_files() {
     let text = p.to_string();
     let good = file(d, "good.json", text.as_bytes());
     let mut big = p.clone();
-    // Item 1: a large declared shape in a small file (D = 3001 × 60000).
+    // A large declared shape in a small file (D = 3001 × 60000).
     let mut rows = vec![json!(vec![vec![0.5, 0.5]; 60000])];
     rows.extend(std::iter::repeat_n(json!([]), 3000));
     big["transitions"] = json!(rows);

@@ -5,7 +5,8 @@
 threads, GIL released). ``make_env(name)`` gives one copy as a ``gymnasium.Env``.
 
 Environments (:data:`NAMES`): ``point-corners`` and ``point-corners-simple`` (2-D navigation
-to a corner goal, notes §5) and the seven MuJoCo meta-tasks ``half-cheetah-rand-direc``,
+to a corner goal, docs/theory.md#environments) and the seven MuJoCo meta-tasks
+``half-cheetah-rand-direc``,
 ``ant-rand-direc``, ``ant-rand-goal``, ``walker2d-rand-direc``, ``hopper-rand-params``,
 ``walker2d-rand-params``, ``humanoid-rand-direc-2d`` (Gymnasium v5 robots, MuJoCo 3.17.0;
 the robots' XML files are read from :func:`default_assets_dir`).
@@ -19,7 +20,8 @@ Conventions:
   go to the environment unchanged, as in Gymnasium (the point envs clip them, MuJoCo clamps
   the controls; the control costs see them unclipped). Actions may be of any real dtype
   that converts to float64 without loss (float32 included); they must be finite.
-* Episodes are truncated after ``horizon`` steps (default 100, the meta-RL setup of notes §5;
+* Episodes are truncated after ``horizon`` steps (default 100, the meta-RL setup of
+  docs/theory.md#meta-rl-setup;
   ``None``: never), as Gymnasium's ``TimeLimit`` does. Terminations are the envs' own (Ant,
   Walker2d, Hopper, Humanoid leave their healthy range; the point envs and HalfCheetah never
   terminate).
@@ -60,7 +62,7 @@ __all__ = ["NAMES", "DEFAULT_HORIZON", "MetaVectorEnv", "MetaTaskEnv", "make", "
 #: Names of the environments.
 NAMES: tuple = tuple(_metagrad.ENV_NAMES)
 
-#: Default episode length (the meta-RL horizon of notes §5).
+#: Default episode length (the meta-RL horizon of docs/theory.md#meta-rl-setup).
 DEFAULT_HORIZON = 100
 
 _ASSETS_ENV_VAR = "METAGRAD_MUJOCO_ASSETS"

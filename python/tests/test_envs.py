@@ -1,6 +1,6 @@
 """metagrad.envs: the meta-task environments vectorised in Rust, with Gymnasium's API —
 shapes and dtypes, seeding, batch = single copies whatever the thread count, Gymnasium's
-autoreset semantics, the point dynamics of notes §5, HalfCheetah against Gymnasium's
+autoreset semantics, the point dynamics of docs/theory.md#environments, HalfCheetah against Gymnasium's
 HalfCheetah-v5, errors."""
 
 import gymnasium
@@ -135,7 +135,8 @@ def test_disabled_autoreset_and_reset_mask():
 
 
 def test_point_dynamics_match_notes():
-    """notes §5: vel += clip(a, ±0.1), pos += vel, reward max(2 − ‖pos − g‖, 0)."""
+    """docs/theory.md#environments: vel += clip(a, ±0.1), pos += vel,
+    reward max(2 − ‖pos − g‖, 0)."""
     env = envs.make("point-corners", 4)
     # Three corner goals and one near the start, so that the reward's positive branch is met.
     goals = np.array([[-2.0, -2.0], [2.0, -2.0], [-2.0, 2.0], [0.5, 0.5]])

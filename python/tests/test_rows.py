@@ -1,7 +1,8 @@
 """The row interface (metagrad.rows) and the JAX adapter (metagrad.jax).
 
 * The adapter's value, gradient and Hessian-vector products equal JAX's autodiff of the same
-  estimator written natively in JAX from the formulas of notes §1 (reference below; it does
+  estimator written natively in JAX from the formulas of docs/theory.md#estimators (reference
+  below; it does
   not call metagrad), to 1e-10 in float64: on the rows directly, through a small MLP policy,
   and for a reverse-over-reverse meta-gradient.
 * The numpy row functions composed with the softmax Jacobian equal metagrad.TabularProblem.
@@ -51,8 +52,8 @@ def report():
 
 
 # ---------------------------------------------------------------------------------------
-# Reference: the estimators of notes §1, written natively in JAX (O(T^K) where that is the
-# definition), per trajectory of static length L, then the mean over trajectories.
+# Reference: the estimators of docs/theory.md#estimators, written natively in JAX (O(T^K) where
+# that is the definition), per trajectory of static length L, then the mean over trajectories.
 
 
 def ref_trajectory(name, k, discount, x, r, L, sv=None, qt=None, bm=None, c=None, trunc=1.0):

@@ -178,4 +178,4 @@ def test_bad_estimator_settings_are_refused(raw):
 
 
 def test_version():
-    assert metagrad.__version__ == "0.1.0"
+    assert metagrad.__version__ == "0.2.0"

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Problem file (JSON; schema in the README), or `-` for standard input.
+    /// Problem file (JSON; schema in docs/guides/cli.md), or `-` for standard input.
     #[arg(long)]
     input: PathBuf,
     /// Largest input accepted, in MiB.

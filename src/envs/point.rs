@@ -1,4 +1,4 @@
-//! 2-D point navigation to one of four corner goals (ProMP's point envs, notes §5).
+//! 2-D point navigation to one of four corner goals (ProMP's point envs, docs/theory.md#environments).
 //!
 //! Tasks: the goal g is drawn uniformly among the four corners (±2, ±2); it is not
 //! observed. Reward after each step: r = max(2 − ‖p' − g‖₂, 0), with p' the position

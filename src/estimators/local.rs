@@ -20,9 +20,9 @@ impl<S: DualNum<Primitive = f64> + Copy> Scalar for S {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum TaylorDiscount {
-    /// γ^{t_k}: the paper's Eq. (6), an estimate of the value V^π(x_0).
+    /// γ^{t_k}: the paper's Eq. (6) (docs/theory.md#taypo-k), an estimate of the value V^π(x_0).
     Absolute,
-    /// γ^{t_k − t_1}: ProMP's convention for per-step losses (notes §5).
+    /// γ^{t_k − t_1}: ProMP's convention for per-step losses (docs/theory.md#taypo-discount).
     FromFirst,
 }
 
@@ -105,7 +105,7 @@ pub fn taylor2_pair_scale(discount: TaylorDiscount, gamma: f64, t: usize) -> f64
     if pairs > 0.0 { first / pairs } else { 1.0 }
 }
 
-/// Doubly robust (paper Eq. 3, notes §1), unrolled:
+/// Doubly robust (docs/theory.md#doubly-robust), unrolled:
 /// V̂ = v_0 + Σ_t γ^t P_t δ_t with a state-value critic (δ_t = `signal[t]` =
 /// r_t + γV̂(x_{t+1}) − V̂(x_t), v_0 = V̂(x_0)); step-wise IS is the case V̂ ≡ 0 (δ_t = r_t).
 /// With an action-value critic (`means` = c_0..c_T, c_t = Σ_b π(b|x_t)Q̂(x_t,b)):
@@ -160,7 +160,7 @@ pub fn doubly_robust<S: Scalar>(
 /// Relative tolerance under which a ratio equal to its truncation level counts as a tie.
 pub const TIE_TOLERANCE: f64 = 1e-12;
 
-/// Truncated doubly robust (V-trace style, notes §1), with ρ̄_t = min(ρ_t, ρ̄) and
+/// Truncated doubly robust (V-trace style, docs/theory.md#truncated-dr), with ρ̄_t = min(ρ_t, ρ̄) and
 /// c̄_t = min(ρ_t, c̄): V̂ = v_0 + Σ_t γ^t (Π_{s<t} c̄_s) ρ̄_t δ_t.
 ///
 /// A truncated factor has derivative ρ_t·1[ρ_t ≤ bound] w.r.t. ℓ_t (the tie counts as
@@ -212,7 +212,7 @@ pub fn truncated_doubly_robust<S: Scalar>(
     total
 }
 
-/// TayPO-K (paper Eq. 6 and 8, notes §1) in O(T·K):
+/// TayPO-K (docs/theory.md#taypo-k) in O(T·K) (docs/theory.md#taypo-k-recursion):
 /// V̂_K = v_0 + Σ_{k=1..K} Σ_{t_1<…<t_k} w(t_1, t_k) Π_i d_{t_i} Â_{t_k}, with Â_t = `signal[t]`
 /// and w = γ^{t_k} ([`TaylorDiscount::Absolute`]) or γ^{t_k−t_1} ([`TaylorDiscount::FromFirst`]).
 ///

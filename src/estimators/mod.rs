@@ -1,12 +1,12 @@
-//! Off-policy value estimates V̂(θ) and their exact derivatives (paper §3, notes §1).
+//! Off-policy value estimates V̂(θ) and their exact derivatives (docs/theory.md#estimators).
 //!
-//! | estimator | name | paper | prior work |
+//! | estimator | name | docs/theory.md | prior work |
 //! |---|---|---|---|
-//! | step-wise importance sampling | `is` | §3.1 | DiCE |
-//! | doubly robust | `dr` | Eq. (3)–(5) | Loaded DiCE |
-//! | truncated doubly robust | `dr-trunc` | §5.1 | V-trace-style baseline |
-//! | TayPO-K | `taypo-K` | Eq. (6)–(8) | TayPO-1 = LVC (ProMP); TayPO-2 new |
-//! | naive score surrogate | `maml` | §2.2 | MAML's inner loss |
+//! | step-wise importance sampling | `is` | `#importance-sampling`, Eq. 1 | DiCE |
+//! | doubly robust | `dr` | `#doubly-robust`, Eq. 2–4 | Loaded DiCE |
+//! | truncated doubly robust | `dr-trunc` | `#truncated-dr`, Eq. 5 | V-trace-style baseline |
+//! | TayPO-K | `taypo-K` | `#taypo-k`, Eq. 6–9 | TayPO-1 = LVC (ProMP); TayPO-2 new |
+//! | naive score surrogate | `maml` | `#naive-score`, Eq. 11 | MAML's inner loss |
 //!
 //! The design: [`local`] holds one pure kernel per estimator over a trajectory's *rows*
 //! (likelihood ratios, critic means); [`PreparedBatch`] holds the θ-independent inputs of
@@ -298,7 +298,8 @@ impl PreparedBatch {
 
     /// Appends a trajectory with rewards r_0..r_{T−1} and its critic values.
     ///
-    /// Signals (notes §1): IS r_t; DR (state) δ_t = r_t + γV̂(x_{t+1}) − V̂(x_t), v_0 = V̂(x_0);
+    /// Signals (docs/theory.md#estimators): IS r_t; DR (state) δ_t = r_t + γV̂(x_{t+1}) − V̂(x_t),
+    /// v_0 = V̂(x_0);
     /// DR (action) r_t − Q̂(x_t, a_t) with critic-mean rows; TayPO-K and the naive score
     /// Â_t = G_t − V̂(x_t), G_t = r_t + γG_{t+1}, G_T = V̂(x_T), v_0 = V̂(x_0) (state), or
     /// Â_t = Q̂(x_t,a_t) − Σ_b μ(b|x_t)Q̂(x_t,b), v_0 = Σ_b μ(b|x_0)Q̂(x_0,b) (action).
@@ -377,7 +378,8 @@ impl PreparedBatch {
     /// Â_0..Â_{T−1} (e.g. GAE advantages, normalised per task), with v_0 = 0. For the
     /// estimators whose signal is an advantage (TayPO-K, the naive score), this is the
     /// meta-RL form of [`Self::push`]: the estimate is Σ_t … Â_t without a zeroth-order
-    /// term (notes §5, ProMP's per-step losses). Other estimators (IS, DR) read rewards
+    /// term (docs/theory.md#inner-objectives, ProMP's per-step losses). Other estimators (IS, DR)
+    /// read rewards
     /// and a critic: use [`Self::push`].
     pub fn push_advantages(&mut self, advantages: &[f64]) -> Result<()> {
         if !matches!(self.estimator, Estimator::TayPo { .. } | Estimator::NaiveScore { .. }) {

@@ -729,7 +729,8 @@ mod tests {
         eprintln!("rows vs tabular: max abs difference {worst:e}");
     }
 
-    /// Notes §1 (a): TayPO-K with K ≥ T differs from DR (state critic) by a θ-independent
+    /// Identity 1 of docs/theory.md#identities: TayPO-K with K ≥ T differs from DR (state critic)
+    /// by a θ-independent
     /// constant, so its row gradient and HVP are DR's.
     #[test]
     fn taypo_k_with_k_at_least_t_has_dr_derivatives() {

@@ -30,8 +30,8 @@ use crate::plot::{Figure, Series, save_or_skip};
 use crate::policy::Precision;
 
 /// Settings shared by a single run and a grid, under the command line's names and with
-/// its defaults (the notes' ProMP setup). The command line flattens this struct; the
-/// Python package fills it from keyword arguments (unknown names are refused).
+/// its defaults (ProMP's setup, docs/theory.md#meta-rl-setup). The command line flattens this
+/// struct; the Python package fills it from keyword arguments (unknown names are refused).
 #[derive(clap::Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunSettings {
@@ -827,7 +827,7 @@ fn summary_rows(
     rows
 }
 
-/// The summary as a Markdown table (the README's format): one row per algorithm with the
+/// The summary as a Markdown table (as the experiment pages show it): one row per algorithm with the
 /// post-update return (mean ± s.e. over seeds) at every reported iteration, then the max
 /// drop and the pre-update return at the last one.
 pub fn summary_markdown(rows: &[SummaryRow]) -> String {

@@ -1,7 +1,7 @@
 //! Accuracy measures between an exact derivative and its estimate.
 
-/// Pearson correlation of two flattened tensors (notes §3): the cosine of the mean-centred
-/// vectors. Returns 0 when either vector is constant (the correlation is undefined there;
+/// Pearson correlation of two flattened tensors (docs/theory.md#correlation): the cosine of the
+/// mean-centred vectors. Returns 0 when either vector is constant (the correlation is undefined there;
 /// an estimate that carries no information scores 0).
 pub fn pearson(exact: &[f64], estimate: &[f64]) -> f64 {
     assert_eq!(exact.len(), estimate.len(), "tensors must have the same size");

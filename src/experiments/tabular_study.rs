@@ -1,7 +1,7 @@
 //! The tabular study of the paper's Fig. 1 (a–c), plus meta-gradient accuracy.
 //!
-//! A *trial* draws a random MDP (notes §3), a deterministic policy π_d and the critic
-//! noise; within a trial every grid point (ε or N) draws its own data from μ. The target
+//! A *trial* draws a random MDP (docs/theory.md#tabular-benchmark), a deterministic policy π_d and
+//! the critic noise; within a trial every grid point (ε or N) draws its own data from μ. The target
 //! policy is π = ε π_d + (1 − ε) μ with θ = log π, the behaviour μ is uniform, the critic
 //! is V̂(x) = V^μ(x) + ξ(x)·s‖V^μ‖₂/|X| with ξ ~ N(0, 1) and s = `critic_noise`. The
 //! accuracy of an estimate is the Pearson correlation between the flattened exact
@@ -44,7 +44,8 @@ pub enum Sweep {
     All,
 }
 
-/// Settings of the study (validated by [`StudyParams::validate`]). Defaults are notes §3's.
+/// Settings of the study (validated by [`StudyParams::validate`]). Defaults are the tabular
+/// benchmark's (docs/theory.md#tabular-benchmark).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StudyParams {
     /// Which sweeps.
@@ -157,7 +158,7 @@ pub struct StudySettings {
     /// Dirichlet concentration of the transition rows.
     #[arg(long, default_value_t = 0.001)]
     pub dirichlet: f64,
-    /// Scale of the critic noise (1 = notes §3: N(0,1)·‖V^μ‖₂/|X|).
+    /// Scale of the critic noise (1 = the tabular benchmark's: N(0,1)·‖V^μ‖₂/|X|).
     #[arg(long, default_value_t = 1.0)]
     pub critic_noise: f64,
     /// Comma-separated estimators: is, dr, dr-trunc, taypo-K (K ≥ 1), lvc, maml.

@@ -1,4 +1,4 @@
-//! The six meta-RL algorithms of the paper's Fig. 1(d) and Fig. 2 (notes §4–5), each an
+//! The six meta-RL algorithms of the paper's Fig. 1(d) and Fig. 2 (docs/theory.md#algorithms), each an
 //! inner objective ([`super::objectives`]) composed with an outer optimiser.
 //!
 //! | algorithm | inner objective | meta-gradient | outer |

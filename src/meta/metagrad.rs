@@ -1,5 +1,5 @@
 //! Meta-gradients through K inner steps by Hessian-vector products (paper Alg. 1,
-//! notes §4), never forming a Hessian.
+//! docs/theory.md#k-step-recursion), never forming a Hessian.
 //!
 //! For one task with inner-loop data D_0 … D_{K−1} (D_k sampled by the policy at the
 //! k-th adapted parameters) the adaptation is
@@ -496,7 +496,8 @@ mod tests {
     /// End to end on a tabular task where the exact meta-gradient is known: with pre-update
     /// data from π_θ and post-update data from π_θ' (θ' = θ + η∇J_T(θ), the exact step), the
     /// mean of (I + ηĤ)ĝ' converges to (I + η∇²J_T(θ))∇J_T(θ') for DR and on-policy TayPO-2
-    /// (both unbiased for the derivatives of the finite-horizon value J_T, notes §1).
+    /// (both unbiased for the derivatives of the finite-horizon value J_T,
+    /// docs/theory.md#finite-horizon-value).
     #[test]
     fn tabular_meta_gradient_estimates_converge_to_the_exact_one() {
         use crate::estimators::{Estimator, TaylorDiscount};

@@ -5,7 +5,7 @@
 //! K-step meta-gradients by Hessian-vector products ([`metagrad`]) and the six algorithms
 //! with their trainer and checkpointable state ([`algos`]).
 //!
-//! Settings follow ProMP's code base, which the paper reuses (notes §5).
+//! Settings follow ProMP's code base, which the paper reuses (docs/theory.md#meta-rl-setup).
 //!
 //! # Wiring an inner objective (per task k)
 //!

@@ -1,4 +1,5 @@
-//! Inner objectives of the meta-RL algorithms as off-policy estimators (paper §4, notes §5).
+//! Inner objectives of the meta-RL algorithms as off-policy estimators
+//! (docs/theory.md#inner-objectives).
 //!
 //! Every inner objective is an estimator of [`crate::estimators`] evaluated on one task's
 //! samples through the Gaussian MLP's [`crate::policy::ScoreRows`]; value, gradient and
@@ -26,7 +27,7 @@
 //! (DiCE has no normalisation of its own; without it the inner step would be σ_A times
 //! larger). ProMP's own DiCE loss ([`DiceCritic::Promp`]) is run unnormalised, as ProMP does.
 //!
-//! **ProMP-TayPO-2 variants** (settings, off by default; issue 14's stability study):
+//! **ProMP-TayPO-2 variants** (settings, off by default; docs/theory.md#taypo-2-variants):
 //! the pair term weighted per path by W_1/W_2, its first-order weight over its pair weight
 //! ([`Taylor2Pairs::Normalised`]), and ρ_t − 1 clipped to ±κ as PPO clips ratios
 //! (`taypo2_ratio_clip`); see [`crate::estimators::Taylor2Shape`].
@@ -72,8 +73,8 @@ pub enum Normalisation {
     Paths,
 }
 
-/// The critic of TRPO-DiCE's inner objective (setting `dice_critic`; notes §5). The paper
-/// ran ProMP's code, whose DiCE critic is a *time-only* linear baseline; a feature baseline
+/// The critic of TRPO-DiCE's inner objective (setting `dice_critic`; docs/theory.md#algorithms).
+/// The paper ran ProMP's code, whose DiCE critic is a *time-only* linear baseline; a feature baseline
 /// over observations is a much stronger critic.
 ///
 /// With time features φ(t) = [t/100, (t/100)², (t/100)³, 1] (t the step within its path;
@@ -82,7 +83,7 @@ pub enum Normalisation {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum DiceCritic {
-    /// DR (Eq. 3) with the time-only critic V̂_t = φ(t)ᵀc fitted to the returns G_t: the
+    /// DR (docs/theory.md#doubly-robust) with the time-only critic V̂_t = φ(t)ᵀc fitted to the returns G_t: the
     /// paper's "DR estimate with ProMP's setup" (the default of `trpo-dice`).
     Time,
     /// DR with the per-task linear feature baseline b(x_t) (observations and time) as

@@ -1,4 +1,4 @@
-//! Outer-loop optimiser pieces over flat parameter vectors (notes §5).
+//! Outer-loop optimiser pieces over flat parameter vectors (docs/theory.md#algorithms).
 //!
 //! * TRPO (TRPO-MAML, TRPO-FMAML, TRPO-E-MAML, TRPO-DiCE): natural-gradient direction by
 //!   conjugate gradient on Fisher-vector products, step scaled to the KL radius, then a

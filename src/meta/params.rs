@@ -1,5 +1,5 @@
-//! The settings of a meta-RL run: the algorithm ([`Algorithm`]), every setting with the
-//! notes' ProMP defaults ([`Params`]), checked once into [`ValidParams`] together with the
+//! The settings of a meta-RL run: the algorithm ([`Algorithm`]), every setting with
+//! ProMP's defaults (docs/theory.md#meta-rl-setup) ([`Params`]), checked once into [`ValidParams`] together with the
 //! run's environment ([`EnvSource`]: a built-in name, or an environment outside the crate).
 
 use serde::{Deserialize, Serialize};
@@ -117,7 +117,7 @@ pub fn is_point_env(env: &str) -> bool {
     env.starts_with("point-")
 }
 
-/// Settings of a meta-RL run (notes §5 defaults). Check with [`Params::validate`].
+/// Settings of a meta-RL run (defaults: docs/theory.md#meta-rl-setup). Check with [`Params::validate`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {

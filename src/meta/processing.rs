@@ -1,4 +1,5 @@
-//! Sample processing (ProMP's sample processor, notes §5): discounted returns, a linear
+//! Sample processing (ProMP's sample processor, docs/theory.md#sample-processing): discounted
+//! returns, a linear
 //! feature baseline fitted per task, GAE(λ) and per-task advantage normalisation.
 //!
 //! For a path with rewards r_0 … r_{T−1}:

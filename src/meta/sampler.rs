@@ -1,4 +1,4 @@
-//! Parallel, seeded trajectory sampler (ProMP's meta-sampler, notes §5).
+//! Parallel, seeded trajectory sampler (ProMP's meta-sampler, docs/theory.md#meta-rl-setup).
 //!
 //! For every task, `rollouts_per_task` environment copies each take exactly `horizon`
 //! steps with the Gaussian MLP policy. The tasks are the unit of parallel work (rayon);

@@ -3,8 +3,8 @@
 //!
 //! For each task of iteration i, the sampling side is: D_0 sampled with π_θ, then for
 //! k = 0 … K−1 the inner step θ_{k+1} = θ_k + η∇V̂_in(θ_k; D_k) and D_{k+1} sampled with
-//! π_{θ_{k+1}} (notes §5; [`super::algos`]). Everything a task's side draws comes from
-//! (seed, i, round, task, rollout) ([`super::sampler::rollout_seed`], with the task's index
+//! π_{θ_{k+1}} (docs/theory.md#k-step-recursion; [`super::algos`]). Everything a task's side draws
+//! comes from (seed, i, round, task, rollout) ([`super::sampler::rollout_seed`], with the task's index
 //! in the whole iteration), its processing (returns, baseline, GAE, advantage
 //! normalisation) and its inner steps read that task's data only, and the tasks of the
 //! iteration are drawn from (seed, i) alone. So [`TaskSampler::sample`] on any split of

@@ -285,7 +285,7 @@ impl<F: Real> Drop for Buf<F> {
 ///
 /// `matrixmultiply` packs both operands into panels before every product; for this
 /// crate's shapes (N×64·64×64 and the depth-N weight gradients 64×N·N×64) the packing
-/// cost 40–50 % as much as the arithmetic (`perf`, README Speed). On a CPU with
+/// cost 40–50 % as much as the arithmetic (`perf`, docs/speed.md). On a CPU with
 /// AVX-512 it runs its 16×16 AVX-512 micro-kernel, which forms each entry of C as follows:
 /// the depth is cut into blocks of [`KC`]; within a block the products are accumulated
 /// from +0 by fused multiply-adds in increasing depth order; the first block's sum s is

@@ -1,6 +1,6 @@
 //! Tabular softmax policy π_θ(a|x) = exp θ(x,a) / Σ_b exp θ(x,b), θ ∈ R^{|X|×|A|}.
 //!
-//! Derivatives (notes §2), with π_x the probability vector of state x and
+//! Derivatives (docs/theory.md#softmax-derivatives), with π_x the probability vector of state x and
 //! L_x = I − π_x 1ᵀ acting on the |A| logits of state x only:
 //!
 //! * ∇ log π(a|x) = L_x e_a = e_a − π_x (block x), and ∇² log π(a|x) = −(diag π_x − π_x π_xᵀ);

@@ -112,7 +112,8 @@ impl TabularMdp {
         Ok(Self { n_states, n_actions, transitions, rewards, gamma, start_state })
     }
 
-    /// A random MDP (notes §3): P(·|x,a) ~ Dirichlet(α·1), r(x,a) ~ U[low, high).
+    /// A random MDP (docs/theory.md#tabular-benchmark): P(·|x,a) ~ Dirichlet(α·1), r(x,a) ~ U[low,
+    /// high).
     pub fn random(params: &RandomMdpParams, rng: &mut ChaCha8Rng) -> Self {
         let (ns, na) = (params.n_states, params.n_actions);
         let mut transitions = Vec::with_capacity(ns * na * ns);
@@ -186,7 +187,8 @@ impl TabularMdp {
     }
 }
 
-/// Settings of [`TabularMdp::random`]; defaults are notes §3's.
+/// Settings of [`TabularMdp::random`]; defaults are the tabular benchmark's
+/// (docs/theory.md#tabular-benchmark).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RandomMdpParams {
     /// |X|.

@@ -1,4 +1,4 @@
-//! Exact values and derivatives for tabular MDPs (notes §2).
+//! Exact values and derivatives for tabular MDPs (docs/theory.md#exact-oracle).
 //!
 //! With P_π\[s,s'\] = Σ_a π(a|s) P\[s,a,s'\], r_π\[s\] = Σ_a π(a|s) r\[s,a\], M = (I − γP_π)⁻¹:
 //! v = M r_π, Q(s,a) = r\[s,a\] + γ Σ_j P\[s,a,j\] v_j, A = Q − v, w(s,a) = π(a|s) A(s,a),
@@ -8,11 +8,13 @@
 //! * ∂²v_{x_0}/∂θ(s,a)∂θ(s',a') = T(s,a,s',a') + T(s',a',s,a) + 1\[(s,a)=(s',a')\] m_s w(s,a),
 //!   with T(s,a,s',a') = m_s π(a|s) (γ Σ_j P\[s,a,j\] M\[j,s'\] − M\[s,s'\]) w(s',a').
 //!
-//! The second line is notes §2's Hessian rearranged with γ P_π M = M − I: its first term
-//! equals T(s',a',s,a) + 1[s=s'] m_s π(a'|s) w(s,a), which cancels the off-diagonal part of
-//! its second term. Cost O(|X|²|A| + (|X||A|)²).
+//! The second line is the direct differentiation of the first (docs/theory.md#exact-oracle)
+//! rearranged with γ P_π M = M − I: the direct form's first term equals
+//! T(s',a',s,a) + 1[s=s'] m_s π(a'|s) w(s,a), which cancels the off-diagonal part of its
+//! second term. Cost O(|X|²|A| + (|X||A|)²).
 //!
-//! The finite-horizon value J_T(θ) = E_π[Σ_{t<T} γ^t r_t + γ^T b(x_T)] (notes §1 (c)) is
+//! The finite-horizon value J_T(θ) = E_π[Σ_{t<T} γ^t r_t + γ^T b(x_T)]
+//! (docs/theory.md#finite-horizon-value) is
 //! computed by backward induction, generic over a dual-number type so that its exact
 //! gradient and Hessian come from forward-mode automatic differentiation.
 

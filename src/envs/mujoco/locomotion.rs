@@ -1,4 +1,5 @@
-//! The locomotion meta-tasks of notes §5 (ProMP's benchmark), on Gymnasium v5 robots.
+//! The locomotion meta-tasks of ProMP's benchmark (docs/theory.md#environments), on Gymnasium v5
+//! robots.
 
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;

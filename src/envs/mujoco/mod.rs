@@ -8,14 +8,15 @@
 //! ```text
 //! scripts/install-mujoco.sh                  # idempotent; also creates .deps/venv
 //! cargo build --release --features mujoco
-//! scripts/ci-mujoco.sh                       # parity with Gymnasium v5 + env tests
+//! cargo test --release --features mujoco --test mujoco_parity --test mujoco_envs
 //! cargo bench --features mujoco --bench mujoco_envs
 //! ```
 //!
 //! [`Sim`] wraps one model and steps it exactly as Gymnasium's `MujocoEnv` does;
-//! [`LocomotionEnv`] implements [`crate::envs::MetaEnv`] for the seven meta-tasks of notes §5
-//! ([`EnvKind`]); [`make_env`] builds one by its command-line name. Conventions, where notes §5
-//! leaves a choice:
+//! [`LocomotionEnv`] implements [`crate::envs::MetaEnv`] for the seven meta-tasks of
+//! docs/theory.md#environments
+//! ([`EnvKind`]); [`make_env`] builds one by its command-line name. Conventions, where that
+//! page leaves a choice:
 //! * observations, reset noise and healthy conditions are Gymnasium v5's for the robot
 //!   (Walker2d uses Gymnasium's `walker2d_v5.xml`, as Walker2d-v5 does);
 //! * frame skips: 5 (HalfCheetah, Ant, Humanoid), 8 (Walker2DRandDirec, as ProMP), 4

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""JAX reference for `metagrad tabular --sweep eps` (paper Fig. 1 a-b; notes §3).
+"""JAX reference for `metagrad tabular --sweep eps` (paper Fig. 1 a-b; docs/theory.md#tabular-benchmark).
 
 Same work as the Rust sweep, written the way one would in JAX: per trial a random MDP,
 N trajectories from the uniform behaviour policy, a noisy state-value critic, the exact
@@ -24,7 +24,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-# --- settings (notes §3) --------------------------------------------------------------
+# --- settings (docs/theory.md#tabular-benchmark) ---------------------------------------
 N_STATES, N_ACTIONS = 20, 5
 GAMMA = 0.8
 HORIZON = 20  # transitions from state 0
@@ -80,8 +80,8 @@ def sample_trajectories(rng, p, r, n):
     return states, actions, rewards
 
 
-# --- estimators (notes §1), one trajectory, functions of theta ---------------------------
-# Closed (unrolled) forms of the recursions in notes §1; algebraically identical:
+# --- estimators (docs/theory.md#estimators), one trajectory, functions of theta ---------------------------
+# Closed (unrolled) forms of the recursions of docs/theory.md#estimators; algebraically identical:
 #   DR:  v_t = V(x_t) + rho_t (r_t + g v_{t+1} - V(x_t)), v_T = V(x_T)
 #        => v_0 = V(x_0) + sum_t g^t (prod_{s<=t} rho_s) delta_t, delta_t = r_t + g V(x_{t+1}) - V(x_t)
 #   IS:  the same with V == 0.
@@ -99,7 +99,7 @@ def ratios(theta, x, a, mu):
 
 
 def truncate(rho, bound):
-    # where() routes the derivative of rho through at the tie rho == bound (notes §1); the
+    # where() routes the derivative of rho through at the tie rho == bound (docs/theory.md#truncated-dr); the
     # 1e-12 slack keeps on-policy ties (rho = 1 up to rounding) on the untruncated side.
     return jnp.where(rho <= bound * (1.0 + 1e-12), rho, bound)
 

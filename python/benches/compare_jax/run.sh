@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Times `metagrad tabular --sweep eps` against the JAX reference on this machine.
-# Usage: bash bench/compare_jax/run.sh
+# Usage: bash python/benches/compare_jax/run.sh
 # Env: METAGRAD_ARGS / JAX_ARGS add arguments to either side (keep the work the same);
 #      CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
+root="$(cd "$here/../../.." && pwd)"
 py="$here/.venv/bin/python"
 
 if [ ! -x "$py" ] || ! "$py" -c 'import jax' 2>/dev/null; then

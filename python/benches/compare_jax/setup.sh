@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Creates bench/compare_jax/.venv with a CPU build of JAX and NumPy.
-# Usage: bash bench/compare_jax/setup.sh   (from anywhere; needs python3 >= 3.11 and pip access)
+# Creates python/benches/compare_jax/.venv with a CPU build of JAX and NumPy.
+# Usage: bash python/benches/compare_jax/setup.sh   (from anywhere; needs python3 >= 3.11 and pip access)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 JAX_VERSION="${JAX_VERSION:-0.10.2}"
