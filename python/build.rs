@@ -21,11 +21,13 @@ fn main() {
     let name = lib.file_name().expect("a file name").to_owned();
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let dest = manifest.join("metagrad").join(&name);
-    let same = std::fs::metadata(&dest).ok().map(|m| m.len()) == std::fs::metadata(&lib).ok().map(|m| m.len());
+    let same =
+        std::fs::metadata(&dest).ok().map(|m| m.len()) == std::fs::metadata(&lib).ok().map(|m| m.len());
     if !same {
         // Write beside, then rename: a concurrent reader never sees half a library.
         let tmp = dest.with_extension("partial");
-        std::fs::copy(&lib, &tmp).unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", lib.display(), tmp.display()));
+        std::fs::copy(&lib, &tmp)
+            .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", lib.display(), tmp.display()));
         std::fs::rename(&tmp, &dest).unwrap_or_else(|e| panic!("cannot write {}: {e}", dest.display()));
     }
     println!("cargo::rerun-if-changed={}", lib.display());
