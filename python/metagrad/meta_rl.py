@@ -104,8 +104,9 @@ def _envs(env, test_env, env_name, env_workers, env_copies, settings: dict):
         if name is not None and not (isinstance(name, str) and name.strip()):
             raise ValueError(f"invalid env_name: expected a non-empty string, got {name!r}")
         name = name or _env_name(factory)
+        hint = getattr(factory, "max_copies", None)  # a factory's suggestion (e.g. Meta-World's)
         return _env_pool.Spec(factory, name=name, settings=getattr(factory, "env_settings", None),
-                              workers=workers, copies=copies)
+                              workers=workers, copies=copies if copies is not None else hint)
 
     main = spec(env, env_name)
     test = None if test_env is None else spec(test_env, f"{main.name} (test)")

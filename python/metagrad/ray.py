@@ -46,7 +46,7 @@ import json
 import os
 import sys
 import time
-from typing import Iterable, List, NamedTuple, Optional, Union
+from typing import Callable, Iterable, List, NamedTuple, Optional, Union
 
 from contextlib import contextmanager
 
@@ -66,19 +66,45 @@ class GridResult(NamedTuple):
     failures: List[dict]
 
 
-def _run_one(settings_json: str, algo: str, seed: int, out: str, threads: int, sampling=None) -> int:
+def _env_split(env, settings: dict):
+    """``settings`` without the environment arguments of a factory (``test_env``,
+    ``env_name``, ``env_workers``, ``env_copies``), and those arguments with the factory as
+    one picklable tuple for Ray workers (``None`` for a built-in environment's name)."""
+    settings = dict(settings)
+    keys = (("test_env", None), ("env_name", None), ("env_workers", 0), ("env_copies", None))
+    args = tuple(settings.pop(k, d) for k, d in keys)
+    if isinstance(env, str):
+        if any(a not in (None, 0) for a in args):
+            meta_rl._envs(env, *args, {})  # raises the error that explains why
+        return dict(settings, env=env), None
+    return settings, (env,) + args
+
+
+def _env_specs(env_def, settings: dict, with_test: bool = True):
+    """The engine's specs of an environment definition from :func:`_env_split` (built in
+    the process that uses them; ``settings["env"]`` set to the environment's name)."""
+    if env_def is None:
+        return None, None
+    env, test_env, name, workers, copies = env_def
+    return meta_rl._envs(env, test_env if with_test else None, name, workers, copies, settings)
+
+
+def _run_one(settings_json: str, algo: str, seed: int, out: str, threads: int, sampling=None, env_def=None) -> int:
     """One grid run, in a Ray worker: start it, or continue it from its checkpoint, its
     tasks sampled here or, with ``sampling = (placement group, workers, CPUs per worker,
-    max restarts)``, by that many actors in bundles 1.. of the run's placement group.
-    Returns the number of finished iterations."""
+    max restarts)``, by that many actors in bundles 1.. of the run's placement group; on
+    the environment ``env_def`` (see :func:`_env_split`) if given. Returns the number of
+    finished iterations."""
     pool = None
+    spec, test_spec = _env_specs(env_def, {})
     if sampling is not None:
         import ray
 
         group, workers, cpus, restarts = sampling
-        pool = _start_pool(ray, settings_json, algo, seed, workers, cpus, restarts, None, group)
+        pool = _start_pool(ray, settings_json, algo, seed, workers, cpus, restarts, None, group, env_def)
     try:
-        hist = _metagrad.meta_rl_train(settings_json, algo, seed, out, "if-present", None, threads, pool)
+        hist = _metagrad.meta_rl_train(settings_json, algo, seed, out, "if-present", None, threads, pool, spec,
+                                       test_spec)
     finally:
         if pool is not None:
             pool.stop()
@@ -124,7 +150,7 @@ def _whole(name: str, value, least: int) -> int:
 
 def run_grid(
     *,
-    env: str = "point-corners",
+    env: Union[str, Callable] = "point-corners",
     algos: Union[str, Iterable[str]] = "all",
     seeds: Iterable[int] = (1, 2, 3),
     iterations: int = 500,
@@ -178,7 +204,8 @@ def run_grid(
     storage = os.path.abspath(os.fspath(storage))
     grid = dict(env=env, algos=algos, seeds=seeds, iterations=iterations, at=at, out=storage, **settings)
     runs = meta_rl.grid_runs(**grid)  # validates every run's settings (ValueError)
-    run_settings = dict(settings, env=env, iterations=iterations)
+    run_settings, env_def = _env_split(env, dict(settings, iterations=iterations))
+    _env_specs(env_def, run_settings)
     text = _convert.settings_json("metagrad.ray.run_grid", run_settings)
     bundles = [{"CPU": num_cpus_per_run}] + [{"CPU": worker_cpus}] * workers if workers else []
 
@@ -186,7 +213,7 @@ def run_grid(
         if bundles:
             _check_placement(ray, bundles, placement_strategy)
         failures = _run_all(ray, text, runs, storage, num_cpus_per_run, max_retries, verbose,
-                            (bundles, placement_strategy))
+                            (bundles, placement_strategy), env_def)
 
     failures_path = os.path.join(storage, "failures.json")
     if failures:
@@ -234,7 +261,7 @@ def _check_placement(ray, bundles: List[dict], strategy: str) -> None:
 
 
 def _run_all(ray, text: str, runs: List[dict], storage: str, num_cpus_per_run: int, max_retries: int,
-             verbose: bool, placement=([], "PACK")) -> List[dict]:
+             verbose: bool, placement=([], "PACK"), env_def=None) -> List[dict]:
     """Every run of a grid as a Ray task, until all have ended; returns the failed ones.
     ``placement = (bundles, strategy)``: with bundles, each run gets its placement group
     (the run in bundle 0, its sampling actors in the others), removed when the run ends."""
@@ -254,12 +281,12 @@ def _run_all(ray, text: str, runs: List[dict], storage: str, num_cpus_per_run: i
         for r in runs:
             args = (text, r["algo"], int(r["seed"]), r["out"], num_cpus_per_run)
             if not bundles:
-                pending[run_one.options(**options).remote(*args)] = r
+                pending[run_one.options(**options).remote(*args, None, env_def)] = r
                 continue
             group = placement_group(bundles, strategy=strategy, name=f"metagrad-{r['algo']}-seed{r['seed']}")
             at = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0)
             ref = run_one.options(scheduling_strategy=at, **options).remote(
-                *args, (group, len(bundles) - 1, bundles[-1]["CPU"], max_retries)
+                *args, (group, len(bundles) - 1, bundles[-1]["CPU"], max_retries), env_def
             )
             pending[ref], groups[ref] = r, group
         failures = []
@@ -299,8 +326,9 @@ def _run_all(ray, text: str, runs: List[dict], storage: str, num_cpus_per_run: i
 class _SamplingWorker:
     """A Ray actor: one run's sampler (its environment built once), sampling ranges of tasks."""
 
-    def __init__(self, settings_json: str, algo: str, seed: int, threads: int):
-        self._sampler = _metagrad.MetaRlTaskSampler(settings_json, algo, seed, threads)
+    def __init__(self, settings_json: str, algo: str, seed: int, threads: int, env_def=None):
+        spec, _ = _env_specs(env_def, {}, with_test=False)
+        self._sampler = _metagrad.MetaRlTaskSampler(settings_json, algo, seed, threads, spec)
 
     def sample(self, theta: List[float], iteration: int, start: int, end: int) -> bytes:
         """Tasks ``start..end`` of ``iteration`` with θ, in the library's exact binary form."""
@@ -352,7 +380,7 @@ class _SamplingPool:
 
 def train(
     *,
-    env: str = "point-corners",
+    env: Union[str, Callable] = "point-corners",
     algo: str = "promp-taypo2",
     iterations: int = 500,
     seed: int = 1,
@@ -384,11 +412,13 @@ def train(
     _cpus("num_cpus_per_worker", num_cpus_per_worker)
     if worker_niceness is not None and not 0 <= _whole("worker_niceness", worker_niceness, 0) <= 19:
         raise ValueError(f"invalid worker_niceness: {worker_niceness!r} (expected 0–19 or None)")
-    run_settings = dict(settings, env=env, iterations=iterations)
-    meta_rl.params(algo=algo, seed=seed, **run_settings)  # validates (ValueError)
+    run_settings, env_def = _env_split(env, dict(settings, iterations=iterations))
+    _env_specs(env_def, run_settings)  # checks the environment, sets its name
     text = _convert.settings_json("metagrad.ray.train", run_settings)
+    json.loads(_metagrad.meta_rl_params(text, algo, seed, *_env_specs(env_def, {})))  # validates (ValueError)
     with _connected(address, verbose) as ray:
-        pool = _start_pool(ray, text, algo, seed, workers, num_cpus_per_worker, max_restarts, worker_niceness)
+        pool = _start_pool(ray, text, algo, seed, workers, num_cpus_per_worker, max_restarts, worker_niceness,
+                           None, env_def)
         try:
             return meta_rl.train(env=env, algo=algo, iterations=iterations, seed=seed, out=out, resume=resume,
                                  verbose=verbose, threads=threads, sampler=pool, **settings)
@@ -397,7 +427,7 @@ def train(
 
 
 def _start_pool(ray, settings_json: str, algo: str, seed: int, workers: int, num_cpus_per_worker: float,
-                max_restarts: int, niceness: Optional[int] = None, group=None) -> _SamplingPool:
+                max_restarts: int, niceness: Optional[int] = None, group=None, env_def=None) -> _SamplingPool:
     """``workers`` sampling actors of one run, as a pool (``niceness``: see :func:`train`);
     with a placement ``group``, actor i is placed in its bundle i + 1."""
     options = dict(num_cpus=num_cpus_per_worker, max_restarts=max_restarts, max_task_retries=max_restarts)
@@ -414,7 +444,7 @@ def _start_pool(ray, settings_json: str, algo: str, seed: int, workers: int, num
             dict(options, scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i + 1))
             for i in range(workers)
         ]
-    return _SamplingPool(ray, [actor.options(**o).remote(settings_json, algo, seed, threads) for o in placed])
+    return _SamplingPool(ray, [actor.options(**o).remote(settings_json, algo, seed, threads, env_def) for o in placed])
 
 
 def _flags(parser: argparse.ArgumentParser) -> None:

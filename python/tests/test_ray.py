@@ -398,3 +398,23 @@ def test_grid_with_sampling_workers_equals_local_compare(local_ray, tmp_path):
     with pytest.raises(ValueError, match="num_cpus_per_worker"):
         mray.run_grid(sampling_workers=1, num_cpus_per_worker=float("nan"), **bad)
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_user_env_on_ray_equals_the_local_run(local_ray, tmp_path):
+    """A user's Gymnasium meta-task (the test suite's own) through Ray: sampled by actors,
+    and as the runs of a grid, the local numbers bit for bit."""
+    import meta_envs
+
+    # The factory's module is the test suite's, not installed on the workers: Ray sends it
+    # by value (a user ships theirs with `runtime_env={"py_modules": [...]}` or installs it).
+    ray.cloudpickle.register_pickle_by_value(meta_envs)
+    user = dict(env=meta_envs.point_goal_truncated, iterations=2, **dict(TINY, tasks=4, inner_steps=1))
+    meta_rl.train(algo="promp", seed=3, out=tmp_path / "local", verbose=False, **user)
+    mray.train(algo="promp", seed=3, out=tmp_path / "actors", sampling_workers=2, num_cpus_per_worker=0.5,
+               threads=1, verbose=False, **user)
+    same_run(tmp_path / "actors", tmp_path / "local")
+    grid = dict(algos=["promp", "trpo-maml"], seeds=[1], at=[1], **user)
+    meta_rl.compare(out=tmp_path / "grid-local", verbose=False, **grid)
+    result = mray.run_grid(storage=tmp_path / "grid-ray", verbose=False, **grid)
+    assert result.failures == []
+    assert_same_csvs(tmp_path / "grid-ray", tmp_path / "grid-local")

@@ -97,6 +97,14 @@ pub struct Step {
 ///
 /// Actions passed to [`MetaEnv::step`] are in the environment's own units, within
 /// [`MetaEnv::action_bounds`]; the sampler maps policy outputs onto those bounds.
+///
+/// Your own environment: implement this trait and train on it with
+/// [`EnvSource::native`] (`RunSettings::params_in(algo, seed, EnvSource::native(name,
+/// make), None)`, then `Trainer::new` or `experiments::meta_rl::run`). The example
+/// `examples/own_env.rs` does it for a small task distribution
+/// (`cargo run --release --example own_env`). Every random draw comes from the generators
+/// the engine passes, so a run is reproducible by its seed; `set_task` must fully set the
+/// task (copies are reused across tasks) and `boxed_clone` give an independent copy.
 pub trait MetaEnv: Send {
     /// Environment name as used on the command line.
     fn name(&self) -> &str;

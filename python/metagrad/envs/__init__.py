@@ -54,8 +54,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from . import _convert
-from . import _metagrad
+from .. import _convert
+from .. import _metagrad
 
 __all__ = ["NAMES", "DEFAULT_HORIZON", "MetaVectorEnv", "MetaTaskEnv", "make", "make_env", "default_assets_dir"]
 
