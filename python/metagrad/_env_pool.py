@@ -133,7 +133,6 @@ class _Copies:
 
     def start(self, tasks: list, seeds: list, pickled: bool) -> np.ndarray:
         self.n = len(tasks)
-        obs = np.empty((self.n, self.obs_dim if self.envs else 0))
         rows = []
         for i, (task, seed) in enumerate(zip(tasks, seeds)):
             env = self._env(i)
@@ -150,28 +149,35 @@ class _Copies:
 
     def step(self, actions: np.ndarray):
         n, od = self.n, self.obs_dim
+        shape = (od,)
         obs = np.empty((n, od))
         rew = np.empty(n)
         term = np.zeros(n, dtype=bool)
         trunc = np.zeros(n, dtype=bool)
         succ = np.zeros(n, dtype=bool)
         acts = actions.astype(self.act_dtype, copy=False)
+        envs, success, ndarray = self.envs, self.success, np.ndarray
         for i in range(n):
             try:
-                o, r, te, tr, info = self.envs[i].step(acts[i])
+                o, r, te, tr, info = envs[i].step(acts[i])
             except Exception as e:
                 raise EnvError(
                     f"env {self.env_name!r}: step (copy {i}) raised {type(e).__name__}({e}) "
                     f"on action {acts[i].tolist()}"
                 ) from e
-            obs[i] = _obs(self.env_name, "step", o, od, i)
+            # The common case (a real ndarray of the right shape) without a function call.
+            if type(o) is ndarray and o.shape == shape and o.dtype.kind in "fiu":
+                obs[i] = o
+            else:
+                obs[i] = _obs(self.env_name, "step", o, od, i)
             try:
                 rew[i] = r
             except (TypeError, ValueError):
                 raise EnvError(f"env {self.env_name!r}: step (copy {i}) returned a reward that is not a number: {r!r}") from None
-            term[i], trunc[i] = bool(te), bool(tr)
-            if self.success:
-                succ[i] = bool(info.get("success", 0))
+            term[i] = te
+            trunc[i] = tr
+            if success:
+                succ[i] = info.get("success", 0)
         return obs, rew, term, trunc, succ
 
     def close(self) -> None:

@@ -52,7 +52,9 @@ def tabular_study(
     settings: str, out: Optional[_Path] = None, progress: Optional[Callable[[int, int], None]] = None
 ) -> tuple[str, str, str, str, str, str]: ...
 def meta_rl_defaults() -> str: ...
-def meta_rl_params(settings_json: str, algo: str, seed: int) -> str: ...
+def meta_rl_params(
+    settings_json: str, algo: str, seed: int, env: Optional[Any] = None, test_env: Optional[Any] = None
+) -> str: ...
 def meta_rl_train(
     settings_json: str,
     algo: str,
@@ -62,11 +64,16 @@ def meta_rl_train(
     progress: Optional[Callable[[dict[str, Any]], None]] = None,
     threads: Optional[int] = None,
     sampler: Optional[Any] = None,
+    env: Optional[Any] = None,
+    test_env: Optional[Any] = None,
 ) -> str: ...
 
 class MetaRlTaskSampler:
-    def __init__(self, settings_json: str, algo: str, seed: int, threads: Optional[int] = None) -> None: ...
+    def __init__(
+        self, settings_json: str, algo: str, seed: int, threads: Optional[int] = None, env: Optional[Any] = None
+    ) -> None: ...
     def sample(self, theta: list[float], iteration: int, start: int, end: int) -> bytes: ...
+    def initial_theta(self) -> list[float]: ...
     @property
     def tasks(self) -> int: ...
 
@@ -79,9 +86,27 @@ def meta_rl_compare(
     progress: Optional[Callable[[dict[str, Any]], None]] = None,
     threads: Optional[int] = None,
     jobs: int = 1,
+    env: Optional[Any] = None,
+    test_env: Optional[Any] = None,
 ) -> str: ...
-def meta_rl_summarise(settings_json: str, algos: str, seeds: list[int], at: list[int], out: _Path) -> str: ...
-def meta_rl_grid_runs(settings_json: str, algos: str, seeds: list[int], at: list[int], out: _Path) -> str: ...
+def meta_rl_summarise(
+    settings_json: str,
+    algos: str,
+    seeds: list[int],
+    at: list[int],
+    out: _Path,
+    env: Optional[Any] = None,
+    test_env: Optional[Any] = None,
+) -> str: ...
+def meta_rl_grid_runs(
+    settings_json: str,
+    algos: str,
+    seeds: list[int],
+    at: list[int],
+    out: _Path,
+    env: Optional[Any] = None,
+    test_env: Optional[Any] = None,
+) -> str: ...
 def row_derivatives(
     estimator: str,
     u: _F,

@@ -277,6 +277,12 @@ impl MetaRlTaskSampler {
     fn tasks(&self) -> usize {
         self.tasks
     }
+
+    /// The run's initial θ (the policy its seed initialises).
+    fn initial_theta(&self) -> PyResult<Vec<f64>> {
+        let guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard.initial_policy().map(|p| metagrad::policy::Policy::params(&p).to_vec()).map_err(py_err)
+    }
 }
 
 /// One run (see `metagrad.meta_rl.train`); `resume` is "no", "required" or "if-present"

@@ -544,7 +544,7 @@ impl Sampler {
             let (mut rew, mut term, mut trunc, mut succ) =
                 (vec![0.0; m], vec![false; m], vec![false; m], vec![false; m]);
             let mut raw = vec![0.0; ad];
-            for _ in 0..hor {
+            for t in 0..hor {
                 for (j, _) in group.iter().enumerate() {
                     let policy = if policies.len() == 1 { policies[0] } else { policies[first + j] };
                     let std: Vec<f64> = policy.log_std().iter().map(|s| s.exp()).collect();
@@ -591,8 +591,11 @@ impl Sampler {
                         buf.final_obs.extend_from_slice(&next[cp * od..(cp + 1) * od]);
                         buf.success.push(succeeded[cp]);
                         (t_in_path[cp], succeeded[cp]) = (0, false);
-                        ended.push(cp);
-                        reseeds.push(rngs[cp].random::<u64>());
+                        // A new episode only if the budget has steps left for it.
+                        if t + 1 < hor {
+                            ended.push(cp);
+                            reseeds.push(rngs[cp].random::<u64>());
+                        }
                     }
                 }
                 std::mem::swap(&mut cur, &mut next);
