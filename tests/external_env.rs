@@ -326,3 +326,34 @@ fn a_native_rust_env_trains_and_a_test_env_must_have_the_same_shape() {
     let e: Error = settings().params_in(Algorithm::Promp, 2, env, Some(wrong)).err().unwrap();
     assert!(e.to_string().contains("test env"), "{e}");
 }
+
+#[test]
+fn a_grid_reports_success_rates_and_the_meta_test_only_when_it_has_them() {
+    use metagrad::experiments::meta_rl::GridSettings;
+    let dir = tempfile::tempdir().unwrap();
+    let grid = |out: &std::path::Path| GridSettings {
+        run: RunSettings { iterations: 2, test_every: 2, test_tasks: Some(2), ..settings() },
+        algos: vec![Algorithm::Promp, Algorithm::TrpoMaml],
+        seeds: vec![1, 2],
+        at: vec![1],
+        out: out.to_path_buf(),
+    };
+    let ext = dir.path().join("external");
+    grid(&ext).validate_in(external(4, Fault::None), None).unwrap().run(1, &|_| Ok(())).unwrap();
+    let csv = std::fs::read_to_string(ext.join("success.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 1 + 2 * 2, "{csv}");
+    assert!(lines[0].starts_with("algo,iteration,seeds,pre_success_mean"), "{csv}");
+    // At iteration 1 no meta-test has run yet (test_iteration 0); at 2 it has.
+    assert!(lines[1].starts_with("promp,1,2,") && lines[1].contains(",0,NaN,"), "{}", lines[1]);
+    assert!(lines[2].starts_with("promp,2,2,") && lines[2].contains(",2,"), "{}", lines[2]);
+    let md = std::fs::read_to_string(ext.join("summary.md")).unwrap();
+    assert!(md.contains("Success rates (%) at iteration 2") && md.contains("| trpo-maml | 2 |"), "{md}");
+    assert!(ext.join("curves.png").exists());
+    // A built-in environment without success or meta-test: no such file.
+    let builtin = dir.path().join("builtin");
+    let mut g = grid(&builtin);
+    g.run.test_every = 0;
+    g.validate().unwrap().run(1, &|_| Ok(())).unwrap();
+    assert!(!builtin.join("success.csv").exists() && builtin.join("fig1d.png").exists());
+}

@@ -679,7 +679,12 @@ impl Grid {
         let paired = paired_differences(&self.settings.algos, &self.runs, &records, n);
         write_csv_or_header(&out.join("paired.csv"), &paired)?;
         let md = out.join("summary.md");
-        let text = format!("{}\n{}", summary_markdown(&rows), paired_markdown(&paired));
+        let mut text = format!("{}\n{}", summary_markdown(&rows), paired_markdown(&paired));
+        if super::success::has_data(&records) {
+            let success = super::success::rows(&self.settings.algos, &self.runs, &records, &self.at);
+            write_csv(&out.join("success.csv"), &success)?;
+            text = format!("{text}\n{}", super::success::markdown(&success));
+        }
         crate::atomic::write_bytes(&md, text.as_bytes())?;
         let runs = self
             .runs

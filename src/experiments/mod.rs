@@ -3,6 +3,7 @@
 pub mod biasvar;
 pub mod meta_rl;
 pub mod metrics;
+pub mod success;
 pub mod tabular_study;
 
 use std::path::Path;
