@@ -117,6 +117,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small batches (a smoke run, not a measurement)")
     p.add_argument("--out", default=None, help="write the table as JSON here")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of every case in turn (median reported)")
     args = p.parse_args()
     envs = {
         "metaworld-ml1-reach-v3": (mw.ml1("reach-v3"), 500),
@@ -130,16 +131,23 @@ def main() -> None:
         have_torch = True
     except ImportError:
         have_torch = False
+    steps = 2000 if args.quick else 20000
     for name, (factory, horizon) in envs.items():
-        bare = bare_loop(factory, 2000 if args.quick else 20000, horizon)
-        rows.append((name, "bare Python loop, random actions (1 process)", bare))
+        cases = [("bare Python loop, random actions (1 process)", lambda: bare_loop(factory, steps, horizon))]
         for w in (0, 1, 2):
-            rate = metagrad_sampler(factory, w, tasks, rollouts, horizon)
             label = "metagrad sampler, this process" if w == 0 else f"metagrad sampler, {w} worker process{'es' if w > 1 else ''}"
-            rows.append((name, label, rate))
+            cases.append((label, lambda w=w: metagrad_sampler(factory, w, tasks, rollouts, horizon)))
         if have_torch:
             for n in (2, 8):
-                rows.append((name, f"AsyncVectorEnv ({n} processes) + PyTorch forward", learn2learn_style(factory, n, 2000 if args.quick else 20000, horizon)))
+                cases.append((f"AsyncVectorEnv ({n} processes) + PyTorch forward",
+                              lambda n=n: learn2learn_style(factory, n, steps, horizon)))
+        # Rounds of every case in turn (so that a change of the machine's load meets all of
+        # them); the median of the rounds.
+        got = {label: [] for label, _ in cases}
+        for _ in range(args.rounds):
+            for label, f in cases:
+                got[label].append(f())
+        rows += [(name, label, float(np.median(v))) for label, v in got.items()]
     bare = {n: r for n, l, r in rows if l.startswith("bare")}
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print("| environment | sampler | env steps/s | × bare loop |")

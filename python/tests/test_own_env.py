@@ -137,3 +137,43 @@ def test_bad_arguments():
         meta_rl.params(env=meta_envs.point_goal, env_name="point-corners")
     with pytest.raises(ValueError, match="test-episodes"):
         meta_rl.params(env=meta_envs.point_goal, test_every=1, test_episodes=0)
+
+
+def test_ctrl_c_stops_a_run_with_worker_processes_and_ends_them(tmp_path, python_child):
+    import signal
+    import textwrap
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    tests = Path(__file__).resolve().parent
+    script = textwrap.dedent(
+        f"""
+        import multiprocessing, sys
+        sys.path.insert(0, {str(tests)!r})
+        import meta_envs
+        from metagrad import meta_rl
+        try:
+            meta_rl.train(env=meta_envs.point_goal, algo="promp", iterations=1000, seed=1, out={str(out)!r},
+                          verbose=False, tasks=10, rollouts=10, horizon=200, hidden=[8], env_workers=2)
+        except KeyboardInterrupt:
+            print("interrupted", len(multiprocessing.active_children()), flush=True)
+            sys.exit(42)
+        """
+    )
+    p = python_child(script)
+    deadline = time.monotonic() + 60
+    while not (out / "checkpoint.json").exists():
+        assert time.monotonic() < deadline, "no iteration finished within 60 s"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    sent = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    code = p.wait(timeout=60)
+    elapsed = time.monotonic() - sent
+    assert code == 42 and p.stdout.read().strip() == "interrupted 0"
+    assert elapsed < 3.0, f"took {elapsed:.2f} s to stop"
+    done = len(pd.read_csv(out / "progress.csv"))
+    resumed = meta_rl.train(env=meta_envs.point_goal, algo="promp", iterations=done + 1, seed=1, out=out,
+                            resume=True, verbose=False, tasks=10, rollouts=10, horizon=200, hidden=[8])
+    assert len(resumed) == done + 1

@@ -545,6 +545,8 @@ impl Sampler {
                 (vec![0.0; m], vec![false; m], vec![false; m], vec![false; m]);
             let mut raw = vec![0.0; ad];
             for t in 0..hor {
+                // A stop request ends the round between batch steps (the iteration is dropped).
+                crate::stop::check()?;
                 for (j, _) in group.iter().enumerate() {
                     let policy = if policies.len() == 1 { policies[0] } else { policies[first + j] };
                     let std: Vec<f64> = policy.log_std().iter().map(|s| s.exp()).collect();
