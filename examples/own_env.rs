@@ -6,7 +6,8 @@
 //! `sample_tasks`, switches copies between them with `set_task`, and steps copies in
 //! parallel (cloned by `boxed_clone`), every draw from the run's seed.
 //!
-//! Run with `cargo run --release --example own_env` (a few seconds).
+//! Run with `cargo run --release --example own_env` (a few seconds); `cargo test` runs it
+//! too (its test below).
 
 use metagrad::envs::{EnvSource, MetaEnv, Step};
 use metagrad::error::{Result, invalid};
@@ -67,6 +68,7 @@ impl MetaEnv for Cart {
     }
 }
 
+#[cfg_attr(test, allow(dead_code))]
 fn main() -> Result<()> {
     let env = EnvSource::native("cart-target", || Ok(Box::new(Cart::default()) as Box<dyn MetaEnv>));
     let settings = RunSettings {
@@ -103,4 +105,12 @@ fn main() -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_example_trains() {
+        super::main().unwrap();
+    }
 }

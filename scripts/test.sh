@@ -5,8 +5,7 @@
 # extension), the Rust API docs' links and the documentation site (strict build), runs every
 # Rust test, MuJoCo parity tests included, in the optimised test profile, then builds the CLI
 # and the Python package and runs the Python test suite (which compares the two faces bit for
-# bit and runs every code block of the README), the Rust example of a user's own environment,
-# and the Meta-World tests in a venv made as a user makes it (scripts/metaworld-env.sh).
+# bit and runs every code block of the README), and the Meta-World tests in a venv made as a user makes it (scripts/metaworld-env.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for c in rustfmt clippy; do
@@ -23,7 +22,6 @@ cargo test --features mujoco
 # The default build (no MuJoCo, what the quick start builds): its own error paths.
 cargo test --test mujoco_disabled --test meta_rl
 cargo build --release --features mujoco
-cargo run --release --features mujoco --example own_env
 scripts/python-env.sh
 METAGRAD_NO_SKIPS=1 .deps/venv/bin/python -m pytest python/tests -q -p no:cacheprovider
 # Meta-World in its own venv (its MuJoCo Python package beside metagrad's engine).
