@@ -709,3 +709,23 @@ def test_example_runs():
     m = re.search(r"max \|difference\| .*: ([0-9.e+-]+)", p.stdout)
     assert "meta-gradient norm" in p.stdout and m, p.stdout
     assert float(m.group(1)) < 1e-9
+
+
+def test_magic_box_example_runs():
+    p = subprocess.run(
+        [sys.executable, str(REPO / "python" / "examples" / "torch_magic_box.py"), "--quick"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 0, p.stderr
+    rows = {}
+    for line in p.stdout.splitlines():
+        m = re.match(r"(.+?)\s{2,}(\S+)\s+(on-policy|off-policy)\s+(\S+)\s+(\S+)$", line)
+        if m:
+            rows[(m.group(1).strip(), m.group(2), m.group(3))] = (float(m.group(4)), float(m.group(5)))
+    same = [("DiCE", "is"), ("DiCE + baseline", "dr"), ("DiCE + baseline", "taypo-2"), ("LVC (ProMP)", "taypo-1")]
+    for sur, name in same:
+        assert max(rows[(sur, name, "on-policy")]) < 1e-12, (sur, name, rows)
+    for sur, name in [("LVC (ProMP)", "taypo-2"), ("MAML score", "dr")]:
+        grad_diff, hvp_diff = rows[(sur, name, "on-policy")]
+        assert grad_diff < 1e-12 and hvp_diff > 0.1, (sur, name, rows)
+    assert min(rows[("DiCE", "is", "off-policy")]) > 0.01, rows
