@@ -453,12 +453,14 @@ def rows_estimates(name, rows, b, theta):
 
 def paper_meta_gradient(inner, outer, rows, pre, post, theta, eta, steps):
     """(I + ηĤ_in(θ_0)) ⋯ (I + ηĤ_in(θ_{K−1})) ĝ_out(θ_K), θ_{k+1} = θ_k + η ĝ_in(θ_k)."""
-    thetas = [theta]
+    thetas, hvps = [theta], []
     for _ in range(steps):
-        thetas.append(thetas[-1] + eta * rows_estimates(inner, rows, pre, thetas[-1])[0])
+        g, hvp = rows_estimates(inner, rows, pre, thetas[-1])
+        thetas.append(thetas[-1] + eta * g)
+        hvps.append(hvp)
     m = rows_estimates(outer, rows, post, thetas[-1])[0]
-    for th in reversed(thetas[:-1]):
-        m = m + eta * rows_estimates(inner, rows, pre, th)[1](m)
+    for hvp in reversed(hvps):
+        m = m + eta * hvp(m)
     return m
 
 
@@ -475,8 +477,9 @@ def maml_meta_objective(inner, outer, rows, pre, post, eta, steps):
     return m
 
 
-@pytest.mark.parametrize("steps", [1, 3])
-@pytest.mark.parametrize("inner", ["taypo-2", "dr", "is", "taypo-1"])
+@pytest.mark.parametrize(
+    "inner,steps", [("taypo-2", 1), ("dr", 1), ("is", 1), ("taypo-1", 1), ("taypo-2", 3), ("dr", 3)]
+)
 def test_maml_meta_gradient_equals_paper_form(inner, steps):
     theta, batch, log_probs = mlp_setup(6)
     rows = rows_of(log_probs)
