@@ -732,3 +732,18 @@ def test_magic_box_example_runs():
         grad_diff, hvp_diff = rows[(sur, name, "on-policy")]
         assert grad_diff < 1e-12 and hvp_diff > 0.1, (sur, name, rows)
     assert min(rows[("DiCE", "is", "off-policy")]) > 0.01, rows
+
+
+def test_docs_example_runs():
+    """The 15-line example of docs/guides/pytorch.md runs and gives the meta-gradient of the
+    parameters' shapes."""
+    text = (REPO / "docs" / "guides" / "pytorch.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    dtype = torch.get_default_dtype()
+    scope: dict = {}
+    try:
+        exec(compile(code, "docs/guides/pytorch.md", "exec"), scope)
+    finally:
+        torch.set_default_dtype(dtype)
+    assert [g.shape for g in scope["meta_grad"]] == [p.shape for p in scope["params"].values()]
+    assert all(torch.isfinite(g).all() for g in scope["meta_grad"])
