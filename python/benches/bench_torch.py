@@ -97,7 +97,8 @@ def sample(params_per_task, seed):
     values[..., H] = 0.0
     with torch.no_grad():
         log_mu = vmap(log_pi)(params_per_task, obs[:, :, :H], act)
-    return dict(obs=obs[:, :, :H].contiguous(), actions=act, rewards=rew, log_mu=log_mu, values=values)
+    adv = ret[..., :H] - values[..., :H]  # Â_t = G_t − V(x_t), data for the native LVC surrogate
+    return dict(obs=obs[:, :, :H].contiguous(), actions=act, rewards=rew, log_mu=log_mu, values=values, adv=adv)
 
 
 def stacked(params):
@@ -127,10 +128,7 @@ def native(name):
         if name == "dr":  # DiCE with a baseline: V(x_0) + Σ_t γ^t □(Σ_{s≤t} log π_s) δ_t
             delta = r + GAMMA * v[..., 1:] - v[..., :-1]
             return (v[..., 0] + (disc * magic_box(u.cumsum(-1)) * delta).sum(-1)).mean()
-        ret = torch.zeros_like(v)  # LVC: Σ_t γ^t □(log π_t) Â_t, Â_t = G_t − V(x_t)
-        for t in reversed(range(H)):
-            ret[..., t] = r[..., t] + GAMMA * ret[..., t + 1]
-        return (disc * magic_box(u) * (ret[..., :H] - v[..., :H]).detach()).sum(-1).mean()
+        return (disc * magic_box(u) * d["adv"]).sum(-1).mean()  # LVC: Σ_t γ^t □(log π_t) Â_t
 
     return f
 

@@ -52,6 +52,9 @@ trajectory n of batch element b is entry b·N + n of the stacked batch).
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import numpy as np
 import torch
 import torch.autograd.forward_ad as _forward_ad
@@ -83,13 +86,28 @@ def _to(a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(a).to(like.dtype).contiguous()
 
 
-def _host_value_grad(spec: _faces.Spec, x, c, *data):
-    v, gx, gc = _faces.stacked_value_grad(spec, [_numpy(a) for a in (x, c, *data)])
+class _Static:
+    """The static settings of a call as one opaque argument of the Functions (a NamedTuple
+    would be flattened, field by field, by torch.func at every call)."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, spec: _faces.Spec):
+        self.spec = spec
+
+
+@functools.lru_cache(maxsize=None)
+def _static(spec: _faces.Spec) -> _Static:
+    return _Static(spec)
+
+
+def _host_value_grad(static: _Static, x, c, *data):
+    v, gx, gc = _faces.stacked_value_grad(static.spec, [_numpy(a) for a in (x, c, *data)])
     return _to(np.asarray(v), x), _to(gx, x), _to(gc, x)
 
 
-def _host_hvp(spec: _faces.Spec, x, c, wx, wc, *data):
-    hx, hc = _faces.stacked_hvp(spec, [_numpy(a) for a in (x, c, *data)], _numpy(wx), _numpy(wc))
+def _host_hvp(static: _Static, x, c, wx, wc, *data):
+    hx, hc = _faces.stacked_hvp(static.spec, [_numpy(a) for a in (x, c, *data)], _numpy(wx), _numpy(wc))
     return _to(hx, wx), _to(hc, wx)
 
 
@@ -246,7 +264,10 @@ class _Value(torch.autograd.Function):
         needs = ctx.needs_input_grad
         if not (needs[1] or needs[2]):
             return (None,) * (3 + len(data))
-        gx, gc = _RowGrad.apply(ctx.spec, x, c, gx0, gc0, *data)
+        if torch.is_grad_enabled():  # create_graph: the gradient must be differentiable
+            gx, gc = _RowGrad.apply(ctx.spec, x, c, gx0, gc0, *data)
+        else:
+            gx, gc = gx0, gc0
         return (None, _scale(gv, gx) if needs[1] else None, _scale(gv, gc) if needs[2] else None) + (None,) * len(
             data
         )
@@ -266,6 +287,12 @@ class _Value(torch.autograd.Function):
     @staticmethod
     def vmap(info, in_dims, spec, *args):
         return _vmap(_Value, info, in_dims, spec, *args)
+
+
+# Function.apply binds its arguments to forward's signature at every call; inspect returns a
+# function's __signature__ when it has one, instead of working it out again.
+for _fn in (_RowHvp, _RowGrad, _Value):
+    _fn.forward.__signature__ = inspect.signature(_fn.forward)
 
 
 # ---------------------------------------------------------------------------------------
@@ -374,8 +401,8 @@ class Estimator(_faces.EstimatorBase):
             c = _float_tensor("critic_means", critic_means, (n, t + 1), u.dtype).clone()
         else:
             c = torch.zeros((n, t + 1), dtype=u.dtype)
-        spec = self.spec(kind, has_c)
-        return _Value.apply(spec, x, c, rewards, lengths, *data)[0]
+        static = _static(self.spec(kind, has_c))
+        return _Value.apply(static, x, c, rewards, lengths, *data)[0]
 
 
 def estimator(name: str, *, gamma: float, truncation: float = 1.0, discount: str = "absolute") -> Estimator:

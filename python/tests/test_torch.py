@@ -582,6 +582,13 @@ def test_vmap_over_rows_with_shared_and_batched_arguments():
     nested = tf.vmap(tf.vmap(tf.grad(fa), (0, None, None)), (None, 0, None))(us, rs, c)
     for i, j in itertools.product(range(3), range(3)):
         close("nested vmap grad", nested[j, i], tf.grad(fr)(us[i], rs[j], c))
+    # autograd (not torch.func) through a vmap whose u is shared: gradients summed over the batch
+    u = d["u"].clone().requires_grad_()
+    g = torch.autograd.grad(tf.vmap(fa, (None, 0, None))(u, rs, c).sum(), u, create_graph=True)[0]
+    g_ref = torch.autograd.grad(sum(fr(u, rs[i], c) for i in range(3)), u, create_graph=True)[0]
+    close("autograd through vmap, u shared: gradient", g, g_ref)
+    close("autograd through vmap, u shared: hvp", torch.autograd.grad((g * d["w"]).sum(), u)[0],
+          torch.autograd.grad((g_ref * d["w"]).sum(), u)[0])
 
 
 # ---------------------------------------------------------------------------------------
