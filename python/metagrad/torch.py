@@ -13,7 +13,7 @@ estimator for a policy written in PyTorch, by PyTorch's own autograd and ``torch
 
 The estimator is a function of the rows u (and, for DR with an action-value critic, the
 critic means c) only; :mod:`metagrad.rows` computes its value, row gradient g = ∂V̂/∂u and row
-HVPs H·w in Rust. Here that function becomes three ``torch.autograd.Function``\\ s of
+HVPs H·w in Rust. Here that function becomes three ``torch.autograd.Function`` classes of
 x = u − log μ and c, each in the form ``torch.func`` accepts (``forward`` without ``ctx``,
 ``setup_context``, ``jvp`` and ``vmap`` rules):
 
