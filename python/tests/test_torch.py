@@ -544,8 +544,8 @@ def test_vmap_over_tasks_equals_loop_in_one_engine_call_per_stage(steps, monkeyp
         one = mg(theta, pre, post)
         loop_calls.append(len(calls))
         close(f"vmap over tasks = loop, {steps} step(s)", ours[i], one, 1e-12)
-        paper = paper_meta_gradient("taypo-2", "dr", rows, pre, post, theta, eta, steps)
-        close(f"vmap over tasks = paper form, {steps} step(s)", ours[i], paper)
+    paper = paper_meta_gradient("taypo-2", "dr", rows, tasks[0][0], tasks[0][1], theta, eta, steps)
+    close(f"vmap over tasks = paper form, {steps} step(s)", ours[0], paper)
     assert n4 == loop_calls[0], (n4, loop_calls)
 
 
