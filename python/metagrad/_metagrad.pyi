@@ -124,7 +124,8 @@ def row_derivatives(
     gradient: bool = True,
     direction: Optional[_F] = None,
     direction_c: Optional[_F] = None,
-) -> tuple[float, Optional[_F], Optional[_F], Optional[_F], Optional[_F]]: ...
+    per_trajectory: bool = False,
+) -> tuple[Union[float, _F], Optional[_F], Optional[_F], Optional[_F], Optional[_F]]: ...
 
 ENV_NAMES: list[str]
 

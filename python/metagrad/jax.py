@@ -47,7 +47,6 @@ error carrying the same message.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,24 +55,12 @@ from jax.custom_derivatives import SymbolicZero
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
-from . import rows as _rows
+from . import _faces
 
 __all__ = ["estimator", "Estimator"]
 
 
-class _Spec(NamedTuple):
-    """Static settings of one estimator call (hashable: a parameter of the primitive)."""
-
-    name: str
-    gamma: float
-    truncation: float
-    discount: str
-    critic: str  # "none", "state" or "action"
-    has_c: bool  # critic means given
-
-    def core_ndims(self) -> tuple:
-        """Core (unbatched) ranks of the residual operands x, c, rewards, lengths, critic…"""
-        return (2, 2, 2, 1) + {"none": (), "state": (2,), "action": (2, 2)}[self.critic]
+_Spec = _faces.Spec
 
 
 # ---------------------------------------------------------------------------------------
@@ -90,28 +77,7 @@ def _at(a: np.ndarray, core: int, idx: tuple) -> np.ndarray:
     return a[tuple(i if s != 1 else 0 for i, s in zip(idx, lead))]
 
 
-def _call(spec: _Spec, res: list, **kw) -> _rows.RowDerivatives:
-    """One engine call on unbatched residuals (x, c, rewards, lengths, critic…)."""
-    x, c, rewards, lengths, *critic = res
-    critic_kw = {}
-    if spec.critic == "state":
-        critic_kw["state_values"] = critic[0]
-    elif spec.critic == "action":
-        critic_kw["q_taken"], critic_kw["behaviour_means"] = critic
-        if spec.has_c:
-            critic_kw["critic_means"] = c
-    return _rows.derivatives(
-        spec.name,
-        x,
-        np.zeros_like(x),
-        rewards,
-        gamma=spec.gamma,
-        lengths=lengths,
-        truncation=spec.truncation,
-        discount=spec.discount,
-        **critic_kw,
-        **kw,
-    )
+_call = _faces.call
 
 
 def _host_value_grad(spec: _Spec, *res):
@@ -297,20 +263,6 @@ def _core(spec: _Spec):
     return value
 
 
-@functools.lru_cache(maxsize=None)
-def _check_setting(spec: _Spec) -> None:
-    """Validates the estimator name, settings and critic kind once, on a 1×1 batch."""
-    one, two = np.zeros((1, 1)), np.zeros((1, 2))
-    kw = {}
-    if spec.critic == "state":
-        kw["state_values"] = two
-    elif spec.critic == "action":
-        kw.update(q_taken=one, behaviour_means=two, critic_means=two if spec.has_c else None)
-    _rows.derivatives(
-        spec.name, one, one, one, gamma=spec.gamma, truncation=spec.truncation, discount=spec.discount, **kw
-    )
-
-
 def _float_array(name: str, x, shape=None, dtype=None):
     """`x` as a 2-D float array of `shape`. The copy makes every operand a value of the current
     trace (vmap over raw numpy inputs inside jit otherwise hands custom_jvp non-canonical
@@ -325,20 +277,10 @@ def _float_array(name: str, x, shape=None, dtype=None):
     return jnp.array(a, dtype=dtype or a.dtype, copy=True)
 
 
-class Estimator:
+class Estimator(_faces.EstimatorBase):
     """A metagrad estimator as a JAX function of the rows; see :func:`estimator`."""
 
-    def __init__(self, name: str, *, gamma: float, truncation: float = 1.0, discount: str = "absolute"):
-        if not isinstance(name, str):
-            raise TypeError(f"invalid estimator: expected a name (str), got {name!r}")
-        self.name, self.gamma, self.truncation, self.discount = name, float(gamma), float(truncation), str(discount)
-        _check_setting(_Spec(self.name, self.gamma, self.truncation, self.discount, "state", False))
-
-    def __repr__(self) -> str:
-        return (
-            f"metagrad.jax.estimator({self.name!r}, gamma={self.gamma}, truncation={self.truncation}, "
-            f"discount={self.discount!r})"
-        )
+    _face = "metagrad.jax"
 
     def __call__(
         self,
@@ -367,27 +309,16 @@ class Estimator:
             if not jnp.issubdtype(lengths.dtype, jnp.integer) or lengths.shape != (n,):
                 raise ValueError(f"invalid lengths: expected {n} integers, got {lengths.dtype} of shape {lengths.shape}")
             lengths = jnp.array(lengths, copy=True)
+        kind = _faces.critic_kind(state_values, q_taken, behaviour_means, critic_means)
         data = []
-        if state_values is not None:
-            if q_taken is not None or behaviour_means is not None or critic_means is not None:
-                raise ValueError("invalid critic: give state_values or an action-value critic, not both")
-            kind = "state"
+        if kind == "state":
             data.append(_float_array("state_values", state_values, (n, t + 1), u.dtype))
-        elif q_taken is not None or behaviour_means is not None:
-            if q_taken is None or behaviour_means is None:
-                missing = "q_taken" if q_taken is None else "behaviour_means"
-                raise ValueError(f"invalid {missing}: an action-value critic needs q_taken and behaviour_means")
-            kind = "action"
+        elif kind == "action":
             data.append(_float_array("q_taken", q_taken, (n, t), u.dtype))
             data.append(_float_array("behaviour_means", behaviour_means, (n, t + 1), u.dtype))
-        else:
-            if critic_means is not None:
-                raise ValueError("invalid critic_means: only with an action-value critic (q_taken, behaviour_means)")
-            kind = "none"
         has_c = critic_means is not None
         c = _float_array("critic_means", critic_means, (n, t + 1), u.dtype) if has_c else jnp.zeros((n, t + 1), u.dtype)
-        spec = _Spec(self.name, self.gamma, self.truncation, self.discount, kind, has_c)
-        _check_setting(spec)
+        spec = self.spec(kind, has_c)
         return _core(spec)(x, c, rewards, lengths, *data)
 
 

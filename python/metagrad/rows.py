@@ -27,7 +27,7 @@ V̂ depends on u and log μ only through u − log μ, so ∂V̂/∂log_mu = −
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -40,8 +40,8 @@ __all__ = ["RowDerivatives", "derivatives", "value"]
 class RowDerivatives(NamedTuple):
     """Result of :func:`derivatives`."""
 
-    value: float
-    """V̂ = (1/N) Σ_n V̂_n."""
+    value: Union[float, np.ndarray]
+    """V̂ = (1/N) Σ_n V̂_n; with ``per_trajectory``, the (N,) estimates V̂_n."""
     grad_u: Optional[np.ndarray]
     """∂V̂/∂u, N×T (zero in padding)."""
     grad_c: Optional[np.ndarray]
@@ -91,6 +91,7 @@ def derivatives(
     gradient: bool = True,
     direction=None,
     direction_c=None,
+    per_trajectory: bool = False,
 ) -> RowDerivatives:
     """Value, row gradient and row Hessian-vector products of one estimator.
 
@@ -103,7 +104,9 @@ def derivatives(
     With ``direction`` w (N×T, or K×N×T for K directions at once; and ``direction_c``,
     N×(T+1) or K×N×(T+1), for the critic-mean part), also returns the row HVPs
     (∂²V̂/∂(u, c)²)·(w, w_c), shaped like ``direction``. Without ``gradient``, ``grad_u`` and
-    ``grad_c`` are ``None``.
+    ``grad_c`` are ``None``. With ``per_trajectory``, ``value`` is the (N,) array of the
+    per-trajectory estimates V̂_n (whose mean is V̂; one more pass of the engine), which a
+    caller that stacks independent batches into one call needs to split the value.
 
     Bad input raises ``ValueError`` (``TypeError`` for a non-numeric dtype) naming the
     argument and the value: wrong shapes, lengths out of range, non-finite entries within a
@@ -132,6 +135,7 @@ def derivatives(
         gradient=bool(gradient),
         direction=w,
         direction_c=wc,
+        per_trajectory=bool(per_trajectory),
         **_critic_args(state_values, q_taken, behaviour_means, critic_means),
     )
     if single:

@@ -3,10 +3,13 @@
 
 use std::borrow::Cow;
 
+use metagrad::estimators::BatchObjective;
 use metagrad::estimators::TaylorDiscount;
 use metagrad::estimators::rows::{Padded, RowCritic, RowData, RowObjective, parse_estimator};
 use numpy::ndarray::{Array2, Array3};
-use numpy::{IntoPyArray, PyArray2, PyArray3, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArray3, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -50,20 +53,31 @@ fn parse_discount(discount: &str) -> PyResult<TaylorDiscount> {
 }
 
 type Out<'py> = (
-    f64,
+    Value<'py>,
     Option<Bound<'py, PyArray2<f64>>>,
     Option<Bound<'py, PyArray2<f64>>>,
     Option<Bound<'py, PyArray3<f64>>>,
     Option<Bound<'py, PyArray3<f64>>>,
 );
 
+/// The mean estimate V̂, or (with `per_trajectory`) the N estimates V̂_n whose mean it is.
+#[derive(IntoPyObject)]
+enum Value<'py> {
+    Mean(f64),
+    PerTrajectory(Bound<'py, PyArray1<f64>>),
+}
+
 /// Value, row gradient and row HVPs of one estimator on padded N×T arrays (see
 /// `metagrad.rows.derivatives`). `direction` is K×N×T (`direction_c` K×N×(T+1)); returns
-/// (value, ∂V̂/∂u, ∂V̂/∂c or None, HVPs in u K×N×T or None, HVPs in c or None).
+/// (value, ∂V̂/∂u, ∂V̂/∂c or None, HVPs in u K×N×T or None, HVPs in c or None). With
+/// `per_trajectory`, the value is the (N,) array of per-trajectory estimates V̂_n (one
+/// more kernel pass): what a caller that stacks independent batches (tasks) into one call
+/// needs to split the value by batch.
 #[pyfunction]
 #[pyo3(signature = (estimator, u, log_mu, rewards, *, gamma, truncation=1.0, discount="absolute",
                     lengths=None, state_values=None, q_taken=None, behaviour_means=None,
-                    critic_means=None, gradient=true, direction=None, direction_c=None))]
+                    critic_means=None, gradient=true, direction=None, direction_c=None,
+                    per_trajectory=false))]
 #[allow(clippy::too_many_arguments)]
 fn row_derivatives<'py>(
     py: Python<'py>,
@@ -82,6 +96,7 @@ fn row_derivatives<'py>(
     gradient: bool,
     direction: Option<PyReadonlyArray3<'_, f64>>,
     direction_c: Option<PyReadonlyArray3<'_, f64>>,
+    per_trajectory: bool,
 ) -> PyResult<Out<'py>> {
     let e = parse_estimator(estimator, truncation, parse_discount(discount)?).map_err(py_err)?;
     let (u, shape) = flat(&u);
@@ -175,9 +190,18 @@ fn row_derivatives<'py>(
             }
         }
         let has_c = obj.has_critic_means();
-        Ok((value.expect("a gradient or an HVP was computed"), g, hv_u, hv_c, has_c))
+        let per_traj = if per_trajectory {
+            Some(BatchObjective::new(obj.prepared(), obj.rows())?.per_trajectory_values())
+        } else {
+            None
+        };
+        Ok((value.expect("a gradient or an HVP was computed"), per_traj, g, hv_u, hv_c, has_c))
     });
-    let (value, g, hv_u, hv_c, has_c) = result.map_err(py_err)?;
+    let (value, per_traj, g, hv_u, hv_c, has_c) = result.map_err(py_err)?;
+    let value = match per_traj {
+        Some(v) => Value::PerTrajectory(v.into_pyarray(py)),
+        None => Value::Mean(value),
+    };
     let arr2 =
         |v: Vec<f64>, cols: usize| Array2::from_shape_vec((n, cols), v).expect("shape").into_pyarray(py);
     let arr3 =
