@@ -1,5 +1,5 @@
 """Speed of metagrad.torch: the exact meta-gradient of a 40-task × 20-rollout × 100-step
-batch (the meta-RL setup of notes §5) with a 64-64 tanh Gaussian policy through one inner
+batch (the meta-RL setup of docs/theory.md#meta-rl-setup) with a 64-64 tanh Gaussian policy through one inner
 step, against the same meta-gradient by PyTorch double backward on the surrogates written
 natively with DiCE's magic box.
 

@@ -23,7 +23,8 @@ def defaults() -> dict:
     ``gae_lambda``, ``hidden``, ``precision``, ``normalisation``, ``taypo_discount``,
     ``no_dr_normalise``, ``dice_critic``, ``taypo2_pairs``, ``taypo2_ratio_clip``,
     ``max_kl``, ``ppo_clip``, ``kl_coeff``, ``adam_lr``, ``promp_steps``,
-    ``emaml_weight``, ``divergence_threshold``, ``ratio_guard``, ``max_steps_per_iteration``."""
+    ``emaml_weight``, ``divergence_threshold``, ``ratio_guard``, ``max_steps_per_iteration``,
+    and the meta-test's ``test_every`` (0: none), ``test_tasks``, ``test_episodes``."""
     return json.loads(_metagrad.meta_rl_defaults())
 
 

@@ -1,7 +1,7 @@
 """The PyTorch face (metagrad.torch).
 
 * Value, gradient, Hessian and Hessian-vector products equal autograd of the same estimator
-  written natively in PyTorch from the formulas of notes §1 (reference below; it does not
+  written natively in PyTorch from the formulas of docs/theory.md#estimators (reference below; it does not
   call metagrad), to 1e-10 in float64: on the rows directly, through a small softmax
   (tabular) and a small MLP policy, by every route autograd and torch.func offer.
 * gradcheck and gradgradcheck (finite differences) in float64.
@@ -68,7 +68,7 @@ def t64(a) -> "torch.Tensor":
 
 
 # ---------------------------------------------------------------------------------------
-# Reference: the estimators of notes §1 written natively in PyTorch (O(T^K) where that is
+# Reference: the estimators of docs/theory.md#estimators written natively in PyTorch (O(T^K) where that is
 # the definition), per trajectory of static length L, then the mean over trajectories.
 
 
