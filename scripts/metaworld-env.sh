@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Meta-World environment: .deps/venv-metaworld, a venv made exactly as a user makes it,
-# `pip install "./python[metaworld]"` (metagrad with metaworld==3.1.1, which pins the MuJoCo
-# Python package 3.3.0 while metagrad carries its own engine, 3.17.0), plus pytest. Idempotent;
+# `pip install ./python metaworld==3.1.1` (Meta-World pins the MuJoCo Python package 3.3.0
+# while metagrad carries its own engine, 3.17.0), plus pytest. Idempotent;
 # re-running reinstalls metagrad from ./python (cargo reuses target/).
 #
 #   scripts/metaworld-env.sh     # then: .deps/venv-metaworld/bin/python -c 'import metagrad.envs.metaworld'
@@ -13,8 +13,8 @@ python="${PYTHON:-python3}"
 [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
 stamp="$venv/.metagrad-metaworld-tools"
 if [[ ! -f "$stamp" ]]; then
-    echo "metaworld-env: pip install ./python[metaworld] pytest==8.4.2"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$repo/python[metaworld]" pytest==8.4.2
+    echo "metaworld-env: pip install ./python metaworld==3.1.1 pytest==8.4.2"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$repo/python" metaworld==3.1.1 pytest==8.4.2
     touch "$stamp"
 fi
 echo "metaworld-env: building and installing ./python into $venv"
