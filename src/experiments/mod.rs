@@ -1,10 +1,10 @@
 //! Experiments that reproduce the paper, with their result files.
 
-pub mod biasvar;
 pub mod meta_rl;
 pub mod metrics;
-pub mod success;
 pub mod tabular_study;
+
+pub use tabular_study::biasvar;
 
 use std::path::Path;
 

@@ -47,6 +47,7 @@ use super::processing::{ProcessedSamples, discounted_returns, fit_time_baseline,
 use super::sampler::SampleBatch;
 use crate::error::{Result, invalid};
 use crate::estimators::{BatchObjective, Estimator, PathCritic, PreparedBatch, Taylor2Pairs, TaylorDiscount};
+use crate::numeric::population_std;
 use crate::policy::{GaussianMlp, GaussianMlpRows};
 
 /// Which estimator is the inner objective.
@@ -378,13 +379,6 @@ impl TaskData {
     pub fn kl_from_behaviour(&self, rows: &GaussianMlpRows<'_>, grad: Option<&mut [f64]>) -> Result<f64> {
         Ok(rows.mean_kl_from(&self.behaviour_mean, &self.behaviour_log_std, grad)?)
     }
-}
-
-/// Population standard deviation (0 for no samples).
-fn population_std(x: &[f64]) -> f64 {
-    let n = x.len().max(1) as f64;
-    let mean = x.iter().sum::<f64>() / n;
-    (x.iter().map(|a| (a - mean) * (a - mean)).sum::<f64>() / n).sqrt()
 }
 
 /// E-MAML's exploration term on one task's inner-loop samples, at the rows' policy:
