@@ -25,7 +25,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::objectives::{InnerObjective, TaskData};
-use crate::error::{Result, invalid};
+use crate::error::{Error, Result, invalid};
 use crate::estimators::{BatchObjective, PreparedBatch};
 use crate::policy::{GaussianMlp, GaussianMlpRows, Policy, ScoreRows};
 
@@ -116,7 +116,7 @@ pub fn adapt_chain<'d>(
 fn step_policy(policy: &GaussianMlp, g: &[f64], eta: f64) -> Result<GaussianMlp> {
     let theta: Vec<f64> = policy.params().iter().zip(g).map(|(t, g)| t + eta * g).collect();
     policy.with_params(&theta).map_err(|e| {
-        invalid("inner step", format!("the adapted parameters are not finite ({e}); lower --inner-lr"))
+        Error::Diverged(format!("an inner step gave parameters that are not finite ({e}); lower --inner-lr"))
     })
 }
 

@@ -65,7 +65,8 @@ pub enum InnerKind {
 }
 
 /// How a task's sum over paths is normalised.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Normalisation {
     /// Divide by the number of samples (time steps) of the task (ProMP's mean).
@@ -81,7 +82,8 @@ pub enum Normalisation {
 /// With time features φ(t) = [t/100, (t/100)², (t/100)³, 1] (t the step within its path;
 /// ProMP's time features, with H = 100 as in the feature baseline of [`super::processing`])
 /// and least squares with ridge 1e-5 over all steps of the task's batch:
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DiceCritic {
     /// DR (docs/theory.md#doubly-robust) with the time-only critic V̂_t = φ(t)ᵀc fitted to the returns G_t: the

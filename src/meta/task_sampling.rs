@@ -635,7 +635,7 @@ mod tests {
             let mut local = Trainer::new(p.clone()).unwrap();
             let mut want = Vec::new();
             while !local.finished() {
-                want.push(local.step().unwrap());
+                want.push(local.step().unwrap().unwrap());
             }
             let splits: [&[(usize, usize)]; 3] =
                 [&[(0, 5)], &[(0, 2), (2, 3), (3, 5)], &[(4, 5), (0, 1), (1, 4), (5, 5)]];
@@ -645,7 +645,7 @@ mod tests {
                 let mut t = Trainer::new(p.clone()).unwrap();
                 let mut got = Vec::new();
                 while !t.finished() {
-                    got.push(t.step_with(Some(&mut workers)).unwrap());
+                    got.push(t.step_with(Some(&mut workers)).unwrap().unwrap());
                 }
                 for (a, b) in got.iter().zip(&want) {
                     let strip = |s: &crate::meta::algos::IterationStats| {

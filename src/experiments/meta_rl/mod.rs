@@ -19,12 +19,11 @@
 mod grid;
 mod report;
 mod run;
-mod settings;
 pub mod success;
 
+pub use crate::meta::settings::RunSettings;
 pub use grid::{Grid, GridProgress, GridSettings};
 pub use report::{
     PAIRED_WINDOW, PairedDiff, SummaryRow, max_drop, paired_differences, paired_markdown, summary_markdown,
 };
 pub use run::{Progress, Resume, RunRecord, load_run, run, run_with};
-pub use settings::RunSettings;

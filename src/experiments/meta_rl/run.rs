@@ -128,13 +128,16 @@ pub fn run_with(
     observe(Progress::Started { done: trainer.state().iteration, total: params.iterations })?;
     while !trainer.finished() {
         let (steps_before, wall_before) = (trainer.state().env_steps, trainer.state().wall_s);
-        let s = trainer.step_with(remote.as_deref_mut())?;
+        let stats = trainer.step_with(remote.as_deref_mut())?;
         write_progress(&out.join("progress.csv"), &trainer.state().history)?;
         let ck = Checkpoint { params: (**params).clone(), state: trainer.state().clone() };
         let text = serde_json::to_string(&ck).expect("a checkpoint serialises");
         crate::atomic::write_bytes(&ckpt_path, text.as_bytes())?;
-        let rate = (s.env_steps - steps_before) as f64 / (s.wall_s - wall_before).max(1e-9);
-        observe(Progress::Iteration { stats: &s, env_steps_per_s: rate })?;
+        // None: the run diverged while sampling (reported below, as the guard's divergence).
+        if let Some(s) = stats {
+            let rate = (s.env_steps - steps_before) as f64 / (s.wall_s - wall_before).max(1e-9);
+            observe(Progress::Iteration { stats: &s, env_steps_per_s: rate })?;
+        }
     }
     if let Some(d) = &trainer.state().diverged {
         observe(Progress::Diverged(d))?;

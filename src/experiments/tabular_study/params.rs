@@ -7,10 +7,13 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, invalid};
 use crate::estimators::Estimator;
 use crate::limits::Limits;
+#[cfg(feature = "cli")]
+use crate::meta::settings::comma_list;
 use crate::tabular::RandomMdpParams;
 
 /// Which sweeps to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Sweep {
     /// Accuracy vs off-policyness ε at fixed N (Fig. 1 a, b).
@@ -77,7 +80,88 @@ fn default_biasvar_chunk() -> usize {
 }
 
 impl Default for StudyParams {
+    /// The defaults of [`StudySettings::default`].
     fn default() -> Self {
+        StudySettings::default().to_params().expect("the default settings are valid")
+    }
+}
+
+/// The study's settings under the command line's names, with its defaults (one source:
+/// the `#[arg]` attributes). The command line flattens this struct; the Python package
+/// fills it from keyword arguments (unknown names are refused). [`StudySettings::validate`]
+/// turns it into a [`ValidStudy`].
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StudySettings {
+    /// Which sweep: eps (Fig. 1 a, b), n (Fig. 1 c), meta (meta-gradients), all (these
+    /// three) or biasvar (bias–variance decomposition, with the n sweep it predicts).
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = StudySettings::default().sweep))]
+    pub sweep: Sweep,
+    /// ε grid (comma-separated) of the eps and meta sweeps.
+    #[cfg_attr(feature = "cli", arg(long, value_delimiter = ',', default_value = comma_list(&StudySettings::default().eps)))]
+    pub eps: Vec<f64>,
+    /// Trajectories per estimate in the eps and meta sweeps.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().n))]
+    pub n: usize,
+    /// N grid (comma-separated) of the n sweep.
+    #[cfg_attr(feature = "cli", arg(long, value_delimiter = ',', default_value = comma_list(&StudySettings::default().n_grid)))]
+    pub n_grid: Vec<usize>,
+    /// ε of the n sweep.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().n_sweep_eps))]
+    pub n_sweep_eps: f64,
+    /// Independent trials (new MDP, π_d, critic noise and data) per grid point.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().trials))]
+    pub trials: usize,
+    /// Seed of every random draw.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().seed))]
+    pub seed: u64,
+    /// Number of states |X|.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().states))]
+    pub states: usize,
+    /// Number of actions |A|.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().actions))]
+    pub actions: usize,
+    /// Discount γ.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().gamma))]
+    pub gamma: f64,
+    /// Transitions per trajectory T.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().horizon))]
+    pub horizon: usize,
+    /// Dirichlet concentration of the transition rows.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().dirichlet))]
+    pub dirichlet: f64,
+    /// Scale of the critic noise (1 = the tabular benchmark's: N(0,1)·‖V^μ‖₂/|X|).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().critic_noise))]
+    pub critic_noise: f64,
+    /// Comma-separated estimators: is, dr, dr-trunc, taypo-K (K ≥ 1), lvc, maml.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().estimators))]
+    pub estimators: String,
+    /// Truncation level ρ̄ = c̄ of dr-trunc.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().truncation))]
+    pub truncation: f64,
+    /// Inner step size η of the meta sweep.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().eta))]
+    pub eta: f64,
+    /// Biasvar sweep: trajectories M per (trial, ε) point (a multiple of 20 × --biasvar-chunk).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().biasvar_trajectories))]
+    pub biasvar_trajectories: usize,
+    /// Biasvar sweep: trajectories per streamed chunk.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().biasvar_chunk))]
+    pub biasvar_chunk: usize,
+    /// Largest parameter count D = states × actions accepted (D×D Hessians per estimate).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().max_params))]
+    pub max_params: usize,
+    /// Largest number of steps N·T of one estimate's batch (for --n and every --n-grid value).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().max_steps))]
+    pub max_steps: usize,
+}
+
+impl Default for StudySettings {
+    /// The defaults of the command line and of Python, the tabular benchmark's
+    /// (docs/theory.md#tabular-benchmark): the one place they are written.
+    fn default() -> Self {
+        let mdp = RandomMdpParams::default();
         Self {
             sweep: Sweep::All,
             eps: vec![0.0, 0.2, 0.5, 0.8],
@@ -86,97 +170,31 @@ impl Default for StudyParams {
             n_sweep_eps: 0.5,
             trials: 10,
             seed: 0,
-            mdp: RandomMdpParams::default(),
+            states: mdp.n_states,
+            actions: mdp.n_actions,
+            gamma: mdp.gamma,
             horizon: 20,
+            dirichlet: mdp.dirichlet,
             critic_noise: 1.0,
-            estimators: Estimator::paper_set(),
+            estimators: "is,dr,dr-trunc,taypo-1,taypo-2".into(),
+            truncation: 1.0,
             eta: DEFAULT_ETA,
             biasvar_trajectories: DEFAULT_BIASVAR_TRAJECTORIES,
             biasvar_chunk: DEFAULT_BIASVAR_CHUNK,
+            max_params: crate::limits::DEFAULT_MAX_PARAMS,
+            max_steps: crate::limits::DEFAULT_MAX_STEPS,
         }
     }
 }
 
-/// The study's settings under the command line's names, with its defaults (one source:
-/// the `#[arg]` attributes). The command line flattens this struct; the Python package
-/// fills it from keyword arguments (unknown names are refused). [`StudySettings::validate`]
-/// turns it into a [`ValidStudy`].
-#[derive(clap::Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StudySettings {
-    /// Which sweep: eps (Fig. 1 a, b), n (Fig. 1 c), meta (meta-gradients), all (these
-    /// three) or biasvar (bias–variance decomposition, with the n sweep it predicts).
-    #[arg(long, value_enum, default_value_t = Sweep::All)]
-    pub sweep: Sweep,
-    /// ε grid (comma-separated) of the eps and meta sweeps.
-    #[arg(long, value_delimiter = ',', default_value = "0,0.2,0.5,0.8")]
-    pub eps: Vec<f64>,
-    /// Trajectories per estimate in the eps and meta sweeps.
-    #[arg(long, default_value_t = 1000)]
-    pub n: usize,
-    /// N grid (comma-separated) of the n sweep.
-    #[arg(long, value_delimiter = ',', default_value = "10,30,100,300,1000,3000")]
-    pub n_grid: Vec<usize>,
-    /// ε of the n sweep.
-    #[arg(long, default_value_t = 0.5)]
-    pub n_sweep_eps: f64,
-    /// Independent trials (new MDP, π_d, critic noise and data) per grid point.
-    #[arg(long, default_value_t = 10)]
-    pub trials: usize,
-    /// Seed of every random draw.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Number of states |X|.
-    #[arg(long, default_value_t = 20)]
-    pub states: usize,
-    /// Number of actions |A|.
-    #[arg(long, default_value_t = 5)]
-    pub actions: usize,
-    /// Discount γ.
-    #[arg(long, default_value_t = 0.8)]
-    pub gamma: f64,
-    /// Transitions per trajectory T.
-    #[arg(long, default_value_t = 20)]
-    pub horizon: usize,
-    /// Dirichlet concentration of the transition rows.
-    #[arg(long, default_value_t = 0.001)]
-    pub dirichlet: f64,
-    /// Scale of the critic noise (1 = the tabular benchmark's: N(0,1)·‖V^μ‖₂/|X|).
-    #[arg(long, default_value_t = 1.0)]
-    pub critic_noise: f64,
-    /// Comma-separated estimators: is, dr, dr-trunc, taypo-K (K ≥ 1), lvc, maml.
-    #[arg(long, default_value = "is,dr,dr-trunc,taypo-1,taypo-2")]
-    pub estimators: String,
-    /// Truncation level ρ̄ = c̄ of dr-trunc.
-    #[arg(long, default_value_t = 1.0)]
-    pub truncation: f64,
-    /// Inner step size η of the meta sweep.
-    #[arg(long, default_value_t = DEFAULT_ETA)]
-    pub eta: f64,
-    /// Biasvar sweep: trajectories M per (trial, ε) point (a multiple of 20 × --biasvar-chunk).
-    #[arg(long, default_value_t = DEFAULT_BIASVAR_TRAJECTORIES)]
-    pub biasvar_trajectories: usize,
-    /// Biasvar sweep: trajectories per streamed chunk.
-    #[arg(long, default_value_t = DEFAULT_BIASVAR_CHUNK)]
-    pub biasvar_chunk: usize,
-    /// Largest parameter count D = states × actions accepted (D×D Hessians per estimate).
-    #[arg(long, default_value_t = crate::limits::DEFAULT_MAX_PARAMS)]
-    pub max_params: usize,
-    /// Largest number of steps N·T of one estimate's batch (for --n and every --n-grid value).
-    #[arg(long, default_value_t = crate::limits::DEFAULT_MAX_STEPS)]
-    pub max_steps: usize,
-}
-
-impl Default for StudySettings {
-    fn default() -> Self {
-        crate::experiments::command_line_defaults()
-    }
-}
-
 impl StudySettings {
-    /// Checks every setting once.
-    pub fn validate(&self) -> Result<ValidStudy> {
-        StudyParams {
+    /// The study's parameters (not yet validated): the one place where the names of the
+    /// command line and of Python map onto them.
+    ///
+    /// # Errors
+    /// An unknown estimator name or an invalid truncation level.
+    pub fn to_params(&self) -> Result<StudyParams> {
+        Ok(StudyParams {
             sweep: self.sweep,
             eps: self.eps.clone(),
             n: self.n,
@@ -197,8 +215,12 @@ impl StudySettings {
             eta: self.eta,
             biasvar_trajectories: self.biasvar_trajectories,
             biasvar_chunk: self.biasvar_chunk,
-        }
-        .validate_with(&Limits {
+        })
+    }
+
+    /// Checks every setting once.
+    pub fn validate(&self) -> Result<ValidStudy> {
+        self.to_params()?.validate_with(&Limits {
             max_params: self.max_params,
             max_steps: self.max_steps,
             ..Limits::default()
@@ -321,5 +343,25 @@ impl StudyParams {
             }
         }
         Ok(ValidStudy(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn study_defaults_are_the_settings_defaults_and_the_paper_set() {
+        let p = StudyParams::default();
+        assert_eq!(p.estimators, Estimator::paper_set());
+        assert_eq!((p.mdp.clone(), p.n, p.eta), (RandomMdpParams::default(), 1000, DEFAULT_ETA));
+        assert_eq!(StudySettings::default().validate().unwrap(), p.validate().unwrap());
+    }
+
+    #[cfg(feature = "cli")]
+    #[test]
+    fn the_command_line_defaults_are_the_default_settings() {
+        let s: StudySettings = crate::meta::settings::tests::parse_flags(&[]);
+        assert_eq!(s, StudySettings::default());
     }
 }

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use super::optim::{Adam, AdamConfig};
 use super::task_sampling::{RemoteSampling, TaskRounds, TaskSampler, round_returns, round_success};
-use crate::error::{Result, invalid};
+use crate::error::{Error, Result, invalid};
 use crate::numeric::{mean, population_std};
 use crate::policy::{GaussianMlp, Policy};
 
@@ -64,7 +64,8 @@ pub struct TrainerState {
     pub wall_s: f64,
     /// Per-iteration results so far.
     pub history: Vec<IterationStats>,
-    /// Set when the divergence guard stopped the run (the run is then finished).
+    /// Set when the divergence guard stopped the run, or when an inner step diverged while
+    /// sampling (that iteration then has no statistics); the run is then finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diverged: Option<Divergence>,
 }
@@ -119,7 +120,9 @@ pub struct Diagnostics {
 /// [`Params::ratio_guard`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Divergence {
-    /// The iteration (from 0) whose outer step diverged; its update was not applied.
+    /// The iteration (from 0) whose outer step diverged (its update was not applied), or
+    /// whose sampling did (an inner step gave parameters that are not finite; the iteration
+    /// has no statistics then).
     pub iteration: usize,
     /// What was seen.
     pub cause: String,
@@ -299,17 +302,29 @@ impl Trainer {
         sampler.evaluate(&self.policy, it as u64, &m).map(Some)
     }
 
-    /// Runs one iteration and returns its statistics.
-    pub fn step(&mut self) -> Result<IterationStats> {
+    /// Runs one iteration and returns its statistics; `None` when the run diverged while
+    /// sampling (an inner step gave parameters that are not finite): the iteration then has
+    /// no statistics, and [`TrainerState::diverged`] says why (the run is finished).
+    pub fn step(&mut self) -> Result<Option<IterationStats>> {
         self.step_with(None)
     }
 
     /// [`Self::step`] with the iteration's tasks sampled by `remote` when given (e.g. by
     /// workers in other processes); the results are the same bit for bit.
-    pub fn step_with(&mut self, remote: Option<&mut (dyn RemoteSampling + '_)>) -> Result<IterationStats> {
+    pub fn step_with(
+        &mut self,
+        remote: Option<&mut (dyn RemoteSampling + '_)>,
+    ) -> Result<Option<IterationStats>> {
         let started = Instant::now();
         let it = self.state.iteration;
-        let (data, returns, steps) = self.sample_iteration(it as u64, remote)?;
+        let (data, returns, steps) = match self.sample_iteration(it as u64, remote) {
+            Err(Error::Diverged(cause)) => {
+                self.state.wall_s += started.elapsed().as_secs_f64();
+                self.state.diverged = Some(Divergence { iteration: it, cause });
+                return Ok(None);
+            }
+            sampled => sampled?,
+        };
         let sampled = started.elapsed().as_secs_f64();
         let outcome =
             if self.params.algo.is_promp() { self.promp_update(&data)? } else { self.trpo_update(&data)? };
@@ -319,7 +334,17 @@ impl Trainer {
                 started.elapsed().as_secs_f64() - sampled
             );
         }
-        let test = if outcome.diverged.is_none() { self.meta_test(it)? } else { None };
+        let mut diverged = outcome.diverged;
+        let test = match diverged {
+            Some(_) => None,
+            None => match self.meta_test(it) {
+                Err(Error::Diverged(cause)) => {
+                    diverged = Some(format!("meta-test: {cause}"));
+                    None
+                }
+                test => test?,
+            },
+        };
         let success = round_success(&data, self.params.k() + 1);
         self.state.iteration += 1;
         self.state.env_steps += steps;
@@ -344,10 +369,10 @@ impl Trainer {
             test,
         };
         self.state.history.push(stats.clone());
-        if let Some(cause) = outcome.diverged {
+        if let Some(cause) = diverged {
             self.state.diverged = Some(Divergence { iteration: it, cause });
         }
-        Ok(stats)
+        Ok(Some(stats))
     }
 
     /// E-MAML weights R̄_t: post-update task returns normalised across tasks.
@@ -388,7 +413,7 @@ mod tests {
             .unwrap();
         let mut t = Trainer::new(p.clone()).unwrap();
         let (theta0, adam0) = (t.policy().params().to_vec(), t.state().adam.clone());
-        let s = t.step().unwrap();
+        let s = t.step().unwrap().unwrap();
         let d = t.state().diverged.clone().expect("diverged");
         assert_eq!(d.iteration, 0);
         assert!(d.cause.contains("outer loss") && d.cause.contains("threshold 10"), "{}", d.cause);
@@ -400,11 +425,11 @@ mod tests {
         // Without the guard the same run goes on.
         let off = Params { divergence_threshold: f64::INFINITY, ..(*p).clone() }.validate().unwrap();
         let mut t = Trainer::new(off).unwrap();
-        t.step().unwrap();
+        t.step().unwrap().unwrap();
         assert!(t.state().diverged.is_none());
         // A healthy run records its diagnostics and does not diverge.
         let mut t = Trainer::new(tiny(Algorithm::PrompTaypo2)).unwrap();
-        let s = t.step().unwrap();
+        let s = t.step().unwrap().unwrap();
         assert!(t.state().diverged.is_none());
         assert_eq!(s.diagnostics.outer_losses.len(), 5);
         assert!(s.diagnostics.inner_step_norm_max >= s.diagnostics.inner_step_norm_mean);
@@ -420,18 +445,18 @@ mod tests {
         for algo in [Algorithm::Promp, Algorithm::PrompTaypo2] {
             let healthy = tiny(algo);
             let mut t = Trainer::new(healthy.clone()).unwrap();
-            let dev = t.step().unwrap().diagnostics.max_inner_ratio_dev;
+            let dev = t.step().unwrap().unwrap().diagnostics.max_inner_ratio_dev;
             assert!(dev > 0.0 && t.state().diverged.is_none());
             // A bound above every deviation seen leaves the run bit for bit as it was.
             let loose = Params { ratio_guard: Some(2.0 * dev), ..(*healthy).clone() }.validate().unwrap();
             let mut u = Trainer::new(loose).unwrap();
-            u.step().unwrap();
+            u.step().unwrap().unwrap();
             assert!(u.state().diverged.is_none());
             assert_eq!(u.policy().params(), t.policy().params());
             let tight = Params { ratio_guard: Some(dev / 2.0), ..(*healthy).clone() }.validate().unwrap();
             let mut u = Trainer::new(tight).unwrap();
             let (theta0, adam0) = (u.policy().params().to_vec(), u.state().adam.clone());
-            let s = u.step().unwrap();
+            let s = u.step().unwrap().unwrap();
             let d = u.state().diverged.clone().expect("diverged");
             assert_eq!(d.iteration, 0);
             assert!(d.cause.contains("max |ρ − 1|") && d.cause.contains("ratio guard"), "{}", d.cause);
@@ -457,7 +482,7 @@ mod tests {
             let mut t = Trainer::new(tiny(algo)).unwrap();
             let theta0 = t.policy().params().to_vec();
             while !t.finished() {
-                let s = t.step().unwrap();
+                let s = t.step().unwrap().unwrap();
                 assert_eq!(s.post_returns.len(), 2);
                 assert!(s.pre_return.is_finite() && s.post_returns.iter().all(|r| r.is_finite()));
                 if !algo.is_promp() {

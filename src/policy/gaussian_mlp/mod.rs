@@ -76,7 +76,8 @@ use passes::{Pass, to_real};
 const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
 /// Floating-point type of a [`GaussianMlp`]'s network passes (see the module docs).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// Double precision: exact derivatives to ≈1e-15 (tests, tabular-size problems).
