@@ -373,6 +373,23 @@ impl Params {
             max_steps,
             Some("--max-steps-per-iteration"),
         )?;
+        if let Some(m) = &self.meta_test {
+            let flag = Some("--max-steps-per-iteration");
+            crate::limits::product(
+                "test-tasks",
+                "environment steps of a meta-test's adaptation, test tasks × rollouts × horizon × inner steps",
+                &[m.tasks, self.rollouts, self.horizon, k],
+                max_steps,
+                flag,
+            )?;
+            crate::limits::product(
+                "test-episodes",
+                "environment steps of a meta-test's evaluation, test tasks × episodes × horizon",
+                &[m.tasks, m.episodes, self.horizon],
+                max_steps,
+                flag,
+            )?;
+        }
         let mut n_params = act_dim; // log-std
         let mut width = obs_dim;
         for &out in self.hidden.iter().chain(std::iter::once(&act_dim)) {
@@ -418,6 +435,7 @@ impl Params {
             ));
         }
         pos("promp-steps", self.promp_steps)?;
+        crate::limits::check("promp-steps", self.promp_steps, crate::limits::MAX_PROMP_STEPS, None)?;
         if !self.emaml_weight.is_finite() {
             return Err(invalid("emaml-weight", format!("must be finite, got {}", self.emaml_weight)));
         }

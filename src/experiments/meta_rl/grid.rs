@@ -192,13 +192,18 @@ impl Grid {
         // The failed runs' errors, by run index.
         let errors = std::sync::Mutex::new(Vec::<(usize, Error)>::new());
         let stop = || failed.load(std::sync::atomic::Ordering::SeqCst);
+        let flag = crate::stop::current();
         // Every worker's pool is built before any run starts: a failure here belongs to no run.
         let pools = (0..jobs)
             .map(|_| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .map_err(|e| invalid("jobs", format!("cannot start a run's thread pool: {e}")))
+                // The runs' pools carry the caller's stop flag, if it has one of its own.
+                match &flag {
+                    Some(f) => f.pool(threads),
+                    None => rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .map_err(|e| invalid("jobs", format!("cannot start a run's thread pool: {e}"))),
+                }
             })
             .collect::<Result<Vec<_>>>()?;
         std::thread::scope(|scope| {
@@ -215,8 +220,11 @@ impl Grid {
                         }
                         match pool.install(|| one(i, &stop)) {
                             Ok(()) => {}
-                            // Stopped because another run failed: that run's error is reported.
-                            Err(Error::Stopped(_)) if stop() && !crate::stop::requested() => break,
+                            // Stopped because another run failed: that run's error is reported
+                            // (asked on the pool, whose threads carry the caller's stop flag).
+                            Err(Error::Stopped(_)) if stop() && !pool.install(crate::stop::requested) => {
+                                break;
+                            }
                             Err(e) => {
                                 fail(i, e);
                                 break;

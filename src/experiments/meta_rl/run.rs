@@ -291,4 +291,33 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_non_finite_inner_step_marks_the_run_diverged_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        // θ + ηg overflows to infinity at the first inner step (raw advantages, largest η).
+        let p = RunSettings { horizon: 100, ..RunSettings::tiny(3) }.to_params(
+            Algorithm::Promp,
+            1,
+            "point-corners",
+        );
+        let p = Params { inner_lr: f64::MAX, normalize_advantages: false, ..p }.validate().unwrap();
+        let mut seen = Vec::new();
+        let history = run(&p, dir.path(), Resume::No, &mut |progress| {
+            seen.push(match progress {
+                Progress::Started { .. } => "started".to_string(),
+                Progress::Iteration { .. } => "iteration".into(),
+                Progress::Diverged(d) => format!("diverged at {}: {}", d.iteration, d.cause),
+            });
+            Ok(())
+        })
+        .unwrap();
+        assert!(history.is_empty(), "{seen:?}");
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(seen[1].starts_with("diverged at 0") && seen[1].contains("not finite"), "{seen:?}");
+        let record = load_run(dir.path()).unwrap();
+        assert!(record.history.is_empty() && record.diverged.is_some());
+        // The finished run resumes as finished.
+        assert!(run(&p, dir.path(), Resume::Required, &mut |_| Ok(())).unwrap().is_empty());
+    }
 }
