@@ -10,9 +10,11 @@ import json
 import pathlib
 from typing import Callable, Iterable, Optional, Union
 
-from . import _convert, _metagrad, _progress
+from . import _convert, _metagrad
+from ._progress import progress as _progress
 
-ALGORITHMS = ("trpo-maml", "trpo-fmaml", "trpo-emaml", "trpo-dice", "promp", "promp-taypo2")
+#: The meta-RL algorithms, in the paper's order (the library's list).
+ALGORITHMS: tuple = tuple(_metagrad.ALGORITHMS)
 
 __all__ = ["ALGORITHMS", "defaults", "params", "train", "compare", "summarise", "grid_runs", "load_progress", "load_grid"]
 

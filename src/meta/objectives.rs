@@ -281,7 +281,7 @@ impl InnerObjective {
 }
 
 /// One task's samples of one sampling round, with everything the objectives read.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskData {
     /// Observation dimension.
     pub obs_dim: usize,
