@@ -25,14 +25,31 @@ def defaults() -> dict:
     ``gae_lambda``, ``hidden``, ``precision``, ``normalisation``, ``taypo_discount``,
     ``no_dr_normalise``, ``dice_critic``, ``taypo2_pairs``, ``taypo2_ratio_clip``,
     ``max_kl``, ``ppo_clip``, ``kl_coeff``, ``adam_lr``, ``promp_steps``,
-    ``emaml_weight``, ``divergence_threshold``, ``ratio_guard``, ``max_steps_per_iteration``."""
+    ``emaml_weight``, ``divergence_threshold``, ``ratio_guard``, ``max_steps_per_iteration``,
+    ``test_every``, ``test_tasks``, ``test_episodes``.
+
+    Returns:
+        A dict of every setting's name and default (the library's, which the command line
+        shares).
+    """
     return json.loads(_metagrad.meta_rl_defaults())
 
 
 def params(*, algo: str = "promp-taypo2", seed: int = 1, env: Union[str, Callable] = "point-corners",
            test_env: Optional[Callable] = None, env_name: Optional[str] = None, **settings) -> dict:
-    """The validated settings of one run (as its ``config.json`` records them); ``env``,
-    ``test_env`` and ``env_name`` as in :func:`train`."""
+    """The validated settings of one run, as its ``config.json`` records them.
+
+    Args:
+        algo: One of :data:`ALGORITHMS`.
+        seed: The run's seed.
+        env: A built-in environment's name or a factory, as in :func:`train`.
+        test_env: The meta-test's factory, as in :func:`train`.
+        env_name: The name a factory's runs record, as in :func:`train`.
+        **settings: The other settings (see :func:`defaults`).
+
+    Returns:
+        A dict of the recorded settings.
+    """
     spec, test_spec = _envs(env, test_env, env_name, 0, None, settings)
     text = _convert.settings_json("meta_rl.params", settings)
     return json.loads(_metagrad.meta_rl_params(text, algo, _convert.whole("seed", seed), spec, test_spec))

@@ -158,7 +158,12 @@ class Study(NamedTuple):
 
 
 def tabular_study_defaults() -> dict:
-    """The default settings of :func:`tabular_study` (the command line's defaults)."""
+    """The default settings of :func:`tabular_study`.
+
+    Returns:
+        A dict of every setting's name and default (the library's, which the command line
+        shares).
+    """
     return json.loads(_metagrad.tabular_study_defaults())
 
 
@@ -173,6 +178,15 @@ def tabular_study(*, out: Optional[str] = None, verbose: bool = True, **settings
     seed gives the same numbers as the command line. With ``out``, writes the command
     line's files there (``trials.csv``, ``summary.csv``, ``config.json``, figures, and the
     ``biasvar*.csv`` files). Ctrl-C stops it within a second (``KeyboardInterrupt``).
+
+    Args:
+        out: A folder for the command line's files, or ``None``.
+        verbose: Show a progress bar.
+        **settings: The study's settings (see :func:`tabular_study_defaults`).
+
+    Returns:
+        A :class:`Study` of DataFrames (the biasvar tables are empty unless
+        ``sweep="biasvar"``).
     """
     import pandas as pd
 

@@ -315,7 +315,7 @@ def test_environments_are_registered_with_gymnasium():
     env = gymnasium.make("metagrad/PointCorners-v0", horizon=4)
     assert isinstance(env.unwrapped, envs.MetaTaskEnv) and env.unwrapped.horizon == 4
     obs, _ = env.reset(seed=3)
-    assert obs.shape == (2,)
+    assert obs.shape == env.observation_space.shape == (env.unwrapped.observation_space.shape[0],)
     vec = gymnasium.make_vec("metagrad/PointCorners-v0", num_envs=2, vectorization_mode="vector_entry_point")
     assert isinstance(vec, envs.MetaVectorEnv) and vec.num_envs == 2
 
