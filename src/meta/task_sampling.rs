@@ -20,7 +20,9 @@
 //! (magic `MGTS`, the format version as 4 little-endian bytes), then, in `postcard`'s
 //! encoding of serde's data model (every f64 as its 8 bytes, so values travel bit for bit),
 //! the seed, the iteration, a hash of θ's bits and the tasks, each with its global index,
-//! ‖θ_K − θ‖ and its K + 1 rounds' [`TaskData`]. [`TaskSampler::decode`] checks the header
+//! ‖θ_K − θ‖ and its K + 1 rounds' [`TaskData`] — or, when the range's sampling diverged (an
+//! inner step gave parameters that are not finite), its cause, which the driver turns into
+//! the run's divergence. [`TaskSampler::decode`] checks the header
 //! against the iteration and θ asked for, every index and length against the run's settings
 //! and the environment (serde preallocates at most 1 MiB for a length prefix, so memory
 //! grows only with the bytes actually read), and recomputes each inner round's θ-independent estimator inputs
@@ -43,7 +45,7 @@ use super::params::{MetaTest, TestStats, ValidParams};
 use super::processing::process;
 use super::sampler::{SampleBatch, Sampler, SamplerConfig, sample_tasks, task_seed};
 use crate::envs::{BatchEnv, EnvSource, MetaEnv};
-use crate::error::{Result, invalid};
+use crate::error::{Error, Result, invalid};
 use crate::policy::{GaussianMlp, GaussianMlpConfig, Policy};
 
 /// One task's sampling side of one iteration: its K inner rounds (data and prepared
@@ -231,10 +233,16 @@ impl TaskSampler {
         self.sample_with(&policy, iteration, tasks)
     }
 
-    /// [`Self::sample`] written in the exact binary form of the module docs.
+    /// [`Self::sample`] written in the exact binary form of the module docs. A range whose
+    /// sampling diverged (an inner step gave parameters that are not finite) is written as
+    /// such, so that the driver marks the run diverged ([`Self::decode`] returns
+    /// [`Error::Diverged`]), as it does for its own sampling.
     pub fn sample_encoded(&mut self, theta: &[f64], iteration: u64, tasks: Range<usize>) -> Result<Vec<u8>> {
-        let data = self.sample(theta, iteration, tasks)?;
-        Ok(self.encode(theta, iteration, &data))
+        match self.sample(theta, iteration, tasks) {
+            Ok(data) => Ok(self.encode(theta, iteration, &data)),
+            Err(Error::Diverged(cause)) => Ok(self.write(theta, iteration, Err(cause))),
+            Err(e) => Err(e),
+        }
     }
 
     /// Tasks `tasks` of `iteration` sampled with `policy` (θ).
@@ -343,19 +351,25 @@ impl TaskSampler {
 
     /// `data` (sampled with θ = `theta` in `iteration`) in the binary form of the module docs.
     pub fn encode(&self, theta: &[f64], iteration: u64, data: &[TaskRounds]) -> Vec<u8> {
-        let part = Part {
-            seed: self.params.seed,
-            iteration,
-            theta_hash: theta_hash(theta),
-            tasks: data
-                .iter()
-                .map(|d| PartTask {
-                    task: d.task as u64,
-                    step_norm: d.step_norm,
-                    rounds: (0..d.n_rounds()).map(|k| Cow::Borrowed(d.data(k))).collect(),
-                })
-                .collect(),
-        };
+        let tasks = data
+            .iter()
+            .map(|d| PartTask {
+                task: d.task as u64,
+                step_norm: d.step_norm,
+                rounds: (0..d.n_rounds()).map(|k| Cow::Borrowed(d.data(k))).collect(),
+            })
+            .collect();
+        self.write(theta, iteration, Ok(tasks))
+    }
+
+    /// A part: the header, then the tasks or why their sampling diverged.
+    fn write(
+        &self,
+        theta: &[f64],
+        iteration: u64,
+        tasks: std::result::Result<Vec<PartTask<'_>>, String>,
+    ) -> Vec<u8> {
+        let part = Part { seed: self.params.seed, iteration, theta_hash: theta_hash(theta), tasks };
         let mut bytes = Vec::from(*MAGIC);
         bytes.extend_from_slice(&VERSION.to_le_bytes());
         postcard::to_extend(&part, bytes).expect("a part serialises")
@@ -393,12 +407,13 @@ impl TaskSampler {
         if part.theta_hash != theta_hash(theta) {
             return Err(bad(format!("iteration {} was sampled with another θ", part.iteration)));
         }
-        if part.tasks.len() > p.tasks {
-            return Err(bad(format!("number of tasks {} exceeds {}", part.tasks.len(), p.tasks)));
+        let tasks = part.tasks.map_err(|cause| Error::Diverged(format!("sampling worker: {cause}")))?;
+        if tasks.len() > p.tasks {
+            return Err(bad(format!("number of tasks {} exceeds {}", tasks.len(), p.tasks)));
         }
         let dims = self.env.dims();
         let inner = p.inner();
-        part.tasks
+        tasks
             .into_par_iter()
             .map(|t| {
                 if t.task >= p.tasks as u64 {
@@ -501,7 +516,8 @@ struct Part<'a> {
     iteration: u64,
     /// [`theta_hash`] of the θ the tasks were sampled with.
     theta_hash: u64,
-    tasks: Vec<PartTask<'a>>,
+    /// The tasks, or why their sampling diverged.
+    tasks: std::result::Result<Vec<PartTask<'a>>, String>,
 }
 
 /// One task of a [`Part`]: its index in the iteration, ‖θ_K − θ‖ and its K + 1 rounds.
@@ -613,6 +629,31 @@ mod tests {
                 assert_eq!(t.state().adam, local.state().adam);
             }
         }
+    }
+
+    #[test]
+    fn a_worker_whose_sampling_diverged_marks_the_run_diverged() {
+        // θ + ηg overflows at the first inner step (raw advantages, the largest η).
+        let p = Params {
+            horizon: 100,
+            inner_lr: f64::MAX,
+            normalize_advantages: false,
+            ..(*tiny(Algorithm::Promp)).clone()
+        }
+        .validate()
+        .unwrap();
+        let mut s = TaskSampler::new(p.clone()).unwrap();
+        let theta = s.initial_policy().unwrap().params().to_vec();
+        let part = s.sample_encoded(&theta, 0, 0..5).unwrap();
+        let e = s.decode(&theta, 0, &part).unwrap_err();
+        assert!(matches!(&e, Error::Diverged(c) if c.contains("not finite")), "{e}");
+        let samplers = vec![TaskSampler::new(p.clone()).unwrap()];
+        let mut workers = Workers { samplers, ranges: vec![0..2, 2..5] };
+        let mut t = Trainer::new(p).unwrap();
+        assert!(t.step_with(Some(&mut workers)).unwrap().is_none());
+        let d = t.state().diverged.clone().expect("diverged");
+        assert!(d.iteration == 0 && d.cause.contains("sampling worker"), "{d:?}");
+        assert!(t.finished() && t.state().history.is_empty());
     }
 
     #[test]
