@@ -381,8 +381,11 @@ impl TaskSampler {
     pub fn decode(&self, theta: &[f64], iteration: u64, bytes: &[u8]) -> Result<Vec<TaskRounds>> {
         let p = &self.params;
         let bad = |why: String| invalid("sampled data", why);
-        if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        if bytes.len() >= 4 && &bytes[..4] != MAGIC {
             return Err(bad("not a part of sampled tasks (no MGTS header)".into()));
+        }
+        if bytes.len() < 8 {
+            return Err(bad(format!("truncated: {} bytes, shorter than the header", bytes.len())));
         }
         let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
         if version != VERSION {
