@@ -35,7 +35,13 @@ def defaults() -> dict:
     return json.loads(_metagrad.meta_rl_defaults())
 
 
-def params(*, algo: str = "promp-taypo2", seed: int = 1, env: Union[str, Callable] = "point-corners",
+def _library_default(name: str, value):
+    """``value``, or (when ``None``) the library's default of the run setting ``name``
+    (:func:`defaults`: one source for the command line and Python)."""
+    return defaults()[name] if value is None else value
+
+
+def params(*, algo: str = "promp-taypo2", seed: int = 1, env: Union[str, Callable, None] = None,
            test_env: Optional[Callable] = None, env_name: Optional[str] = None, **settings) -> dict:
     """The validated settings of one run, as its ``config.json`` records them.
 
@@ -50,7 +56,7 @@ def params(*, algo: str = "promp-taypo2", seed: int = 1, env: Union[str, Callabl
     Returns:
         A dict of the recorded settings.
     """
-    spec, test_spec = _envs(env, test_env, env_name, 0, None, settings)
+    spec, test_spec = _envs(_library_default("env", env), test_env, env_name, 0, None, settings)
     text = _convert.settings_json("meta_rl.params", settings)
     return json.loads(_metagrad.meta_rl_params(text, algo, _convert.whole("seed", seed), spec, test_spec))
 
@@ -158,9 +164,9 @@ def _observer(bar, per_run_total: int):
 
 def train(
     *,
-    env: Union[str, Callable] = "point-corners",
+    env: Union[str, Callable, None] = None,
     algo: str = "promp-taypo2",
-    iterations: int = 500,
+    iterations: Optional[int] = None,
     seed: int = 1,
     out: str = "results/meta-rl",
     resume: Union[bool, str] = False,
@@ -226,6 +232,7 @@ def train(
     modes = {False: "no", True: "required", "if-present": "if-present"}
     if not isinstance(resume, (bool, str)) or resume not in modes:
         raise ValueError(f"invalid resume: {resume!r} (expected False, True or 'if-present')")
+    env, iterations = _library_default("env", env), _library_default("iterations", iterations)
     seed, iterations, threads = _convert.whole("seed", seed), _convert.whole("iterations", iterations), _threads(threads)
     settings.update(iterations=iterations)
     spec, test_spec = _envs(env, test_env, env_name, env_workers, env_copies, settings)
@@ -246,6 +253,7 @@ def _grid_args(function, env, iterations, algos, seeds, at, settings):
     count, and the environment specs (see :func:`train`'s ``env``, ``test_env``,
     ``env_name``, ``env_workers``, ``env_copies``, taken from ``settings``), each checked
     once here."""
+    env, iterations = _library_default("env", env), _library_default("iterations", iterations)
     iterations = _convert.whole("iterations", iterations)
     settings = dict(settings, iterations=iterations)
     env_args = {k: settings.pop(k, d) for k, d in (("test_env", None), ("env_name", None), ("env_workers", 0), ("env_copies", None))}
@@ -257,10 +265,10 @@ def _grid_args(function, env, iterations, algos, seeds, at, settings):
 
 def compare(
     *,
-    env: Union[str, Callable] = "point-corners",
+    env: Union[str, Callable, None] = None,
     algos: Union[str, Iterable[str]] = "all",
     seeds: Iterable[int] = (1, 2, 3),
-    iterations: int = 500,
+    iterations: Optional[int] = None,
     at: Iterable[int] = (),
     out: str = "results/meta-rl-compare",
     verbose: bool = True,
@@ -292,10 +300,10 @@ def compare(
 
 def summarise(
     *,
-    env: Union[str, Callable] = "point-corners",
+    env: Union[str, Callable, None] = None,
     algos: Union[str, Iterable[str]] = "all",
     seeds: Iterable[int] = (1, 2, 3),
-    iterations: int = 500,
+    iterations: Optional[int] = None,
     at: Iterable[int] = (),
     out: str = "results/meta-rl-compare",
     **settings,
@@ -312,10 +320,10 @@ def summarise(
 
 def grid_runs(
     *,
-    env: Union[str, Callable] = "point-corners",
+    env: Union[str, Callable, None] = None,
     algos: Union[str, Iterable[str]] = "all",
     seeds: Iterable[int] = (1, 2, 3),
-    iterations: int = 500,
+    iterations: Optional[int] = None,
     at: Iterable[int] = (),
     out: str = "results/meta-rl-compare",
     **settings,
