@@ -35,7 +35,13 @@ fn main() {
     // The commit HEAD points at ("unknown" outside a git checkout); rebuilt when HEAD moves.
     let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
     println!("cargo::rustc-env=METAGRAD_GIT_COMMIT={commit}");
-    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+    // In a linked worktree the branch refs live in the common git directory, not in the
+    // worktree's own: watch both.
+    let dirs = [
+        git(&["rev-parse", "--absolute-git-dir"]),
+        git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]),
+    ];
+    for dir in dirs.into_iter().flatten() {
         for f in ["HEAD", "refs/heads", "packed-refs"] {
             let path = PathBuf::from(&dir).join(f);
             if path.exists() {

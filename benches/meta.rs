@@ -144,7 +144,7 @@ fn meta_iterations(c: &mut Criterion, env: &str, seconds: u64) {
     for algo in [Algorithm::Promp, Algorithm::PrompTaypo2, Algorithm::TrpoMaml] {
         let params = Params { iterations: 1_000_000, ..Params::new(env, algo) }.validate().unwrap();
         let mut trainer = Trainer::new(params).unwrap();
-        g.bench_function(algo.name(), |b| b.iter(|| black_box(trainer.step().unwrap())));
+        g.bench_function(algo.name(), |b| b.iter(|| black_box(trainer.step().unwrap().unwrap())));
     }
     g.finish();
 }

@@ -83,7 +83,8 @@ fn main() -> Result<()> {
     let mut trainer = Trainer::new(params)?;
     let mut first = None;
     while !trainer.finished() {
-        let s = trainer.step()?;
+        // None: the run diverged while sampling (`trainer.state().diverged` says why).
+        let Some(s) = trainer.step()? else { break };
         let post = s.post_returns[0];
         first.get_or_insert(post);
         if s.iteration % 5 == 4 {

@@ -31,6 +31,10 @@ pub enum Error {
     /// e.g. on Ctrl-C in Python); work completed before that point is kept.
     #[error("stopped: {0}")]
     Stopped(String),
+    /// A meta-RL run diverged while sampling (an inner step gave parameters that are not
+    /// finite): the trainer marks the run diverged, as its divergence guard does, and stops it.
+    #[error("diverged: {0}")]
+    Diverged(String),
 }
 
 /// Result alias.

@@ -25,6 +25,7 @@ pub mod estimators;
 pub mod experiments;
 pub mod limits;
 pub mod meta;
+mod numeric;
 pub mod plot;
 pub mod policy;
 pub mod problem;

@@ -31,6 +31,8 @@ pub const MAX_TRIALS: usize = 100_000;
 pub const DEFAULT_MAX_META_STEPS: usize = 4_000_000;
 /// Bound on the number of parameters of a meta-RL policy.
 pub const MAX_POLICY_PARAMS: usize = 1_000_000;
+/// Bound on ProMP's outer (Adam) steps per meta-RL iteration (`--promp-steps`; ProMP uses 5).
+pub const MAX_PROMP_STEPS: usize = 10_000;
 /// Bound on `--threads`.
 pub const MAX_THREADS: usize = 1024;
 /// Copies of an environment in one vectorised env (`envs::vector::VecEnv`): a MuJoCo copy

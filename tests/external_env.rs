@@ -208,7 +208,7 @@ fn every_algorithm_trains_reproducibly_on_an_external_env() {
                 let mut t = Trainer::new(p).unwrap();
                 let mut h = Vec::new();
                 while !t.finished() {
-                    h.push(t.step().unwrap());
+                    h.push(t.step().unwrap().unwrap());
                 }
                 (strip(&h), t.policy().params().to_vec())
             })
@@ -313,7 +313,7 @@ fn a_native_rust_env_trains_and_a_test_env_must_have_the_same_shape() {
     let p = settings().params_in(Algorithm::PrompTaypo2, 2, env.clone(), None).unwrap();
     assert_eq!(p.env, "my-point");
     let mut t = Trainer::new(p).unwrap();
-    let s = t.step().unwrap();
+    let s = t.step().unwrap().unwrap();
     assert!(s.pre_return.is_finite() && s.pre_success.is_none());
     let mut five = info("point-batch");
     five.obs_dim = 5;

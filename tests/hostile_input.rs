@@ -238,6 +238,19 @@ fn flags_refuse_sizes_above_their_limits() {
         m("meta-rl --horizon 1e9", "--horizon", "1000000000", &["--max-steps-per-iteration"]),
         m("meta-rl --hidden 100000,100000", "--hidden", "100000,100000", &["hidden", "1000000"]),
         m("meta-rl --adam-lr 1e308", "--adam-lr", "1e308", &["adam-lr", "1e308"]),
+        m("meta-rl --promp-steps max", "--promp-steps", max, &["invalid promp-steps", max, "10000"]),
+        case(
+            "meta-rl --test-tasks max",
+            &["meta-rl", "--test-every", "1", "--test-tasks", max, "--out", out],
+            2,
+            &["invalid test-tasks", "overflows"],
+        ),
+        case(
+            "meta-rl --test-episodes max",
+            &["meta-rl", "--test-every", "1", "--test-episodes", max, "--out", out],
+            2,
+            &["invalid test-episodes", "overflows", "--max-steps-per-iteration"],
+        ),
         case("--threads 10^9", &["--threads", "1000000000", "tabular", "--out", out], 2, &["--threads"]),
     ]);
 }

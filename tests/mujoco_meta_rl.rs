@@ -24,7 +24,7 @@ fn tiny(env: &str, algo: Algorithm) -> ValidParams {
 fn check_one_iteration(env: &str, algo: Algorithm) {
     let mut t = Trainer::new(tiny(env, algo)).unwrap();
     let theta0 = t.policy().params().to_vec();
-    let s = t.step().unwrap();
+    let s = t.step().unwrap().unwrap();
     let k = t.params().k();
     assert_eq!(s.post_returns.len(), k, "{env} {algo}");
     assert!(s.pre_return.is_finite() && s.post_returns.iter().all(|r| r.is_finite()), "{env} {algo}: {s:?}");
@@ -53,11 +53,11 @@ fn every_mujoco_env_runs_a_second_order_algorithm() {
 fn resumed_mujoco_trainer_retraces_the_uninterrupted_one() {
     let p = tiny(EnvKind::HopperRandParams.name(), Algorithm::TrpoMaml);
     let mut full = Trainer::new(p.clone()).unwrap();
-    let a: Vec<_> = (0..2).map(|_| full.step().unwrap()).collect();
+    let a: Vec<_> = (0..2).map(|_| full.step().unwrap().unwrap()).collect();
     let mut part = Trainer::new(p.clone()).unwrap();
-    part.step().unwrap();
+    part.step().unwrap().unwrap();
     let mut resumed = Trainer::resume(p, part.state().clone()).unwrap();
-    let b = resumed.step().unwrap();
+    let b = resumed.step().unwrap().unwrap();
     assert_eq!(full.policy().params(), resumed.policy().params());
     assert_eq!((a[1].pre_return, &a[1].post_returns), (b.pre_return, &b.post_returns));
 }

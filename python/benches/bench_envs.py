@@ -50,7 +50,7 @@ def main() -> None:
 
     rows = []
     for threads in (args.threads, 1):
-        env = envs.make("half-cheetah-rand-direc", args.copies, horizon=1000, num_threads=threads)
+        env = envs.make_vec("half-cheetah-rand-direc", args.copies, horizon=1000, num_threads=threads)
         rows.append((f"metagrad, {threads} thread{'s' * (threads > 1)}", args.copies, args.steps,
                      steps_per_s(env, args.copies, args.steps)))
         env.close()

@@ -128,6 +128,8 @@ def row_derivatives(
 ) -> tuple[Union[float, _F], Optional[_F], Optional[_F], Optional[_F], Optional[_F]]: ...
 
 ENV_NAMES: list[str]
+ALGORITHMS: list[str]
+ESTIMATORS: list[str]
 
 class VecEnv:
     def __init__(

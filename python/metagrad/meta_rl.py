@@ -10,9 +10,11 @@ import json
 import pathlib
 from typing import Callable, Iterable, Optional, Union
 
-from . import _convert, _metagrad, _progress
+from . import _convert, _metagrad
+from ._progress import progress as _progress
 
-ALGORITHMS = ("trpo-maml", "trpo-fmaml", "trpo-emaml", "trpo-dice", "promp", "promp-taypo2")
+#: The meta-RL algorithms, in the paper's order (the library's list).
+ALGORITHMS: tuple = tuple(_metagrad.ALGORITHMS)
 
 __all__ = ["ALGORITHMS", "defaults", "params", "train", "compare", "summarise", "grid_runs", "load_progress", "load_grid"]
 
@@ -24,15 +26,37 @@ def defaults() -> dict:
     ``no_dr_normalise``, ``dice_critic``, ``taypo2_pairs``, ``taypo2_ratio_clip``,
     ``max_kl``, ``ppo_clip``, ``kl_coeff``, ``adam_lr``, ``promp_steps``,
     ``emaml_weight``, ``divergence_threshold``, ``ratio_guard``, ``max_steps_per_iteration``,
-    and the meta-test's ``test_every`` (0: none), ``test_tasks``, ``test_episodes``."""
+    ``test_every``, ``test_tasks``, ``test_episodes``.
+
+    Returns:
+        A dict of every setting's name and default (the library's, which the command line
+        shares).
+    """
     return json.loads(_metagrad.meta_rl_defaults())
 
 
-def params(*, algo: str = "promp-taypo2", seed: int = 1, env: Union[str, Callable] = "point-corners",
+def _library_default(name: str, value):
+    """``value``, or (when ``None``) the library's default of the run setting ``name``
+    (:func:`defaults`: one source for the command line and Python)."""
+    return defaults()[name] if value is None else value
+
+
+def params(*, algo: str = "promp-taypo2", seed: int = 1, env: Union[str, Callable, None] = None,
            test_env: Optional[Callable] = None, env_name: Optional[str] = None, **settings) -> dict:
-    """The validated settings of one run (as its ``config.json`` records them); ``env``,
-    ``test_env`` and ``env_name`` as in :func:`train`."""
-    spec, test_spec = _envs(env, test_env, env_name, 0, None, settings)
+    """The validated settings of one run, as its ``config.json`` records them.
+
+    Args:
+        algo: One of :data:`ALGORITHMS`.
+        seed: The run's seed.
+        env: A built-in environment's name or a factory, as in :func:`train`.
+        test_env: The meta-test's factory, as in :func:`train`.
+        env_name: The name a factory's runs record, as in :func:`train`.
+        **settings: The other settings (see :func:`defaults`).
+
+    Returns:
+        A dict of the recorded settings.
+    """
+    spec, test_spec = _envs(_library_default("env", env), test_env, env_name, 0, None, settings)
     text = _convert.settings_json("meta_rl.params", settings)
     return json.loads(_metagrad.meta_rl_params(text, algo, _convert.whole("seed", seed), spec, test_spec))
 
@@ -140,9 +164,9 @@ def _observer(bar, per_run_total: int):
 
 def train(
     *,
-    env: Union[str, Callable] = "point-corners",
+    env: Union[str, Callable, None] = None,
     algo: str = "promp-taypo2",
-    iterations: int = 500,
+    iterations: Optional[int] = None,
     seed: int = 1,
     out: str = "results/meta-rl",
     resume: Union[bool, str] = False,
@@ -208,6 +232,7 @@ def train(
     modes = {False: "no", True: "required", "if-present": "if-present"}
     if not isinstance(resume, (bool, str)) or resume not in modes:
         raise ValueError(f"invalid resume: {resume!r} (expected False, True or 'if-present')")
+    env, iterations = _library_default("env", env), _library_default("iterations", iterations)
     seed, iterations, threads = _convert.whole("seed", seed), _convert.whole("iterations", iterations), _threads(threads)
     settings.update(iterations=iterations)
     spec, test_spec = _envs(env, test_env, env_name, env_workers, env_copies, settings)
@@ -228,6 +253,7 @@ def _grid_args(function, env, iterations, algos, seeds, at, settings):
     count, and the environment specs (see :func:`train`'s ``env``, ``test_env``,
     ``env_name``, ``env_workers``, ``env_copies``, taken from ``settings``), each checked
     once here."""
+    env, iterations = _library_default("env", env), _library_default("iterations", iterations)
     iterations = _convert.whole("iterations", iterations)
     settings = dict(settings, iterations=iterations)
     env_args = {k: settings.pop(k, d) for k, d in (("test_env", None), ("env_name", None), ("env_workers", 0), ("env_copies", None))}
@@ -239,10 +265,10 @@ def _grid_args(function, env, iterations, algos, seeds, at, settings):
 
 def compare(
     *,
-    env: Union[str, Callable] = "point-corners",
+    env: Union[str, Callable, None] = None,
     algos: Union[str, Iterable[str]] = "all",
     seeds: Iterable[int] = (1, 2, 3),
-    iterations: int = 500,
+    iterations: Optional[int] = None,
     at: Iterable[int] = (),
     out: str = "results/meta-rl-compare",
     verbose: bool = True,
@@ -274,10 +300,10 @@ def compare(
 
 def summarise(
     *,
-    env: Union[str, Callable] = "point-corners",
+    env: Union[str, Callable, None] = None,
     algos: Union[str, Iterable[str]] = "all",
     seeds: Iterable[int] = (1, 2, 3),
-    iterations: int = 500,
+    iterations: Optional[int] = None,
     at: Iterable[int] = (),
     out: str = "results/meta-rl-compare",
     **settings,
@@ -294,10 +320,10 @@ def summarise(
 
 def grid_runs(
     *,
-    env: Union[str, Callable] = "point-corners",
+    env: Union[str, Callable, None] = None,
     algos: Union[str, Iterable[str]] = "all",
     seeds: Iterable[int] = (1, 2, 3),
-    iterations: int = 500,
+    iterations: Optional[int] = None,
     at: Iterable[int] = (),
     out: str = "results/meta-rl-compare",
     **settings,

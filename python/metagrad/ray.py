@@ -150,10 +150,10 @@ def _whole(name: str, value, least: int) -> int:
 
 def run_grid(
     *,
-    env: Union[str, Callable] = "point-corners",
+    env: Union[str, Callable, None] = None,
     algos: Union[str, Iterable[str]] = "all",
     seeds: Iterable[int] = (1, 2, 3),
-    iterations: int = 500,
+    iterations: Optional[int] = None,
     at: Iterable[int] = (),
     storage: str = "results/meta-rl-compare",
     address: Optional[str] = None,
@@ -201,6 +201,7 @@ def run_grid(
     worker_cpus = _cpus("num_cpus_per_worker", num_cpus_per_worker)
     if placement_strategy not in _STRATEGIES:
         raise ValueError(f"invalid placement_strategy: {placement_strategy!r} (expected one of {', '.join(_STRATEGIES)})")
+    env, iterations = meta_rl._library_default("env", env), meta_rl._library_default("iterations", iterations)
     storage = os.path.abspath(os.fspath(storage))
     grid = dict(env=env, algos=algos, seeds=seeds, iterations=iterations, at=at, out=storage, **settings)
     runs = meta_rl.grid_runs(**grid)  # validates every run's settings (ValueError)
@@ -380,9 +381,9 @@ class _SamplingPool:
 
 def train(
     *,
-    env: Union[str, Callable] = "point-corners",
+    env: Union[str, Callable, None] = None,
     algo: str = "promp-taypo2",
-    iterations: int = 500,
+    iterations: Optional[int] = None,
     seed: int = 1,
     out: str = "results/meta-rl",
     resume: Union[bool, str] = False,
@@ -412,6 +413,7 @@ def train(
     _cpus("num_cpus_per_worker", num_cpus_per_worker)
     if worker_niceness is not None and not 0 <= _whole("worker_niceness", worker_niceness, 0) <= 19:
         raise ValueError(f"invalid worker_niceness: {worker_niceness!r} (expected 0–19 or None)")
+    env, iterations = meta_rl._library_default("env", env), meta_rl._library_default("iterations", iterations)
     run_settings, env_def = _env_split(env, dict(settings, iterations=iterations))
     _env_specs(env_def, run_settings)  # checks the environment, sets its name
     text = _convert.settings_json("metagrad.ray.train", run_settings)
@@ -484,10 +486,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("compare", help="run or resume a grid of algorithms × seeds on a Ray cluster")
     p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local instance)")
-    p.add_argument("--env", default="point-corners")
+    p.add_argument("--env", default=None, help=f"environment (default {meta_rl.defaults()['env']})")
     p.add_argument("--algos", default="all", help="comma-separated algorithms, or all")
     p.add_argument("--seeds", type=_int_list, default=[1, 2, 3], metavar="S,S")
-    p.add_argument("--iterations", type=int, default=500)
+    p.add_argument("--iterations", type=int, default=None, help=f"default {meta_rl.defaults()['iterations']}")
     p.add_argument("--at", type=_int_list, default=[], metavar="I,I")
     p.add_argument("--out", "--storage", dest="storage", default="results/meta-rl-compare",
                    help="grid folder on a filesystem shared by all nodes")
@@ -502,10 +504,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     _flags(p)
     t = sub.add_parser("train", help="one run with every iteration's tasks sampled by Ray actors")
     t.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local instance)")
-    t.add_argument("--env", default="point-corners")
+    t.add_argument("--env", default=None, help=f"environment (default {meta_rl.defaults()['env']})")
     t.add_argument("--algo", default="promp-taypo2")
     t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--iterations", type=int, default=500)
+    t.add_argument("--iterations", type=int, default=None, help=f"default {meta_rl.defaults()['iterations']}")
     t.add_argument("--out", default="results/meta-rl", help="run folder (on the driver's machine)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--sampling-workers", type=int, default=2, help="Ray actors sampling the tasks of an iteration")

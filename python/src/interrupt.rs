@@ -1,9 +1,11 @@
 //! Long calls: the work runs on a worker thread with the GIL released, while the calling
 //! thread waits for its events (progress, forwarded to a Python callback with the GIL held)
 //! and polls Python's signal handlers every 50 ms. On `KeyboardInterrupt` (or an exception
-//! from the callback) it asks the library to stop ([`metagrad::stop::request`]); the work
-//! ends at its next check, well within a second, keeping what it completed (a meta-RL run:
-//! its last checkpoint), and the exception is raised.
+//! from the callback) it asks the library to stop; the work ends at its next check, well
+//! within a second, keeping what it completed (a meta-RL run: its last checkpoint), and the
+//! exception is raised. Every call has its own stop flag ([`metagrad::stop::StopFlag`]), on
+//! its own pool of worker threads: concurrent calls (e.g. from Python threads) stop
+//! independently.
 
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::time::Duration;
@@ -25,21 +27,26 @@ impl<T, E> Events<T, E> {
     }
 }
 
-/// Runs `work` on a worker thread without the GIL; `on_event` receives its events on the
-/// calling thread with the GIL. Errors of `work` become Python exceptions.
+/// Runs `work` without the GIL on a pool of `threads` worker threads (default: as many as
+/// rayon's global pool) that carry this call's stop flag; `on_event` receives its events on
+/// the calling thread with the GIL. Errors of `work` become Python exceptions.
 pub fn run_stoppable<T: Send, E: Send>(
     py: Python<'_>,
+    threads: Option<usize>,
     work: impl FnOnce(&Events<T, E>) -> metagrad::Result<T> + Send,
     mut on_event: impl FnMut(Python<'_>, E) -> PyResult<()>,
 ) -> PyResult<T> {
-    metagrad::stop::reset();
+    let flag = metagrad::stop::StopFlag::new();
+    let pool =
+        flag.pool(threads.unwrap_or_else(rayon::current_num_threads)).map_err(crate::errors::py_err)?;
     let (tx, rx) = channel::<Message<T, E>>();
     // A `Mutex` makes the receiver shareable with the GIL-free wait (only this thread locks it).
     let rx = std::sync::Mutex::new(rx);
     std::thread::scope(|scope| {
+        let pool = &pool;
         scope.spawn(move || {
             let events = Events(tx);
-            let result = work(&events);
+            let result = pool.install(|| work(&events));
             let _ = events.0.send(Message::Done(result));
         });
         let mut pending: Option<PyErr> = None;
@@ -50,12 +57,11 @@ pub fn run_stoppable<T: Send, E: Send>(
                     if pending.is_none()
                         && let Err(err) = on_event(py, e)
                     {
-                        metagrad::stop::request();
+                        flag.request();
                         pending = Some(err);
                     }
                 }
                 Ok(Message::Done(result)) => {
-                    metagrad::stop::reset();
                     return match (pending, result) {
                         (Some(err), Err(metagrad::Error::Stopped(_))) => Err(err),
                         (Some(err), Ok(_)) => Err(err),
@@ -64,14 +70,13 @@ pub fn run_stoppable<T: Send, E: Send>(
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    metagrad::stop::reset();
                     return Err(pyo3::exceptions::PyRuntimeError::new_err("the worker thread panicked"));
                 }
             }
             if pending.is_none()
                 && let Err(err) = py.check_signals()
             {
-                metagrad::stop::request();
+                flag.request();
                 pending = Some(err);
             }
         }

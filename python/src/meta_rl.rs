@@ -132,16 +132,22 @@ fn forward(progress: &Option<Py<PyAny>>) -> impl FnMut(Python<'_>, Event) -> PyR
     }
 }
 
-/// A pool of `threads` workers (checked as the command line checks `--threads`), or none:
-/// rayon's global pool.
-fn pool(threads: Option<usize>) -> PyResult<Option<rayon::ThreadPool>> {
-    let Some(t) = threads else { return Ok(None) };
+/// Checks `threads` as the command line checks `--threads` (None: as many as rayon's global
+/// pool).
+fn check_threads(threads: Option<usize>) -> PyResult<()> {
+    let Some(t) = threads else { return Ok(()) };
     if t == 0 {
         return Err(pyo3::exceptions::PyValueError::new_err(
             "invalid threads: must be at least 1 (or None), got 0",
         ));
     }
-    metagrad::limits::check("threads", t, metagrad::limits::MAX_THREADS, None).map_err(py_err)?;
+    metagrad::limits::check("threads", t, metagrad::limits::MAX_THREADS, None).map_err(py_err)
+}
+
+/// A pool of `threads` workers (checked by [`check_threads`]), or none: rayon's global pool.
+fn pool(threads: Option<usize>) -> PyResult<Option<rayon::ThreadPool>> {
+    check_threads(threads)?;
+    let Some(t) = threads else { return Ok(None) };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build();
     pool.map(Some)
         .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the thread pool: {e}")))
@@ -317,17 +323,16 @@ fn meta_rl_train(
             )));
         }
     };
-    let pool = pool(threads)?;
+    check_threads(threads)?;
     let mut remote = sampler.map(|pool| PoolSampling { pool, error: None });
     let history = run_stoppable(
         py,
+        threads,
         |events| {
-            on(&pool, || {
-                let remote = remote.as_mut().map(|r| r as &mut dyn RemoteSampling);
-                meta_rl::run_with(&params, &out, resume, remote, &mut |p| {
-                    events.send(Event::new(0, 1, &params, p));
-                    Ok(())
-                })
+            let remote = remote.as_mut().map(|r| r as &mut dyn RemoteSampling);
+            meta_rl::run_with(&params, &out, resume, remote, &mut |p| {
+                events.send(Event::new(0, 1, &params, p));
+                Ok(())
             })
         },
         forward(&progress),
@@ -372,15 +377,14 @@ fn meta_rl_compare(
 ) -> PyResult<String> {
     let envs = Envs::new(env.as_ref(), test_env.as_ref())?;
     let grid = grid(settings_json, algos, seeds, at, out, &envs)?;
-    let pool = pool(threads)?;
+    check_threads(threads)?;
     let rows = run_stoppable(
         py,
+        threads,
         |events| {
-            on(&pool, || {
-                grid.run(jobs, &|g| {
-                    events.send(Event::new(g.run, g.runs, g.params, g.progress));
-                    Ok(())
-                })
+            grid.run(jobs, &|g| {
+                events.send(Event::new(g.run, g.runs, g.params, g.progress));
+                Ok(())
             })
         },
         forward(&progress),

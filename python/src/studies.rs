@@ -46,6 +46,7 @@ fn tabular_study(
     let mut done = 0usize;
     let output = run_stoppable(
         py,
+        None,
         |events| {
             let output = study.run_all(&|| events.send(()))?;
             if let Some(dir) = &out {

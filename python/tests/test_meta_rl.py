@@ -213,3 +213,17 @@ def test_resume_if_present_threads_and_grid_runs(tmp_path):
     assert runs[1]["out"] == str(tmp_path / "g" / "promp" / "seed2")
     with pytest.raises(ValueError, match="tasks"):
         meta_rl.grid_runs(algos="promp", seeds=[1], iterations=2, out=tmp_path / "g", **dict(TINY, tasks=0))
+
+
+def test_python_defaults_are_the_librarys():
+    """The settings Python leaves out take the library's defaults (one source with the
+    command line): a run's recorded settings without env or iterations are the defaults'."""
+    import inspect
+
+    d = meta_rl.defaults()
+    p = meta_rl.params()
+    assert (p["env"], p["iterations"]) == (d["env"], d["iterations"])
+    for f in (meta_rl.train, meta_rl.compare, meta_rl.summarise, meta_rl.grid_runs, meta_rl.params):
+        sig = inspect.signature(f).parameters
+        assert sig["env"].default is None, f
+        assert "iterations" not in sig or sig["iterations"].default is None, f

@@ -91,7 +91,7 @@ def test_a_refused_call_draws_no_progress_bar(capsys):
 
 
 def test_the_progress_bar_redraws_at_tqdm_s_rate_not_per_update(capsys):
-    bar = metagrad._Bar("many updates", "it")
+    bar = metagrad._progress._Bar("many updates", "it")
     for i in range(1, 2001):
         bar.update_to(i, 2000)
     bar.close()
@@ -122,3 +122,49 @@ def test_ctrl_c_stops_within_a_second(tmp_path, python_child):
     assert code == 42, code
     assert p.stdout.read().strip() == "interrupted"
     assert elapsed < 1.0, f"took {elapsed:.2f} s to stop"
+
+
+def test_concurrent_calls_stop_independently():
+    """Each stoppable call has its own stop flag: a call whose progress callback fails stops,
+    while another call running at the same time finishes with its full results."""
+    import json
+    import threading
+
+    from metagrad import _metagrad
+
+    settings = json.dumps({**SMALL, "trials": 30})
+    a_done, results = threading.Event(), {}
+
+    def failing():
+        def progress(done, total):
+            raise RuntimeError("stop this call")
+
+        try:
+            _metagrad.tabular_study(settings, None, progress)
+            results["a"] = "finished"
+        except RuntimeError as e:
+            results["a"] = str(e)
+        finally:
+            a_done.set()
+
+    def running():
+        seen = []
+
+        def progress(done, total):
+            if not seen:
+                a_done.wait(30)  # the other call fails while this one works
+            seen.append(done)
+
+        results["b"] = _metagrad.tabular_study(settings, None, progress)
+        results["b_seen"] = seen
+
+    threads = [threading.Thread(target=running), threading.Thread(target=failing)]
+    threads[0].start()
+    time.sleep(0.05)
+    threads[1].start()
+    for t in threads:
+        t.join(60)
+    assert results["a"] == "stop this call"
+    trials, *_ = results["b"]
+    assert len(json.loads(trials)) == 2 * 30 * 5  # every ε × trial × estimator
+    assert results["b_seen"][-1] == 2 * 30

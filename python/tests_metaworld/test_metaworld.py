@@ -21,7 +21,7 @@ TINY = dict(tasks=2, rollouts=2, horizon=30, hidden=[8], inner_steps=1)
 
 def test_both_mujoco_engines_live_in_one_process():
     assert mujoco.__version__ == "3.3.0"
-    cheetah = envs.make("half-cheetah-rand-direc", 2)  # metagrad's own engine, 3.17.0
+    cheetah = envs.make_vec("half-cheetah-rand-direc", 2)  # metagrad's own engine, 3.17.0
     cheetah.reset(seed=1)
     obs, rew, term, trunc, _ = cheetah.step(np.zeros((2, 6), dtype=np.float32))
     assert obs.shape == (2, 17) and np.isfinite(rew).all()

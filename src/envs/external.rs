@@ -1,7 +1,7 @@
 //! Meta-task environments that live outside the crate — a user's Gymnasium environment in
 //! Python, Meta-World — stepped by the sampler as batches of copies.
 //!
-//! A [`MetaEnv`](super::MetaEnv) of this crate is cloned and stepped one copy at a time on
+//! A [`MetaEnv`] of this crate is cloned and stepped one copy at a time on
 //! the sampler's threads. An environment outside the crate is reached through a foreign
 //! call whose cost is paid once per call, and its tasks are opaque objects of its own
 //! language. So the contract here is batched and task-indexed:

@@ -21,21 +21,30 @@ use crate::error::{Result, invalid};
 #[cfg(feature = "mujoco")]
 pub mod mujoco;
 
-/// Build a MuJoCo locomotion meta-task by name (e.g. `half-cheetah-rand-direc`).
+/// Builds a MuJoCo locomotion meta-task by name (e.g. `half-cheetah-rand-direc`).
 ///
 /// # Errors
-/// Without the `mujoco` feature: an error saying how to build with it. With it: the errors of
-/// `mujoco::make_env` (unknown name, MuJoCo assets not installed).
+/// As [`make_env`].
+#[deprecated(since = "0.3.0", note = "use `make_env(name, None)`, the one factory of built-in environments")]
 pub fn make_mujoco_env(name: &str) -> anyhow::Result<Box<dyn MetaEnv>> {
-    make_mujoco_env_in(name, None)
+    Ok(make_env(name, None)?)
 }
 
-/// [`make_mujoco_env`] with the robots' XML files read from the directory `assets` (default:
-/// `mujoco::assets_dir()`).
+/// [`make_mujoco_env`] with the robots' XML files read from the directory `assets`.
 ///
 /// # Errors
-/// As [`make_mujoco_env`].
+/// As [`make_env`].
+#[deprecated(
+    since = "0.3.0",
+    note = "use `make_env(name, assets)`, the one factory of built-in environments"
+)]
 pub fn make_mujoco_env_in(name: &str, assets: Option<&Path>) -> anyhow::Result<Box<dyn MetaEnv>> {
+    Ok(make_env(name, assets)?)
+}
+
+/// A MuJoCo meta-task of [`NAMES`], its robot read from `assets` (default:
+/// `mujoco::assets_dir()`); without the `mujoco` feature, an error saying how to build with it.
+fn mujoco_env(name: &str, assets: Option<&Path>) -> anyhow::Result<Box<dyn MetaEnv>> {
     #[cfg(feature = "mujoco")]
     {
         Ok(match assets {
@@ -68,12 +77,14 @@ pub const NAMES: [&str; 9] = [
     "humanoid-rand-direc-2d",
 ];
 
-/// The environment called `name` (one of [`NAMES`]); MuJoCo robots are loaded from
-/// `mujoco_assets` if given (see [`make_mujoco_env_in`]).
+/// The environment called `name` (one of [`NAMES`]): the one factory of the built-in
+/// environments (the command line, Python and [`EnvSource::Builtin`] build through it).
+/// MuJoCo robots are loaded from `mujoco_assets` if given (default: the installed assets).
 ///
 /// # Errors
-/// An unknown name (field `env`, listing the known ones); the errors of
-/// [`make_mujoco_env_in`] (field `env`).
+/// An unknown name (field `env`, listing the known ones, in every build); a MuJoCo task in a
+/// build without the `mujoco` feature (saying how to build with it), or MuJoCo's own errors
+/// (assets not installed), under field `env`.
 pub fn make_env(name: &str, mujoco_assets: Option<&Path>) -> Result<Box<dyn MetaEnv>> {
     if name.starts_with("point-") {
         return Ok(Box::new(PointEnv::from_name(name)?));
@@ -81,7 +92,7 @@ pub fn make_env(name: &str, mujoco_assets: Option<&Path>) -> Result<Box<dyn Meta
     if !NAMES.contains(&name) {
         return Err(invalid("env", format!("unknown environment {name:?}; known: {}", NAMES.join(", "))));
     }
-    make_mujoco_env_in(name, mujoco_assets).map_err(|e| invalid("env", format!("{name:?}: {e:#}")))
+    mujoco_env(name, mujoco_assets).map_err(|e| invalid("env", format!("{name:?}: {e:#}")))
 }
 
 /// What one environment step returns.
@@ -156,5 +167,9 @@ mod tests {
         assert_eq!(NAMES[2..], mujoco::EnvKind::NAMES);
         #[cfg(not(feature = "mujoco"))]
         assert!(make_env(NAMES[2], None).err().unwrap().to_string().contains("--features mujoco"));
+        // The deprecated MuJoCo factory is the same factory: an unknown name is unknown.
+        #[allow(deprecated)]
+        let msg = make_mujoco_env("nope").err().unwrap().to_string();
+        assert!(msg.contains("unknown environment") && msg.contains("point-corners"), "{msg}");
     }
 }

@@ -17,7 +17,8 @@ pub trait Scalar: DualNum<Primitive = f64> + Copy {}
 impl<S: DualNum<Primitive = f64> + Copy> Scalar for S {}
 
 /// How TayPO-K discounts a product of ratios at steps t_1 < … < t_k.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TaylorDiscount {
     /// γ^{t_k}: the paper's Eq. (6) (docs/theory.md#taypo-k), an estimate of the value V^π(x_0).
@@ -29,9 +30,8 @@ pub enum TaylorDiscount {
 /// How TayPO-2's pair term is weighted against its first-order term (a meta-RL setting;
 /// the paper's estimator is [`Taylor2Pairs::Discounted`]; the scale of
 /// [`Taylor2Pairs::Normalised`] is [`taylor2_pair_scale`]).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Taylor2Pairs {
     /// The paper's Eq. (6): every pair t_1 < t_2 with its discount w(t_1, t_2).

@@ -75,6 +75,10 @@ impl Estimator {
         }
     }
 
+    /// The estimator names the command line and Python accept (`taypo-K` for any order
+    /// K ≥ 1; the aliases `dice`, `loaded-dice` and `truncated-dr` are accepted too).
+    pub const NAMES: [&'static str; 6] = ["is", "dr", "dr-trunc", "taypo-K", "lvc", "maml"];
+
     /// The estimators of the paper's Fig. 1: IS, DR, truncated DR (ρ̄ = c̄ = 1), TayPO-1, TayPO-2.
     pub fn paper_set() -> Vec<Estimator> {
         ["is", "dr", "dr-trunc", "taypo-1", "taypo-2"]
@@ -154,7 +158,8 @@ impl FromStr for Estimator {
                     return Err(invalid(
                         "estimators",
                         format!(
-                            "unknown estimator {s:?} (known: is, dr, dr-trunc, taypo-K for K ≥ 1, lvc, maml)"
+                            "unknown estimator {s:?} (known: {}, with K ≥ 1 in taypo-K)",
+                            Estimator::NAMES.join(", ")
                         ),
                     ));
                 }
@@ -583,5 +588,19 @@ impl PreparedBatch {
             _ => return false,
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod names_tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_name_parses() {
+        for name in Estimator::NAMES {
+            assert!(name.replace('K', "2").parse::<Estimator>().is_ok(), "{name}");
+        }
+        let msg = "nope".parse::<Estimator>().unwrap_err().to_string();
+        assert!(msg.contains("is, dr, dr-trunc, taypo-K, lvc, maml"), "{msg}");
     }
 }

@@ -1,23 +1,16 @@
 //! Experiments that reproduce the paper, with their result files.
 
-pub mod biasvar;
 pub mod meta_rl;
 pub mod metrics;
-pub mod success;
 pub mod tabular_study;
+
+pub use tabular_study::biasvar;
 
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::error::{Error, Result, invalid};
-
-/// A settings struct's defaults as the command line defines them (its `#[arg]` attributes,
-/// parsed from an empty command line): the one source of the defaults of both faces.
-pub(crate) fn command_line_defaults<T: clap::Args + clap::FromArgMatches>() -> T {
-    let matches = T::augment_args(clap::Command::new("defaults")).get_matches_from(["defaults"]);
-    T::from_arg_matches(&matches).expect("the defaults parse")
-}
 
 /// The distinct items of `items` in the order of their first appearance (the row order of
 /// the tables and figures built from result rows).

@@ -29,6 +29,7 @@ pub mod optim;
 pub mod params;
 pub mod processing;
 pub mod sampler;
+pub mod settings;
 pub mod task_sampling;
 
 pub use optim::{Adam, TrpoConfig, TrpoOutcome};

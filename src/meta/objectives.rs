@@ -47,6 +47,7 @@ use super::processing::{ProcessedSamples, discounted_returns, fit_time_baseline,
 use super::sampler::SampleBatch;
 use crate::error::{Result, invalid};
 use crate::estimators::{BatchObjective, Estimator, PathCritic, PreparedBatch, Taylor2Pairs, TaylorDiscount};
+use crate::numeric::population_std;
 use crate::policy::{GaussianMlp, GaussianMlpRows};
 
 /// Which estimator is the inner objective.
@@ -64,7 +65,8 @@ pub enum InnerKind {
 }
 
 /// How a task's sum over paths is normalised.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Normalisation {
     /// Divide by the number of samples (time steps) of the task (ProMP's mean).
@@ -80,7 +82,8 @@ pub enum Normalisation {
 /// With time features φ(t) = [t/100, (t/100)², (t/100)³, 1] (t the step within its path;
 /// ProMP's time features, with H = 100 as in the feature baseline of [`super::processing`])
 /// and least squares with ridge 1e-5 over all steps of the task's batch:
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DiceCritic {
     /// DR (docs/theory.md#doubly-robust) with the time-only critic V̂_t = φ(t)ᵀc fitted to the returns G_t: the
@@ -278,7 +281,7 @@ impl InnerObjective {
 }
 
 /// One task's samples of one sampling round, with everything the objectives read.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskData {
     /// Observation dimension.
     pub obs_dim: usize,
@@ -378,13 +381,6 @@ impl TaskData {
     pub fn kl_from_behaviour(&self, rows: &GaussianMlpRows<'_>, grad: Option<&mut [f64]>) -> Result<f64> {
         Ok(rows.mean_kl_from(&self.behaviour_mean, &self.behaviour_log_std, grad)?)
     }
-}
-
-/// Population standard deviation (0 for no samples).
-fn population_std(x: &[f64]) -> f64 {
-    let n = x.len().max(1) as f64;
-    let mean = x.iter().sum::<f64>() / n;
-    (x.iter().map(|a| (a - mean) * (a - mean)).sum::<f64>() / n).sqrt()
 }
 
 /// E-MAML's exploration term on one task's inner-loop samples, at the rows' policy:

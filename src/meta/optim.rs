@@ -11,6 +11,7 @@
 //! (∂L/∂u_i = ρ_i ∂L/∂ρ_i), so that `rows.vjp_add(&d_log, grad)` gives the parameter gradient.
 
 use crate::error::{SettingError, ensure};
+use crate::numeric::dot;
 
 /// TRPO settings (defaults: ProMP's max mean KL 0.01, 10 CG iterations, damping 1e-5,
 /// backtracking ratio 0.8, at most 15 line-search trials).
@@ -73,10 +74,6 @@ impl TrpoConfig {
         )?;
         ensure(self.max_backtracks > 0, "max_backtracks", self.max_backtracks, "must be positive")
     }
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// Conjugate gradient for A x = b from x = 0, A symmetric positive definite given by

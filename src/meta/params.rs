@@ -14,7 +14,8 @@ use crate::estimators::{Taylor2Pairs, TaylorDiscount};
 use crate::policy::Precision;
 
 /// A meta-RL algorithm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Algorithm {
     /// TRPO with MAML's naive inner loss, second order.
@@ -246,43 +247,6 @@ fn is_default<T: Default + PartialEq>(x: &T) -> bool {
 }
 
 impl Params {
-    /// Defaults for `env` and `algo`.
-    pub fn new(env: &str, algo: Algorithm) -> Self {
-        Self {
-            env: env.to_string(),
-            algo,
-            seed: 1,
-            iterations: 500,
-            tasks: 40,
-            rollouts: 20,
-            horizon: 100,
-            gamma: 0.99,
-            gae_lambda: 1.0,
-            normalize_advantages: true,
-            inner_steps: None,
-            inner_lr: 0.1,
-            hidden: vec![64, 64],
-            init_log_std: 0.0,
-            precision: Precision::F32,
-            normalisation: Normalisation::Samples,
-            taypo_discount: TaylorDiscount::FromFirst,
-            dr_normalise: true,
-            dice_critic: None,
-            taypo2_pairs: Taylor2Pairs::Discounted,
-            taypo2_ratio_clip: None,
-            trpo: TrpoConfig::default(),
-            ppo_clip: 0.3,
-            kl_coeff: 5e-4,
-            adam_lr: 1e-3,
-            promp_steps: 5,
-            emaml_weight: 1.0,
-            divergence_threshold: default_divergence_threshold(),
-            ratio_guard: None,
-            env_config: None,
-            meta_test: None,
-        }
-    }
-
     /// Settings read from a run saved before a setting existed, with the value that run used:
     /// a `trpo-dice` run without `dice_critic` used the feature baseline.
     pub fn upgrade_legacy(mut self) -> Self {
@@ -409,6 +373,23 @@ impl Params {
             max_steps,
             Some("--max-steps-per-iteration"),
         )?;
+        if let Some(m) = &self.meta_test {
+            let flag = Some("--max-steps-per-iteration");
+            crate::limits::product(
+                "test-tasks",
+                "environment steps of a meta-test's adaptation, test tasks × rollouts × horizon × inner steps",
+                &[m.tasks, self.rollouts, self.horizon, k],
+                max_steps,
+                flag,
+            )?;
+            crate::limits::product(
+                "test-episodes",
+                "environment steps of a meta-test's evaluation, test tasks × episodes × horizon",
+                &[m.tasks, m.episodes, self.horizon],
+                max_steps,
+                flag,
+            )?;
+        }
         let mut n_params = act_dim; // log-std
         let mut width = obs_dim;
         for &out in self.hidden.iter().chain(std::iter::once(&act_dim)) {
@@ -454,6 +435,7 @@ impl Params {
             ));
         }
         pos("promp-steps", self.promp_steps)?;
+        crate::limits::check("promp-steps", self.promp_steps, crate::limits::MAX_PROMP_STEPS, None)?;
         if !self.emaml_weight.is_finite() {
             return Err(invalid("emaml-weight", format!("must be finite, got {}", self.emaml_weight)));
         }

@@ -18,6 +18,7 @@ use nalgebra::{DMatrix, DVector};
 
 use super::sampler::SampleBatch;
 use crate::error::{SettingError, ensure};
+use crate::numeric::{mean, population_std};
 
 /// Processing settings (defaults: γ = 0.99, λ = 1, ridge 1e-5, observation clip 10,
 /// advantages normalised per task).
@@ -218,11 +219,8 @@ pub fn process(batch: &SampleBatch, cfg: &ProcessingConfig) -> Result<ProcessedS
 
 /// x ← (x − mean) / (std + 1e-8), population std.
 pub fn normalize(x: &mut [f64]) {
-    let n = x.len() as f64;
-    let mean = x.iter().sum::<f64>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
-    let sd = var.sqrt() + 1e-8;
-    x.iter_mut().for_each(|v| *v = (*v - mean) / sd);
+    let (m, sd) = (mean(x), population_std(x) + 1e-8);
+    x.iter_mut().for_each(|v| *v = (*v - m) / sd);
 }
 
 #[cfg(test)]

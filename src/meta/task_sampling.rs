@@ -16,22 +16,26 @@
 //!
 //! # Transfer
 //!
-//! [`TaskSampler::sample_encoded`] writes a range's tasks in an exact binary form
-//! (little-endian; every f64 as its 8 bytes): a header (magic `MGTS`, format version,
-//! seed, iteration, a hash of θ's bits, number of tasks), then per task its global index,
-//! ‖θ_K − θ‖, and its K + 1 rounds' [`TaskData`] (dimensions, path offsets, observations,
-//! actions, behaviour log-probabilities, means and log-std, rewards, advantages, baselines,
-//! σ_A, the mean return and the success rate, NaN when the environment reports none). [`TaskSampler::decode`] checks every length and index
-//! against the run's settings (and the header against the iteration and θ asked for)
-//! before allocating, and recomputes each inner round's θ-independent estimator inputs
+//! [`TaskSampler::sample_encoded`] writes a range's tasks in an exact binary form: a header
+//! (magic `MGTS`, the format version as 4 little-endian bytes), then, in `postcard`'s
+//! encoding of serde's data model (every f64 as its 8 bytes, so values travel bit for bit),
+//! the seed, the iteration, a hash of θ's bits and the tasks, each with its global index,
+//! ‖θ_K − θ‖ and its K + 1 rounds' [`TaskData`] — or, when the range's sampling diverged (an
+//! inner step gave parameters that are not finite), its cause, which the driver turns into
+//! the run's divergence. [`TaskSampler::decode`] checks the header
+//! against the iteration and θ asked for, every index and length against the run's settings
+//! and the environment (serde preallocates at most 1 MiB for a length prefix, so memory
+//! grows only with the bytes actually read), and recomputes each inner round's θ-independent estimator inputs
 //! ([`InnerRound::new`], a deterministic function of the data), so the driver's rounds are
 //! those the worker used. A [`RemoteSampling`] implementation (the Python package's Ray
 //! actors) returns such parts, in any order and split; [`TaskSampler::assemble`] puts them
 //! in task order and checks that every task is there exactly once.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use std::sync::{Mutex, PoisonError};
 
@@ -41,7 +45,7 @@ use super::params::{MetaTest, TestStats, ValidParams};
 use super::processing::process;
 use super::sampler::{SampleBatch, Sampler, SamplerConfig, sample_tasks, task_seed};
 use crate::envs::{BatchEnv, EnvSource, MetaEnv};
-use crate::error::{Result, invalid};
+use crate::error::{Error, Result, invalid};
 use crate::policy::{GaussianMlp, GaussianMlpConfig, Policy};
 
 /// One task's sampling side of one iteration: its K inner rounds (data and prepared
@@ -180,7 +184,8 @@ fn theta_hash(theta: &[f64]) -> u64 {
 const MAGIC: &[u8; 4] = b"MGTS";
 /// Seed path of the meta-test's stream under the run's seed.
 const TEST_STREAM: u64 = 0x7e57;
-const VERSION: u32 = 2;
+/// Version of the parts' format (3: serde's data model in postcard's encoding).
+const VERSION: u32 = 3;
 
 impl TaskSampler {
     /// A sampler for the run `params` (builds its environment).
@@ -228,10 +233,16 @@ impl TaskSampler {
         self.sample_with(&policy, iteration, tasks)
     }
 
-    /// [`Self::sample`] written in the exact binary form of the module docs.
+    /// [`Self::sample`] written in the exact binary form of the module docs. A range whose
+    /// sampling diverged (an inner step gave parameters that are not finite) is written as
+    /// such, so that the driver marks the run diverged ([`Self::decode`] returns
+    /// [`Error::Diverged`]), as it does for its own sampling.
     pub fn sample_encoded(&mut self, theta: &[f64], iteration: u64, tasks: Range<usize>) -> Result<Vec<u8>> {
-        let data = self.sample(theta, iteration, tasks)?;
-        Ok(self.encode(theta, iteration, &data))
+        match self.sample(theta, iteration, tasks) {
+            Ok(data) => Ok(self.encode(theta, iteration, &data)),
+            Err(Error::Diverged(cause)) => Ok(self.write(theta, iteration, Err(cause))),
+            Err(e) => Err(e),
+        }
     }
 
     /// Tasks `tasks` of `iteration` sampled with `policy` (θ).
@@ -340,21 +351,28 @@ impl TaskSampler {
 
     /// `data` (sampled with θ = `theta` in `iteration`) in the binary form of the module docs.
     pub fn encode(&self, theta: &[f64], iteration: u64, data: &[TaskRounds]) -> Vec<u8> {
-        let mut w = Writer(Vec::new());
-        w.0.extend_from_slice(MAGIC);
-        w.0.extend_from_slice(&VERSION.to_le_bytes());
-        for x in [self.params.seed, iteration, theta_hash(theta), data.len() as u64] {
-            w.u64(x);
-        }
-        for d in data {
-            w.u64(d.task as u64);
-            w.f64s(&[d.step_norm]);
-            w.u64(d.n_rounds() as u64);
-            for k in 0..d.n_rounds() {
-                w.task_data(d.data(k));
-            }
-        }
-        w.0
+        let tasks = data
+            .iter()
+            .map(|d| PartTask {
+                task: d.task as u64,
+                step_norm: d.step_norm,
+                rounds: (0..d.n_rounds()).map(|k| Cow::Borrowed(d.data(k))).collect(),
+            })
+            .collect();
+        self.write(theta, iteration, Ok(tasks))
+    }
+
+    /// A part: the header, then the tasks or why their sampling diverged.
+    fn write(
+        &self,
+        theta: &[f64],
+        iteration: u64,
+        tasks: std::result::Result<Vec<PartTask<'_>>, String>,
+    ) -> Vec<u8> {
+        let part = Part { seed: self.params.seed, iteration, theta_hash: theta_hash(theta), tasks };
+        let mut bytes = Vec::from(*MAGIC);
+        bytes.extend_from_slice(&VERSION.to_le_bytes());
+        postcard::to_extend(&part, bytes).expect("a part serialises")
     }
 
     /// Reads a part written by [`Self::encode`] for this run, `iteration` and θ = `theta`:
@@ -362,52 +380,63 @@ impl TaskSampler {
     /// inputs.
     pub fn decode(&self, theta: &[f64], iteration: u64, bytes: &[u8]) -> Result<Vec<TaskRounds>> {
         let p = &self.params;
-        let mut r = Reader { bytes, at: 0 };
-        if r.take(4)? != MAGIC {
-            return Err(invalid("sampled data", "not a part of sampled tasks (no MGTS header)"));
+        let bad = |why: String| invalid("sampled data", why);
+        if bytes.len() >= 4 && &bytes[..4] != MAGIC {
+            return Err(bad("not a part of sampled tasks (no MGTS header)".into()));
         }
-        let version = u32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes"));
+        if bytes.len() < 8 {
+            return Err(bad(format!("truncated: {} bytes, shorter than the header", bytes.len())));
+        }
+        let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
         if version != VERSION {
-            return Err(invalid("sampled data", format!("format version {version}, expected {VERSION}")));
+            return Err(bad(format!("format version {version}, expected {VERSION}")));
         }
-        let (seed, it, hash) = (r.u64()?, r.u64()?, r.u64()?);
-        if (seed, it) != (p.seed, iteration) {
-            return Err(invalid(
-                "sampled data",
-                format!("is of seed {seed}, iteration {it}; expected seed {}, iteration {iteration}", p.seed),
-            ));
+        let (part, rest): (Part<'static>, &[u8]) =
+            postcard::take_from_bytes(&bytes[8..]).map_err(|e| match e {
+                postcard::Error::DeserializeUnexpectedEnd => {
+                    bad(format!("truncated: the part ends early, at {} bytes", bytes.len()))
+                }
+                e => bad(format!("cannot be read: {e}")),
+            })?;
+        if !rest.is_empty() {
+            return Err(bad(format!("{} bytes left over", rest.len())));
         }
-        if hash != theta_hash(theta) {
-            return Err(invalid("sampled data", format!("iteration {it} was sampled with another θ")));
+        if (part.seed, part.iteration) != (p.seed, iteration) {
+            return Err(bad(format!(
+                "is of seed {}, iteration {}; expected seed {}, iteration {iteration}",
+                part.seed, part.iteration, p.seed
+            )));
         }
-        let n = r.len(p.tasks, "number of tasks")?;
-        let (od, ad) = self.env.dims();
-        let mut raw = Vec::with_capacity(n);
-        for _ in 0..n {
-            let task = r.u64()?;
-            if task >= p.tasks as u64 {
-                return Err(invalid("sampled data", format!("task index {task} ≥ tasks {}", p.tasks)));
-            }
-            let step_norm = r.f64()?;
-            let rounds = r.u64()?;
-            if rounds != p.k() as u64 + 1 {
-                return Err(invalid(
-                    "sampled data",
-                    format!("task {task} has {rounds} rounds, expected K + 1 = {}", p.k() + 1),
-                ));
-            }
-            let data = (0..rounds).map(|_| r.task_data(od, ad)).collect::<Result<Vec<_>>>()?;
-            raw.push((task as usize, step_norm, data));
+        if part.theta_hash != theta_hash(theta) {
+            return Err(bad(format!("iteration {} was sampled with another θ", part.iteration)));
         }
-        if r.at != bytes.len() {
-            return Err(invalid("sampled data", format!("{} bytes left over", bytes.len() - r.at)));
+        let tasks = part.tasks.map_err(|cause| Error::Diverged(format!("sampling worker: {cause}")))?;
+        if tasks.len() > p.tasks {
+            return Err(bad(format!("number of tasks {} exceeds {}", tasks.len(), p.tasks)));
         }
+        let dims = self.env.dims();
         let inner = p.inner();
-        raw.into_par_iter()
-            .map(|(task, step_norm, mut data)| {
+        tasks
+            .into_par_iter()
+            .map(|t| {
+                if t.task >= p.tasks as u64 {
+                    return Err(bad(format!("task index {} ≥ tasks {}", t.task, p.tasks)));
+                }
+                if t.rounds.len() != p.k() + 1 {
+                    return Err(bad(format!(
+                        "task {} has {} rounds, expected K + 1 = {}",
+                        t.task,
+                        t.rounds.len(),
+                        p.k() + 1
+                    )));
+                }
+                let mut data = t.rounds.into_iter().map(Cow::into_owned).collect::<Vec<_>>();
+                for d in &data {
+                    check_task_data(d, dims)?;
+                }
                 let post = data.pop().expect("K + 1 ≥ 1 rounds");
                 let rounds = data.into_iter().map(|d| InnerRound::new(&inner, d)).collect::<Result<_>>()?;
-                Ok(TaskRounds { task, rounds, post, step_norm })
+                Ok(TaskRounds { task: t.task as usize, rounds, post, step_norm: t.step_norm })
             })
             .collect()
     }
@@ -483,108 +512,51 @@ pub trait RemoteSampling {
     fn sample(&mut self, theta: &[f64], iteration: u64, tasks: usize) -> Result<Vec<Vec<u8>>>;
 }
 
-struct Writer(Vec<u8>);
-
-impl Writer {
-    fn u64(&mut self, x: u64) {
-        self.0.extend_from_slice(&x.to_le_bytes());
-    }
-    fn f64s(&mut self, xs: &[f64]) {
-        self.0.reserve(8 * xs.len());
-        for x in xs {
-            self.0.extend_from_slice(&x.to_bits().to_le_bytes());
-        }
-    }
-    fn task_data(&mut self, d: &TaskData) {
-        for x in [d.obs_dim, d.act_dim, d.n_steps(), d.n_paths()] {
-            self.u64(x as u64);
-        }
-        for &o in &d.path_offsets {
-            self.u64(o as u64);
-        }
-        for v in [&d.obs, &d.actions, &d.behaviour_log_probs, &d.behaviour_mean, &d.behaviour_log_std] {
-            self.f64s(v);
-        }
-        for v in [&d.rewards, &d.advantages, &d.baselines] {
-            self.f64s(v);
-        }
-        self.f64s(&[d.adv_std, d.average_return]);
-        // The success rate: NaN for an environment that does not report success.
-        self.f64s(&[d.success_rate.unwrap_or(f64::NAN)]);
-    }
+/// A part of an iteration's sampled tasks after its header ([`TaskSampler::encode`]).
+#[derive(Serialize, Deserialize)]
+struct Part<'a> {
+    seed: u64,
+    iteration: u64,
+    /// [`theta_hash`] of the θ the tasks were sampled with.
+    theta_hash: u64,
+    /// The tasks, or why their sampling diverged.
+    tasks: std::result::Result<Vec<PartTask<'a>>, String>,
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
+/// One task of a [`Part`]: its index in the iteration, ‖θ_K − θ‖ and its K + 1 rounds.
+#[derive(Serialize, Deserialize)]
+struct PartTask<'a> {
+    task: u64,
+    step_norm: f64,
+    rounds: Vec<Cow<'a, TaskData>>,
 }
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
-        if self.bytes.len() - self.at < n {
-            return Err(invalid(
-                "sampled data",
-                format!("truncated: {n} bytes needed at byte {} of {}", self.at, self.bytes.len()),
-            ));
+/// Checks the lengths of a decoded round against its step count and the environment's
+/// dimensions `(obs_dim, act_dim)`.
+fn check_task_data(d: &TaskData, (od, ad): (usize, usize)) -> Result<()> {
+    let bad = |why: String| Err(invalid("sampled data", why));
+    if (d.obs_dim, d.act_dim) != (od, ad) {
+        return bad(format!("dimensions {}×{}, the environment's are {od}×{ad}", d.obs_dim, d.act_dim));
+    }
+    let n = d.rewards.len();
+    let offsets = &d.path_offsets;
+    if offsets.first() != Some(&0) || offsets.last() != Some(&n) || offsets.windows(2).any(|w| w[0] > w[1]) {
+        return bad(format!("path offsets {offsets:?} are not 0 ≤ … ≤ {n}"));
+    }
+    for (field, len, want) in [
+        ("observations", d.obs.len(), n.checked_mul(od)),
+        ("actions", d.actions.len(), n.checked_mul(ad)),
+        ("behaviour log-probabilities", d.behaviour_log_probs.len(), Some(n)),
+        ("behaviour means", d.behaviour_mean.len(), n.checked_mul(ad)),
+        ("behaviour log-std", d.behaviour_log_std.len(), Some(ad)),
+        ("advantages", d.advantages.len(), Some(n)),
+        ("baselines", d.baselines.len(), Some(n)),
+    ] {
+        if Some(len) != want {
+            return bad(format!("{len} {field} for {n} steps"));
         }
-        self.at += n;
-        Ok(&self.bytes[self.at - n..self.at])
     }
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
-    }
-    fn f64(&mut self) -> Result<f64> {
-        Ok(f64::from_bits(self.u64()?))
-    }
-    /// A count of at most `max` items.
-    fn len(&mut self, max: usize, what: &str) -> Result<usize> {
-        let n = self.u64()?;
-        if n > max as u64 {
-            return Err(invalid("sampled data", format!("{what} {n} exceeds {max}")));
-        }
-        Ok(n as usize)
-    }
-    /// `n` f64 values (the length checked against the bytes left before allocating).
-    fn f64s(&mut self, n: usize) -> Result<Vec<f64>> {
-        let raw = self.take(n.checked_mul(8).ok_or_else(|| invalid("sampled data", "length overflows"))?)?;
-        Ok(raw
-            .chunks_exact(8)
-            .map(|c| f64::from_bits(u64::from_le_bytes(c.try_into().expect("8 bytes"))))
-            .collect())
-    }
-    fn task_data(&mut self, od: usize, ad: usize) -> Result<TaskData> {
-        let (obs_dim, act_dim) = (self.u64()?, self.u64()?);
-        if (obs_dim, act_dim) != (od as u64, ad as u64) {
-            return Err(invalid(
-                "sampled data",
-                format!("dimensions {obs_dim}×{act_dim}, the environment's are {od}×{ad}"),
-            ));
-        }
-        let left = (self.bytes.len() - self.at) / 8;
-        let n = self.len(left, "number of steps")?;
-        let paths = self.len(n, "number of paths")?;
-        let offsets = (0..=paths).map(|_| self.len(n, "path offset")).collect::<Result<Vec<_>>>()?;
-        if offsets[0] != 0 || offsets[paths] != n || offsets.windows(2).any(|w| w[0] > w[1]) {
-            return Err(invalid("sampled data", format!("path offsets {offsets:?} are not 0 ≤ … ≤ {n}")));
-        }
-        let step = |k: usize| n.checked_mul(k).ok_or_else(|| invalid("sampled data", "length overflows"));
-        Ok(TaskData {
-            obs_dim: od,
-            act_dim: ad,
-            obs: self.f64s(step(od)?)?,
-            actions: self.f64s(step(ad)?)?,
-            behaviour_log_probs: self.f64s(n)?,
-            behaviour_mean: self.f64s(step(ad)?)?,
-            behaviour_log_std: self.f64s(ad)?,
-            rewards: self.f64s(n)?,
-            advantages: self.f64s(n)?,
-            baselines: self.f64s(n)?,
-            adv_std: self.f64()?,
-            average_return: self.f64()?,
-            success_rate: Some(self.f64()?).filter(|x| !x.is_nan()),
-            path_offsets: offsets,
-        })
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -635,7 +607,7 @@ mod tests {
             let mut local = Trainer::new(p.clone()).unwrap();
             let mut want = Vec::new();
             while !local.finished() {
-                want.push(local.step().unwrap());
+                want.push(local.step().unwrap().unwrap());
             }
             let splits: [&[(usize, usize)]; 3] =
                 [&[(0, 5)], &[(0, 2), (2, 3), (3, 5)], &[(4, 5), (0, 1), (1, 4), (5, 5)]];
@@ -645,7 +617,7 @@ mod tests {
                 let mut t = Trainer::new(p.clone()).unwrap();
                 let mut got = Vec::new();
                 while !t.finished() {
-                    got.push(t.step_with(Some(&mut workers)).unwrap());
+                    got.push(t.step_with(Some(&mut workers)).unwrap().unwrap());
                 }
                 for (a, b) in got.iter().zip(&want) {
                     let strip = |s: &crate::meta::algos::IterationStats| {
@@ -660,6 +632,31 @@ mod tests {
                 assert_eq!(t.state().adam, local.state().adam);
             }
         }
+    }
+
+    #[test]
+    fn a_worker_whose_sampling_diverged_marks_the_run_diverged() {
+        // θ + ηg overflows at the first inner step (raw advantages, the largest η).
+        let p = Params {
+            horizon: 100,
+            inner_lr: f64::MAX,
+            normalize_advantages: false,
+            ..(*tiny(Algorithm::Promp)).clone()
+        }
+        .validate()
+        .unwrap();
+        let mut s = TaskSampler::new(p.clone()).unwrap();
+        let theta = s.initial_policy().unwrap().params().to_vec();
+        let part = s.sample_encoded(&theta, 0, 0..5).unwrap();
+        let e = s.decode(&theta, 0, &part).unwrap_err();
+        assert!(matches!(&e, Error::Diverged(c) if c.contains("not finite")), "{e}");
+        let samplers = vec![TaskSampler::new(p.clone()).unwrap()];
+        let mut workers = Workers { samplers, ranges: vec![0..2, 2..5] };
+        let mut t = Trainer::new(p).unwrap();
+        assert!(t.step_with(Some(&mut workers)).unwrap().is_none());
+        let d = t.state().diverged.clone().expect("diverged");
+        assert!(d.iteration == 0 && d.cause.contains("sampling worker"), "{d:?}");
+        assert!(t.finished() && t.state().history.is_empty());
     }
 
     #[test]
@@ -686,6 +683,14 @@ mod tests {
         assert!(msg(s.decode(&other, 3, &bytes)).contains("another θ"));
         assert!(msg(s.decode(&theta, 3, &bytes[..bytes.len() - 1])).contains("truncated"));
         assert!(msg(s.decode(&theta, 3, b"nope")).contains("MGTS"));
+        // Lengths that do not fit the steps or the environment are refused.
+        let mut short = whole.clone();
+        short[0].post.obs.pop();
+        let e = msg(s.decode(&theta, 3, &s.encode(&theta, 3, &short)));
+        assert!(e.contains("invalid sampled data") && e.contains("observations for"), "{e}");
+        let mut offsets = whole.clone();
+        offsets[1].post.path_offsets[0] = 1;
+        assert!(msg(s.decode(&theta, 3, &s.encode(&theta, 3, &offsets))).contains("path offsets"));
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(msg(s.decode(&theta, 3, &longer)).contains("1 bytes left over"));

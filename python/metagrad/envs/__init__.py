@@ -1,8 +1,13 @@
 """The meta-task environments of metagrad, vectorised in Rust, with Gymnasium's API.
 
-``make(name, num_envs)`` gives a :class:`MetaVectorEnv`, a ``gymnasium.vector.VectorEnv``:
-``num_envs`` copies of one environment stepped as a batch in Rust, in parallel (rayon
-threads, GIL released). ``make_env(name)`` gives one copy as a ``gymnasium.Env``.
+In Gymnasium's naming: ``make(name)`` gives one environment (a :class:`MetaTaskEnv`, a
+``gymnasium.Env``); ``make_vec(name, num_envs)`` gives a :class:`MetaVectorEnv`, a
+``gymnasium.vector.VectorEnv``: ``num_envs`` copies of one environment stepped as a batch in
+Rust, in parallel (rayon threads, GIL released). The environments are registered with
+Gymnasium under versioned ids (:data:`GYM_IDS`, e.g. ``metagrad/HalfCheetahRandDirec-v0``),
+so that ``gymnasium.make`` and ``gymnasium.make_vec`` build them too (after
+``import metagrad``). Tasks as in learn2learn: ``sample_tasks(num_tasks)``, ``set_task(task)``,
+``get_task()``.
 
 Environments (:data:`NAMES`): ``point-corners`` and ``point-corners-simple`` (2-D navigation
 to a corner goal, docs/theory.md#environments) and the seven MuJoCo meta-tasks
@@ -46,6 +51,7 @@ from __future__ import annotations
 import os
 import pathlib
 import secrets
+import warnings
 from typing import Any, Optional, Sequence, Union
 
 import gymnasium
@@ -57,10 +63,29 @@ from gymnasium.vector.utils import batch_space
 from .. import _convert
 from .. import _metagrad
 
-__all__ = ["NAMES", "DEFAULT_HORIZON", "MetaVectorEnv", "MetaTaskEnv", "make", "make_env", "default_assets_dir"]
+__all__ = [
+    "NAMES",
+    "GYM_IDS",
+    "DEFAULT_HORIZON",
+    "MetaVectorEnv",
+    "MetaTaskEnv",
+    "make",
+    "make_vec",
+    "make_env",
+    "default_assets_dir",
+]
 
 #: Names of the environments.
 NAMES: tuple = tuple(_metagrad.ENV_NAMES)
+
+
+def _gym_id(name: str) -> str:
+    return "metagrad/" + "".join(part[:1].upper() + part[1:] for part in name.split("-")) + "-v0"
+
+
+#: Gymnasium ids of the environments, by name (e.g. ``"half-cheetah-rand-direc"`` →
+#: ``"metagrad/HalfCheetahRandDirec-v0"``).
+GYM_IDS: dict = {name: _gym_id(name) for name in NAMES}
 
 #: Default episode length (the meta-RL horizon of docs/theory.md#meta-rl-setup).
 DEFAULT_HORIZON = 100
@@ -240,12 +265,33 @@ class MetaVectorEnv(VectorEnv):
             )
         self._env.set_tasks(np.ascontiguousarray(t))
 
-    def sample_tasks(self, n: int, seed: int, *, iteration: int = 0) -> np.ndarray:
-        """``n`` tasks of this environment's task distribution, shape ``(n, task_dim)``:
-        exactly the tasks ``metagrad meta-rl --env <name> --seed <seed> --tasks <n>`` trains on
-        at meta-iteration ``iteration``."""
-        n = _count("n", n, minimum=0)
+    def sample_tasks(self, num_tasks: int, seed: Optional[int] = None, *, iteration: int = 0) -> np.ndarray:
+        """Tasks of this environment's task distribution (learn2learn's ``sample_tasks``).
+
+        Args:
+            num_tasks: How many tasks (≥ 0).
+            seed: With a seed, exactly the tasks ``metagrad meta-rl --env <name> --seed <seed>
+                --tasks <num_tasks>`` trains on at meta-iteration ``iteration``; ``None``:
+                drawn from the environment's own random stream (``np_random``, seeded by
+                ``reset(seed=...)``).
+            iteration: The meta-iteration whose tasks a seed gives.
+
+        Returns:
+            A float64 array of shape ``(num_tasks, task_dim)``; its rows go to
+            :meth:`set_task`.
+        """
+        n = _count("num_tasks", num_tasks, minimum=0)
+        if seed is None:
+            seed = int(self.np_random.integers(0, 2**63))
         return self._env.sample_tasks(n, _seed("seed", seed), _seed("iteration", iteration))
+
+    def get_task(self) -> np.ndarray:
+        """The copies' current tasks (learn2learn's ``get_task``; the same as :attr:`tasks`).
+
+        Returns:
+            A float64 array of shape ``(num_envs, task_dim)``.
+        """
+        return self.tasks
 
     def __repr__(self) -> str:
         return f"MetaVectorEnv({self.name}, num_envs={self.num_envs}, horizon={self.horizon})"
@@ -298,21 +344,107 @@ class MetaTaskEnv(gymnasium.Env):
         """Sets the task (shape ``(task_dim,)``); see :meth:`MetaVectorEnv.set_task`."""
         self._vec.set_task(task)
 
-    def sample_tasks(self, n: int, seed: int, *, iteration: int = 0) -> np.ndarray:
-        """See :meth:`MetaVectorEnv.sample_tasks`."""
-        return self._vec.sample_tasks(n, seed, iteration=iteration)
+    def sample_tasks(self, num_tasks: int, seed: Optional[int] = None, *, iteration: int = 0) -> np.ndarray:
+        """Tasks of this environment's task distribution (learn2learn's ``sample_tasks``).
+
+        Args:
+            num_tasks: How many tasks (≥ 0).
+            seed: As in :meth:`MetaVectorEnv.sample_tasks`; ``None``: drawn from this
+                environment's own random stream (``np_random``).
+            iteration: The meta-iteration whose tasks a seed gives.
+
+        Returns:
+            A float64 array of shape ``(num_tasks, task_dim)``; its rows go to :meth:`set_task`.
+        """
+        if seed is None:
+            seed = int(self.np_random.integers(0, 2**63))
+        return self._vec.sample_tasks(num_tasks, seed, iteration=iteration)
+
+    def get_task(self) -> np.ndarray:
+        """The current task (learn2learn's ``get_task``; the same as :attr:`tasks`).
+
+        Returns:
+            A float64 array of shape ``(task_dim,)``.
+        """
+        return self.tasks
 
     def __repr__(self) -> str:
         return f"MetaTaskEnv({self.name}, horizon={self.horizon})"
 
 
-def make(name: str, num_envs: int = 1, **kwargs) -> MetaVectorEnv:
-    """``num_envs`` copies of the environment ``name`` as a :class:`MetaVectorEnv` (keyword
-    arguments: ``horizon``, ``autoreset_mode``, ``num_threads``, ``assets_dir``)."""
+#: Keyword arguments that only the vector environment takes.
+_VECTOR_ONLY = ("num_envs", "autoreset_mode", "num_threads")
+
+
+def make(name: str, *args, **kwargs) -> MetaTaskEnv:
+    """One copy of the environment ``name`` as a ``gymnasium.Env`` (Gymnasium's ``make``).
+
+    Args:
+        name: One of :data:`NAMES`.
+        **kwargs: ``horizon`` (steps before truncation, default 100; ``None``: no time
+            limit) and ``assets_dir`` (the robots' XML files, default
+            :func:`default_assets_dir`).
+
+    Returns:
+        A :class:`MetaTaskEnv`.
+
+    The earlier form ``make(name, num_envs)`` (or with ``num_envs``, ``autoreset_mode`` or
+    ``num_threads`` as keywords) still gives the vector environment, with a
+    ``DeprecationWarning``: use :func:`make_vec` for it.
+    """
+    if args or any(k in kwargs for k in _VECTOR_ONLY):
+        warnings.warn(
+            "metagrad.envs.make(name, num_envs) is deprecated: make(name) gives one environment, "
+            "make_vec(name, num_envs) the vector environment",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return MetaVectorEnv(name, *args, **kwargs)
+    return MetaTaskEnv(name, **kwargs)
+
+
+def make_vec(name: str, num_envs: int = 1, **kwargs) -> MetaVectorEnv:
+    """``num_envs`` copies of the environment ``name`` stepped as a batch (Gymnasium's
+    ``make_vec``).
+
+    Args:
+        name: One of :data:`NAMES`.
+        num_envs: Number of copies (≥ 1).
+        **kwargs: ``horizon``, ``autoreset_mode``, ``num_threads``, ``assets_dir`` (see
+            :class:`MetaVectorEnv`).
+
+    Returns:
+        A :class:`MetaVectorEnv`.
+    """
     return MetaVectorEnv(name, num_envs, **kwargs)
 
 
 def make_env(name: str, **kwargs) -> MetaTaskEnv:
-    """One copy of the environment ``name`` as a ``gymnasium.Env`` (:class:`MetaTaskEnv`;
-    keyword arguments: ``horizon``, ``assets_dir``)."""
+    """Deprecated alias of :func:`make` (one environment).
+
+    Args:
+        name: One of :data:`NAMES`.
+        **kwargs: As :func:`make`.
+
+    Returns:
+        A :class:`MetaTaskEnv`.
+    """
+    warnings.warn(
+        "metagrad.envs.make_env(name) is deprecated: use metagrad.envs.make(name)", DeprecationWarning, stacklevel=2
+    )
     return MetaTaskEnv(name, **kwargs)
+
+
+def _register() -> None:
+    """Registers every environment with Gymnasium (:data:`GYM_IDS`), once."""
+    for name, env_id in GYM_IDS.items():
+        if env_id not in gymnasium.registry:
+            gymnasium.register(
+                env_id,
+                entry_point="metagrad.envs:MetaTaskEnv",
+                vector_entry_point="metagrad.envs:MetaVectorEnv",
+                kwargs={"name": name},
+            )
+
+
+_register()

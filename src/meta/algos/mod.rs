@@ -29,18 +29,21 @@
 //!
 //! Setting the environment variable `METAGRAD_PROFILE` prints, per iteration, the time
 //! spent sampling (with the inner adaptation) and in the outer update.
+//!
+//! The outer steps are in `trpo` and `promp`; the trainer, its state and one iteration here.
+
+mod promp;
+mod trpo;
 
 use std::time::Instant;
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::metagrad::{self, Order, chain_objectives};
-use super::objectives::exploration_term;
-use super::optim::{Adam, AdamConfig, ppo_clip_objective, ratio_surrogate, trpo_step};
+use super::optim::{Adam, AdamConfig};
 use super::task_sampling::{RemoteSampling, TaskRounds, TaskSampler, round_returns, round_success};
-use crate::error::{Result, invalid};
-use crate::policy::{GaussianMlp, GaussianMlpRows, Policy, ScoreRows};
+use crate::error::{Error, Result, invalid};
+use crate::numeric::{mean, population_std};
+use crate::policy::{GaussianMlp, Policy};
 
 pub use super::params::{Algorithm, MetaTest, Params, TestStats, ValidParams, is_point_env};
 
@@ -61,7 +64,8 @@ pub struct TrainerState {
     pub wall_s: f64,
     /// Per-iteration results so far.
     pub history: Vec<IterationStats>,
-    /// Set when the divergence guard stopped the run (the run is then finished).
+    /// Set when the divergence guard stopped the run, or when an inner step diverged while
+    /// sampling (that iteration then has no statistics); the run is then finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diverged: Option<Divergence>,
 }
@@ -116,7 +120,9 @@ pub struct Diagnostics {
 /// [`Params::ratio_guard`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Divergence {
-    /// The iteration (from 0) whose outer step diverged; its update was not applied.
+    /// The iteration (from 0) whose outer step diverged (its update was not applied), or
+    /// whose sampling did (an inner step gave parameters that are not finite; the iteration
+    /// has no statistics then).
     pub iteration: usize,
     /// What was seen.
     pub cause: String,
@@ -133,7 +139,7 @@ pub struct Trainer {
 }
 
 /// What an outer update reports.
-struct OuterOutcome {
+pub(super) struct OuterOutcome {
     /// TRPO's accepted KL, ProMP's last outer loss.
     diag: f64,
     /// ProMP: the loss at each Adam step.
@@ -142,11 +148,6 @@ struct OuterOutcome {
     max_ratio_dev: f64,
     /// The divergence guard's finding (the update was then not applied).
     diverged: Option<String>,
-}
-
-fn mean_of(v: impl Iterator<Item = f64>) -> f64 {
-    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-    if n == 0 { 0.0 } else { s / n as f64 }
 }
 
 /// Sums per-task vectors in order (deterministic), scaled.
@@ -301,17 +302,29 @@ impl Trainer {
         sampler.evaluate(&self.policy, it as u64, &m).map(Some)
     }
 
-    /// Runs one iteration and returns its statistics.
-    pub fn step(&mut self) -> Result<IterationStats> {
+    /// Runs one iteration and returns its statistics; `None` when the run diverged while
+    /// sampling (an inner step gave parameters that are not finite): the iteration then has
+    /// no statistics, and [`TrainerState::diverged`] says why (the run is finished).
+    pub fn step(&mut self) -> Result<Option<IterationStats>> {
         self.step_with(None)
     }
 
     /// [`Self::step`] with the iteration's tasks sampled by `remote` when given (e.g. by
     /// workers in other processes); the results are the same bit for bit.
-    pub fn step_with(&mut self, remote: Option<&mut (dyn RemoteSampling + '_)>) -> Result<IterationStats> {
+    pub fn step_with(
+        &mut self,
+        remote: Option<&mut (dyn RemoteSampling + '_)>,
+    ) -> Result<Option<IterationStats>> {
         let started = Instant::now();
         let it = self.state.iteration;
-        let (data, returns, steps) = self.sample_iteration(it as u64, remote)?;
+        let (data, returns, steps) = match self.sample_iteration(it as u64, remote) {
+            Err(Error::Diverged(cause)) => {
+                self.state.wall_s += started.elapsed().as_secs_f64();
+                self.state.diverged = Some(Divergence { iteration: it, cause });
+                return Ok(None);
+            }
+            sampled => sampled?,
+        };
         let sampled = started.elapsed().as_secs_f64();
         let outcome =
             if self.params.algo.is_promp() { self.promp_update(&data)? } else { self.trpo_update(&data)? };
@@ -321,7 +334,17 @@ impl Trainer {
                 started.elapsed().as_secs_f64() - sampled
             );
         }
-        let test = if outcome.diverged.is_none() { self.meta_test(it)? } else { None };
+        let mut diverged = outcome.diverged;
+        let test = match diverged {
+            Some(_) => None,
+            None => match self.meta_test(it) {
+                Err(Error::Diverged(cause)) => {
+                    diverged = Some(format!("meta-test: {cause}"));
+                    None
+                }
+                test => test?,
+            },
+        };
         let success = round_success(&data, self.params.k() + 1);
         self.state.iteration += 1;
         self.state.env_steps += steps;
@@ -336,7 +359,7 @@ impl Trainer {
             wall_s: self.state.wall_s,
             outer_diag: outcome.diag,
             diagnostics: Diagnostics {
-                inner_step_norm_mean: mean_of(norms.iter().copied()),
+                inner_step_norm_mean: mean(&norms),
                 inner_step_norm_max: norms.iter().copied().fold(0.0, f64::max),
                 max_inner_ratio_dev: outcome.max_ratio_dev,
                 outer_losses: outcome.losses,
@@ -346,10 +369,10 @@ impl Trainer {
             test,
         };
         self.state.history.push(stats.clone());
-        if let Some(cause) = outcome.diverged {
+        if let Some(cause) = diverged {
             self.state.diverged = Some(Divergence { iteration: it, cause });
         }
-        Ok(stats)
+        Ok(Some(stats))
     }
 
     /// E-MAML weights R̄_t: post-update task returns normalised across tasks.
@@ -358,238 +381,8 @@ impl Trainer {
             return vec![0.0; data.len()];
         }
         let r: Vec<f64> = data.iter().map(|d| d.post.average_return).collect();
-        let m = mean_of(r.iter().copied());
-        let sd = (mean_of(r.iter().map(|x| (x - m) * (x - m)))).sqrt() + 1e-8;
+        let (m, sd) = (mean(&r), population_std(&r) + 1e-8);
         r.iter().map(|x| self.params.emaml_weight * (x - m) / sd).collect()
-    }
-
-    /// TRPO outer step. Reports the accepted step's KL (0 when rejected); a non-finite loss
-    /// or gradient is a divergence (the step is not taken).
-    fn trpo_update(&mut self, data: &[TaskRounds]) -> Result<OuterOutcome> {
-        let p = self.params.clone();
-        let inner = p.inner();
-        let (eta, order) = (p.inner_lr, p.algo.order());
-        let weights = self.exploration_weights(data);
-        let nt = data.len() as f64;
-        let old = self.policy.clone();
-        // The adaptation at θ_old (equal to the sampling policies), taken once: its rows
-        // serve the meta-gradient and every Fisher-vector product of the CG solve.
-        let chains: Vec<metagrad::AdaptedChain<'_>> = data
-            .par_iter()
-            .map(|d| metagrad::adapt_chain(&inner, &old, &d.rounds, eta))
-            .collect::<Result<_>>()?;
-        let chain_objs: Vec<Vec<_>> = data
-            .iter()
-            .zip(&chains)
-            .map(|(d, c)| chain_objectives(&inner, &c.rows, &d.rounds))
-            .collect::<Result<_>>()?;
-        // Per-task loss (to minimise) at θ_K: −mean(ρ'Â') on the post-update rows.
-        let outer_loss =
-            |d: &TaskRounds, rows: &GaussianMlpRows<'_>, grad: bool| -> Result<(f64, Vec<f64>)> {
-                let o = ratio_surrogate(rows.values(), &d.post.advantages)?;
-                let mut g = Vec::new();
-                if grad {
-                    g = vec![0.0; rows.num_params()];
-                    rows.vjp_add(&o.d_log, &mut g);
-                }
-                Ok((o.loss, g))
-            };
-        // E-MAML: −R̄·mean_{D_k} log π_{θ_k} per inner step.
-        let explore = |d: &TaskRounds,
-                       w: f64,
-                       k: usize,
-                       rows: &GaussianMlpRows<'_>|
-         -> Result<Option<(f64, Vec<f64>)>> {
-            if w == 0.0 {
-                return Ok(None);
-            }
-            let (e, g) = exploration_term(rows, &d.rounds[k].data, w)?;
-            Ok(Some((-e, g.iter().map(|x| -x).collect())))
-        };
-        let parts: Vec<(f64, Vec<f64>)> = data
-            .par_iter()
-            .zip(weights.par_iter())
-            .zip(chains.par_iter().zip(chain_objs.par_iter()))
-            .map(|((d, &w), (chain, objs))| {
-                metagrad::meta_gradient_on_chain(
-                    objs,
-                    chain,
-                    eta,
-                    order,
-                    &mut |last| outer_loss(d, &d.post.rows(last)?, true),
-                    &|k, pol| explore(d, w, k, pol),
-                )
-            })
-            .collect::<Result<_>>()?;
-        let loss_before = parts.iter().map(|x| x.0).sum::<f64>() / nt;
-        let grad = sum_scaled(&parts.iter().map(|x| x.1.clone()).collect::<Vec<_>>(), 1.0 / nt);
-        let outcome = |diag: f64, diverged: Option<String>| OuterOutcome {
-            diag,
-            losses: Vec::new(),
-            max_ratio_dev: 0.0,
-            diverged,
-        };
-        if !loss_before.is_finite() || grad.iter().any(|g| !g.is_finite()) {
-            return Ok(outcome(
-                0.0,
-                Some(format!("the outer loss ({loss_before}) or its gradient is not finite")),
-            ));
-        }
-        // Fisher-vector product through the adaptation: mean_t J_tᵀ F'_t J_t v.
-        let post_batches: Vec<_> = data
-            .iter()
-            .zip(&chains)
-            .map(|(d, c)| c.last.batch(&d.post.obs))
-            .collect::<std::result::Result<_, _>>()?;
-        // On a stop request the remaining CG products return 0 and the line search's trials
-        // NaN, which ends `trpo_step` at once; the iteration is then dropped below.
-        let fvp = |v: &[f64], out: &mut [f64]| {
-            if crate::stop::requested() {
-                out.fill(0.0);
-                return;
-            }
-            let parts: Vec<Vec<f64>> = chain_objs
-                .par_iter()
-                .zip(post_batches.par_iter())
-                .map(|(objs, batch)| {
-                    let u = metagrad::jvp(objs, eta, order, v);
-                    let mut fu = vec![0.0; u.len()];
-                    batch.fisher_vector_product(&u, &mut fu).expect("lengths match");
-                    metagrad::vjp(objs, eta, order, &fu, &[]).expect("no extras")
-                })
-                .collect();
-            out.copy_from_slice(&sum_scaled(&parts, 1.0 / nt));
-        };
-        let eval = |theta: &[f64]| -> (f64, f64) {
-            if crate::stop::requested() {
-                return (f64::NAN, f64::NAN);
-            }
-            let Ok(q) = old.with_params(theta) else { return (f64::NAN, f64::NAN) };
-            let res: Result<Vec<(f64, f64)>> = data
-                .par_iter()
-                .zip(weights.par_iter())
-                .map(|(d, &w)| {
-                    let chain = metagrad::adapt_chain(&inner, &q, &d.rounds, eta)?;
-                    let post_rows = d.post.rows(&chain.last)?;
-                    let mut loss = outer_loss(d, &post_rows, false)?.0;
-                    if w != 0.0 {
-                        for (k, rows) in chain.rows.iter().enumerate() {
-                            if let Some((e, _)) = explore(d, w, k, rows)? {
-                                loss += e;
-                            }
-                        }
-                    }
-                    let kl = d.post.kl_from_behaviour(&post_rows, None)?;
-                    Ok((loss, kl))
-                })
-                .collect();
-            match res {
-                Ok(v) => (v.iter().map(|x| x.0).sum::<f64>() / nt, v.iter().map(|x| x.1).sum::<f64>() / nt),
-                Err(_) => (f64::NAN, f64::NAN),
-            }
-        };
-        let out = trpo_step(&p.trpo, old.params(), &grad, loss_before, fvp, eval)?;
-        crate::stop::check()?;
-        drop(chain_objs);
-        self.policy.set_params(&out.theta)?;
-        Ok(outcome(out.kl, None))
-    }
-
-    /// ProMP's outer steps. Reports the last outer loss, each step's loss and the largest
-    /// |ρ − 1| on the inner data; a loss that is not finite or exceeds the divergence
-    /// threshold (or a non-finite gradient, or with a ratio guard a max |ρ − 1| above it)
-    /// ends the update without applying it (θ and Adam's state stay as they were before the
-    /// iteration).
-    fn promp_update(&mut self, data: &[TaskRounds]) -> Result<OuterOutcome> {
-        let p = self.params.clone();
-        let inner = p.inner();
-        let eta = p.inner_lr;
-        let nt = data.len() as f64;
-        let mut theta = self.policy.params().to_vec();
-        let adam_before = self.state.adam.clone();
-        let mut last_loss = 0.0;
-        let mut losses = Vec::with_capacity(p.promp_steps);
-        // max |ρ − 1| as the bits of a non-negative f64 (their order is the numbers' order).
-        let max_dev = std::sync::atomic::AtomicU64::new(0);
-        for _ in 0..p.promp_steps {
-            crate::stop::check()?;
-            let q = self.policy.with_params(&theta)?;
-            let ppo = |d: &TaskRounds, last: &GaussianMlp| -> Result<(f64, Vec<f64>)> {
-                let rows = d.post.rows(last)?;
-                let o = ppo_clip_objective(rows.values(), &d.post.advantages, p.ppo_clip)?;
-                let mut g = vec![0.0; last.num_params()];
-                rows.vjp_add(&o.d_log, &mut g);
-                Ok((o.loss, g))
-            };
-            // c_KL·KL(π_{θ_k^old} ‖ π_{θ_k}) on D_k.
-            let kl_term =
-                |d: &TaskRounds, k: usize, rows: &GaussianMlpRows<'_>| -> Result<Option<(f64, Vec<f64>)>> {
-                    let dev = rows
-                        .values()
-                        .iter()
-                        .map(|r| (r - 1.0).abs())
-                        .fold(0.0, |m: f64, x| if x.is_nan() { f64::INFINITY } else { m.max(x) });
-                    max_dev.fetch_max(dev.to_bits(), std::sync::atomic::Ordering::Relaxed);
-                    if p.kl_coeff == 0.0 {
-                        return Ok(None);
-                    }
-                    let mut g = vec![0.0; rows.num_params()];
-                    let kl = d.rounds[k].data.kl_from_behaviour(rows, Some(&mut g))?;
-                    g.iter_mut().for_each(|x| *x *= p.kl_coeff);
-                    Ok(Some((p.kl_coeff * kl, g)))
-                };
-            let parts: Vec<(f64, Vec<f64>)> = data
-                .par_iter()
-                .map(|d| {
-                    metagrad::meta_gradient_with(
-                        &inner,
-                        &q,
-                        &d.rounds,
-                        eta,
-                        Order::Second,
-                        &mut |last| ppo(d, last),
-                        &|k, pol| kl_term(d, k, pol),
-                    )
-                })
-                .collect::<Result<_>>()?;
-            last_loss = parts.iter().map(|x| x.0).sum::<f64>() / nt;
-            losses.push(last_loss);
-            let grad = sum_scaled(&parts.iter().map(|x| x.1.clone()).collect::<Vec<_>>(), 1.0 / nt);
-            let diverged = if !last_loss.is_finite() || last_loss > p.divergence_threshold {
-                Some(format!(
-                    "outer loss {last_loss} at Adam step {} (divergence threshold {})",
-                    losses.len(),
-                    p.divergence_threshold
-                ))
-            } else if grad.iter().any(|g| !g.is_finite()) {
-                Some(format!("non-finite gradient at Adam step {}", losses.len()))
-            } else {
-                let dev = f64::from_bits(max_dev.load(std::sync::atomic::Ordering::Relaxed));
-                p.ratio_guard.filter(|&g| dev > g).map(|g| {
-                    format!(
-                        "max |ρ − 1| on the inner data {dev} at Adam step {} (ratio guard {g})",
-                        losses.len()
-                    )
-                })
-            };
-            if diverged.is_some() {
-                self.state.adam = adam_before;
-                return Ok(OuterOutcome {
-                    diag: last_loss,
-                    losses,
-                    max_ratio_dev: f64::from_bits(max_dev.into_inner()),
-                    diverged,
-                });
-            }
-            self.state.adam.as_mut().expect("ProMP has Adam").step(&mut theta, &grad)?;
-        }
-        self.policy.set_params(&theta)?;
-        Ok(OuterOutcome {
-            diag: last_loss,
-            losses,
-            max_ratio_dev: f64::from_bits(max_dev.into_inner()),
-            diverged: None,
-        })
     }
 }
 
@@ -620,7 +413,7 @@ mod tests {
             .unwrap();
         let mut t = Trainer::new(p.clone()).unwrap();
         let (theta0, adam0) = (t.policy().params().to_vec(), t.state().adam.clone());
-        let s = t.step().unwrap();
+        let s = t.step().unwrap().unwrap();
         let d = t.state().diverged.clone().expect("diverged");
         assert_eq!(d.iteration, 0);
         assert!(d.cause.contains("outer loss") && d.cause.contains("threshold 10"), "{}", d.cause);
@@ -632,11 +425,11 @@ mod tests {
         // Without the guard the same run goes on.
         let off = Params { divergence_threshold: f64::INFINITY, ..(*p).clone() }.validate().unwrap();
         let mut t = Trainer::new(off).unwrap();
-        t.step().unwrap();
+        t.step().unwrap().unwrap();
         assert!(t.state().diverged.is_none());
         // A healthy run records its diagnostics and does not diverge.
         let mut t = Trainer::new(tiny(Algorithm::PrompTaypo2)).unwrap();
-        let s = t.step().unwrap();
+        let s = t.step().unwrap().unwrap();
         assert!(t.state().diverged.is_none());
         assert_eq!(s.diagnostics.outer_losses.len(), 5);
         assert!(s.diagnostics.inner_step_norm_max >= s.diagnostics.inner_step_norm_mean);
@@ -652,18 +445,18 @@ mod tests {
         for algo in [Algorithm::Promp, Algorithm::PrompTaypo2] {
             let healthy = tiny(algo);
             let mut t = Trainer::new(healthy.clone()).unwrap();
-            let dev = t.step().unwrap().diagnostics.max_inner_ratio_dev;
+            let dev = t.step().unwrap().unwrap().diagnostics.max_inner_ratio_dev;
             assert!(dev > 0.0 && t.state().diverged.is_none());
             // A bound above every deviation seen leaves the run bit for bit as it was.
             let loose = Params { ratio_guard: Some(2.0 * dev), ..(*healthy).clone() }.validate().unwrap();
             let mut u = Trainer::new(loose).unwrap();
-            u.step().unwrap();
+            u.step().unwrap().unwrap();
             assert!(u.state().diverged.is_none());
             assert_eq!(u.policy().params(), t.policy().params());
             let tight = Params { ratio_guard: Some(dev / 2.0), ..(*healthy).clone() }.validate().unwrap();
             let mut u = Trainer::new(tight).unwrap();
             let (theta0, adam0) = (u.policy().params().to_vec(), u.state().adam.clone());
-            let s = u.step().unwrap();
+            let s = u.step().unwrap().unwrap();
             let d = u.state().diverged.clone().expect("diverged");
             assert_eq!(d.iteration, 0);
             assert!(d.cause.contains("max |ρ − 1|") && d.cause.contains("ratio guard"), "{}", d.cause);
@@ -689,7 +482,7 @@ mod tests {
             let mut t = Trainer::new(tiny(algo)).unwrap();
             let theta0 = t.policy().params().to_vec();
             while !t.finished() {
-                let s = t.step().unwrap();
+                let s = t.step().unwrap().unwrap();
                 assert_eq!(s.post_returns.len(), 2);
                 assert!(s.pre_return.is_finite() && s.post_returns.iter().all(|r| r.is_finite()));
                 if !algo.is_promp() {

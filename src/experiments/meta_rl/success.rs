@@ -1,12 +1,12 @@
 //! A grid's success rates and meta-test results (environments that report success, runs
 //! with a meta-test): `success.csv` and a Markdown table, beside the return summary of
-//! [`super::meta_rl`]. Written only when some run has such data, so the files of other
+//! [`super`]. Written only when some run has such data, so the files of other
 //! grids are unchanged.
 
 use serde::Serialize;
 
-use super::meta_rl::RunRecord;
-use super::metrics::mean_std_se;
+use super::RunRecord;
+use crate::experiments::metrics::mean_std_se;
 use crate::meta::algos::{Algorithm, IterationStats, ValidParams};
 
 /// One algorithm at one reported iteration (a row of `success.csv`): means ± standard
