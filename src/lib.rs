@@ -12,6 +12,7 @@
 //! * [`experiments`]: the paper's studies and their result files;
 //! * [`plot`]: PNG/SVG line plots with error bars;
 //! * [`atomic`]: every file written to a temporary file and renamed into place;
+//! * [`cpu`]: the instruction-set level of the hot loops (`METAGRAD_CPU`);
 //! * [`limits`]: documented size limits, checked before allocation;
 //! * [`stop`]: cooperative stop requests for long computations.
 
@@ -19,6 +20,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod atomic;
+pub mod cpu;
 pub mod envs;
 pub mod error;
 pub mod estimators;
