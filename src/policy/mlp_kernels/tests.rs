@@ -452,3 +452,56 @@ fn fast_tanh_and_exp_are_accurate() {
     assert!((special[1] - 1e-30).abs() <= 1e-36);
     assert!(special[4].is_nan());
 }
+
+/// The baseline level's software fused multiply-add of f32 gives `f32::mul_add`'s bits:
+/// random operands of every magnitude (products that cancel c, subnormal and overflowing
+/// results, ties between f32 neighbours), signed zeros, infinities and NaN.
+#[test]
+fn software_fma_f32_is_correctly_rounded() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let same = |a: f32, b: f32, c: f32| {
+        let (got, want) = (fma_f32_soft(a, b, c), a.mul_add(b, c));
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "fma({a:e}, {b:e}, {c:e}) = {want:e}, soft {got:e}"
+        );
+    };
+    let any = |rng: &mut ChaCha8Rng| f32::from_bits(rng.random::<u32>());
+    let moderate = |rng: &mut ChaCha8Rng| {
+        let e = rng.random_range(-30..30);
+        f32::from_bits(rng.random::<u32>() & 0x807f_ffff | (((127 + e) as u32) << 23))
+    };
+    for _ in 0..1_000_000 {
+        let (a, b) = (moderate(&mut rng), moderate(&mut rng));
+        same(a, b, moderate(&mut rng));
+        // c cancels most of a·b: the exact sum needs many more bits than f32 has.
+        let p = a * b;
+        same(a, b, -p);
+        same(a, b, -f32::from_bits(p.to_bits().wrapping_add(rng.random_range(0..4))));
+        // c half an f32 ulp of a·b away from a tie.
+        same(a, b, p * f32::EPSILON * 0.5);
+        same(any(&mut rng), any(&mut rng), any(&mut rng));
+        // Subnormal and overflowing results.
+        same(a * 1e-25, b * 1e-15, moderate(&mut rng) * 1e-40);
+        same(a * 1e19, b * 1e19, moderate(&mut rng) * 3e38);
+    }
+    let specials = [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        f32::MIN_POSITIVE,
+        1e-45,
+        f32::MAX,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+    ];
+    for a in specials {
+        for b in specials {
+            for c in specials {
+                same(a, b, c);
+            }
+        }
+    }
+}
