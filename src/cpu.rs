@@ -2,9 +2,9 @@
 //!
 //! The library is compiled for baseline x86-64 (or any other target, where only the
 //! portable code exists); the network passes' loops (matrix products, tanh, element-wise
-//! chain rules) are compiled a second and third time with the instructions of
-//! [`Level::Avx2`] (x86-64-v3: AVX2, FMA, BMI) and [`Level::Avx512`] (x86-64-v4: AVX-512
-//! F/BW/CD/DQ/VL), and every call runs the copy of the level chosen at the first call: the
+//! chain rules) and the tabular softmax's Hessian assembly are compiled a second and third
+//! time with the instructions of [`Level::Avx2`] (x86-64-v3: AVX2, FMA, BMI) and
+//! [`Level::Avx512`] (x86-64-v4: AVX-512 F/BW/CD/DQ/VL), and every call runs the copy of the level chosen at the first call: the
 //! best the CPU has, or the one named by the environment variable `METAGRAD_CPU`
 //! (`baseline`, `avx2` or `avx512`; capped at what the CPU has, with a note).
 //!
