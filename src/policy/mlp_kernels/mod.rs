@@ -4,11 +4,11 @@
 //! Products of matrices that are large in every dimension (a hidden layer over a batch,
 //! N×64·64×64, and the depth-N weight gradients) are *fused products*: every entry of C
 //! is formed as `matrixmultiply`'s AVX-512 gemm micro-kernels form it (the depth cut into
-//! blocks of [`direct::KC`]; within a block the products accumulated from +0 by fused
+//! blocks of `direct::KC`; within a block the products accumulated from +0 by fused
 //! multiply-adds in increasing depth; the first block's sum s stored as s, β = 0, or
 //! as C·β + s, every later one's as C + s). In f32 on the [`Level::Avx512`] level the
 //! unpacked register tiles of the private `direct` module run; every other level and f64
-//! run [`fused_nn`]'s row loops, which the compiler vectorises. They are the same
+//! run `fused_nn`'s row loops, which the compiler vectorises. They are the same
 //! operations, so every level gives the same bits (tests compare them, and both with
 //! `matrixmultiply`). A network's first and last layers are thin (obs_dim or act_dim ≤ 8
 //! columns): those shapes use row loops of plain products and sums (`benches/meta.rs`,
@@ -62,13 +62,13 @@ pub trait Real:
     /// level has it, else the C library's correctly rounded `fma`).
     fn mul_add(self, a: Self, b: Self) -> Self;
     /// [`Real::mul_add`] without an FMA instruction, for the baseline level on x86-64: the
-    /// same correctly rounded result (f32: [`fma_f32_soft`], ≈ 20 times faster than the C
+    /// same correctly rounded result (f32: `fma_f32_soft`, ≈ 20 times faster than the C
     /// library's `fmaf`; f64: the C library's `fma`).
     fn mul_add_soft(self, a: Self, b: Self) -> Self;
     /// In-place tanh (see the impls for the approximation and its error).
     fn tanh_inplace(xs: &mut [Self]);
     /// C = A·B + βC (A m×k, B k×n, row-major) by the `direct` module's unpacked AVX-512
-    /// kernels, which give [`fused_nn`]'s results bit for bit; false (C untouched) where
+    /// kernels, which give `fused_nn`'s results bit for bit; false (C untouched) where
     /// they do not run (f64, levels below AVX-512).
     #[allow(clippy::too_many_arguments)]
     fn direct_nn(
