@@ -334,6 +334,45 @@ pub fn taylor2<S: Scalar>(
     total
 }
 
+/// TMAML (Liu, Socher & Xiong, 2019; docs/theory.md#tmaml): step-wise IS (DiCE) plus TMAML's
+/// control variate, with the state critic's values b_t = V̂(x_t) (`baseline`) as its
+/// baselines and rewards r_t (`signal`):
+/// V̂ = Σ_t γ^t P_t r_t + Σ_t γ^t b_t (1 − ρ_t)(1 − P_t).
+/// The control variate is 0 on-policy (ρ = 1) with a zero gradient there, and its Hessian
+/// there is Σ_t γ^t b_t (g_t G_tᵀ + G_t g_tᵀ), g_t = ∇ log π_t, G_t = Σ_{s≤t} g_s, whose
+/// t = s part 2 Σ_t γ^t b_t g_t g_tᵀ does not have mean zero: the bias of the paper's App. B.
+///
+/// Gradient: ∂V̂/∂ℓ_k = Σ_{t≥k} γ^t P_t (r_t − b_t (1 − ρ_t)) − γ^k b_k ρ_k (1 − P_k).
+pub fn tmaml<S: Scalar>(
+    gamma: f64,
+    signal: &[f64],
+    baseline: &[f64],
+    ratios: &[S],
+    grad: &mut [S],
+    scratch: &mut Vec<S>,
+) -> S {
+    let n = ratios.len();
+    scratch.clear();
+    let mut p = S::one();
+    let mut total = S::zero();
+    for t in 0..n {
+        let disc = gamma.powi(t as i32);
+        p *= ratios[t];
+        scratch.push(p);
+        let (one_minus_rho, one_minus_p) = (-ratios[t] + 1.0, -p + 1.0);
+        total += p * (disc * signal[t]) + one_minus_rho * one_minus_p * (disc * baseline[t]);
+    }
+    let mut suffix = S::zero();
+    for t in (0..n).rev() {
+        let disc = gamma.powi(t as i32);
+        let p = scratch[t];
+        let cb = disc * baseline[t];
+        suffix += p * (disc * signal[t]) - p * (-ratios[t] + 1.0) * cb;
+        grad[t] = suffix - ratios[t] * (-p + 1.0) * cb;
+    }
+    total
+}
+
 /// The naive score-function surrogate of MAML's inner loss, V̂ = v_0 + Σ_t a_t log ρ_t
 /// (a_t = γ^t Â_t or Â_t by `discount`). Its gradient ∂V̂/∂ℓ_t = a_t is the usual
 /// policy-gradient estimate; its Hessian lacks the score outer products (F = 0), which is

@@ -631,7 +631,7 @@ mod tests {
     #[test]
     fn prompts_log_std_floor_and_adam_eps_act_as_documented() {
         // A seed whose first update lowers some log-std entry below its initial 0.
-        let (p, mut free) = (1..20)
+        let (p, free) = (1..20)
             .find_map(|seed| {
                 let p = Params { seed, ..(*tiny(Algorithm::Promp)).clone() }.validate().unwrap();
                 let mut t = Trainer::new(p.clone()).unwrap();
