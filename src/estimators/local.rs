@@ -337,14 +337,18 @@ pub fn taylor2<S: Scalar>(
 /// TMAML (Liu, Socher & Xiong, 2019; docs/theory.md#tmaml): step-wise IS (DiCE) plus TMAML's
 /// control variate, with the state critic's values b_t = V̂(x_t) (`baseline`) as its
 /// baselines and rewards r_t (`signal`):
-/// V̂ = Σ_t γ^t P_t r_t + Σ_t γ^t b_t (1 − ρ_t)(1 − P_t).
-/// The control variate is 0 on-policy (ρ = 1) with a zero gradient there, and its Hessian
-/// there is Σ_t γ^t b_t (g_t G_tᵀ + G_t g_tᵀ), g_t = ∇ log π_t, G_t = Σ_{s≤t} g_s, whose
-/// t = s part 2 Σ_t γ^t b_t g_t g_tᵀ does not have mean zero: the bias of the paper's App. B.
+/// V̂ = Σ_t γ^t P_t r_t + Σ_t γ^t b_t (1 − ρ_t)(1 − Q_t),
+/// Q_t = P_t = Π_{s≤t} ρ_s (`through_t`, TMAML's form) or Q_t = P_{t−1} = Π_{s<t} ρ_s.
+/// The control variate is 0 on-policy (ρ = 1) with a zero gradient there; its Hessian there
+/// is Σ_t γ^t b_t (g_t G_tᵀ + G_t g_tᵀ), g_t = ∇ log π_t, G_t = Σ_s g_s over the steps of
+/// Q_t. Through t, its s = t part 2 Σ_t γ^t b_t g_t g_tᵀ does not have mean zero: the bias of
+/// the paper's App. B; over past steps only it has mean zero.
 ///
-/// Gradient: ∂V̂/∂ℓ_k = Σ_{t≥k} γ^t P_t (r_t − b_t (1 − ρ_t)) − γ^k b_k ρ_k (1 − P_k).
+/// Gradient, with e = 0 (through t) or 1:
+/// ∂V̂/∂ℓ_k = Σ_{t≥k} γ^t P_t r_t − γ^k b_k ρ_k (1 − Q_k) − Σ_{t≥k+e} γ^t b_t (1 − ρ_t) Q_t.
 pub fn tmaml<S: Scalar>(
     gamma: f64,
+    through_t: bool,
     signal: &[f64],
     baseline: &[f64],
     ratios: &[S],
@@ -352,23 +356,34 @@ pub fn tmaml<S: Scalar>(
     scratch: &mut Vec<S>,
 ) -> S {
     let n = ratios.len();
+    // scratch[2t] = P_t, scratch[2t + 1] = Q_t.
     scratch.clear();
     let mut p = S::one();
     let mut total = S::zero();
     for t in 0..n {
         let disc = gamma.powi(t as i32);
+        let before = p;
         p *= ratios[t];
+        let q = if through_t { p } else { before };
         scratch.push(p);
-        let (one_minus_rho, one_minus_p) = (-ratios[t] + 1.0, -p + 1.0);
-        total += p * (disc * signal[t]) + one_minus_rho * one_minus_p * (disc * baseline[t]);
+        scratch.push(q);
+        total += p * (disc * signal[t]) + (-ratios[t] + 1.0) * (-q + 1.0) * (disc * baseline[t]);
     }
-    let mut suffix = S::zero();
+    // `rewards` = Σ_{t≥k} γ^t P_t r_t; `cv` = Σ_{t≥k+e} γ^t b_t (1 − ρ_t) Q_t.
+    let (mut rewards, mut cv) = (S::zero(), S::zero());
     for t in (0..n).rev() {
         let disc = gamma.powi(t as i32);
-        let p = scratch[t];
+        let (p, q) = (scratch[2 * t], scratch[2 * t + 1]);
         let cb = disc * baseline[t];
-        suffix += p * (disc * signal[t]) - p * (-ratios[t] + 1.0) * cb;
-        grad[t] = suffix - ratios[t] * (-p + 1.0) * cb;
+        rewards += p * (disc * signal[t]);
+        let own = q * (-ratios[t] + 1.0) * cb;
+        if through_t {
+            cv += own;
+        }
+        grad[t] = rewards - ratios[t] * (-q + 1.0) * cb - cv;
+        if !through_t {
+            cv += own;
+        }
     }
     total
 }
