@@ -649,7 +649,7 @@ mod tests {
             assert!(*a >= 0.0 && (*b >= 0.0 || *a == 0.0), "{f:?} vs {s:?}");
         }
         assert_eq!(stats.diagnostics.log_std, Some(0.0));
-        assert!(f.iter().any(|x| *x == 0.0) && f != s);
+        assert!(f.contains(&0.0) && f != s);
         // Validated; recorded for the ProMP algorithms only.
         for (floor, want) in [(f64::NAN, "must be finite"), (0.5, "above the initial log-std")] {
             let e = Params { log_std_floor: Some(floor), ..(*p).clone() }.validate().unwrap_err().to_string();
