@@ -30,6 +30,9 @@ pub enum Algorithm {
     Promp,
     /// ProMP with the TayPO-2 inner objective.
     PrompTaypo2,
+    /// TRPO with TMAML's inner objective (IS with TMAML's control variate), second order;
+    /// not one of the paper's six.
+    TrpoTmaml,
 }
 
 impl Algorithm {
@@ -43,6 +46,17 @@ impl Algorithm {
         Algorithm::PrompTaypo2,
     ];
 
+    /// Every algorithm: the paper's six, then TRPO-TMAML.
+    pub const KNOWN: [Algorithm; 7] = [
+        Algorithm::TrpoMaml,
+        Algorithm::TrpoFmaml,
+        Algorithm::TrpoEmaml,
+        Algorithm::TrpoDice,
+        Algorithm::Promp,
+        Algorithm::PrompTaypo2,
+        Algorithm::TrpoTmaml,
+    ];
+
     /// The command-line name.
     pub fn name(&self) -> &'static str {
         match self {
@@ -52,17 +66,18 @@ impl Algorithm {
             Algorithm::TrpoDice => "trpo-dice",
             Algorithm::Promp => "promp",
             Algorithm::PrompTaypo2 => "promp-taypo2",
+            Algorithm::TrpoTmaml => "trpo-tmaml",
         }
     }
 
     /// Parses a name (as on the command line).
     pub fn parse(name: &str) -> Result<Self> {
-        Self::ALL.iter().copied().find(|a| a.name() == name.trim()).ok_or_else(|| {
+        Self::KNOWN.iter().copied().find(|a| a.name() == name.trim()).ok_or_else(|| {
             invalid(
                 "algo",
                 format!(
                     "unknown algorithm {name:?} (known: {})",
-                    Self::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+                    Self::KNOWN.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
                 ),
             )
         })
@@ -88,6 +103,7 @@ impl Algorithm {
             Algorithm::TrpoDice => InnerKind::Dr,
             Algorithm::Promp => InnerKind::Lvc,
             Algorithm::PrompTaypo2 => InnerKind::Taypo2,
+            Algorithm::TrpoTmaml => InnerKind::Tmaml,
         }
     }
 
@@ -160,9 +176,9 @@ pub struct Params {
     pub taypo_discount: TaylorDiscount,
     /// DR: divide rewards and critic by the task's advantage std (true).
     pub dr_normalise: bool,
-    /// TRPO-DiCE's critic (`Some` for `trpo-dice` only, set by [`Params::validate`]; `time`
-    /// by default). Runs saved before this setting existed used `features`
-    /// ([`Params::upgrade_legacy`]).
+    /// The critic of TRPO-DiCE and TRPO-TMAML (`Some` for `trpo-dice` and `trpo-tmaml`
+    /// only, set by [`Params::validate`]; `time` by default). TRPO-DiCE runs saved before
+    /// this setting existed used `features` ([`Params::upgrade_legacy`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dice_critic: Option<DiceCritic>,
     /// ProMP-TayPO-2: weighting of the pair term (the paper's discounted pairs by default;
@@ -381,12 +397,18 @@ impl Params {
                 Err(invalid(field, format!("must be finite and > 0, got {v}")))
             }
         };
-        // Only TRPO-DiCE reads a DiCE critic; others record none (so their settings compare
-        // equal to those of runs saved before the setting existed).
+        // Only TRPO-DiCE and TRPO-TMAML read a critic; others record none (so their settings
+        // compare equal to those of runs saved before the setting existed).
         self.dice_critic = match self.algo {
-            Algorithm::TrpoDice => Some(self.dice_critic.unwrap_or(DiceCritic::Time)),
+            Algorithm::TrpoDice | Algorithm::TrpoTmaml => Some(self.dice_critic.unwrap_or(DiceCritic::Time)),
             _ => None,
         };
+        if self.algo == Algorithm::TrpoTmaml && self.dice_critic == Some(DiceCritic::Promp) {
+            return Err(invalid(
+                "dice-critic",
+                "trpo-tmaml takes a state critic (time or features); promp is TRPO-DiCE's own loss",
+            ));
+        }
         // Only ProMP-TayPO-2 reads the TayPO-2 variants; others record the defaults.
         if self.algo != Algorithm::PrompTaypo2 {
             self.taypo2_pairs = Taylor2Pairs::Discounted;

@@ -66,7 +66,8 @@ pub struct RunSettings {
     #[cfg_attr(feature = "cli", arg(long))]
     pub no_dr_normalise: bool,
     /// TRPO-DiCE's critic: time (time-only linear fit, the paper's setup), features (the
-    /// observation-feature baseline) or promp (ProMP's own DiCE loss).
+    /// observation-feature baseline) or promp (ProMP's own DiCE loss); TRPO-TMAML's
+    /// baselines: time or features.
     #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = RunSettings::default().dice_critic))]
     pub dice_critic: DiceCritic,
     /// ProMP-TayPO-2: weighting of the pair term: discounted (the paper's Eq. 6) or

@@ -1,5 +1,5 @@
-//! The six meta-RL algorithms of the paper's Fig. 1(d) and Fig. 2 (docs/theory.md#algorithms), each an
-//! inner objective ([`super::objectives`]) composed with an outer optimiser.
+//! The six meta-RL algorithms of the paper's Fig. 1(d) and Fig. 2 and TRPO-TMAML
+//! (docs/theory.md#algorithms), each an inner objective ([`super::objectives`]) composed with an outer optimiser.
 //!
 //! | algorithm | inner objective | meta-gradient | outer |
 //! |---|---|---|---|
@@ -9,6 +9,7 @@
 //! | `trpo-dice` | DR (DiCE) | second order | TRPO |
 //! | `promp` | TayPO-1 / LVC | second order | PPO-clip + inner KL, Adam |
 //! | `promp-taypo2` | TayPO-2 | second order | PPO-clip + inner KL, Adam |
+//! | `trpo-tmaml` | IS + TMAML's control variate | second order | TRPO |
 //!
 //! # One iteration (per task, in parallel; tasks fresh each iteration)
 //!
@@ -459,6 +460,7 @@ impl Trainer {
 mod tests {
     use super::*;
     use crate::estimators::Taylor2Pairs;
+    use crate::meta::objectives::DiceCritic;
 
     fn tiny(algo: Algorithm) -> ValidParams {
         Params {
@@ -680,7 +682,7 @@ mod tests {
 
     #[test]
     fn every_algorithm_runs_and_respects_its_outer_constraints() {
-        for algo in Algorithm::ALL {
+        for algo in Algorithm::KNOWN {
             let mut t = Trainer::new(tiny(algo)).unwrap();
             let theta0 = t.policy().params().to_vec();
             while !t.finished() {
@@ -754,5 +756,14 @@ mod tests {
         assert!(!saved.contains("taypo2_"), "{saved}");
         assert!(Algorithm::parse("promp-taypo2").is_ok());
         assert!(Algorithm::parse("x").unwrap_err().to_string().contains("trpo-maml"));
+        // TRPO-TMAML: by name, not in `all` (the paper's six); a state critic, time by default.
+        assert_eq!(Algorithm::parse("trpo-tmaml").unwrap(), Algorithm::TrpoTmaml);
+        assert!(Algorithm::parse("x").unwrap_err().to_string().contains("trpo-tmaml"));
+        assert!(!Algorithm::parse_list("all").unwrap().contains(&Algorithm::TrpoTmaml));
+        let tm = Params { algo: Algorithm::TrpoTmaml, ..base.clone() };
+        assert_eq!(tm.clone().validate().unwrap().dice_critic, Some(DiceCritic::Time));
+        assert_eq!(tm.clone().validate().unwrap().inner().estimator().name(), "tmaml");
+        let e = Params { dice_critic: Some(DiceCritic::Promp), ..tm }.validate().unwrap_err().to_string();
+        assert!(e.contains("dice-critic") && e.contains("trpo-tmaml"), "{e}");
     }
 }
