@@ -26,7 +26,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn _metagrad(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // The name lists of the library (the Python package re-exports them).
-    m.add("ALGORITHMS", metagrad::meta::algos::Algorithm::ALL.map(|a| a.name()).to_vec())?;
+    m.add("ALGORITHMS", metagrad::meta::algos::Algorithm::KNOWN.map(|a| a.name()).to_vec())?;
     m.add("ESTIMATORS", metagrad::estimators::Estimator::NAMES.to_vec())?;
     tabular::register(m)?;
     studies::register(m)?;
