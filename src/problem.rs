@@ -362,6 +362,12 @@ impl Problem {
                         "dr-trunc is defined for a state-value critic (state_values), not action_values",
                     ));
                 }
+                (Estimator::Tmaml { .. }, Some(Critic::ActionValues(_))) => {
+                    return Err(invalid(
+                        "critic",
+                        "tmaml is defined for a state-value critic (state_values), not action_values",
+                    ));
+                }
                 _ => {}
             }
         }

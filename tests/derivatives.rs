@@ -78,6 +78,8 @@ fn cases(inst: &Instance) -> Vec<(Estimator, Option<&Critic>)> {
         (Estimator::TayPo { order: 2, discount: TaylorDiscount::FromFirst }, sc),
         (Estimator::TayPo { order: 3, discount: TaylorDiscount::FromFirst }, ac),
         (p("maml"), sc),
+        (p("tmaml"), sc),
+        (p("tmaml-past"), sc),
     ]
 }
 
@@ -179,6 +181,22 @@ fn values_match_reference_definitions() {
         let (x, x1) = (tr.states[t], tr.states[t + 1]);
         vt = v[x] + rho[t].min(rb) * (tr.rewards[t] + g * v[x1] - v[x]) + g * rho[t].min(cb) * (vt - v[x1]);
     }
+    // TMAML: IS plus Σ_t γ^t V̂(x_t)(1 − ρ_t)(1 − P_t), P_t = Π_{s≤t} ρ_s.
+    let cv: f64 = (0..5)
+        .map(|t| {
+            g.powi(t as i32) * v[tr.states[t]] * (1.0 - rho[t]) * (1.0 - rho[..=t].iter().product::<f64>())
+        })
+        .sum();
+    assert!((est("tmaml", Some(&inst.state_critic)) - (is + cv)).abs() < 1e-12);
+    assert!(cv.abs() > 1e-3);
+    // Its variant over past steps: (1 − ρ_t)(1 − P_{t−1}).
+    let past: f64 = (0..5)
+        .map(|t| {
+            g.powi(t as i32) * v[tr.states[t]] * (1.0 - rho[t]) * (1.0 - rho[..t].iter().product::<f64>())
+        })
+        .sum();
+    assert!((est("tmaml-past", Some(&inst.state_critic)) - (is + past)).abs() < 1e-12);
+    assert!((past - cv).abs() > 1e-3);
     let got = inst.estimate(
         Estimator::TruncatedDr { rho_bar: rb, c_bar: cb },
         &inst.theta,
@@ -318,4 +336,89 @@ fn on_policy_taylor_is_unbiased_up_to_its_order() {
         (0..d * d).map(|i| (m[d + i] - exact.hessian[i]).abs() / (s[d + i] + 1e-12)).fold(0.0, f64::max);
     assert!(worst > 10.0, "TayPO-1's Hessian should be detectably biased ({worst:.1} SE)");
     let _ = Policy::params(&pol);
+}
+
+/// ∇ log π_θ(a|x) of the tabular softmax (a vector over θ).
+fn score(pol: &TabularSoftmax, na: usize, x: usize, a: usize) -> Vec<f64> {
+    let mut g = vec![0.0; pol.probs().len()];
+    for b in 0..na {
+        g[x * na + b] = f64::from(u8::from(a == b)) - pol.prob(x, b);
+    }
+    g
+}
+
+#[test]
+fn tmaml_is_is_plus_its_control_variate_with_the_documented_on_policy_derivatives() {
+    let mut inst = instance(17, 4, 3, 5, 6);
+    let (ns, na) = inst.dims();
+    let pol = TabularSoftmax::new(ns, na, inst.theta.clone());
+    inst.mu = pol.probs().to_vec();
+    let g = inst.mdp.gamma();
+    let sc = Some(&inst.state_critic);
+    let Critic::StateValues(v) = &inst.state_critic else { unreachable!() };
+    let p = |s: &str| s.parse::<Estimator>().unwrap();
+    let is = inst.estimate(p("is"), &inst.theta, None, true);
+    for (name, through_t) in [("tmaml", true), ("tmaml-past", false)] {
+        let tm = inst.estimate(p(name), &inst.theta, sc, true);
+        // On-policy the control variate is 0 with a zero gradient: IS's value and gradient.
+        assert!((is.value - tm.value).abs() < 1e-12);
+        assert!(max_abs_diff(&is.gradient, &tm.gradient) < 1e-12 * scale(&is.gradient));
+        // Its Hessian: (1/N) Σ_n Σ_t γ^t V̂(x_t) (g_t G_tᵀ + G_t g_tᵀ), G_t = Σ_{s≤t} g_s
+        // (through t) or Σ_{s<t} g_s.
+        let d = inst.theta.len();
+        let mut want = vec![0.0; d * d];
+        for tr in &inst.trajs {
+            let mut big = vec![0.0; d];
+            for t in 0..tr.actions.len() {
+                let gt = score(&pol, na, tr.states[t], tr.actions[t]);
+                if through_t {
+                    big.iter_mut().zip(&gt).for_each(|(a, b)| *a += b);
+                }
+                let w = g.powi(t as i32) * v[tr.states[t]] / inst.trajs.len() as f64;
+                for i in 0..d {
+                    for j in 0..d {
+                        want[i * d + j] += w * (gt[i] * big[j] + big[i] * gt[j]);
+                    }
+                }
+                if !through_t {
+                    big.iter_mut().zip(&gt).for_each(|(a, b)| *a += b);
+                }
+            }
+        }
+        let diff: Vec<f64> = tm.hessian.iter().zip(&is.hessian).map(|(a, b)| a - b).collect();
+        assert!(max_abs_diff(&diff, &want) < 1e-12 * scale(&want), "{name}: {}", max_abs_diff(&diff, &want));
+        assert!(want.iter().any(|x| x.abs() > 1e-3));
+    }
+}
+
+#[test]
+fn tmaml_gradient_is_unbiased_on_policy_and_its_hessian_is_not_unless_over_past_steps() {
+    // The paper's App. B: the control variate leaves the gradient unbiased and biases the
+    // Hessian by 2 Σ_t γ^t E[V̂(x_t) g_t g_tᵀ] (its t = s terms); the test can fail both ways.
+    let horizon = 4;
+    let mut inst = instance(18, 3, 2, horizon, 200_000);
+    let (ns, na) = inst.dims();
+    let pol = TabularSoftmax::new(ns, na, inst.theta.clone());
+    inst.mu = pol.probs().to_vec();
+    let mut rng = ChaCha8Rng::seed_from_u64(19);
+    inst.trajs = (0..200_000).map(|_| inst.mdp.sample_trajectory(&inst.mu, horizon, &mut rng)).collect();
+    let exact = oracle::finite_horizon_derivatives(&inst.mdp, &pol, horizon, Bootstrap::Zero);
+    let (m, s) = grouped(&inst, "tmaml".parse().unwrap(), &inst.theta, Some(&inst.state_critic), 100);
+    let d = exact.gradient.len();
+    assert_unbiased(
+        "tmaml gradient",
+        &m[..d],
+        &s[..d],
+        &Derivatives { value: 0.0, gradient: exact.gradient.clone(), hessian: vec![] },
+    );
+    let worst =
+        (0..d * d).map(|i| (m[d + i] - exact.hessian[i]).abs() / (s[d + i] + 1e-12)).fold(0.0, f64::max);
+    assert!(worst > 10.0, "TMAML's Hessian should be detectably biased ({worst:.1} SE)");
+    // Over past steps only, the control variate has mean zero: unbiased.
+    let (m, s) = grouped(&inst, "tmaml-past".parse().unwrap(), &inst.theta, Some(&inst.state_critic), 100);
+    assert_unbiased("tmaml-past", &m, &s, &exact);
+    // With a zero critic the control variate vanishes and the Hessian is IS's, unbiased.
+    let zero = Critic::StateValues(vec![0.0; ns]);
+    let (m, s) = grouped(&inst, "tmaml".parse().unwrap(), &inst.theta, Some(&zero), 100);
+    assert_unbiased("tmaml, zero critic", &m, &s, &exact);
 }

@@ -247,10 +247,11 @@ fn a_resumed_run_equals_an_uninterrupted_one_and_records_the_env_and_the_meta_te
     assert!(t.pre_return.is_finite() && t.post_success.is_some_and(|x| (0.0..=1.0).contains(&x)), "{t:?}");
     let csv = std::fs::read_to_string(straight.join("progress.csv")).unwrap();
     let header = csv.lines().next().unwrap();
+    // The success and meta-test columns, then the ProMP diagnostics.
     assert!(
-        header.ends_with(
-            "pre_success,post_success_1,test_pre_return,test_post_return,test_pre_success,test_post_success"
-        ),
+        header.contains(
+            "pre_success,post_success_1,test_pre_return,test_post_return,test_pre_success,test_post_success,log_std,"
+        ) && header.ends_with("clip_fraction,outer_step_norm,outer_step_max,adaptation_gain"),
         "{header}"
     );
     let config = std::fs::read_to_string(straight.join("config.json")).unwrap();

@@ -25,8 +25,9 @@ def defaults() -> dict:
     ``gae_lambda``, ``hidden``, ``precision``, ``normalisation``, ``taypo_discount``,
     ``no_dr_normalise``, ``dice_critic``, ``taypo2_pairs``, ``taypo2_ratio_clip``,
     ``max_kl``, ``ppo_clip``, ``kl_coeff``, ``adam_lr``, ``promp_steps``,
-    ``emaml_weight``, ``divergence_threshold``, ``ratio_guard``, ``max_steps_per_iteration``,
-    ``test_every``, ``test_tasks``, ``test_episodes``.
+    ``emaml_weight``, ``divergence_threshold``, ``ratio_guard``, ``inner_kl_average``,
+    ``adam_eps``, ``log_std_floor``, ``max_steps_per_iteration``, ``test_every``,
+    ``test_tasks``, ``test_episodes``.
 
     Returns:
         A dict of every setting's name and default (the library's, which the command line
@@ -72,6 +73,15 @@ def _history_frame(text: str):
     success = any("pre_success" in r for r in rows)
     test = any("test" in r for r in rows)
     test_success = any("pre_success" in r.get("test", {}) for r in rows)
+    # The diagnostics recorded since the first runs, as write_progress writes them: columns
+    # only when some iteration has them.
+    log_std = any("log_std" in r.get("diagnostics", {}) for r in rows)
+    promp = any("promp" in r.get("diagnostics", {}) for r in rows)
+    promp_cols = (
+        [f"inner_kl_{i + 1}" for i in range(k)]
+        + [f"max_inner_ratio_dev_{i + 1}" for i in range(k)]
+        + ["clip_fraction", "outer_step_norm", "outer_step_max", "adaptation_gain"]
+    )
     records = []
     for r in rows:
         d = r.get("diagnostics", {})
@@ -85,6 +95,12 @@ def _history_frame(text: str):
             rec.update({f"post_success_{i + 1}": x for i, x in enumerate(r.get("post_success", []))})
         t = r.get("test", {})
         rec.update({f"test_{name}": t.get(name) for name in ("pre_return", "post_return", "pre_success", "post_success")})
+        rec.update(log_std=d.get("log_std"), adapted_log_std_min=d.get("adapted_log_std_min"))
+        o = d.get("promp") or {}
+        at = lambda key, i: o[key][i] if key in o and i < len(o[key]) else None  # noqa: E731
+        rec.update({f"inner_kl_{i + 1}": at("inner_kl", i) for i in range(k)})
+        rec.update({f"max_inner_ratio_dev_{i + 1}": at("inner_ratio_dev", i) for i in range(k)})
+        rec.update({name: o.get(name) for name in ("clip_fraction", "outer_step_norm", "outer_step_max", "adaptation_gain")})
         records.append(rec)
     cols = (
         ["iteration", "pre_return"]
@@ -95,6 +111,8 @@ def _history_frame(text: str):
         + (["pre_success"] + [f"post_success_{i + 1}" for i in range(k)] if success else [])
         + (["test_pre_return", "test_post_return"] if test else [])
         + (["test_pre_success", "test_post_success"] if test_success else [])
+        + (["log_std", "adapted_log_std_min"] if log_std else [])
+        + (promp_cols if promp else [])
     )
     return pd.DataFrame(records, columns=cols)
 

@@ -37,7 +37,7 @@ fn _metagrad(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let cpu = metagrad::cpu::init().map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
     m.add("CPU_LEVEL", cpu.level.name())?;
     // The name lists of the library (the Python package re-exports them).
-    m.add("ALGORITHMS", metagrad::meta::algos::Algorithm::ALL.map(|a| a.name()).to_vec())?;
+    m.add("ALGORITHMS", metagrad::meta::algos::Algorithm::KNOWN.map(|a| a.name()).to_vec())?;
     m.add("ESTIMATORS", metagrad::estimators::Estimator::NAMES.to_vec())?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     tabular::register(m)?;

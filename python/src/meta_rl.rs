@@ -41,7 +41,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// A run's progress, carried from the worker thread to the caller's.
 enum Event {
     Started { run: usize, runs: usize, algo: Algorithm, seed: u64, done: usize, total: usize },
-    Iteration { run: usize, runs: usize, algo: Algorithm, seed: u64, stats: IterationStats, rate: f64 },
+    // Boxed: an iteration's statistics (with the ProMP diagnostics) dwarf the other events.
+    Iteration { run: usize, runs: usize, algo: Algorithm, seed: u64, stats: Box<IterationStats>, rate: f64 },
     Diverged { run: usize, runs: usize, algo: Algorithm, seed: u64, iteration: usize, cause: String },
 }
 
@@ -53,9 +54,14 @@ impl Event {
             Progress::Diverged(d) => {
                 Event::Diverged { run, runs, algo, seed, iteration: d.iteration, cause: d.cause.clone() }
             }
-            Progress::Iteration { stats, env_steps_per_s } => {
-                Event::Iteration { run, runs, algo, seed, stats: stats.clone(), rate: env_steps_per_s }
-            }
+            Progress::Iteration { stats, env_steps_per_s } => Event::Iteration {
+                run,
+                runs,
+                algo,
+                seed,
+                stats: Box::new(stats.clone()),
+                rate: env_steps_per_s,
+            },
         }
     }
 

@@ -16,7 +16,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TabularProblem>()
 }
 
-/// One estimator name (`is`, `dr`, `dr-trunc`, `taypo-K`, `lvc`, `maml`) with the
+/// One estimator name (`is`, `dr`, `dr-trunc`, `taypo-K`, `lvc`, `maml`, `tmaml`, `tmaml-past`) with the
 /// truncation level of `dr-trunc`.
 pub fn parse_estimator(name: &str, truncation: f64) -> PyResult<Estimator> {
     let list = Estimator::parse_list(name, truncation).map_err(py_err)?;

@@ -29,9 +29,13 @@ def test_a_run_equals_the_cli_run(cli, tmp_path, algo):
     pd.testing.assert_frame_equal(hist.drop(columns=["wall_s"]), numbers(tmp_path / "cli" / "progress.csv"),
                                   check_exact=True, check_dtype=False)
     steps = ["outer_loss_1", "outer_loss_2", "outer_loss_3", "outer_loss_4", "outer_loss_5"] if algo.startswith("promp") else []
+    promp = (["inner_kl_1", "inner_kl_2", "inner_kl_3", "max_inner_ratio_dev_1", "max_inner_ratio_dev_2",
+              "max_inner_ratio_dev_3", "clip_fraction", "outer_step_norm", "outer_step_max", "adaptation_gain"]
+             if algo.startswith("promp") else [])
     assert list(hist.columns) == ["iteration", "pre_return", "post_return_1", "post_return_2", "post_return_3",
                                   "env_steps", "wall_s", "outer_diag", "inner_step_norm_mean",
-                                  "inner_step_norm_max", "max_inner_ratio_dev"] + steps
+                                  "inner_step_norm_max", "max_inner_ratio_dev"] + steps + ["log_std",
+                                  "adapted_log_std_min"] + promp
     assert (hist["inner_step_norm_max"] >= hist["inner_step_norm_mean"]).all()
     assert (hist["inner_step_norm_mean"] > 0).all()
     if algo.startswith("promp"):
@@ -153,6 +157,11 @@ def test_defaults_and_params():
     assert "taypo2_pairs" not in meta_rl.params(algo="promp", taypo2_pairs="normalised")
     with pytest.raises(ValueError, match="taypo2-ratio-clip"):
         meta_rl.params(algo="promp-taypo2", taypo2_ratio_clip=-1.0)
+    # ProMP's settings from its code: recorded only when not the default, and only for ProMP.
+    assert meta_rl.params(algo="promp", inner_kl_average="mean")["inner_kl_average"] == "mean"
+    assert "inner_kl_average" not in meta_rl.params(algo="promp")
+    assert "inner_kl_average" not in meta_rl.params(algo="trpo-maml", inner_kl_average="mean")
+    assert meta_rl.params(algo="trpo-tmaml")["dice_critic"] == "time"
     # The ratio guard: recorded for the ProMP algorithms only, checked.
     assert meta_rl.params(algo="promp", ratio_guard=1000.0)["ratio_guard"] == 1000.0
     assert "ratio_guard" not in meta_rl.params(algo="trpo-maml", ratio_guard=1000.0)

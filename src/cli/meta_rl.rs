@@ -29,7 +29,7 @@ enum Sub {
 struct RunArgs {
     #[command(flatten)]
     settings: RunSettings,
-    /// Algorithm: trpo-maml, trpo-fmaml, trpo-emaml, trpo-dice, promp, promp-taypo2.
+    /// Algorithm: trpo-maml, trpo-fmaml, trpo-emaml, trpo-dice, promp, promp-taypo2, trpo-tmaml.
     #[arg(long, default_value = "promp-taypo2")]
     algo: String,
     /// Seed of every random draw.
@@ -41,13 +41,19 @@ struct RunArgs {
     /// Continue from `OUT/checkpoint.json` (the settings must match; --iterations may grow).
     #[arg(long)]
     resume: bool,
+    /// Start from the state of the run in this folder (its checkpoint: θ, optimiser state and
+    /// history) with these settings, which may differ from that run's in anything that keeps
+    /// the state valid (e.g. ProMP's --inner-kl-average, --kl-coeff, --adam-eps); OUT records
+    /// the origin in fork.json. Continue the fork itself with --resume.
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    fork_from: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
 struct CompareArgs {
     #[command(flatten)]
     settings: RunSettings,
-    /// Comma-separated algorithms, or `all`.
+    /// Comma-separated algorithms, or `all` (the paper's six; trpo-tmaml by name).
     #[arg(long, default_value = "all")]
     algos: String,
     /// Comma-separated seeds.
@@ -77,10 +83,14 @@ pub fn run(args: Args) -> Result<()> {
             bar.set_style(style());
             bar.set_prefix(format!("{algo} seed {}", r.seed));
             let resume = if r.resume { Resume::Required } else { Resume::No };
-            let history = meta_rl::run(&params, &r.out, resume, &mut |p| {
+            let mut observe = |p: Progress| {
                 show(&bar, p);
                 Ok(())
-            })?;
+            };
+            let history = match &r.fork_from {
+                Some(from) => meta_rl::fork(&params, &r.out, from, &mut observe)?,
+                None => meta_rl::run(&params, &r.out, resume, &mut observe)?,
+            };
             bar.finish_and_clear();
             if let Some(last) = history.last() {
                 println!(

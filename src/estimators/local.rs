@@ -334,6 +334,60 @@ pub fn taylor2<S: Scalar>(
     total
 }
 
+/// TMAML (Liu, Socher & Xiong, 2019; docs/theory.md#tmaml): step-wise IS (DiCE) plus TMAML's
+/// control variate, with the state critic's values b_t = V̂(x_t) (`baseline`) as its
+/// baselines and rewards r_t (`signal`):
+/// V̂ = Σ_t γ^t P_t r_t + Σ_t γ^t b_t (1 − ρ_t)(1 − Q_t),
+/// Q_t = P_t = Π_{s≤t} ρ_s (`through_t`, TMAML's form) or Q_t = P_{t−1} = Π_{s<t} ρ_s.
+/// The control variate is 0 on-policy (ρ = 1) with a zero gradient there; its Hessian there
+/// is Σ_t γ^t b_t (g_t G_tᵀ + G_t g_tᵀ), g_t = ∇ log π_t, G_t = Σ_s g_s over the steps of
+/// Q_t. Through t, its s = t part 2 Σ_t γ^t b_t g_t g_tᵀ does not have mean zero: the bias of
+/// the paper's App. B; over past steps only it has mean zero.
+///
+/// Gradient, with e = 0 (through t) or 1:
+/// ∂V̂/∂ℓ_k = Σ_{t≥k} γ^t P_t r_t − γ^k b_k ρ_k (1 − Q_k) − Σ_{t≥k+e} γ^t b_t (1 − ρ_t) Q_t.
+pub fn tmaml<S: Scalar>(
+    gamma: f64,
+    through_t: bool,
+    signal: &[f64],
+    baseline: &[f64],
+    ratios: &[S],
+    grad: &mut [S],
+    scratch: &mut Vec<S>,
+) -> S {
+    let n = ratios.len();
+    // scratch[2t] = P_t, scratch[2t + 1] = Q_t.
+    scratch.clear();
+    let mut p = S::one();
+    let mut total = S::zero();
+    for t in 0..n {
+        let disc = gamma.powi(t as i32);
+        let before = p;
+        p *= ratios[t];
+        let q = if through_t { p } else { before };
+        scratch.push(p);
+        scratch.push(q);
+        total += p * (disc * signal[t]) + (-ratios[t] + 1.0) * (-q + 1.0) * (disc * baseline[t]);
+    }
+    // `rewards` = Σ_{t≥k} γ^t P_t r_t; `cv` = Σ_{t≥k+e} γ^t b_t (1 − ρ_t) Q_t.
+    let (mut rewards, mut cv) = (S::zero(), S::zero());
+    for t in (0..n).rev() {
+        let disc = gamma.powi(t as i32);
+        let (p, q) = (scratch[2 * t], scratch[2 * t + 1]);
+        let cb = disc * baseline[t];
+        rewards += p * (disc * signal[t]);
+        let own = q * (-ratios[t] + 1.0) * cb;
+        if through_t {
+            cv += own;
+        }
+        grad[t] = rewards - ratios[t] * (-q + 1.0) * cb - cv;
+        if !through_t {
+            cv += own;
+        }
+    }
+    total
+}
+
 /// The naive score-function surrogate of MAML's inner loss, V̂ = v_0 + Σ_t a_t log ρ_t
 /// (a_t = γ^t Â_t or Â_t by `discount`). Its gradient ∂V̂/∂ℓ_t = a_t is the usual
 /// policy-gradient estimate; its Hessian lacks the score outer products (F = 0), which is

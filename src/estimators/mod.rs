@@ -7,6 +7,7 @@
 //! | truncated doubly robust | `dr-trunc` | `#truncated-dr`, Eq. 5 | V-trace-style baseline |
 //! | TayPO-K | `taypo-K` | `#taypo-k`, Eq. 6–9 | TayPO-1 = LVC (ProMP); TayPO-2 new |
 //! | naive score surrogate | `maml` | `#naive-score`, Eq. 11 | MAML's inner loss |
+//! | IS with TMAML's control variate | `tmaml`, `tmaml-past` | `#tmaml` | TMAML (biased Hessian); its unbiased variant |
 //!
 //! The design: [`local`] holds one pure kernel per estimator over a trajectory's *rows*
 //! (likelihood ratios, critic means); [`PreparedBatch`] holds the θ-independent inputs of
@@ -61,6 +62,12 @@ pub enum Estimator {
         /// Discount convention (γ^t weights or none).
         discount: TaylorDiscount,
     },
+    /// Step-wise IS (DiCE) with TMAML's control variate (state-value critic as baselines).
+    Tmaml {
+        /// Whether the control variate's product of ratios runs over steps s ≤ t (`tmaml`,
+        /// TMAML's form: a biased Hessian) or s < t only (`tmaml-past`: unbiased).
+        through_t: bool,
+    },
 }
 
 impl Estimator {
@@ -72,12 +79,15 @@ impl Estimator {
             Estimator::TruncatedDr { .. } => "dr-trunc".into(),
             Estimator::TayPo { order, .. } => format!("taypo-{order}"),
             Estimator::NaiveScore { .. } => "maml".into(),
+            Estimator::Tmaml { through_t: true } => "tmaml".into(),
+            Estimator::Tmaml { through_t: false } => "tmaml-past".into(),
         }
     }
 
     /// The estimator names the command line and Python accept (`taypo-K` for any order
     /// K ≥ 1; the aliases `dice`, `loaded-dice` and `truncated-dr` are accepted too).
-    pub const NAMES: [&'static str; 6] = ["is", "dr", "dr-trunc", "taypo-K", "lvc", "maml"];
+    pub const NAMES: [&'static str; 8] =
+        ["is", "dr", "dr-trunc", "taypo-K", "lvc", "maml", "tmaml", "tmaml-past"];
 
     /// The estimators of the paper's Fig. 1: IS, DR, truncated DR (ρ̄ = c̄ = 1), TayPO-1, TayPO-2.
     pub fn paper_set() -> Vec<Estimator> {
@@ -118,6 +128,14 @@ impl Estimator {
     /// (T dual passes of O(T·min(K, T)) each, a T×T block per trajectory).
     pub fn has_linear_hessian(&self) -> bool {
         !matches!(self, Estimator::TayPo { order, .. } if *order >= 3)
+            && !matches!(self, Estimator::Tmaml { .. })
+    }
+
+    /// Whether the estimate of the finite-horizon value bootstraps with the critic at x_T
+    /// (the critic-reading estimators but TMAML, whose value part is IS without bootstrap;
+    /// IS and TMAML estimate J_T with bootstrap 0).
+    pub fn bootstraps(&self) -> bool {
+        !matches!(self, Estimator::Is | Estimator::Tmaml { .. })
     }
 
     /// Whether the estimator reads a critic.
@@ -142,6 +160,8 @@ impl FromStr for Estimator {
             "dr-trunc" | "truncated-dr" => Estimator::TruncatedDr { rho_bar: 1.0, c_bar: 1.0 },
             "lvc" => Estimator::TayPo { order: 1, discount: TaylorDiscount::Absolute },
             "maml" => Estimator::NaiveScore { discount: TaylorDiscount::Absolute },
+            "tmaml" => Estimator::Tmaml { through_t: true },
+            "tmaml-past" => Estimator::Tmaml { through_t: false },
             _ => {
                 if let Some(k) = lower.strip_prefix("taypo-") {
                     let order: usize = k.parse().map_err(|_| {
@@ -208,6 +228,8 @@ pub struct PreparedBatch {
     ratio_clip: f64,
     /// TayPO-2: the pair scale c of each trajectory (1 unless [`Taylor2Pairs::Normalised`]).
     pair_scale: Vec<f64>,
+    /// TMAML: the control variate's baseline b_t = V̂(x_t) per step (empty otherwise).
+    baseline: Vec<f64>,
 }
 
 impl PreparedBatch {
@@ -224,6 +246,7 @@ impl PreparedBatch {
             pairs: Taylor2Pairs::Discounted,
             ratio_clip: f64::INFINITY,
             pair_scale: Vec::new(),
+            baseline: Vec::new(),
         }
     }
 
@@ -348,6 +371,18 @@ impl PreparedBatch {
                     "dr-trunc is defined for a state-value critic (state_values), not action_values",
                 ));
             }
+            (Estimator::Tmaml { .. }, PathCritic::State(v)) => {
+                state_len(v)?;
+                self.signal.extend_from_slice(rewards);
+                self.baseline.extend_from_slice(&v[..t]);
+                (0.0, false)
+            }
+            (Estimator::Tmaml { .. }, PathCritic::Action { .. }) => {
+                return Err(invalid(
+                    "critic",
+                    "tmaml is defined for a state-value critic (state_values), not action_values",
+                ));
+            }
             (Estimator::TayPo { .. } | Estimator::NaiveScore { .. }, PathCritic::State(v)) => {
                 state_len(v)?;
                 let start = self.signal.len();
@@ -436,6 +471,9 @@ impl PreparedBatch {
                 local::taylor(order, discount, g, v0, signal, ratios, grad, scratch)
             }
             Estimator::NaiveScore { discount } => local::naive_score(discount, g, v0, signal, ratios, grad),
+            Estimator::Tmaml { through_t } => {
+                local::tmaml(g, through_t, signal, &self.baseline[self.steps(n)], ratios, grad, scratch)
+            }
         }
     }
 
@@ -601,6 +639,6 @@ mod names_tests {
             assert!(name.replace('K', "2").parse::<Estimator>().is_ok(), "{name}");
         }
         let msg = "nope".parse::<Estimator>().unwrap_err().to_string();
-        assert!(msg.contains("is, dr, dr-trunc, taypo-K, lvc, maml"), "{msg}");
+        assert!(msg.contains("is, dr, dr-trunc, taypo-K, lvc, maml, tmaml, tmaml-past"), "{msg}");
     }
 }

@@ -62,6 +62,9 @@ pub enum InnerKind {
     Taypo2,
     /// Doubly robust with the linear baseline as state critic (DiCE-style).
     Dr,
+    /// Step-wise IS with TMAML's control variate, the same critic as DR's as its baselines
+    /// (`tmaml`, docs/theory.md#tmaml).
+    Tmaml,
 }
 
 /// How a task's sum over paths is normalised.
@@ -125,10 +128,10 @@ pub struct InnerObjective {
     pub discount: TaylorDiscount,
     /// γ.
     pub gamma: f64,
-    /// DR: divide rewards and critic by the task's advantage standard deviation (not for
+    /// DR and TMAML: divide rewards and critic by the task's advantage standard deviation (not for
     /// [`DiceCritic::Promp`], whose loss has no normalisation).
     pub dr_normalise: bool,
-    /// DR: the critic (TRPO-DiCE).
+    /// DR and TMAML: the critic (TRPO-DiCE, TRPO-TMAML).
     #[serde(default = "legacy_dice_critic")]
     pub dice_critic: DiceCritic,
     /// TayPO-2: weighting of the pair term (the paper's discounted pairs by default).
@@ -164,6 +167,7 @@ impl InnerObjective {
             InnerKind::Taypo2 => Estimator::TayPo { order: 2, discount: self.discount },
             InnerKind::Dr if self.dice_critic == DiceCritic::Promp => Estimator::Is,
             InnerKind::Dr => Estimator::Dr,
+            InnerKind::Tmaml => Estimator::Tmaml { through_t: true },
         }
     }
 
@@ -201,7 +205,10 @@ impl InnerObjective {
                     b.push(&r, PathCritic::None)?;
                 }
             }
-            InnerKind::Dr => {
+            InnerKind::Dr | InnerKind::Tmaml => {
+                if self.kind == InnerKind::Tmaml && self.dice_critic == DiceCritic::Promp {
+                    return Err(invalid("dice_critic", "tmaml takes a state critic (time or features)"));
+                }
                 // σ of the advantages under the critic in use (the processing's for the feature
                 // baseline; G_t − V̂_t for the time critic), so that the on-policy gradient has
                 // the scale of the normalised-advantage objectives whatever the critic.
@@ -463,6 +470,12 @@ pub(crate) mod tests {
             .chain(
                 [DiceCritic::Time, DiceCritic::Features, DiceCritic::Promp]
                     .map(|c| InnerObjective { dice_critic: c, ..InnerObjective::new(InnerKind::Dr, 0.99) }),
+            )
+            .chain(
+                [DiceCritic::Time, DiceCritic::Features].map(|c| InnerObjective {
+                    dice_critic: c,
+                    ..InnerObjective::new(InnerKind::Tmaml, 0.99)
+                }),
             )
             .chain([(Taylor2Pairs::Normalised, None), (Taylor2Pairs::Normalised, Some(0.3))].map(
                 |(pairs, clip)| InnerObjective {

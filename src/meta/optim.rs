@@ -294,10 +294,23 @@ impl Adam {
     /// 1 to double precision long before).
     pub const MAX_STEPS: u64 = i32::MAX as u64;
 
+    /// The settings.
+    pub fn config(&self) -> &AdamConfig {
+        &self.cfg
+    }
+
+    /// The same state (moments and step count) under other settings, checked as
+    /// [`Adam::new`] checks them: a run continued with another learning rate or ε.
+    pub fn with_config(self, cfg: AdamConfig) -> Result<Self, SettingError> {
+        Adam::new(self.m.len(), cfg.clone())?;
+        Ok(Self { cfg, ..self })
+    }
+
     /// Checks a deserialised optimiser (e.g. from a checkpoint) as [`Adam::new`] checks its
-    /// settings: `lr` = `expected_lr`, β₁, β₂ in [0, 1), ε > 0; m and v of `dim` finite
-    /// entries, v ≥ 0; step count ≤ [`Adam::MAX_STEPS`]. Errors name the field as `adam.<name>`.
-    pub fn check(&self, dim: usize, expected_lr: f64) -> Result<(), SettingError> {
+    /// settings: `lr` = `expected_lr`, ε = `expected_eps`, β₁, β₂ in [0, 1); m and v of `dim`
+    /// finite entries, v ≥ 0; step count ≤ [`Adam::MAX_STEPS`]. Errors name the field as
+    /// `adam.<name>`.
+    pub fn check(&self, dim: usize, expected_lr: f64, expected_eps: f64) -> Result<(), SettingError> {
         let c = &self.cfg;
         ensure(c.lr.is_finite() && c.lr > 0.0, "adam.lr", c.lr, "must be finite and > 0")?;
         ensure(
@@ -309,6 +322,12 @@ impl Adam {
         ensure((0.0..1.0).contains(&c.beta1), "adam.beta1", c.beta1, "must be in [0, 1)")?;
         ensure((0.0..1.0).contains(&c.beta2), "adam.beta2", c.beta2, "must be in [0, 1)")?;
         ensure(c.eps.is_finite() && c.eps > 0.0, "adam.eps", c.eps, "must be finite and > 0")?;
+        ensure(
+            c.eps == expected_eps,
+            "adam.eps",
+            c.eps,
+            &format!("differs from the run's --adam-eps {expected_eps}"),
+        )?;
         ensure(
             self.m.len() == dim,
             "adam.m",

@@ -30,6 +30,9 @@ pub enum Algorithm {
     Promp,
     /// ProMP with the TayPO-2 inner objective.
     PrompTaypo2,
+    /// TRPO with TMAML's inner objective (IS with TMAML's control variate), second order;
+    /// not one of the paper's six.
+    TrpoTmaml,
 }
 
 impl Algorithm {
@@ -43,6 +46,17 @@ impl Algorithm {
         Algorithm::PrompTaypo2,
     ];
 
+    /// Every algorithm: the paper's six, then TRPO-TMAML.
+    pub const KNOWN: [Algorithm; 7] = [
+        Algorithm::TrpoMaml,
+        Algorithm::TrpoFmaml,
+        Algorithm::TrpoEmaml,
+        Algorithm::TrpoDice,
+        Algorithm::Promp,
+        Algorithm::PrompTaypo2,
+        Algorithm::TrpoTmaml,
+    ];
+
     /// The command-line name.
     pub fn name(&self) -> &'static str {
         match self {
@@ -52,17 +66,18 @@ impl Algorithm {
             Algorithm::TrpoDice => "trpo-dice",
             Algorithm::Promp => "promp",
             Algorithm::PrompTaypo2 => "promp-taypo2",
+            Algorithm::TrpoTmaml => "trpo-tmaml",
         }
     }
 
     /// Parses a name (as on the command line).
     pub fn parse(name: &str) -> Result<Self> {
-        Self::ALL.iter().copied().find(|a| a.name() == name.trim()).ok_or_else(|| {
+        Self::KNOWN.iter().copied().find(|a| a.name() == name.trim()).ok_or_else(|| {
             invalid(
                 "algo",
                 format!(
                     "unknown algorithm {name:?} (known: {})",
-                    Self::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+                    Self::KNOWN.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
                 ),
             )
         })
@@ -88,6 +103,7 @@ impl Algorithm {
             Algorithm::TrpoDice => InnerKind::Dr,
             Algorithm::Promp => InnerKind::Lvc,
             Algorithm::PrompTaypo2 => InnerKind::Taypo2,
+            Algorithm::TrpoTmaml => InnerKind::Tmaml,
         }
     }
 
@@ -160,9 +176,9 @@ pub struct Params {
     pub taypo_discount: TaylorDiscount,
     /// DR: divide rewards and critic by the task's advantage std (true).
     pub dr_normalise: bool,
-    /// TRPO-DiCE's critic (`Some` for `trpo-dice` only, set by [`Params::validate`]; `time`
-    /// by default). Runs saved before this setting existed used `features`
-    /// ([`Params::upgrade_legacy`]).
+    /// The critic of TRPO-DiCE and TRPO-TMAML (`Some` for `trpo-dice` and `trpo-tmaml`
+    /// only, set by [`Params::validate`]; `time` by default). TRPO-DiCE runs saved before
+    /// this setting existed used `features` ([`Params::upgrade_legacy`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dice_critic: Option<DiceCritic>,
     /// ProMP-TayPO-2: weighting of the pair term (the paper's discounted pairs by default;
@@ -196,6 +212,20 @@ pub struct Params {
     /// re-evaluate the inner data's ratios).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ratio_guard: Option<f64>,
+    /// ProMP algorithms: how the K inner KL penalties combine (their sum by default; ProMP's
+    /// code takes their mean). Recorded only when not the default, and only for the ProMP
+    /// algorithms.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub inner_kl_average: InnerKlAverage,
+    /// ProMP algorithms: Adam's ε (1e-8, TensorFlow's default, which ProMP uses). Recorded
+    /// only when not the default, and only for the ProMP algorithms.
+    #[serde(default = "default_adam_eps", skip_serializing_if = "is_default_adam_eps")]
+    pub adam_eps: f64,
+    /// ProMP algorithms: a floor on the policy's log-std entries, applied to θ after every
+    /// Adam step (none by default; ProMP's policy floors log σ at ln 10⁻⁶). Recorded only when
+    /// set, and only for the ProMP algorithms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_std_floor: Option<f64>,
     /// An environment outside the crate: its own settings, as it reports them (e.g.
     /// Meta-World's benchmark, task name and reward version); recorded so that a resume
     /// with other settings is refused. None for the built-in environments.
@@ -240,6 +270,48 @@ pub struct MetaTest {
 
 fn default_divergence_threshold() -> f64 {
     10.0
+}
+
+/// Adam's ε unless set (TensorFlow's default, as in ProMP).
+pub(crate) fn default_adam_eps() -> f64 {
+    1e-8
+}
+
+fn is_default_adam_eps(x: &f64) -> bool {
+    *x == default_adam_eps()
+}
+
+/// How ProMP's outer loss combines the inner KL penalties of the K inner steps
+/// (docs/theory.md#algorithms): c_KL Σ_k KL_k or c_KL (1/K) Σ_k KL_k, with KL_k the mean over
+/// tasks of the mean KL(π_{θ_k^old} ‖ π_{θ_k(θ)}) on D_k.
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InnerKlAverage {
+    /// The sum over the inner steps (this library's default).
+    #[default]
+    Sum,
+    /// The mean over the inner steps (ProMP's code: `tf.reduce_mean(inner_kl_coeff *
+    /// mean_inner_kl_per_step)`).
+    Mean,
+}
+
+impl InnerKlAverage {
+    /// The command-line name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            InnerKlAverage::Sum => "sum",
+            InnerKlAverage::Mean => "mean",
+        }
+    }
+
+    /// The weight of each inner step's KL penalty, relative to c_KL, with K inner steps.
+    pub fn weight(&self, k: usize) -> f64 {
+        match self {
+            InnerKlAverage::Sum => 1.0,
+            InnerKlAverage::Mean => 1.0 / k.max(1) as f64,
+        }
+    }
 }
 
 fn is_default<T: Default + PartialEq>(x: &T) -> bool {
@@ -325,12 +397,18 @@ impl Params {
                 Err(invalid(field, format!("must be finite and > 0, got {v}")))
             }
         };
-        // Only TRPO-DiCE reads a DiCE critic; others record none (so their settings compare
-        // equal to those of runs saved before the setting existed).
+        // Only TRPO-DiCE and TRPO-TMAML read a critic; others record none (so their settings
+        // compare equal to those of runs saved before the setting existed).
         self.dice_critic = match self.algo {
-            Algorithm::TrpoDice => Some(self.dice_critic.unwrap_or(DiceCritic::Time)),
+            Algorithm::TrpoDice | Algorithm::TrpoTmaml => Some(self.dice_critic.unwrap_or(DiceCritic::Time)),
             _ => None,
         };
+        if self.algo == Algorithm::TrpoTmaml && self.dice_critic == Some(DiceCritic::Promp) {
+            return Err(invalid(
+                "dice-critic",
+                "trpo-tmaml takes a state critic (time or features); promp is TRPO-DiCE's own loss",
+            ));
+        }
         // Only ProMP-TayPO-2 reads the TayPO-2 variants; others record the defaults.
         if self.algo != Algorithm::PrompTaypo2 {
             self.taypo2_pairs = Taylor2Pairs::Discounted;
@@ -345,6 +423,19 @@ impl Params {
         }
         if let Some(g) = self.ratio_guard {
             finite_pos("ratio-guard", g)?;
+        }
+        // Only the ProMP algorithms read the settings of ProMP's outer loss and optimiser
+        // beyond the common ones; others record the defaults.
+        if !self.algo.is_promp() {
+            self.inner_kl_average = InnerKlAverage::Sum;
+            self.adam_eps = default_adam_eps();
+            self.log_std_floor = None;
+        }
+        finite_pos("adam-eps", self.adam_eps)?;
+        if let Some(f) = self.log_std_floor
+            && !f.is_finite()
+        {
+            return Err(invalid("log-std-floor", format!("must be finite, got {f}")));
         }
         if self.dice_critic == Some(DiceCritic::Promp) && (self.gamma.is_nan() || self.gamma <= 0.0) {
             return Err(invalid("dice-critic", format!("promp needs γ > 0, got gamma = {}", self.gamma)));
@@ -417,6 +508,17 @@ impl Params {
         }
         if !self.init_log_std.is_finite() {
             return Err(invalid("init-log-std", format!("must be finite, got {}", self.init_log_std)));
+        }
+        if let Some(f) = self.log_std_floor
+            && self.init_log_std < f
+        {
+            return Err(invalid(
+                "log-std-floor",
+                format!(
+                    "{f} is above the initial log-std {} (it must not bind at the start)",
+                    self.init_log_std
+                ),
+            ));
         }
         ProcessingConfig { gamma: self.gamma, gae_lambda: self.gae_lambda, ..Default::default() }
             .validate()?;

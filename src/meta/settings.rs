@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::optim::TrpoConfig;
-use super::params::{Algorithm, MetaTest, Params, ValidParams};
+use super::params::{Algorithm, InnerKlAverage, MetaTest, Params, ValidParams};
 use crate::envs::EnvSource;
 use crate::error::Result;
 use crate::estimators::{Taylor2Pairs, TaylorDiscount};
@@ -66,7 +66,8 @@ pub struct RunSettings {
     #[cfg_attr(feature = "cli", arg(long))]
     pub no_dr_normalise: bool,
     /// TRPO-DiCE's critic: time (time-only linear fit, the paper's setup), features (the
-    /// observation-feature baseline) or promp (ProMP's own DiCE loss).
+    /// observation-feature baseline) or promp (ProMP's own DiCE loss); TRPO-TMAML's
+    /// baselines: time or features.
     #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = RunSettings::default().dice_critic))]
     pub dice_critic: DiceCritic,
     /// ProMP-TayPO-2: weighting of the pair term: discounted (the paper's Eq. 6) or
@@ -103,6 +104,17 @@ pub struct RunSettings {
     /// inner data during its outer steps exceeds this (default: no such guard).
     #[cfg_attr(feature = "cli", arg(long))]
     pub ratio_guard: Option<f64>,
+    /// ProMP algorithms: combine the K inner KL penalties by their sum or (as ProMP's code
+    /// does) their mean.
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = RunSettings::default().inner_kl_average))]
+    pub inner_kl_average: InnerKlAverage,
+    /// ProMP algorithms: Adam's ε.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = RunSettings::default().adam_eps))]
+    pub adam_eps: f64,
+    /// ProMP algorithms: floor of the policy's log-std entries, applied after every Adam step
+    /// (default: none; ProMP's policy floors log σ at ln 1e-6 ≈ -13.8).
+    #[cfg_attr(feature = "cli", arg(long, allow_hyphen_values = true))]
+    pub log_std_floor: Option<f64>,
     /// Largest number of environment steps per iteration, tasks × rollouts × horizon ×
     /// (inner steps + 1), accepted.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = RunSettings::default().max_steps_per_iteration))]
@@ -149,6 +161,9 @@ impl Default for RunSettings {
             emaml_weight: 1.0,
             divergence_threshold: 10.0,
             ratio_guard: None,
+            inner_kl_average: InnerKlAverage::Sum,
+            adam_eps: super::params::default_adam_eps(),
+            log_std_floor: None,
             max_steps_per_iteration: crate::limits::DEFAULT_MAX_META_STEPS,
             test_every: 0,
             test_tasks: None,
@@ -195,6 +210,9 @@ impl RunSettings {
             emaml_weight: self.emaml_weight,
             divergence_threshold: self.divergence_threshold,
             ratio_guard: self.ratio_guard,
+            inner_kl_average: self.inner_kl_average,
+            adam_eps: self.adam_eps,
+            log_std_floor: self.log_std_floor,
             env_config: None,
             meta_test: (self.test_every > 0).then(|| MetaTest {
                 every: self.test_every,

@@ -26,4 +26,4 @@ pub use grid::{Grid, GridProgress, GridSettings};
 pub use report::{
     PAIRED_WINDOW, PairedDiff, SummaryRow, max_drop, paired_differences, paired_markdown, summary_markdown,
 };
-pub use run::{Progress, Resume, RunRecord, load_run, run, run_with};
+pub use run::{ForkRecord, Progress, Resume, RunRecord, fork, load_run, run, run_with};

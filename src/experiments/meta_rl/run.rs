@@ -81,13 +81,13 @@ pub fn run_with(
     params: &ValidParams,
     out: &Path,
     resume: Resume,
-    mut remote: Option<&mut dyn RemoteSampling>,
+    remote: Option<&mut dyn RemoteSampling>,
     observe: &mut dyn FnMut(Progress) -> Result<()>,
 ) -> Result<Vec<IterationStats>> {
     prepare_output_dir(out)?;
     let ckpt_path = out.join("checkpoint.json");
     let present = ckpt_path.exists();
-    let mut trainer = match (present, resume) {
+    let trainer = match (present, resume) {
         (true, Resume::Required | Resume::IfPresent) => {
             let ck = read_checkpoint(&ckpt_path)?;
             if !same_run(&ck.params, params) {
@@ -120,6 +120,70 @@ pub fn run_with(
         }
         (false, _) => Trainer::new(params.clone())?,
     };
+    continue_run(trainer, params, out, remote, observe)
+}
+
+/// Where a forked run started: written as `fork.json` in its folder by [`fork`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForkRecord {
+    /// The folder of the run it started from, as given.
+    pub from: String,
+    /// The iterations that run had completed (the fork's first `iteration` rows are that
+    /// run's).
+    pub iteration: usize,
+    /// That run's settings.
+    pub from_settings: Params,
+}
+
+/// Starts a run in `out` (which must not hold one) from the state of the run in `from`: its
+/// θ, optimiser state and history, continued under `params`, which may differ from that run's
+/// settings in anything that keeps the state valid ([`Trainer::fork`]; the environment must be
+/// the same), e.g. the settings of ProMP's outer loss and optimiser. Every later iteration
+/// depends on the seed and the iteration as in any run, so a fork with that run's settings
+/// continues it bit for bit. `fork.json` records the origin ([`ForkRecord`]); the fork is then
+/// an ordinary run (continue it with [`Resume::Required`]).
+pub fn fork(
+    params: &ValidParams,
+    out: &Path,
+    from: &Path,
+    observe: &mut dyn FnMut(Progress) -> Result<()>,
+) -> Result<Vec<IterationStats>> {
+    let source = read_checkpoint(&from.join("checkpoint.json"))?;
+    if source.params.env != params.env {
+        return Err(invalid(
+            "fork",
+            format!("{} ran on {:?}, this run is on {:?}", from.display(), source.params.env, params.env),
+        ));
+    }
+    prepare_output_dir(out)?;
+    if out.join("checkpoint.json").exists() {
+        return Err(invalid(
+            "out",
+            format!(
+                "{} holds a run already; fork into another folder",
+                out.join("checkpoint.json").display()
+            ),
+        ));
+    }
+    let record = ForkRecord {
+        from: from.display().to_string(),
+        iteration: source.state.iteration,
+        from_settings: source.params,
+    };
+    let trainer = Trainer::fork(params.clone(), source.state)?;
+    write_json(&out.join("fork.json"), &record)?;
+    continue_run(trainer, params, out, None, observe)
+}
+
+/// Runs `trainer` to its budget in `out`, writing the files after every iteration.
+fn continue_run(
+    mut trainer: Trainer,
+    params: &ValidParams,
+    out: &Path,
+    mut remote: Option<&mut dyn RemoteSampling>,
+    observe: &mut dyn FnMut(Progress) -> Result<()>,
+) -> Result<Vec<IterationStats>> {
+    let ckpt_path = out.join("checkpoint.json");
     // Written by the binary that runs iterations (a finished run keeps the record of the
     // binary that produced it, so that re-summarising it does not overwrite that).
     if !trainer.finished() || !out.join("config.json").exists() {
@@ -196,6 +260,20 @@ fn write_progress(path: &Path, history: &[IterationStats]) -> Result<()> {
         if test_success {
             header.extend(["test_pre_success".into(), "test_post_success".into()]);
         }
+        // Diagnostics recorded since the first runs (docs/experiments/promp-breakdown.md):
+        // columns only when some iteration has them, so older files keep their columns.
+        let log_std = history.iter().any(|h| h.diagnostics.log_std.is_some());
+        let promp = history.iter().any(|h| h.diagnostics.promp.is_some());
+        if log_std {
+            header.extend(["log_std".into(), "adapted_log_std_min".into()]);
+        }
+        if promp {
+            header.extend((1..=k).map(|i| format!("inner_kl_{i}")));
+            header.extend((1..=k).map(|i| format!("max_inner_ratio_dev_{i}")));
+            header.extend(
+                ["clip_fraction", "outer_step_norm", "outer_step_max", "adaptation_gain"].map(String::from),
+            );
+        }
         w.write_record(&header).map_err(csv_io)?;
         for h in history {
             let d = &h.diagnostics;
@@ -219,6 +297,20 @@ fn write_progress(path: &Path, history: &[IterationStats]) -> Result<()> {
             if test_success {
                 rec.push(cell(h.test.as_ref().and_then(|t| t.pre_success)));
                 rec.push(cell(h.test.as_ref().and_then(|t| t.post_success)));
+            }
+            if log_std {
+                rec.push(cell(d.log_std));
+                rec.push(cell(d.adapted_log_std_min));
+            }
+            if promp {
+                let o = d.promp.as_ref();
+                let per_round = |v: Option<&Vec<f64>>, i: usize| cell(v.and_then(|v| v.get(i).copied()));
+                rec.extend((0..k).map(|i| per_round(o.map(|o| &o.inner_kl), i)));
+                rec.extend((0..k).map(|i| per_round(o.map(|o| &o.inner_ratio_dev), i)));
+                rec.push(cell(o.map(|o| o.clip_fraction)));
+                rec.push(cell(o.map(|o| o.outer_step_norm)));
+                rec.push(cell(o.map(|o| o.outer_step_max)));
+                rec.push(cell(o.and_then(|o| o.adaptation_gain)));
             }
             w.write_record(&rec).map_err(csv_io)?;
         }
@@ -319,5 +411,141 @@ mod tests {
         assert!(record.history.is_empty() && record.diverged.is_some());
         // The finished run resumes as finished.
         assert!(run(&p, dir.path(), Resume::Required, &mut |_| Ok(())).unwrap().is_empty());
+    }
+
+    /// The header of the progress file in `dir`.
+    fn header(dir: &Path) -> Vec<String> {
+        let text = std::fs::read_to_string(dir.join("progress.csv")).unwrap();
+        text.lines().next().unwrap().split(',').map(str::to_owned).collect()
+    }
+
+    /// A progress file's rows without the wall-clock column.
+    fn rows_without_wall(dir: &Path) -> Vec<String> {
+        let text = std::fs::read_to_string(dir.join("progress.csv")).unwrap();
+        let wall = header(dir).iter().position(|c| c == "wall_s").unwrap();
+        text.lines()
+            .map(|l| {
+                l.split(',')
+                    .enumerate()
+                    .filter(|(i, _)| *i != wall)
+                    .map(|(_, c)| c)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_fork_with_the_same_settings_continues_the_run_bit_for_bit_and_records_its_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        // Paths long enough to reach rewards (the advantages are not all 0).
+        let tiny = |iterations| RunSettings { horizon: 40, ..RunSettings::tiny(iterations) };
+        let (short, long) = (tiny(2), tiny(4));
+        let algo = Algorithm::Promp;
+        let whole = dir.path().join("whole");
+        run(&long.params(algo, 3).unwrap(), &whole, Resume::No, &mut |_| Ok(())).unwrap();
+        let start = dir.path().join("start");
+        run(&short.params(algo, 3).unwrap(), &start, Resume::No, &mut |_| Ok(())).unwrap();
+        let same = dir.path().join("same");
+        let h = fork(&long.params(algo, 3).unwrap(), &same, &start, &mut |_| Ok(())).unwrap();
+        assert_eq!(h.len(), 4);
+        assert_eq!(rows_without_wall(&same), rows_without_wall(&whole));
+        let record: ForkRecord =
+            serde_json::from_str(&std::fs::read_to_string(same.join("fork.json")).unwrap()).unwrap();
+        assert_eq!((record.iteration, record.from_settings.iterations), (2, 2));
+        // Other settings of the outer loss and optimiser: the first two iterations are the
+        // origin's, the later ones differ; the fork resumes as an ordinary run.
+        let other = RunSettings {
+            inner_kl_average: crate::meta::params::InnerKlAverage::Mean,
+            kl_coeff: 0.5,
+            adam_eps: 1e-3,
+            ..long.clone()
+        };
+        let changed = dir.path().join("changed");
+        let h = fork(&other.params(algo, 3).unwrap(), &changed, &start, &mut |_| Ok(())).unwrap();
+        let (a, b) = (rows_without_wall(&changed), rows_without_wall(&whole));
+        assert_eq!(a[..3], b[..3]);
+        assert_ne!(a[3..], b[3..]);
+        assert_eq!(h[2..], load_run(&changed).unwrap().history[2..]);
+        let more = RunSettings { iterations: 5, ..other.clone() };
+        assert_eq!(
+            run(&more.params(algo, 3).unwrap(), &changed, Resume::Required, &mut |_| Ok(())).unwrap().len(),
+            5
+        );
+        // Refused: a folder that holds a run, another environment, another architecture.
+        let e = fork(&long.params(algo, 3).unwrap(), &same, &start, &mut |_| Ok(())).unwrap_err().to_string();
+        assert!(e.contains("holds a run already"), "{e}");
+        let simple = RunSettings { env: "point-corners-simple".into(), ..long.clone() };
+        let e = fork(&simple.params(algo, 3).unwrap(), &dir.path().join("x"), &start, &mut |_| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fork") && e.contains("point-corners-simple"), "{e}");
+        let wide = RunSettings { hidden: vec![7], ..long.clone() };
+        let e = fork(&wide.params(algo, 3).unwrap(), &dir.path().join("y"), &start, &mut |_| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("checkpoint theta"), "{e}");
+        assert!(!dir.path().join("y").join("fork.json").exists());
+    }
+
+    #[test]
+    fn a_diverged_run_is_not_forked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = RunSettings { ratio_guard: Some(1e-9), horizon: 40, ..RunSettings::tiny(3) }
+            .params(Algorithm::Promp, 1)
+            .unwrap();
+        let from = dir.path().join("from");
+        run(&p, &from, Resume::No, &mut |_| Ok(())).unwrap();
+        assert!(load_run(&from).unwrap().diverged.is_some());
+        let p = RunSettings { horizon: 40, ..RunSettings::tiny(3) }.params(Algorithm::Promp, 1).unwrap();
+        let e = fork(&p, &dir.path().join("to"), &from, &mut |_| Ok(())).unwrap_err().to_string();
+        assert!(e.contains("diverged"), "{e}");
+    }
+
+    #[test]
+    fn progress_files_have_the_diagnostics_columns_only_when_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        for algo in [Algorithm::Promp, Algorithm::TrpoMaml] {
+            let out = dir.path().join(algo.name());
+            run(&RunSettings::tiny(2).params(algo, 1).unwrap(), &out, Resume::No, &mut |_| Ok(())).unwrap();
+            let h = header(&out);
+            let k = 3;
+            let at = h.iter().position(|c| c == "log_std").expect("log_std");
+            assert_eq!(h[at + 1], "adapted_log_std_min");
+            assert_eq!(at + 2 == h.len(), !algo.is_promp(), "{h:?}");
+            let promp: Vec<String> = (1..=k)
+                .map(|i| format!("inner_kl_{i}"))
+                .chain((1..=k).map(|i| format!("max_inner_ratio_dev_{i}")))
+                .chain(
+                    ["clip_fraction", "outer_step_norm", "outer_step_max", "adaptation_gain"]
+                        .map(String::from),
+                )
+                .collect();
+            assert_eq!(h.ends_with(&promp), algo.is_promp(), "{h:?}");
+            // A history recorded without them (runs saved before they existed) keeps the
+            // columns it had.
+            let mut history = load_run(&out).unwrap().history;
+            for s in &mut history {
+                s.diagnostics.log_std = None;
+                s.diagnostics.adapted_log_std_min = None;
+                s.diagnostics.promp = None;
+            }
+            write_progress(&out.join("progress.csv"), &history).unwrap();
+            let old = header(&out);
+            assert_eq!(
+                old.last().map(String::as_str),
+                Some(if algo.is_promp() { "outer_loss_5" } else { "max_inner_ratio_dev" })
+            );
+            // One iteration with them (a run continued by a newer binary): the columns, with
+            // blank cells for the iteration without.
+            history[1].diagnostics = load_run(&out).unwrap().history[1].diagnostics.clone();
+            write_progress(&out.join("progress.csv"), &history).unwrap();
+            assert_eq!(header(&out), h);
+            let text = std::fs::read_to_string(out.join("progress.csv")).unwrap();
+            let at = h.iter().position(|c| c == "log_std").unwrap();
+            let cell = |row: usize| text.lines().nth(row).unwrap().split(',').nth(at).unwrap().to_owned();
+            assert_eq!(cell(1), "");
+            assert!(cell(2).parse::<f64>().unwrap().is_finite());
+        }
     }
 }

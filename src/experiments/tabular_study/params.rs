@@ -134,7 +134,7 @@ pub struct StudySettings {
     /// Scale of the critic noise (1 = the tabular benchmark's: N(0,1)·‖V^μ‖₂/|X|).
     #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().critic_noise))]
     pub critic_noise: f64,
-    /// Comma-separated estimators: is, dr, dr-trunc, taypo-K (K ≥ 1), lvc, maml.
+    /// Comma-separated estimators: is, dr, dr-trunc, taypo-K (K ≥ 1), lvc, maml, tmaml, tmaml-past.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = StudySettings::default().estimators))]
     pub estimators: String,
     /// Truncation level ρ̄ = c̄ of dr-trunc.

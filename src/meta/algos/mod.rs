@@ -1,5 +1,5 @@
-//! The six meta-RL algorithms of the paper's Fig. 1(d) and Fig. 2 (docs/theory.md#algorithms), each an
-//! inner objective ([`super::objectives`]) composed with an outer optimiser.
+//! The six meta-RL algorithms of the paper's Fig. 1(d) and Fig. 2 and TRPO-TMAML
+//! (docs/theory.md#algorithms), each an inner objective ([`super::objectives`]) composed with an outer optimiser.
 //!
 //! | algorithm | inner objective | meta-gradient | outer |
 //! |---|---|---|---|
@@ -9,6 +9,7 @@
 //! | `trpo-dice` | DR (DiCE) | second order | TRPO |
 //! | `promp` | TayPO-1 / LVC | second order | PPO-clip + inner KL, Adam |
 //! | `promp-taypo2` | TayPO-2 | second order | PPO-clip + inner KL, Adam |
+//! | `trpo-tmaml` | IS + TMAML's control variate | second order | TRPO |
 //!
 //! # One iteration (per task, in parallel; tasks fresh each iteration)
 //!
@@ -114,6 +115,41 @@ pub struct Diagnostics {
     /// ProMP: the outer loss (PPO-clip plus the inner KL terms) at each Adam step, before
     /// the step (empty for TRPO).
     pub outer_losses: Vec<f64>,
+    /// Mean of the pre-update policy's log-std entries (log σ) at the iteration's start
+    /// (absent in runs saved before it was recorded, as are the fields below).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_std: Option<f64>,
+    /// The smallest over tasks of the mean log-std of the adapted policy π_{θ_K} that sampled
+    /// the task's post-update data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapted_log_std_min: Option<f64>,
+    /// ProMP: what the outer steps saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promp: Option<PrompDiagnostics>,
+}
+
+/// What ProMP's outer steps saw in one iteration (docs/experiments/promp-breakdown.md).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrompDiagnostics {
+    /// Per inner round k = 0 … K−1: the largest |ρ − 1| on D_k over tasks and Adam steps,
+    /// ρ = π_{θ_k(θ)}(a|x)/π_{θ_k^old}(a|x) (their maximum is
+    /// [`Diagnostics::max_inner_ratio_dev`]).
+    pub inner_ratio_dev: Vec<f64>,
+    /// Per inner round k: mean over tasks of the mean KL(π_{θ_k^old} ‖ π_{θ_k(θ)}) on D_k at
+    /// the last Adam step (before its update).
+    pub inner_kl: Vec<f64>,
+    /// Mean over tasks of the fraction of post-update samples whose ratio ρ' is outside
+    /// [1 − ε, 1 + ε] at the last Adam step (before its update).
+    pub clip_fraction: f64,
+    /// ‖θ_after − θ_before‖ of the iteration's Adam steps (0 when the update was not applied).
+    pub outer_step_norm: f64,
+    /// The largest |Δθ_i| of the iteration's Adam steps.
+    pub outer_step_max: f64,
+    /// How far the outer steps move the adapted policy per unit move of θ: at the last Adam
+    /// step j, mean over tasks of ‖θ_K(θ_j) − θ_K(θ_0)‖ / ‖θ_j − θ_0‖ (θ_0: the iteration's
+    /// start; none with one Adam step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptation_gain: Option<f64>,
 }
 
 /// Why and when a run stopped early (see [`Params::divergence_threshold`] and
@@ -148,6 +184,8 @@ pub(super) struct OuterOutcome {
     max_ratio_dev: f64,
     /// The divergence guard's finding (the update was then not applied).
     diverged: Option<String>,
+    /// ProMP's diagnostics.
+    promp: Option<PrompDiagnostics>,
 }
 
 /// Sums per-task vectors in order (deterministic), scaled.
@@ -166,7 +204,10 @@ impl Trainer {
         let sampling = TaskSampler::new(params.clone())?;
         let policy = sampling.initial_policy()?;
         let adam = if params.algo.is_promp() {
-            Some(Adam::new(policy.num_params(), AdamConfig { lr: params.adam_lr, ..Default::default() })?)
+            Some(Adam::new(
+                policy.num_params(),
+                AdamConfig { lr: params.adam_lr, eps: params.adam_eps, ..Default::default() },
+            )?)
         } else {
             None
         };
@@ -199,7 +240,7 @@ impl Trainer {
             .set_params(&state.theta)
             .map_err(|e| invalid("checkpoint theta", e.reason.clone() + &format!(" (got {})", e.value)))?;
         match (&state.adam, t.state.adam.is_some()) {
-            (Some(a), true) => a.check(dim, t.params.adam_lr).map_err(|e| {
+            (Some(a), true) => a.check(dim, t.params.adam_lr, t.params.adam_eps).map_err(|e| {
                 invalid(format!("checkpoint {}", e.field), format!("{} (got {})", e.reason, e.value))
             })?,
             (None, false) => {}
@@ -244,6 +285,31 @@ impl Trainer {
         }
         t.state = state;
         Ok(t)
+    }
+
+    /// A trainer continuing another run's state under other settings (a fork): the state of
+    /// a run that has not diverged, with its optimiser's moments and step count kept under
+    /// this run's learning rate and ε, validated as [`Trainer::resume`] validates it (so the
+    /// policy's architecture, the algorithm's optimiser and K must be those of the state).
+    pub fn fork(params: ValidParams, mut state: TrainerState) -> Result<Self> {
+        if let Some(d) = &state.diverged {
+            return Err(invalid(
+                "fork",
+                format!(
+                    "the run diverged at iteration {} ({}); fork a run that has not",
+                    d.iteration, d.cause
+                ),
+            ));
+        }
+        if params.algo.is_promp()
+            && let Some(a) = state.adam.take()
+        {
+            let cfg = AdamConfig { lr: params.adam_lr, eps: params.adam_eps, ..a.config().clone() };
+            state.adam = Some(a.with_config(cfg).map_err(|e| {
+                invalid(format!("checkpoint {}", e.field), format!("{} (got {})", e.reason, e.value))
+            })?);
+        }
+        Self::resume(params, state)
     }
 
     /// The settings.
@@ -317,6 +383,7 @@ impl Trainer {
     ) -> Result<Option<IterationStats>> {
         let started = Instant::now();
         let it = self.state.iteration;
+        let log_std = mean(self.policy.log_std());
         let (data, returns, steps) = match self.sample_iteration(it as u64, remote) {
             Err(Error::Diverged(cause)) => {
                 self.state.wall_s += started.elapsed().as_secs_f64();
@@ -363,6 +430,9 @@ impl Trainer {
                 inner_step_norm_max: norms.iter().copied().fold(0.0, f64::max),
                 max_inner_ratio_dev: outcome.max_ratio_dev,
                 outer_losses: outcome.losses,
+                log_std: Some(log_std),
+                adapted_log_std_min: data.iter().map(|d| mean(&d.post.behaviour_log_std)).reduce(f64::min),
+                promp: outcome.promp,
             },
             pre_success: success.as_ref().map(|s| s[0]),
             post_success: success.map(|s| s[1..].to_vec()).unwrap_or_default(),
@@ -390,6 +460,7 @@ impl Trainer {
 mod tests {
     use super::*;
     use crate::estimators::Taylor2Pairs;
+    use crate::meta::objectives::DiceCritic;
 
     fn tiny(algo: Algorithm) -> ValidParams {
         Params {
@@ -476,9 +547,142 @@ mod tests {
             Params { ratio_guard: Some(1.0), ..(*tiny(Algorithm::TrpoMaml)).clone() }.validate().unwrap();
         assert_eq!(trpo.ratio_guard, None);
     }
+    /// ProMP's outer loss and gradient averaged over tasks at `theta`, with the tasks' parts.
+    use crate::meta::optim::ppo_clip_objective;
+
+    fn promp_loss(t: &Trainer, data: &[TaskRounds], theta: &[f64]) -> (f64, Vec<f64>, Vec<promp::TaskPart>) {
+        let k = t.params().k();
+        let devs: Vec<std::sync::atomic::AtomicU64> = (0..k).map(|_| Default::default()).collect();
+        let q = t.policy().with_params(theta).unwrap();
+        let parts = t.promp_objective(data, &q, &devs).unwrap();
+        let n = parts.len() as f64;
+        let loss = parts.iter().map(|x| x.loss).sum::<f64>() / n;
+        let grad = sum_scaled(&parts.iter().map(|x| x.grad.clone()).collect::<Vec<_>>(), 1.0 / n);
+        (loss, grad, parts)
+    }
+
+    #[test]
+    fn prompts_outer_loss_is_the_documented_one_and_its_gradient_matches_finite_differences() {
+        use crate::meta::params::InnerKlAverage;
+        use crate::policy::Precision;
+        // f64 passes, and a KL coefficient large enough for the penalty to shape the gradient.
+        let base = Params { precision: Precision::F64, kl_coeff: 0.3, ..(*tiny(Algorithm::Promp)).clone() };
+        let k = 2.0;
+        let mut by_average = Vec::new();
+        for average in [InnerKlAverage::Sum, InnerKlAverage::Mean] {
+            let t = Trainer::new(Params { inner_kl_average: average, ..base.clone() }.validate().unwrap())
+                .unwrap();
+            let (data, _, _) = t.sample_iteration(0, None).unwrap();
+            // Off the sampling policy, as after some Adam steps.
+            let theta: Vec<f64> = t
+                .policy()
+                .params()
+                .iter()
+                .enumerate()
+                .map(|(i, x)| x + 0.05 * ((i as f64 * 0.37).sin()))
+                .collect();
+            let (loss, grad, parts) = promp_loss(&t, &data, &theta);
+            // The parts are the documented quantities: the adaptation at θ, the KL of each
+            // adapted policy on its round's data, the post-update ratios outside the clip.
+            let q = t.policy().with_params(&theta).unwrap();
+            let inner = t.params().inner();
+            for (d, part) in data.iter().zip(&parts) {
+                let chain = crate::meta::metagrad::adapt(&inner, &q, &d.rounds, 0.1).unwrap();
+                assert_eq!(part.adapted, chain[2].params());
+                for (j, round) in d.rounds.iter().enumerate() {
+                    let kl =
+                        round.data.kl_from_behaviour(&round.data.rows(&chain[j]).unwrap(), None).unwrap();
+                    assert!((kl - part.kls[j]).abs() <= 1e-12 * kl.max(1e-12), "{kl} vs {}", part.kls[j]);
+                    assert!(kl > 0.0);
+                }
+                let rows = d.post.rows(&chain[2]).unwrap();
+                let ratios = crate::policy::ScoreRows::values(&rows);
+                let ppo = ppo_clip_objective(ratios, &d.post.advantages, 0.3).unwrap().loss;
+                let out =
+                    ratios.iter().filter(|r| (*r - 1.0).abs() > 0.3).count() as f64 / ratios.len() as f64;
+                assert_eq!(part.clip_fraction, out);
+                // loss = PPO-clip + c_KL w Σ_k KL_k, w = 1 (sum) or 1/K (mean).
+                let w = if average == InnerKlAverage::Sum { 1.0 } else { 1.0 / k };
+                let expect = ppo + 0.3 * w * part.kls.iter().sum::<f64>();
+                assert!((part.loss - expect).abs() < 1e-12, "{average:?}: {} vs {expect}", part.loss);
+            }
+            // The gradient against central differences along random directions.
+            for seed in 0..3u64 {
+                let v: Vec<f64> =
+                    (0..theta.len()).map(|i| ((i as f64 + 1.0) * (seed as f64 + 1.3)).cos()).collect();
+                let h = 1e-6;
+                let at = |s: f64| {
+                    let th: Vec<f64> = theta.iter().zip(&v).map(|(a, b)| a + s * b).collect();
+                    promp_loss(&t, &data, &th).0
+                };
+                let fd = (at(h) - at(-h)) / (2.0 * h);
+                let an: f64 = grad.iter().zip(&v).map(|(a, b)| a * b).sum();
+                assert!((fd - an).abs() < 1e-6 * (1.0 + an.abs()), "{average:?}: {fd} vs {an}");
+            }
+            by_average.push((
+                loss,
+                parts.iter().map(|x| x.kls.iter().sum::<f64>()).sum::<f64>() / parts.len() as f64,
+            ));
+        }
+        // The same data and θ: the two losses differ by c_KL (1 − 1/K) Σ_k KL_k.
+        let ((sum, kl), (mean, _)) = (by_average[0], by_average[1]);
+        assert!((sum - mean - 0.3 * (1.0 - 1.0 / k) * kl).abs() < 1e-12, "{sum} {mean} {kl}");
+        assert!(kl > 0.0);
+    }
+
+    #[test]
+    fn prompts_log_std_floor_and_adam_eps_act_as_documented() {
+        // A seed whose first update lowers some log-std entry below its initial 0.
+        let (p, free) = (1..20)
+            .find_map(|seed| {
+                let p = Params { seed, ..(*tiny(Algorithm::Promp)).clone() }.validate().unwrap();
+                let mut t = Trainer::new(p.clone()).unwrap();
+                t.step().unwrap().unwrap();
+                t.policy().log_std().iter().any(|x| *x < 0.0).then_some((p, t))
+            })
+            .expect("a seed lowers the log-std");
+        let s = free.policy().log_std().to_vec();
+        // A floor at 0 holds every entry at or above it, those below it exactly at it.
+        let floored = Params { log_std_floor: Some(0.0), ..(*p).clone() }.validate().unwrap();
+        let mut t = Trainer::new(floored).unwrap();
+        let stats = t.step().unwrap().unwrap();
+        let f = t.policy().log_std().to_vec();
+        for (a, b) in f.iter().zip(&s) {
+            assert!(*a >= 0.0 && (*b >= 0.0 || *a == 0.0), "{f:?} vs {s:?}");
+        }
+        assert_eq!(stats.diagnostics.log_std, Some(0.0));
+        assert!(f.contains(&0.0) && f != s);
+        // Validated; recorded for the ProMP algorithms only.
+        for (floor, want) in [(f64::NAN, "must be finite"), (0.5, "above the initial log-std")] {
+            let e = Params { log_std_floor: Some(floor), ..(*p).clone() }.validate().unwrap_err().to_string();
+            assert!(e.contains("log-std-floor") && e.contains(want), "{e}");
+        }
+        for eps in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let e = Params { adam_eps: eps, ..(*p).clone() }.validate().unwrap_err().to_string();
+            assert!(e.contains("adam-eps"), "{e}");
+        }
+        let trpo =
+            Params { log_std_floor: Some(-1.0), adam_eps: 1.0, ..(*tiny(Algorithm::TrpoMaml)).clone() }
+                .validate()
+                .unwrap();
+        assert_eq!((trpo.log_std_floor, trpo.adam_eps), (None, 1e-8));
+        let saved = serde_json::to_string(&*tiny(Algorithm::Promp)).unwrap();
+        assert!(!saved.contains("adam_eps") && !saved.contains("inner_kl_average"), "{saved}");
+        // A larger ε takes smaller Adam steps from the same state, and the checkpoint's ε must
+        // be the run's.
+        let big = Params { adam_eps: 1e-2, ..(*p).clone() }.validate().unwrap();
+        let mut t = Trainer::new(big.clone()).unwrap();
+        let s = t.step().unwrap().unwrap();
+        let free_step = free.state().history[0].diagnostics.promp.as_ref().unwrap().outer_step_norm;
+        assert!(s.diagnostics.promp.unwrap().outer_step_norm < free_step);
+        let e = Trainer::resume(p.clone(), t.state().clone()).err().unwrap().to_string();
+        assert!(e.contains("adam.eps") && e.contains("--adam-eps"), "{e}");
+        assert!(Trainer::resume(big, t.state().clone()).is_ok());
+    }
+
     #[test]
     fn every_algorithm_runs_and_respects_its_outer_constraints() {
-        for algo in Algorithm::ALL {
+        for algo in Algorithm::KNOWN {
             let mut t = Trainer::new(tiny(algo)).unwrap();
             let theta0 = t.policy().params().to_vec();
             while !t.finished() {
@@ -552,5 +756,14 @@ mod tests {
         assert!(!saved.contains("taypo2_"), "{saved}");
         assert!(Algorithm::parse("promp-taypo2").is_ok());
         assert!(Algorithm::parse("x").unwrap_err().to_string().contains("trpo-maml"));
+        // TRPO-TMAML: by name, not in `all` (the paper's six); a state critic, time by default.
+        assert_eq!(Algorithm::parse("trpo-tmaml").unwrap(), Algorithm::TrpoTmaml);
+        assert!(Algorithm::parse("x").unwrap_err().to_string().contains("trpo-tmaml"));
+        assert!(!Algorithm::parse_list("all").unwrap().contains(&Algorithm::TrpoTmaml));
+        let tm = Params { algo: Algorithm::TrpoTmaml, ..base.clone() };
+        assert_eq!(tm.clone().validate().unwrap().dice_critic, Some(DiceCritic::Time));
+        assert_eq!(tm.clone().validate().unwrap().inner().estimator().name(), "tmaml");
+        let e = Params { dice_critic: Some(DiceCritic::Promp), ..tm }.validate().unwrap_err().to_string();
+        assert!(e.contains("dice-critic") && e.contains("trpo-tmaml"), "{e}");
     }
 }

@@ -76,6 +76,7 @@ impl Trainer {
             losses: Vec::new(),
             max_ratio_dev: 0.0,
             diverged,
+            promp: None,
         };
         if !loss_before.is_finite() || grad.iter().any(|g| !g.is_finite()) {
             return Ok(outcome(

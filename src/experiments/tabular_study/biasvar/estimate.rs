@@ -357,7 +357,7 @@ impl ValidStudy {
         let groups = groups.into_iter().collect::<Result<Vec<_>>>()?;
         let mut rows = Vec::new();
         for (i, &e) in self.estimators.iter().enumerate() {
-            let jt = if e.needs_critic() { &jt_critic } else { &jt_zero };
+            let jt = if e.bootstraps() { &jt_critic } else { &jt_zero };
             for (q, quantity) in [Quantity::Gradient, Quantity::Hessian].into_iter().enumerate() {
                 let sums: Vec<GroupSums> = groups.iter().map(|g| g[i][q].clone()).collect();
                 let (shift, jt_h) = match quantity {
