@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's Python environment: .deps/venv (the venv of scripts/install-mujoco.sh, which
 # this calls first) with the pinned test tools, and the metagrad package built from ./python
-# and installed into it. Idempotent; re-running rebuilds the package incrementally (cargo
-# reuses target/).
+# and installed into it (or, with METAGRAD_WHEEL=path, that wheel). Idempotent; re-running
+# rebuilds the package incrementally (cargo reuses target/).
 #
 #   scripts/python-env.sh          # then: .deps/venv/bin/python -c 'import metagrad'
 set -euo pipefail
@@ -20,8 +20,14 @@ if [[ ! -f "$stamp" ]]; then
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary=:all: "${pins[@]}"
     touch "$stamp"
 fi
-echo "python-env: building and installing ./python into $venv"
-# No build isolation: maturin comes from the venv (pinned above), nothing is downloaded.
-PATH="$venv/bin:$PATH" "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps \
-    --force-reinstall "$repo/python"
+if [[ -n "${METAGRAD_WHEEL:-}" ]]; then
+    # A wheel already built (scripts/test.sh: the one scripts/wheel.sh built and checked).
+    echo "python-env: installing $METAGRAD_WHEEL into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall "$METAGRAD_WHEEL"
+else
+    echo "python-env: building and installing ./python into $venv"
+    # No build isolation: maturin comes from the venv (pinned above), nothing is downloaded.
+    PATH="$venv/bin:$PATH" "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation \
+        --no-deps --force-reinstall "$repo/python"
+fi
 "$venv/bin/python" -c 'import metagrad; print("python-env: metagrad", metagrad.__version__, "from", metagrad.__file__)'

@@ -4,8 +4,10 @@
 # .deps/ (idempotent), checks formatting, lints (with and without MuJoCo, and the Python
 # extension), the Rust API docs' links and the documentation site (strict build), runs every
 # Rust test, MuJoCo parity tests included, in the optimised test profile, then builds the CLI
-# and the Python package and runs the Python test suite (which compares the two faces bit for
-# bit and runs every code block of the README), and the Meta-World tests in a venv made as a user makes it (scripts/metaworld-env.sh).
+# and the Python package's wheel (tested from a fresh venv without Rust, scripts/wheel.sh) and
+# runs the Python test suite on that wheel (which compares the two faces bit for bit and runs
+# every code block of the README), and the Meta-World tests in a venv made as a user makes it
+# (scripts/metaworld-env.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for c in rustfmt clippy; do
@@ -22,7 +24,10 @@ cargo test --features mujoco
 # The default build (no MuJoCo, what the quick start builds): its own error paths.
 cargo test --test mujoco_disabled --test meta_rl
 cargo build --release --features mujoco
-scripts/python-env.sh
+# The portable wheel: built, checked with auditwheel and smoke-tested in a fresh venv without
+# Rust (scripts/wheel.sh); the Python test suite then runs on that wheel.
+scripts/wheel.sh
+METAGRAD_WHEEL="$(ls target/wheels/metagrad-*.whl)" scripts/python-env.sh
 METAGRAD_NO_SKIPS=1 .deps/venv/bin/python -m pytest python/tests -q -p no:cacheprovider
 # Meta-World in its own venv (its MuJoCo Python package beside metagrad's engine).
 scripts/metaworld-env.sh

@@ -12,13 +12,21 @@
 //! * [`experiments`]: the paper's studies and their result files;
 //! * [`plot`]: PNG/SVG line plots with error bars;
 //! * [`atomic`]: every file written to a temporary file and renamed into place;
+//! * [`cpu`]: the instruction-set level of the hot loops (`METAGRAD_CPU`);
 //! * [`limits`]: documented size limits, checked before allocation;
-//! * [`stop`]: cooperative stop requests for long computations.
+//! * [`stop`]: cooperative stop requests for long computations;
+//! * `cli` (feature `cli`): the command-line tool `metagrad`.
 
 // Index loops mirror the formulas (x, a, t subscripts); keep them.
 #![allow(clippy::needless_range_loop)]
 
+// The command line's modules name the library `metagrad::…`, as a dependent does.
+extern crate self as metagrad;
+
 pub mod atomic;
+#[cfg(feature = "cli")]
+pub mod cli;
+pub mod cpu;
 pub mod envs;
 pub mod error;
 pub mod estimators;

@@ -1,10 +1,6 @@
-//! The `metagrad` command-line tool.
-
-mod cli;
+//! The `metagrad` command-line tool ([`metagrad::cli`]).
 
 use std::process::ExitCode;
-
-use clap::Parser;
 
 /// mimalloc keeps freed pages for reuse; with glibc's malloc the estimators' per-call row
 /// buffers were unmapped and page-faulted again on every call (`benches/estimators.rs`:
@@ -13,29 +9,5 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
-    match cli::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", message(&e));
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// The error and its causes, each said once: a cause whose text its parent's message
-/// already contains (e.g. an I/O error the context quotes) is not repeated.
-fn message(e: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if msg.contains(&text) {
-            continue;
-        }
-        if !msg.is_empty() {
-            msg.push_str(": ");
-        }
-        msg.push_str(&text);
-    }
-    msg
+    ExitCode::from(metagrad::cli::main(std::env::args_os()))
 }

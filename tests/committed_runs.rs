@@ -3,7 +3,8 @@
 //! `config.json` records, give the rows of their committed `progress.csv` in every column
 //! the committed file has (the wall-clock column aside); the grid's recorded command-line settings convert into the same run
 //! settings; the tabular study of `runs/tabular`, re-run from its recorded settings, gives
-//! its committed `summary.csv`. Run in the optimised test profile (≈ 20 s on two cores).
+//! its committed `summary.csv`; the meta-RL re-runs also at the AVX2 level on an AVX-512
+//! CPU. Run in the optimised test profile (≈ 40 s on two cores).
 
 use std::path::{Path, PathBuf};
 
@@ -100,4 +101,42 @@ fn the_tabular_study_reproduces_its_summary() {
     write_results(out.path(), &study, &output).unwrap();
     let read = |d: &Path| std::fs::read_to_string(d.join("summary.csv")).unwrap();
     assert_eq!(read(out.path()), read(&dir));
+}
+
+/// The committed runs were made on an AVX-512 CPU; they reproduce at the other CPU levels
+/// too: the meta-RL re-runs above, repeated by this test binary in child processes under
+/// each level strictly between baseline and this CPU's (`METAGRAD_CPU`, fixed once per
+/// process). The baseline level computes the products' fused multiply-adds in software,
+/// ≈ 35 times slower (3 minutes for the ProMP re-run): `METAGRAD_CPU=baseline cargo test
+/// --test committed_runs` checks it, and `tests/cpu_levels.rs` compares baseline with the
+/// other levels on short runs. The tabular study is float64 code outside the dispatched
+/// loops, the same at every level.
+#[test]
+fn the_committed_meta_rl_runs_reproduce_at_the_middle_cpu_levels() {
+    use metagrad::cpu::{ENV, Level};
+    if std::env::var_os(ENV).is_some() {
+        return; // a child of this test, or a run forced to one level: the tests above cover it
+    }
+    let tests = [
+        "a_promp_run_of_fig1d_reproduces_its_first_iterations",
+        "a_trpo_run_of_fig1d_reproduces_its_first_iterations",
+    ];
+    for level in Level::available().into_iter().filter(|l| Level::Baseline < *l && *l < Level::detected()) {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "--test-threads", "1"])
+            .args(tests)
+            .env(ENV, level.name())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "at level {level}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("test result: ok. {} passed", tests.len())),
+            "at level {level}:\n{stdout}"
+        );
+    }
 }

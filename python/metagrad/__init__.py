@@ -12,6 +12,10 @@ derivatives, from the Rust engine of the `metagrad` command line (Tang et al., N
 * :mod:`metagrad.envs` — the meta-task environments with Gymnasium's API (registered with
   Gymnasium on import).
 * :mod:`metagrad.rows` — estimators on the rows of any framework's policy.
+* ``CPU_LEVEL`` — the instruction-set level of the hot loops in this process
+  (``"baseline"``, ``"avx2"`` or ``"avx512"``: the best the CPU has, or the one the
+  environment variable ``METAGRAD_CPU`` asks for, capped at the CPU's); results do not
+  depend on it.
 
 The code lives in the modules (:mod:`metagrad.tabular`, :mod:`metagrad.meta_rl`, …); this
 package re-exports their main names.
@@ -20,12 +24,13 @@ package re-exports their main names.
 from __future__ import annotations
 
 from . import envs, meta_rl, rows
-from ._metagrad import __version__
+from ._metagrad import CPU_LEVEL, __version__
 from .meta_rl import ALGORITHMS
 from .tabular import ESTIMATORS, Study, TabularProblem, tabular_study, tabular_study_defaults
 
 __all__ = [
     "__version__",
+    "CPU_LEVEL",
     "ALGORITHMS",
     "ESTIMATORS",
     "TabularProblem",

@@ -7,6 +7,9 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
+CPU_LEVEL: str
+
+def cli_main(argv: list[str]) -> int: ...
 
 _F = npt.NDArray[np.float64]
 _I = npt.NDArray[np.int64]

@@ -1,5 +1,6 @@
 """metagrad.ray: meta-RL grids on Ray give the files of a local `meta-rl compare`, survive a
-killed worker, a lost node and a killed driver, and report runs that fail by themselves.
+killed worker, a lost node, a killed sampling actor and a killed driver (also for grids
+whose runs sample across actors), and report runs that fail by themselves.
 
 Every Ray process binds 127.0.0.1 only: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 makes Ray take
 the loopback address as the node's (it must be set before `ray` is imported, so it is set
@@ -398,6 +399,50 @@ def test_grid_with_sampling_workers_equals_local_compare(local_ray, tmp_path):
     with pytest.raises(ValueError, match="num_cpus_per_worker"):
         mray.run_grid(sampling_workers=1, num_cpus_per_worker=float("nan"), **bad)
     assert not (tmp_path / "bad").exists()
+
+
+def test_sampling_grid_on_two_nodes_survives_a_killed_actor_and_a_killed_driver(two_nodes, slow_reference,
+                                                                                  tmp_path):
+    """A grid of distributed-sampling runs on the two-node cluster, more runs than fit at
+    once: each run's group (its CPU on one node, its actor's half CPU on the other) leaves
+    room for no second group, so the runs take turns. A sampling actor is SIGKILLed mid-run
+    (restarted, its tasks sampled again), then the driver; the same command continues, and
+    every file is the local `compare`'s bit for bit."""
+    storage = tmp_path / "grid"
+    cmd = [sys.executable, "-m", "metagrad.ray", "compare", "--address", two_nodes.address, "--algos", "promp",
+           "--seeds", "1,2", "--iterations", "60", "--at", "30", "--out", str(storage), "--tasks", "6",
+           "--rollouts", "5", "--horizon", "60", "--hidden", "16,16", "--sampling-workers", "1",
+           "--num-cpus-per-worker", "0.5", "--quiet"]
+    raylets = {raylet_pid(n) for n in two_nodes.list_all_nodes()}
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: mid_run(storage, 60) and worker_pids(raylets, "ray::_SamplingWorker"),
+                 "a run sampling on its actor", timeout=120)
+        # One run at a time: the second run's group waits for the first's.
+        assert len(run_workers(raylets)) == 1
+        [actor] = worker_pids(raylets, "ray::_SamplingWorker")
+        os.kill(actor, signal.SIGKILL)
+        progress = sum(len(h) for h in histories(storage).values())
+        # The run goes on with the restarted actor; then its driver dies.
+        wait_for(lambda: sum(len(h) for h in histories(storage).values()) >= progress + 3,
+                 "iterations after the actor's restart", timeout=90)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        wait_for(lambda: not run_workers(raylets) and not worker_pids(raylets, "ray::_SamplingWorker"),
+                 "the dead driver's runs and actors to stop", timeout=60)
+        before = histories(storage)
+        assert any(len(h) < 60 for h in before.values())
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    with pytest.raises(ProcessLookupError):
+        os.kill(actor, 0)
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert "| promp |" in second.stdout
+    assert_same_csvs(storage, slow_reference)
+    assert_prefixes(before, histories(storage))
 
 
 def test_a_user_env_on_ray_equals_the_local_run(local_ray, tmp_path):

@@ -90,6 +90,8 @@ pub struct RunConfig<'a, T: Serialize> {
     /// The git commit of the binary that wrote the results (for a resumed meta-RL run: that
     /// last extended it); uncommitted changes are not visible.
     pub commit: &'a str,
+    /// The CPU level the hot loops ran at ([`crate::cpu`]; results do not depend on it).
+    pub cpu_level: &'static str,
     /// Every setting (including the seed).
     pub settings: &'a T,
 }
@@ -97,6 +99,12 @@ pub struct RunConfig<'a, T: Serialize> {
 impl<'a, T: Serialize> RunConfig<'a, T> {
     /// The record for `command` with `settings`, this build's version and commit.
     pub fn new(command: &'a str, settings: &'a T) -> Self {
-        Self { command, version: env!("CARGO_PKG_VERSION"), commit: env!("METAGRAD_GIT_COMMIT"), settings }
+        Self {
+            command,
+            version: env!("CARGO_PKG_VERSION"),
+            commit: env!("METAGRAD_GIT_COMMIT"),
+            cpu_level: crate::cpu::level().name(),
+            settings,
+        }
     }
 }

@@ -12,6 +12,7 @@
 //! pair of ratio rows, one block projection per call.
 
 use super::{Policy, RowBlocks, ScoreRows, SemiseparableBlocks, check_params};
+use crate::cpu::multiversion;
 use crate::error::SettingError;
 
 /// Softmax policy over a finite state and action space.
@@ -327,16 +328,26 @@ impl ScoreRows for SoftmaxRows<'_> {
     /// Z = Σ_i [diag_i y_i y_iᵀ + u_i (S_i y_iᵀ + y_i S_iᵀ)], then out += L Z Lᵀ. A one-hot y
     /// touches one row and one column of Z per step.
     fn semiseparable_outer_add(&self, blocks: &SemiseparableBlocks, out: &mut [f64]) {
-        let na = self.policy.n_actions;
         let d = self.num_params();
-        let nr = self.n_ratio();
         let mut z = vec![0.0; d * d];
+        semiseparable_z_at(crate::cpu::level(), self, blocks, &mut z);
+        self.add_lzl(&z, out);
+    }
+}
+
+multiversion! {
+    /// Z of [`ScoreRows::semiseparable_outer_add`] (the tabular study's hot loop), compiled
+    /// per CPU level ([`crate::cpu`]): the same operations in the same order on every level.
+    fn semiseparable_z_at(level: Level, rows: &SoftmaxRows<'_>, blocks: &SemiseparableBlocks, z: &mut [f64]) {
+        let na = rows.policy.n_actions;
+        let d = rows.num_params();
+        let nr = rows.n_ratio();
         let mut s = vec![0.0; d];
         let mut dense_y = vec![0.0; na];
         for b in blocks.iter() {
             s.iter_mut().for_each(|x| *x = 0.0);
             for (i, &r) in b.rows.iter().enumerate() {
-                let (x, y) = self.one_hot_y(r, nr, &mut dense_y);
+                let (x, y) = rows.one_hot_y(r, nr, &mut dense_y);
                 let base = x * na;
                 let (diag, u) = (b.diag[i], b.u[i]);
                 for (a, &ya) in y.iter().enumerate() {
@@ -369,7 +380,6 @@ impl ScoreRows for SoftmaxRows<'_> {
                 }
             }
         }
-        self.add_lzl(&z, out);
     }
 }
 

@@ -3,7 +3,10 @@
 //! R-operator on backpropagation), with the cached plain backward chain they share.
 
 use super::{GaussianMlp, Precision};
-use crate::policy::mlp_kernels::{Buf, Real, add_row, col_sums_add, mm_nn, mm_nt, mm_tn_add};
+use crate::policy::mlp_kernels::{
+    Buf, Real, add_row, col_sums_add, mm_nn, mm_nt, mm_tn_add, mul_tanh_grad, r_tanh_grad, tanh_grad_into,
+    tanh_inplace,
+};
 
 /// One batched forward pass in the working precision: the observations, the hidden
 /// post-tanh activations h_1…h_{L−1} (each N×n_l, row-major) and the means (N×act_dim,
@@ -91,7 +94,7 @@ impl GaussianMlp {
             mm_nn(n, fi, fo, x, self.weights(theta, l), F::ZERO, &mut z);
             add_row(&mut z, self.biases(theta, l));
             if l + 1 < nl {
-                F::tanh_inplace(&mut z);
+                tanh_inplace(&mut z);
                 hidden.push(z);
             } else {
                 mean = z.iter().map(|x| x.to_f64()).collect();
@@ -124,7 +127,7 @@ impl GaussianMlp {
             }
             add_row(&mut rz, self.biases(v, l));
             if l + 1 < nl {
-                rz.iter_mut().zip(&act.hidden[l]).for_each(|(r, h)| *r *= F::ONE - *h * *h);
+                mul_tanh_grad(&mut rz, &act.hidden[l]);
                 hidden.push(rz);
             } else {
                 mean = rz.iter().map(|x| x.to_f64()).collect();
@@ -188,9 +191,7 @@ impl GaussianMlp {
                 // Both written in full (β = 0 product, element-wise map).
                 let (mut dh, mut next) = (Buf::scratch(n * fi), Buf::scratch(n * fi));
                 mm_nt(n, fo, fi, &dz, self.weights(theta, l), F::ZERO, &mut dh);
-                for ((x, d), h) in next.iter_mut().zip(dh.iter()).zip(act.hidden[l - 1].iter()) {
-                    *x = *d * (F::ONE - *h * *h);
-                }
+                tanh_grad_into(&mut next, &dh, &act.hidden[l - 1]);
                 layers.push((dz, dh));
                 dz = next;
             } else {
@@ -235,11 +236,7 @@ impl GaussianMlp {
                 let mut rdh = Buf::scratch(n * fi);
                 mm_nt(n, fo, fi, &rdz, self.weights(theta, l), F::ZERO, &mut rdh);
                 mm_nt(n, fo, fi, dz, self.weights(v, l), F::ONE, &mut rdh);
-                let (h, rh) = (&act.hidden[l - 1], &ract.hidden[l - 1]);
-                for (((rd, d), h), rh) in rdh.iter_mut().zip(dh).zip(h).zip(rh) {
-                    let g = F::ONE - *h * *h;
-                    *rd = *rd * g - F::TWO * *d * *h * *rh;
-                }
+                r_tanh_grad(&mut rdh, dh, &act.hidden[l - 1], &ract.hidden[l - 1]);
                 rdz = rdh;
             }
         }

@@ -9,8 +9,11 @@
 //! stored as s (β = 0, C is not read) or as s + βC, every later block's as s + C. The
 //! kernels here read the operands in place, with register tiles of 4 rows × 64 (or 16)
 //! columns of C, and do the same operations in the same order for every entry, so the
-//! results are identical (tested against `matrixmultiply` with `==` on the bits). Without
-//! AVX-512 (`matrixmultiply` then runs another micro-kernel) the packed gemm is kept.
+//! results are identical (tested against `matrixmultiply` with `==` on the bits). They run
+//! on the [`Level::Avx512`] level; the other levels run the same operations in the row
+//! loops of `super::fused_nn`.
+
+use crate::cpu::Level;
 
 /// `matrixmultiply`'s depth block for sgemm (`S_KC`).
 pub(crate) const KC: usize = 256;
@@ -19,21 +22,15 @@ const R: usize = 4;
 /// f32 lanes of an AVX-512 register.
 const L: usize = 16;
 
-/// Whether the CPU has AVX-512 (then `matrixmultiply`'s sgemm runs the micro-kernel
-/// whose operation order [`nn`] and [`tn_add`] reproduce, and they may run).
-pub(crate) fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+/// Whether the kernels run at `level` (which callers keep at most the CPU's).
+#[inline(always)]
+pub(crate) fn runs(level: Level) -> bool {
+    cfg!(target_arch = "x86_64") && level == Level::Avx512
 }
 
 /// One entry of C by the tiles' operations: block sums of fused multiply-adds from +0,
 /// the first stored as s or s + βC, later ones as s + C (edges of the matrices).
+#[inline(always)]
 fn entry(k: usize, a: impl Fn(usize) -> f32, b: impl Fn(usize) -> f32, beta: f32, c: &mut f32) {
     let mut kb = 0;
     while kb < k {
@@ -57,7 +54,8 @@ fn entry(k: usize, a: impl Fn(usize) -> f32, b: impl Fn(usize) -> f32, beta: f32
 /// read C.
 ///
 /// # Safety
-/// The CPU has AVX-512 ([`available`]).
+/// The CPU has AVX-512.
+#[inline(always)]
 #[allow(unsafe_op_in_unsafe_fn)]
 pub(crate) unsafe fn nn(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
@@ -85,7 +83,8 @@ pub(crate) unsafe fn nn(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta
 /// C += Aᵀ·B with A k×m (row stride m), B k×n (row stride n), C m×n.
 ///
 /// # Safety
-/// The CPU has AVX-512 ([`available`]).
+/// The CPU has AVX-512.
+#[inline(always)]
 pub(crate) unsafe fn tn_add(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     assert!(a.len() >= k * m && b.len() >= k * n && c.len() >= m * n);
     let mf = m - m % R;
@@ -120,7 +119,8 @@ pub(crate) unsafe fn tn_add(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], 
 /// done) for m > 8.
 ///
 /// # Safety
-/// The CPU has AVX-512 ([`available`]).
+/// The CPU has AVX-512.
+#[inline(always)]
 pub(crate) unsafe fn tn_small(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) -> bool {
     assert!(a.len() >= k * m && b.len() >= k * n && c.len() >= m * n);
     if m > 8 {

@@ -71,82 +71,230 @@ fn every_product_shape_matches_the_naive_reference_in_both_precisions() {
     }
 }
 
-/// The unpacked f32 kernels give `matrixmultiply`'s sgemm bit for bit (where they are
-/// used), across tile edges and depth blocks, for β = 0, 1 and another β.
-#[test]
-fn direct_f32_products_equal_matrixmultiply_bit_for_bit() {
-    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-    let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
-    let sgemm = |m: usize,
-                 k: usize,
-                 n: usize,
-                 a: &[f32],
-                 (rsa, csa): (isize, isize),
-                 b: &[f32],
-                 beta: f32,
-                 c: &mut [f32]| {
-        // SAFETY: a holds the m×k operand at strides (rsa, csa), b is k×n row-major, c m×n.
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                n,
-                1.0,
-                a.as_ptr(),
-                rsa,
-                csa,
-                b.as_ptr(),
-                n as isize,
-                1,
-                beta,
-                c.as_mut_ptr(),
-                n as isize,
-                1,
-            )
-        }
-    };
-    if !direct::available() {
-        // Not used here: matrixmultiply runs another micro-kernel.
-        eprintln!("note: no AVX-512 on this CPU: the direct kernels are not used, nothing to compare");
-        return;
-    }
-    let mut checked = 0;
-    let mut seed = 50_000;
-    for &m in &[1, 3, 4, 9, 64, 67, 200] {
-        for &k in &[9, 64, 255, 256, 257, 600] {
-            for &n in &[9, 16, 33, 64, 70, 130] {
-                seed += 1;
-                let a = f32s(rand_mat(m * k, seed));
-                let b = f32s(rand_mat(k * n, seed + 7));
-                let c0 = f32s(rand_mat(m * n, seed + 9));
-                for beta in [0.0f32, 1.0, 0.5] {
-                    let mut want = c0.clone();
-                    sgemm(m, k, n, &a, (k as isize, 1), &b, beta, &mut want);
-                    let mut got = c0.clone();
-                    assert!(f32::direct_nn(m, k, n, &a, &b, beta, &mut got));
-                    assert_eq!(bits(&got), bits(&want), "nn {m}×{k}×{n} β={beta}");
-                }
-                // Aᵀ·B with A stored k×m.
-                let at = f32s(rand_mat(k * m, seed + 11));
-                let mut want = c0.clone();
-                sgemm(m, k, n, &at, (1, m as isize), &b, 1.0, &mut want);
-                let mut got = c0.clone();
-                assert!(f32::direct_tn_add(m, k, n, &at, &b, &mut got));
-                assert_eq!(bits(&got), bits(&want), "tn {m}×{k}×{n}");
-                checked += 1;
+/// The fused products by definition: per entry, sums of fused multiply-adds from +0 over
+/// depth blocks of `KC`, the first stored as s (β = 0) or c·β + s, later ones as c + s.
+fn fused_reference<F: Real>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: impl Fn(usize, usize) -> F,
+    b: impl Fn(usize, usize) -> F,
+    beta: F,
+    c: &mut [F],
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut kb = 0;
+            let c = &mut c[i * n + j];
+            while kb < k {
+                let ke = (kb + direct::KC).min(k);
+                let s = (kb..ke).fold(F::ZERO, |s, p| a(i, p).mul_add(b(p, j), s));
+                *c = if kb > 0 {
+                    *c + s
+                } else if beta == F::ZERO {
+                    s
+                } else {
+                    *c * beta + s
+                };
+                kb = ke;
             }
         }
     }
-    assert_eq!(checked, 7 * 6 * 6);
+}
+
+/// Bits of a slice of either precision.
+fn bits<F: Real>(x: &[F]) -> Vec<u64> {
+    x.iter().map(|v| v.to_f64().to_bits()).collect()
+}
+
+/// Every level of this CPU gives the fused products' definition bit for bit (wide shapes,
+/// across tile edges and depth blocks, β = 0, 1 and another, a NaN in C under β = 0), in
+/// both precisions; on a CPU with AVX-512 so does `matrixmultiply`'s gemm (whose AVX-512
+/// micro-kernels the fused products reproduce, so results are those of earlier builds).
+#[test]
+fn fused_products_equal_their_definition_and_matrixmultiply_on_every_level() {
+    fn check<F: Real>(cast: fn(f64) -> F, gemm: Option<GemmFn<F>>) -> usize {
+        let v = |len: usize, seed: u64| rand_mat(len, seed).into_iter().map(cast).collect::<Vec<F>>();
+        let mut checked = 0;
+        let mut seed = 50_000;
+        for &m in &[1, 3, 4, 9, 64, 67, 200] {
+            for &k in &[9, 64, 255, 256, 257, 600] {
+                for &n in &[9, 16, 33, 64, 70, 130] {
+                    seed += 1;
+                    let (a, b, mut c0) = (v(m * k, seed), v(k * n, seed + 7), v(m * n, seed + 9));
+                    let at = v(k * m, seed + 11);
+                    for beta in [0.0, 1.0, 0.5].map(cast) {
+                        c0[0] = if beta == F::ZERO { cast(f64::NAN) } else { cast(0.25) };
+                        let mut want = c0.clone();
+                        fused_reference(m, k, n, |i, p| a[i * k + p], |p, j| b[p * n + j], beta, &mut want);
+                        if let Some(gemm) = gemm {
+                            let mut mm = c0.clone();
+                            gemm(m, k, n, &a, (k as isize, 1), &b, beta, &mut mm);
+                            assert_eq!(bits(&mm), bits(&want), "matrixmultiply nn {m}×{k}×{n} β={beta:?}");
+                        }
+                        // A·Bᵀ with B stored n×k: the transposed b.
+                        let bt = transpose(k, n, &b);
+                        for level in Level::available() {
+                            let mut got = c0.clone();
+                            mm_nn_at(level, m, k, n, &a, &b, beta, &mut got);
+                            assert_eq!(bits(&got), bits(&want), "{level} nn {m}×{k}×{n} β={beta:?}");
+                            let mut got = c0.clone();
+                            mm_nt_at(level, m, k, n, &a, &bt, beta, &mut got);
+                            assert_eq!(bits(&got), bits(&want), "{level} nt {m}×{k}×{n} β={beta:?}");
+                        }
+                    }
+                    // Aᵀ·B with A stored k×m.
+                    c0[0] = cast(0.25);
+                    let mut want = c0.clone();
+                    fused_reference(m, k, n, |i, p| at[p * m + i], |p, j| b[p * n + j], F::ONE, &mut want);
+                    if let Some(gemm) = gemm {
+                        let mut mm = c0.clone();
+                        gemm(m, k, n, &at, (1, m as isize), &b, F::ONE, &mut mm);
+                        assert_eq!(bits(&mm), bits(&want), "matrixmultiply tn {m}×{k}×{n}");
+                    }
+                    // (m ≤ THIN runs the thin loop, tested below.)
+                    for level in Level::available().into_iter().filter(|_| m > THIN) {
+                        let mut got = c0.clone();
+                        mm_tn_add_at(level, m, k, n, &at, &b, &mut got);
+                        assert_eq!(bits(&got), bits(&want), "{level} tn {m}×{k}×{n}");
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        checked
+    }
+    type GemmFn<F> = fn(usize, usize, usize, &[F], (isize, isize), &[F], F, &mut [F]);
+    macro_rules! gemm {
+        ($t:ty, $f:path) => {
+            |m: usize,
+             k: usize,
+             n: usize,
+             a: &[$t],
+             (rsa, csa): (isize, isize),
+             b: &[$t],
+             beta: $t,
+             c: &mut [$t]| {
+                // SAFETY: a holds the m×k operand at strides (rsa, csa), b is k×n
+                // row-major, c m×n.
+                unsafe {
+                    $f(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a.as_ptr(),
+                        rsa,
+                        csa,
+                        b.as_ptr(),
+                        n as isize,
+                        1,
+                        beta,
+                        c.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    )
+                }
+            }
+        };
+    }
+    // matrixmultiply picks its micro-kernel from the CPU: the AVX-512 ones are those
+    // reproduced.
+    let avx512 = Level::detected() == Level::Avx512;
+    if !avx512 {
+        eprintln!("note: no AVX-512 on this CPU: the levels are compared with the definition only");
+    }
+    let sgemm: GemmFn<f32> = gemm!(f32, matrixmultiply::sgemm);
+    let dgemm: GemmFn<f64> = gemm!(f64, matrixmultiply::dgemm);
+    assert_eq!(check::<f32>(|x| x as f32, avx512.then_some(sgemm)), 7 * 6 * 6);
+    assert_eq!(check::<f64>(|x| x, avx512.then_some(dgemm)), 7 * 6 * 6);
     // Sums that differ with the operation order do occur at these sizes, so the
     // comparison can fail: a plain (unfused) dot product differs somewhere.
     let (k, n) = (600, 64);
-    let a = f32s(rand_mat(k, 1));
-    let b = f32s(rand_mat(k * n, 2));
+    let a: Vec<f32> = rand_mat(k, 1).into_iter().map(|x| x as f32).collect();
+    let b: Vec<f32> = rand_mat(k * n, 2).into_iter().map(|x| x as f32).collect();
     let mut fused = vec![0.0f32; n];
-    assert!(f32::direct_nn(1, k, n, &a, &b, 0.0, &mut fused));
+    mm_nn(1, k, n, &a, &b, 0.0, &mut fused);
     let plain: Vec<f32> = (0..n).map(|j| (0..k).fold(0.0f32, |s, p| s + a[p] * b[p * n + j])).collect();
     assert_ne!(bits(&plain), bits(&fused));
+}
+
+/// Every product shape (thin ones included) and every element-wise kernel gives the same
+/// bits on every level of this CPU, in both precisions.
+#[test]
+fn every_kernel_gives_the_same_bits_on_every_level() {
+    fn check<F: Real>(cast: fn(f64) -> F) {
+        let v = |len: usize, seed: u64| {
+            rand_mat(len, seed).into_iter().map(|x| cast(3.0 * x)).collect::<Vec<F>>()
+        };
+        let levels = Level::available();
+        let all_same = |what: &str, f: &dyn Fn(Level) -> Vec<F>| {
+            let want = bits(&f(Level::Baseline));
+            for &l in &levels[1..] {
+                assert_eq!(bits(&f(l)), want, "{what} at {l}");
+            }
+        };
+        let mut seed = 60_000;
+        let dims = [1, 3, 8, 9, 17, 64, 70];
+        for &m in &dims {
+            for &k in &dims {
+                for &n in &dims {
+                    seed += 1;
+                    let (a, b, c0) = (v(m * k, seed), v(k * n, seed + 1), v(m * n, seed + 2));
+                    for beta in [0.0, 1.0, 0.5].map(cast) {
+                        all_same(&format!("nn {m}×{k}×{n} β={beta:?}"), &|l| {
+                            let mut c = c0.clone();
+                            mm_nn_at(l, m, k, n, &a, &b, beta, &mut c);
+                            c
+                        });
+                        all_same(&format!("nt {m}×{k}×{n} β={beta:?}"), &|l| {
+                            let mut c = c0.clone();
+                            mm_nt_at(l, m, k, n, &a, &b, beta, &mut c);
+                            c
+                        });
+                    }
+                    all_same(&format!("tn {m}×{k}×{n}"), &|l| {
+                        let mut c = c0.clone();
+                        mm_tn_add_at(l, m, k, n, &a, &b, &mut c);
+                        c
+                    });
+                }
+            }
+        }
+        let (x, h, d, rh) = (v(4099, 1), v(4099, 2), v(4099, 3), v(4099, 4));
+        all_same("tanh", &|l| {
+            let mut y = x.clone();
+            tanh_inplace_at(l, &mut y);
+            y
+        });
+        all_same("mul_tanh_grad", &|l| {
+            let mut y = x.clone();
+            mul_tanh_grad_at(l, &mut y, &h);
+            y
+        });
+        all_same("tanh_grad_into", &|l| {
+            let mut y = x.clone();
+            tanh_grad_into_at(l, &mut y, &d, &h);
+            y
+        });
+        all_same("r_tanh_grad", &|l| {
+            let mut y = x.clone();
+            r_tanh_grad_at(l, &mut y, &d, &h, &rh);
+            y
+        });
+        all_same("col_sums_add", &|l| {
+            let mut y = h[..7].to_vec();
+            col_sums_add_at(l, &x[..4095], 7, &mut y);
+            y
+        });
+        all_same("add_row", &|l| {
+            let mut y = x[..4095].to_vec();
+            add_row_at(l, &mut y, &h[..7]);
+            y
+        });
+    }
+    check::<f32>(|x| x as f32);
+    check::<f64>(|x| x);
 }
 
 /// The register-blocked row kernel does each entry's operations in the order of the
@@ -222,16 +370,20 @@ fn blocked_tn_small_m_equals_the_row_loop_bit_for_bit() {
                 for &n in &[1, 7, 16, 17, 33, 48, 64, 70] {
                     seed += 1;
                     let (a, b, c0) = (v(k * m, seed), v(k * n, seed + 1), v(m * n, seed + 2));
-                    let (mut want, mut got) = (c0.clone(), c0.clone());
+                    let mut want = c0.clone();
                     plain(m, k, n, &a, &b, &mut want);
-                    tn_small_m(m, k, n, &a, &b, &mut got);
-                    let same = want.iter().zip(&got).all(|(x, y)| bits(*x) == bits(*y));
-                    assert!(same, "tn_small_m {m}×{k}×{n}");
+                    for level in Level::available() {
+                        let mut got = c0.clone();
+                        tn_small_m(level, m, k, n, &a, &b, &mut got);
+                        let same = want.iter().zip(&got).all(|(x, y)| bits(*x) == bits(*y));
+                        assert!(same, "tn_small_m {m}×{k}×{n} at {level}");
+                    }
                 }
             }
         }
     }
-    if !direct::available() {
+    let avx512 = Level::detected() == Level::Avx512;
+    if !avx512 {
         eprintln!(
             "note: no AVX-512 on this CPU: the blocked kernel is compared with the loop it falls back to"
         );
@@ -240,8 +392,17 @@ fn blocked_tn_small_m_equals_the_row_loop_bit_for_bit() {
     check::<f32>(|x| x as f32, |x| x.to_bits() as u64);
     // The kernel runs wherever AVX-512 does (else the comparison is loop against loop).
     let mut c = vec![0.0f32; 4 * 64];
-    assert_eq!(f32::direct_tn_small(4, 3, 64, &[0.5; 12], &[0.25; 192], &mut c), direct::available());
-    assert!(!f32::direct_tn_small(9, 3, 64, &[0.5; 27], &[0.25; 192], &mut vec![0.0; 9 * 64]));
+    assert_eq!(f32::direct_tn_small(Level::detected(), 4, 3, 64, &[0.5; 12], &[0.25; 192], &mut c), avx512);
+    assert!(!f32::direct_tn_small(Level::Avx2, 4, 3, 64, &[0.5; 12], &[0.25; 192], &mut c));
+    assert!(!f32::direct_tn_small(
+        Level::detected(),
+        9,
+        3,
+        64,
+        &[0.5; 27],
+        &[0.25; 192],
+        &mut vec![0.0; 9 * 64]
+    ));
     // The comparison sees fused multiply-adds: the same sums with them differ somewhere.
     let (a, b) = (rand_mat(300, 3), rand_mat(300 * 64, 4));
     let differ = (0..64).any(|j| {
@@ -290,4 +451,57 @@ fn fast_tanh_and_exp_are_accurate() {
     assert_eq!([special[0], special[2], special[3]], [0.0, 1.0, -1.0]);
     assert!((special[1] - 1e-30).abs() <= 1e-36);
     assert!(special[4].is_nan());
+}
+
+/// The baseline level's software fused multiply-add of f32 gives `f32::mul_add`'s bits:
+/// random operands of every magnitude (products that cancel c, subnormal and overflowing
+/// results, ties between f32 neighbours), signed zeros, infinities and NaN.
+#[test]
+fn software_fma_f32_is_correctly_rounded() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let same = |a: f32, b: f32, c: f32| {
+        let (got, want) = (fma_f32_soft(a, b, c), a.mul_add(b, c));
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "fma({a:e}, {b:e}, {c:e}) = {want:e}, soft {got:e}"
+        );
+    };
+    let any = |rng: &mut ChaCha8Rng| f32::from_bits(rng.random::<u32>());
+    let moderate = |rng: &mut ChaCha8Rng| {
+        let e = rng.random_range(-30..30);
+        f32::from_bits(rng.random::<u32>() & 0x807f_ffff | (((127 + e) as u32) << 23))
+    };
+    for _ in 0..1_000_000 {
+        let (a, b) = (moderate(&mut rng), moderate(&mut rng));
+        same(a, b, moderate(&mut rng));
+        // c cancels most of a·b: the exact sum needs many more bits than f32 has.
+        let p = a * b;
+        same(a, b, -p);
+        same(a, b, -f32::from_bits(p.to_bits().wrapping_add(rng.random_range(0..4))));
+        // c half an f32 ulp of a·b away from a tie.
+        same(a, b, p * f32::EPSILON * 0.5);
+        same(any(&mut rng), any(&mut rng), any(&mut rng));
+        // Subnormal and overflowing results.
+        same(a * 1e-25, b * 1e-15, moderate(&mut rng) * 1e-40);
+        same(a * 1e19, b * 1e19, moderate(&mut rng) * 3e38);
+    }
+    let specials = [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        f32::MIN_POSITIVE,
+        1e-45,
+        f32::MAX,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+    ];
+    for a in specials {
+        for b in specials {
+            for c in specials {
+                same(a, b, c);
+            }
+        }
+    }
 }
