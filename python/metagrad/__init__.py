@@ -23,6 +23,18 @@ package re-exports their main names.
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+try:
+    from . import _metagrad
+except ValueError as _e:  # METAGRAD_CPU names no level: the extension refuses to load
+    if _os.path.basename(_sys.argv[0] if _sys.argv else "") == "metagrad":
+        # The `metagrad` console script: report it as the binary does, not as a traceback.
+        _sys.stderr.write(f"error: {_e}\n")
+        raise SystemExit(2) from None
+    raise
+
 from . import envs, meta_rl, rows
 from ._metagrad import CPU_LEVEL, __version__
 from .meta_rl import ALGORITHMS

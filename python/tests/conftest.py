@@ -19,8 +19,8 @@ def cli():
     if not binary.exists():
         pytest.fail(f"{binary} not found: build it with `cargo build --release` (scripts/test.sh does)")
 
-    def run(*args, check=True):
-        p = subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True)
+    def run(*args, check=True, env=None):
+        p = subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, env=env)
         if check and p.returncode != 0:
             raise AssertionError(f"metagrad {' '.join(map(str, args))} failed: {p.stderr}")
         return p
