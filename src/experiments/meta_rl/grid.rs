@@ -358,20 +358,7 @@ mod tests {
 
     /// A run's files without the wall-clock fields (its progress and its checkpoint's state).
     fn run_files(dir: &Path) -> (String, serde_json::Value) {
-        let progress = std::fs::read_to_string(dir.join("progress.csv")).unwrap();
-        let wall = progress.lines().next().unwrap().split(',').position(|c| c == "wall_s").unwrap();
-        let progress = progress
-            .lines()
-            .map(|l| {
-                l.split(',')
-                    .enumerate()
-                    .filter(|(i, _)| *i != wall)
-                    .map(|(_, c)| c)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
+        let progress = super::super::run::tests::rows_without_wall(dir).join("\n");
         let mut ck: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint.json")).unwrap()).unwrap();
         let state = ck["state"].as_object_mut().unwrap();

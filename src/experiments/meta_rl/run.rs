@@ -348,7 +348,7 @@ fn plot_run(history: &[IterationStats], title: &str, stem: &Path) -> Result<()> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::experiments::meta_rl::RunSettings;
     use crate::meta::algos::Algorithm;
@@ -420,7 +420,7 @@ mod tests {
     }
 
     /// A progress file's rows without the wall-clock column.
-    fn rows_without_wall(dir: &Path) -> Vec<String> {
+    pub(in crate::experiments::meta_rl) fn rows_without_wall(dir: &Path) -> Vec<String> {
         let text = std::fs::read_to_string(dir.join("progress.csv")).unwrap();
         let wall = header(dir).iter().position(|c| c == "wall_s").unwrap();
         text.lines()
