@@ -42,7 +42,7 @@ if [[ "$show" != *"consistent with the following platform tag: \"$tag\""* || "$s
     echo "wheel: auditwheel does not confirm the tag $tag (target/wheels/auditwheel-show.txt)" >&2
     exit 1
 fi
-"$venv/bin/python" -m zipfile -l "$wheel" | grep -q 'metagrad/libmujoco.so' || {
+"$venv/bin/python" -m zipfile -l "$wheel" | grep 'metagrad/libmujoco.so' >/dev/null || {  # not -q: an early exit breaks the pipe under pipefail
     echo "wheel: the MuJoCo engine is not in the wheel" >&2
     exit 1
 }
