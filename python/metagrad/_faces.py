@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _metagrad
 from . import rows as _rows
 
 
@@ -89,28 +90,40 @@ def check_setting(spec: Spec) -> None:
     )
 
 
-def call(spec: Spec, res: list, **kw) -> _rows.RowDerivatives:
-    """One engine call on unbatched residuals (x, c, rewards, lengths, critic…)."""
+def _f64(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def call(spec: Spec, res: list, *, gradient: bool = True, direction=None, direction_c=None, per_trajectory=False):
+    """One engine call on unbatched residuals (x, c, rewards, lengths, critic…), shapes
+    checked by the face (the engine checks the values); directions K×N×T and K×N×(T+1).
+    Goes to the engine directly: :func:`metagrad.rows.derivatives` would check the types
+    and ranks again, which costs more than the engine on small batches."""
     x, c, rewards, lengths, *critic = res
     critic_kw = {}
     if spec.critic == "state":
-        critic_kw["state_values"] = critic[0]
+        critic_kw["state_values"] = _f64(critic[0])
     elif spec.critic == "action":
-        critic_kw["q_taken"], critic_kw["behaviour_means"] = critic
+        critic_kw["q_taken"], critic_kw["behaviour_means"] = _f64(critic[0]), _f64(critic[1])
         if spec.has_c:
-            critic_kw["critic_means"] = c
-    return _rows.derivatives(
+            critic_kw["critic_means"] = _f64(c)
+    x = _f64(x)
+    out = _metagrad.row_derivatives(
         spec.name,
         x,
         np.zeros_like(x),
-        rewards,
+        _f64(rewards),
         gamma=spec.gamma,
-        lengths=lengths,
         truncation=spec.truncation,
         discount=spec.discount,
+        lengths=np.ascontiguousarray(lengths, dtype=np.int64),
+        gradient=gradient,
+        direction=None if direction is None else _f64(direction),
+        direction_c=None if direction_c is None else _f64(direction_c),
+        per_trajectory=per_trajectory,
         **critic_kw,
-        **kw,
     )
+    return _rows.RowDerivatives(*out)
 
 
 # ---------------------------------------------------------------------------------------
@@ -135,6 +148,10 @@ def stacked_value_grad(spec: Spec, res: list) -> tuple:
     """(V̂, ∂V̂/∂x, ∂V̂/∂c) for every batch index of the residuals, from one engine call;
     shapes batch, batch + N×T, batch + N×(T+1). Zeros for ∂V̂/∂c when no critic means."""
     cores = spec.core_ndims()
+    if all(a.ndim == k for a, k in zip(res, cores)):  # unbatched: no stacking
+        r = call(spec, res)
+        gc = np.zeros(res[1].shape) if r.grad_c is None else r.grad_c
+        return np.asarray(r.value), r.grad_u, gc
     batch = tuple(np.broadcast_shapes(*(_lead(a, k) for a, k in zip(res, cores))))
     x, c = res[0], res[1]
     n, t = x.shape[-2:]
@@ -156,6 +173,9 @@ def stacked_hvp(spec: Spec, res: list, w: np.ndarray, wc: np.ndarray) -> tuple:
     from one engine call: the batch dimensions along which the residuals vary are stacked
     as trajectories, the others (directions only) become the engine's K directions."""
     cores = spec.core_ndims()
+    if w.ndim == 2 and wc.ndim == 2 and all(a.ndim == k for a, k in zip(res, cores)):  # unbatched
+        r = call(spec, res, gradient=False, direction=w[None], direction_c=wc[None] if spec.has_c else None)
+        return r.hvp_u[0], np.zeros(wc.shape) if r.hvp_c is None else r.hvp_c[0]
     leads = [_lead(a, k) for a, k in zip(res, cores)]
     batch = tuple(np.broadcast_shapes(*leads, _lead(w, 2), _lead(wc, 2)))
     nb = len(batch)

@@ -77,13 +77,28 @@ _DATA_GRAD = (
 # Host side: tensors with leading batch dimensions → numpy → one engine call → tensors.
 
 
+_NUMPY_DTYPE = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}
+
+
 def _numpy(t: torch.Tensor) -> np.ndarray:
+    """`t` as float64 (integers: int64) numpy, a view when it already is (numpy's cast is
+    cheaper than torch's on the small arrays of a task)."""
     t = t.detach()
-    return (t.to(torch.float64) if t.is_floating_point() else t.to(torch.int64)).numpy()
+    if t.dtype == torch.float64 or t.dtype == torch.int64:
+        return t.numpy()
+    if t.dtype == torch.bfloat16:
+        return t.to(torch.float64).numpy()
+    return t.numpy().astype(np.float64 if t.is_floating_point() else np.int64)
 
 
 def _to(a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(a).to(like.dtype).contiguous()
+    """`a` as a contiguous tensor of `like`'s dtype."""
+    dtype = _NUMPY_DTYPE.get(like.dtype)
+    a = np.asarray(a, dtype=dtype or np.float64)
+    if not a.flags.c_contiguous:
+        a = a.copy()
+    t = torch.from_numpy(a)
+    return t if dtype is not None else t.to(like.dtype)
 
 
 class _Static:
@@ -101,14 +116,28 @@ def _static(spec: _faces.Spec) -> _Static:
     return _Static(spec)
 
 
+def _critic_means(static: _Static, c: torch.Tensor):
+    """c for the engine: zeros of its shape when the call has no critic means (the engine
+    does not read them then, and the zero derivatives need no conversion)."""
+    return _numpy(c) if static.spec.has_c else np.zeros(tuple(c.shape))
+
+
+def _zeros_or(a: np.ndarray, like: torch.Tensor, has: bool) -> torch.Tensor:
+    return _to(a, like) if has else torch.zeros(a.shape, dtype=like.dtype)
+
+
 def _host_value_grad(static: _Static, x, c, *data):
-    v, gx, gc = _faces.stacked_value_grad(static.spec, [_numpy(a) for a in (x, c, *data)])
-    return _to(np.asarray(v), x), _to(gx, x), _to(gc, x)
+    res = [_numpy(x), _critic_means(static, c)] + [_numpy(a) for a in data]
+    v, gx, gc = _faces.stacked_value_grad(static.spec, res)
+    return _to(np.asarray(v), x), _to(gx, x), _zeros_or(gc, x, static.spec.has_c)
 
 
 def _host_hvp(static: _Static, x, c, wx, wc, *data):
-    hx, hc = _faces.stacked_hvp(static.spec, [_numpy(a) for a in (x, c, *data)], _numpy(wx), _numpy(wc))
-    return _to(hx, wx), _to(hc, wx)
+    res = [_numpy(x), _critic_means(static, c)] + [_numpy(a) for a in data]
+    has_c = static.spec.has_c
+    wc = _numpy(wc) if has_c else np.zeros(tuple(wc.shape))
+    hx, hc = _faces.stacked_hvp(static.spec, res, _numpy(wx), wc)
+    return _to(hx, wx), _zeros_or(hc, wx, has_c)
 
 
 # ---------------------------------------------------------------------------------------
@@ -160,13 +189,20 @@ def _third_order_used(ctx, indices) -> bool:
     return False
 
 
+def _transforms_active() -> bool:
+    """Whether a torch.func transform is active (its tensors are wrappers the host cannot
+    read; the Functions' rules unwrap them)."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return True if active is None else bool(active())
+
+
 def _zeros_if_none(t, like):
     return torch.zeros_like(like) if t is None else t
 
 
 def _scale(s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """s (batch) times g (batch + N×T), s broadcast over the core dimensions."""
-    return s.reshape(s.shape + (1, 1)) * g
+    return s * g if s.ndim == 0 else s.reshape(s.shape + (1, 1)) * g
 
 
 class _RowHvp(torch.autograd.Function):
@@ -227,7 +263,11 @@ class _RowGrad(torch.autograd.Function):
         needs = ctx.needs_input_grad
         if not (needs[1] or needs[2]):
             return (None,) * (5 + len(data))
-        hx, hc = _RowHvp.apply(ctx.spec, x, c, wx, wc, *data)
+        wx, wc = _zeros_if_none(wx, x), _zeros_if_none(wc, c)
+        if torch.is_grad_enabled() or _transforms_active():  # the HVP must be differentiable in w
+            hx, hc = _RowHvp.apply(ctx.spec, x, c, wx, wc, *data)
+        else:  # a plain backward (no graph): the engine directly, without a graph node
+            hx, hc = _host_hvp(ctx.spec, x, c, wx, wc, *data)
         return (None, hx if needs[1] else None, hc if needs[2] else None, None, None) + (None,) * len(data)
 
     @staticmethod
@@ -289,10 +329,12 @@ class _Value(torch.autograd.Function):
         return _vmap(_Value, info, in_dims, spec, *args)
 
 
-# Function.apply binds its arguments to forward's signature at every call; inspect returns a
-# function's __signature__ when it has one, instead of working it out again.
+# Function.apply binds its arguments to forward's signature at every call (to fill in
+# defaults, which these forwards do not have), parameter by parameter in Python; a single
+# var-positional parameter makes that binding trivial.
+_ARGS = inspect.Signature([inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL)])
 for _fn in (_RowHvp, _RowGrad, _Value):
-    _fn.forward.__signature__ = inspect.signature(_fn.forward)
+    _fn.forward.__signature__ = _ARGS
 
 
 # ---------------------------------------------------------------------------------------
