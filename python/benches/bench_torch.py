@@ -44,6 +44,9 @@ p.add_argument("--rollouts", type=int, default=20)
 p.add_argument("--horizon", type=int, default=100)
 p.add_argument("--hidden", type=int, default=64)
 p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+p.add_argument("--stub-host", action="store_true",
+               help="replace metagrad.torch's host side (conversions and engine) by stubs returning zeros: "
+                    "what the autograd.Function machinery alone costs (the meta-gradients are then wrong)")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 torch.manual_seed(0)
@@ -112,6 +115,11 @@ adapted = vmap(lambda d: {k: theta[k] + ETA * g for k, g in grad(lambda p: mtorc
 post = sample(adapted, seed=10_000)  # sampled under θ'(θ): on-policy at the evaluation point
 sampling_s = time.perf_counter() - t0
 task = lambda d, i: {k: v[i] for k, v in d.items()}  # noqa: E731
+if args.stub_host:  # after sampling, which adapts with the real engine
+    mtorch._host_value_grad = lambda static, x, c, *data: (  # noqa: E731
+        torch.zeros(x.shape[:-2], dtype=x.dtype), torch.zeros_like(x), torch.zeros_like(c))
+    mtorch._host_hvp = lambda static, x, c, wx, wc, *data: (torch.zeros_like(wx), torch.zeros_like(wc))  # noqa: E731
+
 
 # ---------------------------------------------------------------------------------------
 # Objectives: metagrad.torch, and the magic-box surrogates written natively.
@@ -245,7 +253,7 @@ print(f"metagrad {metagrad.__version__}, torch {torch.__version__}, Python {plat
       f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {args.dtype}")
 print(f"{K} tasks × {R} rollouts × {H} steps, {args.hidden}-{args.hidden} tanh Gaussian policy, one inner step "
       f"(η = {ETA}), outer DR; median (best) of {args.repeats} interleaved runs after a warm-up; "
-      f"sampling took {sampling_s:.1f} s")
+      f"sampling took {sampling_s:.1f} s" + ("; HOST SIDE STUBBED (timing only, wrong meta-gradients)" if args.stub_host else ""))
 print()
 print("| inner objective | meta-gradient | metagrad.torch | engine (calls) | host side incl. engine "
       "| native double backward | native / metagrad (median) | max rel. difference |")

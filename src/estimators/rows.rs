@@ -44,8 +44,10 @@ impl<'a> Padded<'a> {
         Self { values, shape: [rows, cols] }
     }
 
-    fn at(&self, n: usize, t: usize) -> f64 {
-        self.values[n * self.shape[1] + t]
+    /// The first `len` entries of row `n`.
+    fn row(&self, n: usize, len: usize) -> &'a [f64] {
+        let start = n * self.shape[1];
+        &self.values[start..start + len]
     }
 }
 
@@ -214,11 +216,11 @@ fn check_shape(field: &str, a: &Padded, expected: [usize; 2], what: &str) -> Res
 /// Checks that the first `len[n]` (+ `extra`) entries of every row are finite.
 fn check_finite(field: &str, a: &Padded, lengths: &[usize], extra: usize) -> Result<()> {
     for (n, &len) in lengths.iter().enumerate() {
-        for t in 0..len + extra {
-            let x = a.at(n, t);
-            if !x.is_finite() {
-                return Err(invalid(format!("{field}[{n}][{t}]"), format!("must be finite, got {x}")));
-            }
+        let row = a.row(n, len + extra);
+        // A branch-free pass over the row (vectorised); the position only on failure.
+        if !row.iter().fold(true, |ok, x| ok & x.is_finite()) {
+            let t = row.iter().position(|x| !x.is_finite()).expect("a non-finite entry");
+            return Err(invalid(format!("{field}[{n}][{t}]"), format!("must be finite, got {}", row[t])));
         }
     }
     Ok(())
@@ -293,18 +295,19 @@ impl RowObjective {
         // Ratio rows (packed: trajectory by trajectory), checked as the kernels read them.
         let mut values = Vec::with_capacity(lengths.iter().sum::<usize>());
         for (i, &len) in lengths.iter().enumerate() {
-            for s in 0..len {
-                let d = data.u.at(i, s) - data.log_mu.at(i, s);
-                let rho = d.exp();
-                if !(rho.is_finite() && rho > 0.0) {
-                    return Err(invalid(
-                        format!("u[{i}][{s}]"),
-                        format!(
-                            "u − log_mu = {d}: the likelihood ratio exp(u − log_mu) = {rho} is not a positive finite number"
-                        ),
-                    ));
-                }
-                values.push(rho);
+            let start = values.len();
+            values.extend(data.u.row(i, len).iter().zip(data.log_mu.row(i, len)).map(|(u, m)| (u - m).exp()));
+            let ratios = &values[start..];
+            if !ratios.iter().fold(true, |ok, &rho| ok & (rho.is_finite() & (rho > 0.0))) {
+                let s = ratios.iter().position(|&rho| !(rho.is_finite() && rho > 0.0)).expect("a bad ratio");
+                let d = data.u.row(i, len)[s] - data.log_mu.row(i, len)[s];
+                return Err(invalid(
+                    format!("u[{i}][{s}]"),
+                    format!(
+                        "u − log_mu = {d}: the likelihood ratio exp(u − log_mu) = {} is not a positive finite number",
+                        ratios[s]
+                    ),
+                ));
             }
         }
 

@@ -310,7 +310,11 @@ fn bad_input_is_named() {
     u[1] = f64::INFINITY;
     assert!(msg(d.objective(est("is"), 0, &u, None)).contains("invalid u[0][1]: must be finite"));
     u[1] = 800.0;
-    assert!(msg(d.objective(est("is"), 0, &u, None)).contains("invalid u[0][1]"));
+    let overflow = msg(d.objective(est("is"), 0, &u, None));
+    assert!(
+        overflow.contains("invalid u[0][1]: u − log_mu = ") && overflow.contains("exp(u − log_mu) = inf"),
+        "{overflow}"
+    );
     let short = &d.u[..n * t - 1];
     let data = RowData {
         u: Padded::new(&d.u, n, t),
