@@ -91,14 +91,28 @@ def check_setting(spec: Spec) -> None:
 
 
 def _f64(a) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=np.float64)
+    """`a` as an array the engine reads: float64 or float32 as it is, anything else as
+    float64."""
+    a = np.asarray(a)
+    return a if a.dtype == np.float64 or a.dtype == np.float32 else a.astype(np.float64)
 
 
-def call(spec: Spec, res: list, *, gradient: bool = True, direction=None, direction_c=None, per_trajectory=False):
+def call(
+    spec: Spec,
+    res: list,
+    *,
+    gradient: bool = True,
+    direction=None,
+    direction_c=None,
+    per_trajectory=False,
+    f32_out=False,
+):
     """One engine call on unbatched residuals (x, c, rewards, lengths, critic…), shapes
     checked by the face (the engine checks the values); directions K×N×T and K×N×(T+1).
     Goes to the engine directly: :func:`metagrad.rows.derivatives` would check the types
-    and ranks again, which costs more than the engine on small batches."""
+    and ranks again, which costs more than the engine on small batches. The engine reads
+    float32 arrays as they are and computes in float64; with ``f32_out`` its gradients and
+    HVPs come back rounded to float32."""
     x, c, rewards, lengths, *critic = res
     critic_kw = {}
     if spec.critic == "state":
@@ -121,6 +135,7 @@ def call(spec: Spec, res: list, *, gradient: bool = True, direction=None, direct
         direction=None if direction is None else _f64(direction),
         direction_c=None if direction_c is None else _f64(direction_c),
         per_trajectory=per_trajectory,
+        f32_out=f32_out,
         **critic_kw,
     )
     return _rows.RowDerivatives(*out)
@@ -149,7 +164,7 @@ def stacked_value_grad(spec: Spec, res: list) -> tuple:
     shapes batch, batch + N×T, batch + N×(T+1). Zeros for ∂V̂/∂c when no critic means."""
     cores = spec.core_ndims()
     if all(a.ndim == k for a, k in zip(res, cores)):  # unbatched: no stacking
-        r = call(spec, res)
+        r = call(spec, res, f32_out=res[0].dtype == np.float32)
         gc = np.zeros(res[1].shape) if r.grad_c is None else r.grad_c
         return np.asarray(r.value), r.grad_u, gc
     batch = tuple(np.broadcast_shapes(*(_lead(a, k) for a, k in zip(res, cores))))
@@ -174,7 +189,14 @@ def stacked_hvp(spec: Spec, res: list, w: np.ndarray, wc: np.ndarray) -> tuple:
     as trajectories, the others (directions only) become the engine's K directions."""
     cores = spec.core_ndims()
     if w.ndim == 2 and wc.ndim == 2 and all(a.ndim == k for a, k in zip(res, cores)):  # unbatched
-        r = call(spec, res, gradient=False, direction=w[None], direction_c=wc[None] if spec.has_c else None)
+        r = call(
+            spec,
+            res,
+            gradient=False,
+            direction=w[None],
+            direction_c=wc[None] if spec.has_c else None,
+            f32_out=w.dtype == np.float32,
+        )
         return r.hvp_u[0], np.zeros(wc.shape) if r.hvp_c is None else r.hvp_c[0]
     leads = [_lead(a, k) for a, k in zip(res, cores)]
     batch = tuple(np.broadcast_shapes(*leads, _lead(w, 2), _lead(wc, 2)))

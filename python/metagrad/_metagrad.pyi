@@ -128,6 +128,7 @@ def row_derivatives(
     direction: Optional[_F] = None,
     direction_c: Optional[_F] = None,
     per_trajectory: bool = False,
+    f32_out: bool = False,
 ) -> tuple[Union[float, _F], Optional[_F], Optional[_F], Optional[_F], Optional[_F]]: ...
 
 ENV_NAMES: list[str]

@@ -81,10 +81,11 @@ _NUMPY_DTYPE = {torch.float64: np.float64, torch.float32: np.float32, torch.floa
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
-    """`t` as float64 (integers: int64) numpy, a view when it already is (numpy's cast is
-    cheaper than torch's on the small arrays of a task)."""
+    """`t` as numpy for the engine: float64, float32 and int64 as views, other floats as
+    float64, other integers as int64 (numpy's cast is cheaper than torch's on the small
+    arrays of a task)."""
     t = t.detach()
-    if t.dtype == torch.float64 or t.dtype == torch.int64:
+    if t.dtype == torch.float64 or t.dtype == torch.float32 or t.dtype == torch.int64:
         return t.numpy()
     if t.dtype == torch.bfloat16:
         return t.to(torch.float64).numpy()

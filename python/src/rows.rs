@@ -6,9 +6,9 @@ use std::borrow::Cow;
 use metagrad::estimators::BatchObjective;
 use metagrad::estimators::TaylorDiscount;
 use metagrad::estimators::rows::{Padded, RowCritic, RowData, RowObjective, parse_estimator};
-use numpy::ndarray::{Array2, Array3};
+use numpy::ndarray::{Array, Array2, Array3, Dimension, Ix2, Ix3};
 use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyArray3, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3,
+    IntoPyArray, PyArray, PyArray1, PyArrayMethods, PyReadonlyArray, PyReadonlyArray1, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -23,25 +23,64 @@ fn bad(field: &str, msg: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(format!("invalid {field}: {msg}"))
 }
 
-/// A 2-D array as a row-major slice (borrowed when contiguous) and its shape.
-fn flat<'a>(a: &'a PyReadonlyArray2<'_, f64>) -> (Cow<'a, [f64]>, [usize; 2]) {
-    let view = a.as_array();
-    let (r, c) = view.dim();
-    let values = match a.as_slice() {
+/// The entries of an array in row-major order as f64 (borrowed when f64 and contiguous).
+fn entries<'a, D: Dimension>(a: &'a PyReadonlyArray<'_, f64, D>) -> Cow<'a, [f64]> {
+    match a.as_slice() {
         Ok(s) => Cow::Borrowed(s),
-        Err(_) => Cow::Owned(view.iter().copied().collect()),
-    };
-    (values, [r, c])
+        Err(_) => Cow::Owned(a.as_array().iter().copied().collect()),
+    }
 }
 
-fn flat3<'a>(a: &'a PyReadonlyArray3<'_, f64>) -> (Cow<'a, [f64]>, [usize; 3]) {
-    let view = a.as_array();
-    let (k, r, c) = view.dim();
-    let values = match a.as_slice() {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => Cow::Owned(view.iter().copied().collect()),
+/// Float arrays of either precision: the engine computes in f64, and reads f32 arrays (a
+/// framework's float32 tensors) without a conversion pass in Python. Extracted by dtype
+/// (a failed typed extraction would build an error message per array).
+macro_rules! floats {
+    ($name:ident, $dim:ty, $extract:ident) => {
+        enum $name<'py> {
+            F64(PyReadonlyArray<'py, f64, $dim>),
+            F32(PyReadonlyArray<'py, f32, $dim>),
+        }
+
+        impl $name<'_> {
+            /// The entries in row-major order as f64, and the shape.
+            fn flat(&self) -> (Cow<'_, [f64]>, Vec<usize>) {
+                match self {
+                    Self::F64(a) => (entries(a), a.shape().to_vec()),
+                    Self::F32(a) => {
+                        let wide: Vec<f64> = match a.as_slice() {
+                            Ok(s) => s.iter().map(|&x| f64::from(x)).collect(),
+                            Err(_) => a.as_array().iter().map(|&x| f64::from(x)).collect(),
+                        };
+                        (Cow::Owned(wide), a.shape().to_vec())
+                    }
+                }
+            }
+        }
+
+        fn $extract<'py>(obj: &Bound<'py, PyAny>) -> PyResult<$name<'py>> {
+            if let Ok(a) = obj.cast::<PyArray<f32, $dim>>() {
+                return Ok($name::F32(a.readonly()));
+            }
+            Ok($name::F64(obj.extract()?))
+        }
     };
-    (values, [k, r, c])
+}
+floats!(Floats2, Ix2, floats2);
+floats!(Floats3, Ix3, floats3);
+
+fn flat<'a>(a: &'a Floats2<'_>) -> (Cow<'a, [f64]>, [usize; 2]) {
+    let (v, s) = a.flat();
+    (v, [s[0], s[1]])
+}
+
+fn flat3<'a>(a: &'a Floats3<'_>) -> (Cow<'a, [f64]>, [usize; 3]) {
+    let (v, s) = a.flat();
+    (v, [s[0], s[1], s[2]])
+}
+
+/// An output array in f64, or rounded to f32 when the caller asked for it.
+fn out_array<'py, D: Dimension>(py: Python<'py>, a: Array<f64, D>, f32_out: bool) -> Bound<'py, PyAny> {
+    if f32_out { a.mapv(|x| x as f32).into_pyarray(py).into_any() } else { a.into_pyarray(py).into_any() }
 }
 
 fn parse_discount(discount: &str) -> PyResult<TaylorDiscount> {
@@ -54,10 +93,10 @@ fn parse_discount(discount: &str) -> PyResult<TaylorDiscount> {
 
 type Out<'py> = (
     Value<'py>,
-    Option<Bound<'py, PyArray2<f64>>>,
-    Option<Bound<'py, PyArray2<f64>>>,
-    Option<Bound<'py, PyArray3<f64>>>,
-    Option<Bound<'py, PyArray3<f64>>>,
+    Option<Bound<'py, PyAny>>,
+    Option<Bound<'py, PyAny>>,
+    Option<Bound<'py, PyAny>>,
+    Option<Bound<'py, PyAny>>,
 );
 
 /// The mean estimate V̂, or (with `per_trajectory`) the N estimates V̂_n whose mean it is.
@@ -72,33 +111,41 @@ enum Value<'py> {
 /// (value, ∂V̂/∂u, ∂V̂/∂c or None, HVPs in u K×N×T or None, HVPs in c or None). With
 /// `per_trajectory`, the value is the (N,) array of per-trajectory estimates V̂_n (one
 /// more kernel pass): what a caller that stacks independent batches (tasks) into one call
-/// needs to split the value by batch.
+/// needs to split the value by batch. Float arrays may be f64 or f32 (read as f64); the
+/// gradient and HVP arrays are f64, or rounded to f32 with `f32_out`.
 #[pyfunction]
 #[pyo3(signature = (estimator, u, log_mu, rewards, *, gamma, truncation=1.0, discount="absolute",
                     lengths=None, state_values=None, q_taken=None, behaviour_means=None,
                     critic_means=None, gradient=true, direction=None, direction_c=None,
-                    per_trajectory=false))]
+                    per_trajectory=false, f32_out=false))]
 #[allow(clippy::too_many_arguments)]
 fn row_derivatives<'py>(
     py: Python<'py>,
     estimator: &str,
-    u: PyReadonlyArray2<'_, f64>,
-    log_mu: PyReadonlyArray2<'_, f64>,
-    rewards: PyReadonlyArray2<'_, f64>,
+    u: &Bound<'py, PyAny>,
+    log_mu: &Bound<'py, PyAny>,
+    rewards: &Bound<'py, PyAny>,
     gamma: f64,
     truncation: f64,
     discount: &str,
     lengths: Option<PyReadonlyArray1<'_, i64>>,
-    state_values: Option<PyReadonlyArray2<'_, f64>>,
-    q_taken: Option<PyReadonlyArray2<'_, f64>>,
-    behaviour_means: Option<PyReadonlyArray2<'_, f64>>,
-    critic_means: Option<PyReadonlyArray2<'_, f64>>,
+    state_values: Option<&Bound<'py, PyAny>>,
+    q_taken: Option<&Bound<'py, PyAny>>,
+    behaviour_means: Option<&Bound<'py, PyAny>>,
+    critic_means: Option<&Bound<'py, PyAny>>,
     gradient: bool,
-    direction: Option<PyReadonlyArray3<'_, f64>>,
-    direction_c: Option<PyReadonlyArray3<'_, f64>>,
+    direction: Option<&Bound<'py, PyAny>>,
+    direction_c: Option<&Bound<'py, PyAny>>,
     per_trajectory: bool,
+    f32_out: bool,
 ) -> PyResult<Out<'py>> {
     let e = parse_estimator(estimator, truncation, parse_discount(discount)?).map_err(py_err)?;
+    let (u, log_mu, rewards) = (floats2(u)?, floats2(log_mu)?, floats2(rewards)?);
+    let opt2 = |a: Option<&Bound<'py, PyAny>>| a.map(floats2).transpose();
+    let opt3 = |a: Option<&Bound<'py, PyAny>>| a.map(floats3).transpose();
+    let (state_values, q_taken) = (opt2(state_values)?, opt2(q_taken)?);
+    let (behaviour_means, critic_means) = (opt2(behaviour_means)?, opt2(critic_means)?);
+    let (direction, direction_c) = (opt3(direction)?, opt3(direction_c)?);
     let (u, shape) = flat(&u);
     let [n, t] = shape;
     let (log_mu, mu_shape) = flat(&log_mu);
@@ -202,10 +249,12 @@ fn row_derivatives<'py>(
         Some(v) => Value::PerTrajectory(v.into_pyarray(py)),
         None => Value::Mean(value),
     };
-    let arr2 =
-        |v: Vec<f64>, cols: usize| Array2::from_shape_vec((n, cols), v).expect("shape").into_pyarray(py);
-    let arr3 =
-        |v: Vec<f64>, cols: usize| Array3::from_shape_vec((k, n, cols), v).expect("shape").into_pyarray(py);
+    let arr2 = |v: Vec<f64>, cols: usize| {
+        out_array(py, Array2::from_shape_vec((n, cols), v).expect("shape"), f32_out)
+    };
+    let arr3 = |v: Vec<f64>, cols: usize| {
+        out_array(py, Array3::from_shape_vec((k, n, cols), v).expect("shape"), f32_out)
+    };
     let (grad_u, grad_c) = match g.filter(|_| gradient) {
         Some(g) => (Some(arr2(g.u, t)), g.c.map(|c| arr2(c, t + 1))),
         None => (None, None),

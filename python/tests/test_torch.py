@@ -612,6 +612,14 @@ def test_float32_is_accepted_and_cast_back():
     close("float32 value", v32.double(), v64, 1e-5)
     close("float32 gradient", g32.double(), g64, 1e-5)
     close("float32 hvp", h32.double(), h64, 1e-5)
+    # Bit for bit: the engine in float64 on the float32 inputs, its results rounded to float32.
+    x = (u32 - d["log_mu"].float()).detach().double().numpy()
+    ref = mrows.derivatives("taypo-2", x, np.zeros_like(x), d["rewards"].float().double().numpy(), gamma=GAMMA,
+                            lengths=np.asarray(d["lengths"]), state_values=d["state_values"].float().double().numpy(),
+                            direction=d["w"].float().double().numpy())
+    assert v32.item() == np.float32(ref.value)
+    assert np.array_equal(g32.detach().numpy(), ref.grad_u.astype(np.float32))
+    assert np.array_equal(h32.numpy(), ref.hvp_u.astype(np.float32))
 
 
 def test_third_order_raises():
