@@ -16,7 +16,8 @@ meta-gradient, each timed for both implementations:
   sends each stage's 40 tasks to the engine as one call).
 
 Run: .deps/venv/bin/python python/benches/bench_torch.py [--threads 2] [--repeats 7]
-Prints a table (median and best of the repeats, interleaved, after one warm-up) and where
+Prints a table (median and best of the repeats, interleaved, after one warm-up; the ratio
+of the medians, and the median and quartiles of the per-round ratios) and where
 metagrad.torch's time goes. A benchmark, not a test: one run, on a shared machine.
 """
 
@@ -246,7 +247,10 @@ for label, inner in [("DR ≙ DiCE + baseline", "dr"), ("TayPO-1 ≙ LVC (ProMP)
         if len(res) > 1:
             n = res[1]
             diff = float((flat(m["out"]) - flat(n["out"])).abs().max() / flat(n["out"]).abs().max())
-            row.update(t_n=med(n["times"]), best_n=min(n["times"]), diff=diff)
+            # Per round: native and metagrad ran back to back, so their ratio is less exposed to
+            # the machine's slow drifts than the ratio of the medians.
+            per_round = sorted(tn / tm for tn, tm in zip(n["times"], m["times"]))
+            row.update(t_n=med(n["times"]), best_n=min(n["times"]), diff=diff, rounds=per_round)
         rows.append(row)
 
 print(f"metagrad {metagrad.__version__}, torch {torch.__version__}, Python {platform.python_version()}, "
@@ -256,11 +260,14 @@ print(f"{K} tasks × {R} rollouts × {H} steps, {args.hidden}-{args.hidden} tanh
       f"sampling took {sampling_s:.1f} s" + ("; HOST SIDE STUBBED (timing only, wrong meta-gradients)" if args.stub_host else ""))
 print()
 print("| inner objective | meta-gradient | metagrad.torch | engine (calls) | host side incl. engine "
-      "| native double backward | native / metagrad (median) | max rel. difference |")
+      "| native double backward | native / metagrad: medians (per round: median; quartiles) | max rel. difference |")
 print("|---|---|---|---|---|---|---|---|")
 for r in rows:
     nat = f"{r['t_n']:.3f} s ({r['best_n']:.3f})" if "t_n" in r else "—"
     ratio = f"{r['t_n'] / r['t']:.2f}×" if "t_n" in r else "—"
+    if "rounds" in r:
+        q = r["rounds"]
+        ratio += f" ({med(q):.2f}×; {q[len(q) // 4]:.2f}–{q[(3 * len(q)) // 4]:.2f})"
     d = f"{r['diff']:.1e}" if "diff" in r else "—"
     print(f"| {r['label']} | {r['style']} | {r['t']:.3f} s ({r['best']:.3f}) | {r['engine'] * 1e3:.1f} ms ({r['calls']}) "
           f"| {r['host'] * 1e3:.1f} ms | {nat} | {ratio} | {d} |")
