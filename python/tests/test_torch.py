@@ -23,6 +23,7 @@ import pytest
 
 import metagrad._faces as mfaces
 import metagrad.rows as mrows
+import reference_estimators
 
 torch = pytest.importorskip("torch")
 import torch.func as tf  # noqa: E402
@@ -68,76 +69,15 @@ def t64(a) -> "torch.Tensor":
 
 
 # ---------------------------------------------------------------------------------------
-# Reference: the estimators of docs/theory.md#estimators written natively in PyTorch (O(T^K) where that is
-# the definition), per trajectory of static length L, then the mean over trajectories.
+# Reference: the estimators written out from their definitions (PyTorch operations).
 
-
-def ref_trajectory(name, k, discount, x, r, L, sv=None, qt=None, bm=None, c=None, trunc=1.0):
-    g = GAMMA
-    rho = [torch.exp(x[t]) for t in range(L)]
-    if name == "is":
-        total, p = torch.zeros((), dtype=x.dtype), 1.0
-        for t in range(L):
-            p = p * rho[t]
-            total = total + g**t * p * r[t]
-        return total
-    if name == "dr" and sv is not None:
-        v = sv[L]
-        for t in reversed(range(L)):
-            v = sv[t] + rho[t] * (r[t] + g * v - sv[t])
-        return v
-    if name == "dr":  # action-value critic, c_t = Σ_b π(b|x_t) Q̂(x_t, b)
-        v = c[L]
-        for t in reversed(range(L)):
-            v = c[t] + rho[t] * (r[t] + g * v - qt[t])
-        return v
-    if name == "dr-trunc":
-        v = sv[L]
-        for t in reversed(range(L)):
-            m = torch.clamp(rho[t], max=trunc)
-            v = sv[t] + m * (r[t] + g * sv[t + 1] - sv[t]) + g * m * (v - sv[t + 1])
-        return v
-    # TayPO-K and the naive score function: advantages Â_t and the zeroth-order term.
-    if sv is not None:
-        adv, ret = [None] * L, sv[L]
-        for t in reversed(range(L)):
-            ret = r[t] + g * ret
-            adv[t] = ret - sv[t]
-        v0 = sv[0]
-    else:
-        adv = [qt[t] - bm[t] for t in range(L)]
-        v0 = bm[0]
-    if name == "maml":
-        return v0 + sum((g**t * adv[t] * x[t] for t in range(L)), torch.zeros((), dtype=x.dtype))
-    total = v0
-    for order in range(1, k + 1):
-        for idx in itertools.combinations(range(L), order):
-            w = g ** idx[-1] if discount == "absolute" else g ** (idx[-1] - idx[0])
-            prod = 1.0
-            for i in idx:
-                prod = prod * (rho[i] - 1.0)
-            total = total + w * prod * adv[idx[-1]]
-    return total
+OPS = reference_estimators.Ops(
+    exp=torch.exp, minimum=lambda a, b: torch.clamp(a, max=b), zero=lambda x: torch.zeros((), dtype=x.dtype)
+)
 
 
 def reference(name, *, discount="absolute", trunc=1.0):
-    """V̂(u, log_mu, rewards, lengths (static), critic…) natively in PyTorch."""
-    base, k = (name.split("-")[0], int(name.split("-")[1])) if name.startswith("taypo-") else (name, 0)
-
-    def f(u, log_mu, rewards, lengths, state_values=None, q_taken=None, behaviour_means=None, critic_means=None):
-        x = u - log_mu
-        vals = []
-        for n, L in enumerate(np.asarray(lengths)):
-            pick = lambda a: None if a is None else a[n]  # noqa: E731
-            vals.append(
-                ref_trajectory(
-                    base, k, discount, x[n], rewards[n], int(L),
-                    pick(state_values), pick(q_taken), pick(behaviour_means), pick(critic_means), trunc,
-                )
-            )
-        return sum(vals) / len(vals)
-
-    return f
+    return reference_estimators.reference(OPS, GAMMA, name, discount=discount, trunc=trunc)
 
 
 # ---------------------------------------------------------------------------------------
