@@ -1,13 +1,43 @@
 """The estimators of docs/theory.md#estimators written out from their definitions (O(T^K)
 where that is the definition), per trajectory of static length L, then the mean over
-trajectories — in any array framework, given its few operations (:class:`Ops`). The face
-tests differentiate these natively (JAX in test_rows.py, PyTorch in test_torch.py) and
-compare with the engine's derivatives."""
+trajectories — in any array framework, given its few operations (:class:`Ops`); and the
+cases the faces are tested on. The face tests differentiate these natively (JAX in
+test_rows.py, PyTorch in test_torch.py) and compare with the engine's derivatives."""
 
 import itertools
 from typing import Callable, NamedTuple
 
 import numpy as np
+
+
+#: (estimator, critic, discount): the cases every face is tested on.
+CASES = [
+    # (estimator, critic, discount)
+    ("is", "none", "absolute"),
+    ("dr", "state", "absolute"),
+    ("dr", "action", "absolute"),
+    ("taypo-1", "state", "absolute"),
+    ("taypo-2", "state", "absolute"),
+    ("taypo-2", "state", "from-first"),
+    ("taypo-2", "action", "absolute"),
+    ("taypo-3", "state", "absolute"),
+    ("lvc", "state", "absolute"),
+    ("dr-trunc", "state", "absolute"),
+    ("maml", "state", "absolute"),
+    ("maml", "action", "absolute"),
+]
+
+
+def critic_kwargs(d, critic, with_means=True):
+    """The critic arguments of test data `d` for a critic kind ("none", "state", "action")."""
+    if critic == "state":
+        return dict(state_values=d["state_values"])
+    if critic == "action":
+        kw = dict(q_taken=d["q_taken"], behaviour_means=d["behaviour_means"])
+        if with_means:
+            kw["critic_means"] = d["critic_means"]
+        return kw
+    return {}
 
 
 class Ops(NamedTuple):
@@ -69,6 +99,7 @@ def ref_trajectory(ops, gamma, name, k, discount, x, r, L, sv=None, qt=None, bm=
 
 def reference(ops, gamma, name, *, discount="absolute", trunc=1.0):
     """V̂(u, log_mu, rewards, lengths (static), critic…) = the mean of :func:`ref_trajectory`."""
+    name = "taypo-1" if name == "lvc" else name
     base, k = (name.split("-")[0], int(name.split("-")[1])) if name.startswith("taypo-") else (name, 0)
 
     def f(u, log_mu, rewards, lengths, state_values=None, q_taken=None, behaviour_means=None, critic_means=None):

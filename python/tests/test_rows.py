@@ -87,30 +87,8 @@ def make_data(seed, n=6, t=6, lengths=None):
     return d
 
 
-CASES = [
-    # (estimator, critic, discount)
-    ("is", "none", "absolute"),
-    ("dr", "state", "absolute"),
-    ("dr", "action", "absolute"),
-    ("taypo-1", "state", "absolute"),
-    ("taypo-2", "state", "absolute"),
-    ("taypo-2", "state", "from-first"),
-    ("taypo-2", "action", "absolute"),
-    ("taypo-3", "state", "absolute"),
-    ("dr-trunc", "state", "absolute"),
-    ("maml", "state", "absolute"),
-]
-
-
-def critic_kwargs(d, critic, with_means=True):
-    if critic == "state":
-        return dict(state_values=d["state_values"])
-    if critic == "action":
-        kw = dict(q_taken=d["q_taken"], behaviour_means=d["behaviour_means"])
-        if with_means:
-            kw["critic_means"] = d["critic_means"]
-        return kw
-    return {}
+CASES = reference_estimators.CASES
+critic_kwargs = reference_estimators.critic_kwargs
 
 
 def mask(d, t_extra=0):

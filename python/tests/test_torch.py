@@ -105,41 +105,13 @@ def make_data(seed, n=5, t=5, lengths=None):
     return {k: (v if k == "lengths" else t64(v)) for k, v in d.items()}
 
 
-CASES = [
-    # (estimator, critic, discount)
-    ("is", "none", "absolute"),
-    ("dr", "state", "absolute"),
-    ("dr", "action", "absolute"),
-    ("taypo-1", "state", "absolute"),
-    ("taypo-2", "state", "absolute"),
-    ("taypo-2", "state", "from-first"),
-    ("taypo-2", "action", "absolute"),
-    ("taypo-3", "state", "absolute"),
-    ("lvc", "state", "absolute"),
-    ("dr-trunc", "state", "absolute"),
-    ("maml", "state", "absolute"),
-    ("maml", "action", "absolute"),
-]
-
-
-def critic_kwargs(d, critic, with_means=True):
-    if critic == "state":
-        return dict(state_values=d["state_values"])
-    if critic == "action":
-        kw = dict(q_taken=d["q_taken"], behaviour_means=d["behaviour_means"])
-        if with_means:
-            kw["critic_means"] = d["critic_means"]
-        return kw
-    return {}
+CASES = reference_estimators.CASES
+critic_kwargs = reference_estimators.critic_kwargs
 
 
 def valid(d) -> "torch.Tensor":
     n, t = d["u"].shape
     return torch.arange(t)[None, :] < torch.as_tensor(d["lengths"])[:, None]
-
-
-def ref_name(name):
-    return "taypo-1" if name == "lvc" else name
 
 
 # ---------------------------------------------------------------------------------------
@@ -151,7 +123,7 @@ def test_rows_equal_native_torch(name, critic, discount):
     d = make_data(1)
     trunc = 1.1
     ours = mtorch.estimator(name, gamma=GAMMA, truncation=trunc, discount=discount)
-    ref = reference(ref_name(name), discount=discount, trunc=trunc)
+    ref = reference(name, discount=discount, trunc=trunc)
     ck = critic_kwargs(d, critic)
     tag = f"{name}/{critic}/{discount}"
     u = torch.where(valid(d), d["u"], torch.full_like(d["u"], 1e3))  # padding: garbage, ignored
@@ -353,7 +325,7 @@ def test_policy_value_gradient_hessian_hvp(policy, name, critic, discount):
     b = batch(11)
     rows = rows_of(log_probs)
     fa = objective(adapter(name, discount=discount, truncation=1.1), rows, b, critic)
-    fr = objective(reference(ref_name(name), discount=discount, trunc=1.1), rows, b, critic)
+    fr = objective(reference(name, discount=discount, trunc=1.1), rows, b, critic)
     tag = f"{policy} {name}/{critic}/{discount}"
     v = torch.cos(torch.arange(theta.numel(), dtype=F64))
     close(f"{tag} value", fa(theta), fr(theta))
