@@ -36,15 +36,11 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    /// All six, in the paper's order.
-    pub const ALL: [Algorithm; 6] = [
-        Algorithm::TrpoMaml,
-        Algorithm::TrpoFmaml,
-        Algorithm::TrpoEmaml,
-        Algorithm::TrpoDice,
-        Algorithm::Promp,
-        Algorithm::PrompTaypo2,
-    ];
+    /// The paper's six, in its order (`--algos all`): the first six of [`Self::KNOWN`].
+    pub const PAPER: [Algorithm; 6] = {
+        let k = Self::KNOWN;
+        [k[0], k[1], k[2], k[3], k[4], k[5]]
+    };
 
     /// Every algorithm: the paper's six, then TRPO-TMAML.
     pub const KNOWN: [Algorithm; 7] = [
@@ -86,7 +82,7 @@ impl Algorithm {
     /// Parses a comma-separated list of names, or `all` for the six in the paper's order.
     pub fn parse_list(list: &str) -> Result<Vec<Self>> {
         if list.trim() == "all" {
-            return Ok(Self::ALL.to_vec());
+            return Ok(Self::PAPER.to_vec());
         }
         let algos =
             list.split(',').filter(|s| !s.trim().is_empty()).map(Self::parse).collect::<Result<Vec<_>>>()?;
