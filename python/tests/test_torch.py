@@ -23,7 +23,7 @@ import pytest
 
 import metagrad._faces as mfaces
 import metagrad.rows as mrows
-import reference_estimators
+import face_reference
 
 torch = pytest.importorskip("torch")
 import torch.func as tf  # noqa: E402
@@ -31,29 +31,12 @@ import torch.func as tf  # noqa: E402
 import metagrad.torch as mtorch  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-TOL = 1e-10
 GAMMA = 0.9
 F64 = torch.float64
-MAX_ERR: dict = {}
 
 
-def close(name: str, a, b, tol: float = TOL) -> None:
-    """|a − b| ≤ tol·(1 + |b|) entrywise; records the largest absolute error per check."""
-    a = a.detach().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-    b = b.detach().numpy() if isinstance(b, torch.Tensor) else np.asarray(b)
-    assert a.shape == b.shape, f"{name}: shape {a.shape} vs {b.shape}"
-    err = float(np.max(np.abs(a - b), initial=0.0))
-    MAX_ERR[name] = max(MAX_ERR.get(name, 0.0), err)
-    assert np.all(np.abs(a - b) <= tol * (1 + np.abs(b))), f"{name}: max abs error {err:.3e}"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report():
-    yield
-    if MAX_ERR:
-        print("\nmax abs error by check:")
-        for k, v in sorted(MAX_ERR.items()):
-            print(f"  {k:55s} {v:.2e}")
+close = face_reference.close
+report = face_reference.report  # the module's error report (an autouse fixture)
 
 
 def grad0(out, inp) -> "torch.Tensor":
@@ -71,13 +54,13 @@ def t64(a) -> "torch.Tensor":
 # ---------------------------------------------------------------------------------------
 # Reference: the estimators written out from their definitions (PyTorch operations).
 
-OPS = reference_estimators.Ops(
+OPS = face_reference.Ops(
     exp=torch.exp, minimum=lambda a, b: torch.clamp(a, max=b), zero=lambda x: torch.zeros((), dtype=x.dtype)
 )
 
 
 def reference(name, *, discount="absolute", trunc=1.0):
-    return reference_estimators.reference(OPS, GAMMA, name, discount=discount, trunc=trunc)
+    return face_reference.reference(OPS, GAMMA, name, discount=discount, trunc=trunc)
 
 
 # ---------------------------------------------------------------------------------------
@@ -105,8 +88,8 @@ def make_data(seed, n=5, t=5, lengths=None):
     return {k: (v if k == "lengths" else t64(v)) for k, v in d.items()}
 
 
-CASES = reference_estimators.CASES
-critic_kwargs = reference_estimators.critic_kwargs
+CASES = face_reference.CASES
+critic_kwargs = face_reference.critic_kwargs
 
 
 def valid(d) -> "torch.Tensor":

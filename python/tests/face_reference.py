@@ -1,13 +1,43 @@
-"""The estimators of docs/theory.md#estimators written out from their definitions (O(T^K)
-where that is the definition), per trajectory of static length L, then the mean over
-trajectories — in any array framework, given its few operations (:class:`Ops`); and the
-cases the faces are tested on. The face tests differentiate these natively (JAX in
-test_rows.py, PyTorch in test_torch.py) and compare with the engine's derivatives."""
+"""What the face tests (JAX in test_rows.py, PyTorch in test_torch.py) share: the
+estimators of docs/theory.md#estimators written out from their definitions (O(T^K) where
+that is the definition), per trajectory of static length L, then the mean over
+trajectories — in any array framework, given its few operations (:class:`Ops`) — which the
+tests differentiate natively and compare with the engine's derivatives; the cases they
+run; and the closeness check with its report of the largest errors."""
 
 import itertools
 from typing import Callable, NamedTuple
 
 import numpy as np
+import pytest
+
+TOL = 1e-10
+MAX_ERR: dict = {}
+
+
+def _numpy(a) -> np.ndarray:
+    return a.detach().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
+def close(name: str, a, b, tol: float = TOL) -> None:
+    """|a − b| ≤ tol·(1 + |b|) entrywise (arrays of any framework); records the largest
+    absolute error per check."""
+    a, b = _numpy(a), _numpy(b)
+    assert a.shape == b.shape, f"{name}: shape {a.shape} vs {b.shape}"
+    err = float(np.max(np.abs(a - b), initial=0.0))
+    MAX_ERR[name] = max(MAX_ERR.get(name, 0.0), err)
+    assert np.all(np.abs(a - b) <= tol * (1 + np.abs(b))), f"{name}: max abs error {err:.3e}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report():
+    """Prints the largest error of every check after a module's tests (with -s)."""
+    yield
+    if MAX_ERR:
+        print("\nmax abs error by check:")
+        for k, v in sorted(MAX_ERR.items()):
+            print(f"  {k:55s} {v:.2e}")
+    MAX_ERR.clear()
 
 
 #: (estimator, critic, discount): the cases every face is tested on.
