@@ -3,8 +3,10 @@ numbers) and small problems."""
 
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -41,6 +43,28 @@ def python_child():
         return subprocess.Popen([sys.executable, "-c", restore + script], stdout=subprocess.PIPE, text=True)
 
     return start
+
+
+@pytest.fixture
+def interrupted(python_child):
+    """Runs `script` in a child Python (:func:`python_child`), waits until `ready(p)` holds
+    (polled, at most 60 s), lets it run `settle` seconds more and presses Ctrl-C (SIGINT);
+    returns (exit code, the rest of its stdout, seconds from the signal to its exit)."""
+
+    def run(script: str, ready, settle: float):
+        p = python_child(script)
+        deadline = time.monotonic() + 60
+        while not ready(p):
+            assert time.monotonic() < deadline, "the child was not ready within 60 s"
+            time.sleep(0.1)
+        time.sleep(settle)
+        sent = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        code = p.wait(timeout=60)
+        elapsed = time.monotonic() - sent
+        return code, p.stdout.read().strip(), elapsed
+
+    return run
 
 
 @pytest.fixture(scope="session")

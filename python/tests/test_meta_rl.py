@@ -1,14 +1,11 @@
 """metagrad.meta_rl: the command line's runs and grids from Python — same settings, same
 files and numbers for the same seed, resumable, stoppable."""
 
-import signal
 import textwrap
-import time
 
 import pandas as pd
 import pytest
 
-import metagrad
 from metagrad import meta_rl
 
 TINY = dict(tasks=3, rollouts=2, horizon=12, hidden=[8, 8])
@@ -170,7 +167,7 @@ def test_defaults_and_params():
         meta_rl.params(algo="promp", ratio_guard=0.0)
 
 
-def test_ctrl_c_keeps_the_last_checkpoint(tmp_path, python_child):
+def test_ctrl_c_keeps_the_last_checkpoint(tmp_path, interrupted):
     out = tmp_path / "run"
     script = textwrap.dedent(
         f"""
@@ -184,18 +181,9 @@ def test_ctrl_c_keeps_the_last_checkpoint(tmp_path, python_child):
             sys.exit(42)
         """
     )
-    # Wait until the first iteration's checkpoint is on disk, then interrupt mid-iteration.
-    p = python_child(script)
-    deadline = time.monotonic() + 60
-    while not (out / "checkpoint.json").exists():
-        assert time.monotonic() < deadline, "no iteration finished within 60 s"
-        time.sleep(0.1)
-    time.sleep(0.7)
-    sent = time.monotonic()
-    p.send_signal(signal.SIGINT)
-    code = p.wait(timeout=60)
-    elapsed = time.monotonic() - sent
-    assert code == 42 and p.stdout.read().strip() == "interrupted"
+    # Once the first iteration's checkpoint is on disk, interrupt mid-iteration.
+    code, said, elapsed = interrupted(script, lambda p: (out / "checkpoint.json").exists(), settle=0.7)
+    assert code == 42 and said == "interrupted"
     assert elapsed < 1.0, f"took {elapsed:.2f} s to stop"
     done = len(pd.read_csv(out / "progress.csv"))
     resumed = meta_rl.train(algo="trpo-maml", iterations=done + 1, seed=1, out=out, resume=True, verbose=False,

@@ -139,10 +139,8 @@ def test_bad_arguments():
         meta_rl.params(env=meta_envs.point_goal, test_every=1, test_episodes=0)
 
 
-def test_ctrl_c_stops_a_run_with_worker_processes_and_ends_them(tmp_path, python_child):
-    import signal
+def test_ctrl_c_stops_a_run_with_worker_processes_and_ends_them(tmp_path, interrupted):
     import textwrap
-    import time
     from pathlib import Path
 
     out = tmp_path / "run"
@@ -161,17 +159,8 @@ def test_ctrl_c_stops_a_run_with_worker_processes_and_ends_them(tmp_path, python
             sys.exit(42)
         """
     )
-    p = python_child(script)
-    deadline = time.monotonic() + 60
-    while not (out / "checkpoint.json").exists():
-        assert time.monotonic() < deadline, "no iteration finished within 60 s"
-        time.sleep(0.1)
-    time.sleep(0.5)
-    sent = time.monotonic()
-    p.send_signal(signal.SIGINT)
-    code = p.wait(timeout=60)
-    elapsed = time.monotonic() - sent
-    assert code == 42 and p.stdout.read().strip() == "interrupted 0"
+    code, said, elapsed = interrupted(script, lambda p: (out / "checkpoint.json").exists(), settle=0.5)
+    assert code == 42 and said == "interrupted 0"
     assert elapsed < 3.0, f"took {elapsed:.2f} s to stop"
     done = len(pd.read_csv(out / "progress.csv"))
     resumed = meta_rl.train(env=meta_envs.point_goal, algo="promp", iterations=done + 1, seed=1, out=out,

@@ -1,8 +1,6 @@
 """tabular_study: the command line's study from Python, same seed → same files; settings
 checked at the boundary; Ctrl-C stops it."""
 
-import os
-import signal
 import textwrap
 import time
 
@@ -100,7 +98,7 @@ def test_the_progress_bar_redraws_at_tqdm_s_rate_not_per_update(capsys):
     assert err.count("\r") < 100, err.count("\r")  # one redraw per update would be > 2000
 
 
-def test_ctrl_c_stops_within_a_second(tmp_path, python_child):
+def test_ctrl_c_stops_within_a_second(tmp_path, interrupted):
     script = textwrap.dedent(
         """
         import sys, metagrad
@@ -112,15 +110,9 @@ def test_ctrl_c_stops_within_a_second(tmp_path, python_child):
             sys.exit(42)
         """
     )
-    p = python_child(script)
-    assert p.stdout.readline().strip() == "started"
-    time.sleep(1.5)
-    sent = time.monotonic()
-    p.send_signal(signal.SIGINT)
-    code = p.wait(timeout=30)
-    elapsed = time.monotonic() - sent
+    code, said, elapsed = interrupted(script, lambda p: p.stdout.readline().strip() == "started", settle=1.5)
     assert code == 42, code
-    assert p.stdout.read().strip() == "interrupted"
+    assert said == "interrupted"
     assert elapsed < 1.0, f"took {elapsed:.2f} s to stop"
 
 
