@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for c in rustfmt clippy; do
-  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  rustup component list --installed 2>/dev/null | grep "^$c" >/dev/null || rustup component add "$c"
 done
 scripts/install-mujoco.sh
 cargo fmt --all --check
