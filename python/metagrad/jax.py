@@ -19,7 +19,8 @@ HVPs H·w in Rust. Here that function becomes a JAX primitive of u:
 * ``V̂(u)`` is a ``jax.custom_jvp`` function whose JVP is ⟨g(u), du⟩ (+ ⟨∂V̂/∂c, dc⟩);
 * ``g(u)`` (a ``jax.pure_callback``) is itself a ``jax.custom_jvp`` function whose JVP is
   H(u)·du, a JAX primitive (``metagrad_row_hvp``) that is linear in du, its own transpose
-  (H is symmetric), and batched by calling Rust once per distinct u with all directions.
+  (H is symmetric), and batched by calling Rust once for the whole batch, its trajectories
+  stacked and the directions that share them given together.
 
 So JAX's chain rule through the user's network gives exact first and second derivatives.
 (``jax.custom_derivatives.linear_call`` would also make the HVP transposable, but it has no
@@ -64,69 +65,26 @@ _Spec = _faces.Spec
 
 
 # ---------------------------------------------------------------------------------------
-# Host side: numpy arrays with any leading batch dimensions (size 1 = broadcast).
+# Host side: numpy arrays with any leading batch dimensions (size 1 = broadcast), every batch
+# element's trajectories stacked into one engine call (metagrad._faces).
 
-
-def _lead(a: np.ndarray, core: int) -> tuple:
-    return a.shape[: a.ndim - core]
-
-
-def _at(a: np.ndarray, core: int, idx: tuple) -> np.ndarray:
-    """The unbatched slice of `a` at batch index `idx` (size-1 dimensions broadcast)."""
-    lead = _lead(a, core)
-    return a[tuple(i if s != 1 else 0 for i, s in zip(idx, lead))]
-
-
-_call = _faces.call
+_lead = _faces._lead
 
 
 def _host_value_grad(spec: _Spec, *res):
     res = [np.asarray(a) for a in res]
-    cores = spec.core_ndims()
-    batch = np.broadcast_shapes(*(_lead(a, k) for a, k in zip(res, cores)))
-    x, c = res[0], res[1]
-    dtype = x.dtype
-    value = np.zeros(batch, dtype)
-    gx = np.zeros(batch + x.shape[-2:], dtype)
-    gc = np.zeros(batch + c.shape[-2:], dtype)
-    for idx in np.ndindex(*batch):
-        r = _call(spec, [_at(a, k, idx) for a, k in zip(res, cores)])
-        value[idx] = r.value
-        gx[idx] = r.grad_u
-        if r.grad_c is not None:
-            gc[idx] = r.grad_c
-    return value, gx, gc
+    dtype = res[0].dtype
+    v, gx, gc = _faces.stacked_value_grad(spec, res)
+    return np.asarray(v, dtype), np.asarray(gx, dtype), np.asarray(gc, dtype)
 
 
 def _host_hvp(spec: _Spec, *args):
-    """H·(w, w_c) for every batch element; one engine call per distinct residual set, with
-    all the directions that share it."""
+    """H·(w, w_c) for every batch element, from one engine call (the batch dimensions along
+    which only the directions vary become the engine's directions)."""
     args = [np.asarray(a) for a in args]
     res, (w, wc) = args[:-2], args[-2:]
-    cores = spec.core_ndims()
-    leads = [_lead(a, k) for a, k in zip(res, cores)]
-    batch = np.broadcast_shapes(*leads, _lead(w, 2), _lead(wc, 2))
-    varying = tuple(any(lead[i] != 1 for lead in leads) for i in range(len(batch)))
-    n, t = w.shape[-2:]
-    dtype = w.dtype
-    w_all = np.broadcast_to(w, batch + (n, t))
-    wc_all = np.broadcast_to(wc, batch + (n, t + 1))
-    out = np.zeros(batch + (n, t), dtype)
-    out_c = np.zeros(batch + (n, t + 1), dtype)
-    for idx in np.ndindex(*(b if v else 1 for b, v in zip(batch, varying))):
-        sel = tuple(i if v else slice(None) for i, v in zip(idx, varying))
-        ws, wcs = w_all[sel], wc_all[sel]
-        r = _call(
-            spec,
-            [_at(a, k, idx) for a, k in zip(res, cores)],
-            gradient=False,
-            direction=ws.reshape(-1, n, t),
-            direction_c=wcs.reshape(-1, n, t + 1) if spec.has_c else None,
-        )
-        out[sel] = r.hvp_u.reshape(ws.shape)
-        if r.hvp_c is not None:
-            out_c[sel] = r.hvp_c.reshape(wcs.shape)
-    return out, out_c
+    hx, hc = _faces.stacked_hvp(spec, res, w, wc)
+    return np.asarray(hx, w.dtype), np.asarray(hc, w.dtype)
 
 
 # ---------------------------------------------------------------------------------------
