@@ -90,7 +90,7 @@ def check_setting(spec: Spec) -> None:
     )
 
 
-def _f64(a) -> np.ndarray:
+def _floats(a) -> np.ndarray:
     """`a` as an array the engine reads: float64 or float32 as it is, anything else as
     float64."""
     a = np.asarray(a)
@@ -116,24 +116,24 @@ def call(
     x, c, rewards, lengths, *critic = res
     critic_kw = {}
     if spec.critic == "state":
-        critic_kw["state_values"] = _f64(critic[0])
+        critic_kw["state_values"] = _floats(critic[0])
     elif spec.critic == "action":
-        critic_kw["q_taken"], critic_kw["behaviour_means"] = _f64(critic[0]), _f64(critic[1])
+        critic_kw["q_taken"], critic_kw["behaviour_means"] = _floats(critic[0]), _floats(critic[1])
         if spec.has_c:
-            critic_kw["critic_means"] = _f64(c)
-    x = _f64(x)
+            critic_kw["critic_means"] = _floats(c)
+    x = _floats(x)
     out = _metagrad.row_derivatives(
         spec.name,
         x,
         np.zeros_like(x),
-        _f64(rewards),
+        _floats(rewards),
         gamma=spec.gamma,
         truncation=spec.truncation,
         discount=spec.discount,
         lengths=np.ascontiguousarray(lengths, dtype=np.int64),
         gradient=gradient,
-        direction=None if direction is None else _f64(direction),
-        direction_c=None if direction_c is None else _f64(direction_c),
+        direction=None if direction is None else _floats(direction),
+        direction_c=None if direction_c is None else _floats(direction_c),
         per_trajectory=per_trajectory,
         f32_out=f32_out,
         **critic_kw,

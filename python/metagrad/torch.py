@@ -118,8 +118,8 @@ def _static(spec: _faces.Spec) -> _Static:
 
 
 def _critic_means(static: _Static, c: torch.Tensor):
-    """c for the engine: zeros of its shape when the call has no critic means (the engine
-    does not read them then, and the zero derivatives need no conversion)."""
+    """c (or a direction's c part) for the engine: zeros of its shape when the call has no
+    critic means (the engine does not read them then, so nothing needs converting)."""
     return _numpy(c) if static.spec.has_c else np.zeros(tuple(c.shape))
 
 
@@ -135,10 +135,8 @@ def _host_value_grad(static: _Static, x, c, *data):
 
 def _host_hvp(static: _Static, x, c, wx, wc, *data):
     res = [_numpy(x), _critic_means(static, c)] + [_numpy(a) for a in data]
-    has_c = static.spec.has_c
-    wc = _numpy(wc) if has_c else np.zeros(tuple(wc.shape))
-    hx, hc = _faces.stacked_hvp(static.spec, res, _numpy(wx), wc)
-    return _to(hx, wx), _zeros_or(hc, wx, has_c)
+    hx, hc = _faces.stacked_hvp(static.spec, res, _numpy(wx), _critic_means(static, wc))
+    return _to(hx, wx), _zeros_or(hc, wx, static.spec.has_c)
 
 
 # ---------------------------------------------------------------------------------------
