@@ -29,7 +29,7 @@ enum Sub {
 struct RunArgs {
     #[command(flatten)]
     settings: RunSettings,
-    /// Algorithm: trpo-maml, trpo-fmaml, trpo-emaml, trpo-dice, promp, promp-taypo2, trpo-tmaml.
+    /// Algorithm: trpo-maml, trpo-fmaml, trpo-emaml, trpo-dice, promp, promp-taypo2, trpo-tmaml, trpo-tmaml-past.
     #[arg(long, default_value = "promp-taypo2")]
     algo: String,
     /// Seed of every random draw.
@@ -53,7 +53,7 @@ struct RunArgs {
 struct CompareArgs {
     #[command(flatten)]
     settings: RunSettings,
-    /// Comma-separated algorithms, or `all` (the paper's six; trpo-tmaml by name).
+    /// Comma-separated algorithms, or `all` (the paper's six; trpo-tmaml and trpo-tmaml-past by name).
     #[arg(long, default_value = "all")]
     algos: String,
     /// Comma-separated seeds.

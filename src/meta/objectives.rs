@@ -65,6 +65,8 @@ pub enum InnerKind {
     /// Step-wise IS with TMAML's control variate, the same critic as DR's as its baselines
     /// (`tmaml`, docs/theory.md#tmaml).
     Tmaml,
+    /// [`InnerKind::Tmaml`] without the biased Hessian term (`tmaml-past`).
+    TmamlPast,
 }
 
 /// How a task's sum over paths is normalised.
@@ -168,6 +170,7 @@ impl InnerObjective {
             InnerKind::Dr if self.dice_critic == DiceCritic::Promp => Estimator::Is,
             InnerKind::Dr => Estimator::Dr,
             InnerKind::Tmaml => Estimator::Tmaml { through_t: true },
+            InnerKind::TmamlPast => Estimator::Tmaml { through_t: false },
         }
     }
 
@@ -205,8 +208,8 @@ impl InnerObjective {
                     b.push(&r, PathCritic::None)?;
                 }
             }
-            InnerKind::Dr | InnerKind::Tmaml => {
-                if self.kind == InnerKind::Tmaml && self.dice_critic == DiceCritic::Promp {
+            InnerKind::Dr | InnerKind::Tmaml | InnerKind::TmamlPast => {
+                if self.kind != InnerKind::Dr && self.dice_critic == DiceCritic::Promp {
                     return Err(invalid("dice_critic", "tmaml takes a state critic (time or features)"));
                 }
                 // σ of the advantages under the critic in use (the processing's for the feature
@@ -472,10 +475,10 @@ pub(crate) mod tests {
                     .map(|c| InnerObjective { dice_critic: c, ..InnerObjective::new(InnerKind::Dr, 0.99) }),
             )
             .chain(
-                [DiceCritic::Time, DiceCritic::Features].map(|c| InnerObjective {
-                    dice_critic: c,
-                    ..InnerObjective::new(InnerKind::Tmaml, 0.99)
-                }),
+                [(InnerKind::Tmaml, DiceCritic::Time), (InnerKind::Tmaml, DiceCritic::Features)]
+                    .into_iter()
+                    .chain([(InnerKind::TmamlPast, DiceCritic::Time)])
+                    .map(|(k, c)| InnerObjective { dice_critic: c, ..InnerObjective::new(k, 0.99) }),
             )
             .chain([(Taylor2Pairs::Normalised, None), (Taylor2Pairs::Normalised, Some(0.3))].map(
                 |(pairs, clip)| InnerObjective {

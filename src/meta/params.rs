@@ -33,6 +33,9 @@ pub enum Algorithm {
     /// TRPO with TMAML's inner objective (IS with TMAML's control variate), second order;
     /// not one of the paper's six.
     TrpoTmaml,
+    /// TRPO with `tmaml-past` as inner objective: TMAML's control variate without its
+    /// biased Hessian term (the same on-policy inner step as TRPO-TMAML); a control for it.
+    TrpoTmamlPast,
 }
 
 impl Algorithm {
@@ -42,8 +45,8 @@ impl Algorithm {
         [k[0], k[1], k[2], k[3], k[4], k[5]]
     };
 
-    /// Every algorithm: the paper's six, then TRPO-TMAML.
-    pub const KNOWN: [Algorithm; 7] = [
+    /// Every algorithm: the paper's six, then TRPO-TMAML and its control TRPO-TMAML-past.
+    pub const KNOWN: [Algorithm; 8] = [
         Algorithm::TrpoMaml,
         Algorithm::TrpoFmaml,
         Algorithm::TrpoEmaml,
@@ -51,6 +54,7 @@ impl Algorithm {
         Algorithm::Promp,
         Algorithm::PrompTaypo2,
         Algorithm::TrpoTmaml,
+        Algorithm::TrpoTmamlPast,
     ];
 
     /// The command-line name.
@@ -63,6 +67,7 @@ impl Algorithm {
             Algorithm::Promp => "promp",
             Algorithm::PrompTaypo2 => "promp-taypo2",
             Algorithm::TrpoTmaml => "trpo-tmaml",
+            Algorithm::TrpoTmamlPast => "trpo-tmaml-past",
         }
     }
 
@@ -100,6 +105,7 @@ impl Algorithm {
             Algorithm::Promp => InnerKind::Lvc,
             Algorithm::PrompTaypo2 => InnerKind::Taypo2,
             Algorithm::TrpoTmaml => InnerKind::Tmaml,
+            Algorithm::TrpoTmamlPast => InnerKind::TmamlPast,
         }
     }
 
@@ -172,8 +178,8 @@ pub struct Params {
     pub taypo_discount: TaylorDiscount,
     /// DR: divide rewards and critic by the task's advantage std (true).
     pub dr_normalise: bool,
-    /// The critic of TRPO-DiCE and TRPO-TMAML (`Some` for `trpo-dice` and `trpo-tmaml`
-    /// only, set by [`Params::validate`]; `time` by default). TRPO-DiCE runs saved before
+    /// The critic of TRPO-DiCE and TRPO-TMAML (`Some` for `trpo-dice`, `trpo-tmaml` and
+    /// `trpo-tmaml-past` only, set by [`Params::validate`]; `time` by default). TRPO-DiCE runs saved before
     /// this setting existed used `features` ([`Params::upgrade_legacy`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dice_critic: Option<DiceCritic>,
@@ -393,16 +399,21 @@ impl Params {
                 Err(invalid(field, format!("must be finite and > 0, got {v}")))
             }
         };
-        // Only TRPO-DiCE and TRPO-TMAML read a critic; others record none (so their settings
-        // compare equal to those of runs saved before the setting existed).
+        // Only TRPO-DiCE and the TRPO-TMAMLs read a critic; others record none (so their
+        // settings compare equal to those of runs saved before the setting existed).
+        let tmaml = matches!(self.algo, Algorithm::TrpoTmaml | Algorithm::TrpoTmamlPast);
         self.dice_critic = match self.algo {
-            Algorithm::TrpoDice | Algorithm::TrpoTmaml => Some(self.dice_critic.unwrap_or(DiceCritic::Time)),
+            Algorithm::TrpoDice => Some(self.dice_critic.unwrap_or(DiceCritic::Time)),
+            _ if tmaml => Some(self.dice_critic.unwrap_or(DiceCritic::Time)),
             _ => None,
         };
-        if self.algo == Algorithm::TrpoTmaml && self.dice_critic == Some(DiceCritic::Promp) {
+        if tmaml && self.dice_critic == Some(DiceCritic::Promp) {
             return Err(invalid(
                 "dice-critic",
-                "trpo-tmaml takes a state critic (time or features); promp is TRPO-DiCE's own loss",
+                format!(
+                    "{} takes a state critic (time or features); promp is TRPO-DiCE's own loss",
+                    self.algo
+                ),
             ));
         }
         // Only ProMP-TayPO-2 reads the TayPO-2 variants; others record the defaults.

@@ -1,4 +1,4 @@
-//! The six meta-RL algorithms of the paper's Fig. 1(d) and Fig. 2 and TRPO-TMAML
+//! The six meta-RL algorithms of the paper's Fig. 1(d) and Fig. 2, TRPO-TMAML and its control
 //! (docs/theory.md#algorithms), each an inner objective ([`super::objectives`]) composed with an outer optimiser.
 //!
 //! | algorithm | inner objective | meta-gradient | outer |
@@ -10,6 +10,7 @@
 //! | `promp` | TayPO-1 / LVC | second order | PPO-clip + inner KL, Adam |
 //! | `promp-taypo2` | TayPO-2 | second order | PPO-clip + inner KL, Adam |
 //! | `trpo-tmaml` | IS + TMAML's control variate | second order | TRPO |
+//! | `trpo-tmaml-past` | the same without its biased Hessian term (`tmaml-past`) | second order | TRPO |
 //!
 //! # One iteration (per task, in parallel; tasks fresh each iteration)
 //!
@@ -460,6 +461,7 @@ impl Trainer {
 mod tests {
     use super::*;
     use crate::estimators::Taylor2Pairs;
+    use crate::meta::metagrad::Order;
     use crate::meta::objectives::DiceCritic;
 
     fn tiny(algo: Algorithm) -> ValidParams {
@@ -765,5 +767,16 @@ mod tests {
         assert_eq!(tm.clone().validate().unwrap().inner().estimator().name(), "tmaml");
         let e = Params { dice_critic: Some(DiceCritic::Promp), ..tm }.validate().unwrap_err().to_string();
         assert!(e.contains("dice-critic") && e.contains("trpo-tmaml"), "{e}");
+        // Its control: the same critic, the inner estimator without the biased Hessian term.
+        let past = Params { algo: Algorithm::parse("trpo-tmaml-past").unwrap(), ..base.clone() };
+        assert!(!Algorithm::parse_list("all").unwrap().contains(&past.algo));
+        let v = past.clone().validate().unwrap();
+        assert_eq!(
+            (v.dice_critic, v.inner().estimator().name()),
+            (Some(DiceCritic::Time), "tmaml-past".into())
+        );
+        assert_eq!((v.algo.order(), v.algo.is_promp()), (Order::Second, false));
+        let e = Params { dice_critic: Some(DiceCritic::Promp), ..past }.validate().unwrap_err().to_string();
+        assert!(e.contains("dice-critic") && e.contains("trpo-tmaml-past"), "{e}");
     }
 }

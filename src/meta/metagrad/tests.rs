@@ -34,12 +34,19 @@ fn meta_gradient_matches_finite_differences_of_the_adapted_objective() {
     // Four rounds of one task's data: three inner steps and the post-update round.
     let (p0, data) = small_setup(11, 4);
     let policy = perturbed(&p0, 0.1, 5);
-    for kind in [InnerKind::Maml, InnerKind::Lvc, InnerKind::Taypo2, InnerKind::Dr, InnerKind::Tmaml] {
+    for kind in [
+        InnerKind::Maml,
+        InnerKind::Lvc,
+        InnerKind::Taypo2,
+        InnerKind::Dr,
+        InnerKind::Tmaml,
+        InnerKind::TmamlPast,
+    ] {
         // TMAML's inner step is IS's policy gradient without a baseline: at η = 0.3 its three
         // steps leave ratios of 1e-150 on the later rounds (a meta-gradient of 1e-158, where
         // central differences lose the comparison to their O(h²) error); η = 0.03 keeps
         // them O(1).
-        let eta = if kind == InnerKind::Tmaml { 0.03 } else { 0.3 };
+        let eta = if matches!(kind, InnerKind::Tmaml | InnerKind::TmamlPast) { 0.03 } else { 0.3 };
         let inner = InnerObjective::new(kind, 0.99);
         let rounds: Vec<InnerRound> =
             data[..3].iter().map(|d| InnerRound::new(&inner, d.clone()).unwrap()).collect();
