@@ -1,4 +1,4 @@
-//! Benchmarks of the row interface (docs/guides/pytorch.md#speed-against-pytorch-double-backward):
+//! Benchmarks of the row interface (docs/speed.md#row-interface):
 //! one task of the meta-RL setup, N = 20 trajectories × T = 100 steps, one thread —
 //! what every engine call of the framework faces does: validation and preparation alone,
 //! then value and row gradient, then one row HVP, for DR (state values), TayPO-1 and TayPO-2.
