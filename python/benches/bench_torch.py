@@ -18,7 +18,9 @@ meta-gradient, each timed for both implementations:
 Run: .deps/venv/bin/python python/benches/bench_torch.py [--threads 2] [--repeats 7]
 Prints a table (median and best of the repeats, interleaved, after one warm-up; the ratio
 of the medians, and the median and quartiles of the per-round ratios) and where
-metagrad.torch's time goes. A benchmark, not a test: one run, on a shared machine.
+metagrad.torch's time goes; then each meta-gradient's time less that of the same loop with
+an objective linear in the rows (the network floor, timed in the same rounds): the
+estimators' own share. A benchmark, not a test: one run, on a shared machine.
 """
 
 import argparse
@@ -142,6 +144,12 @@ def native(name):
     return f
 
 
+def linear(u, d):
+    """The network floor: an objective linear in the rows, Σ_t u_t Â_t (the cheapest surrogate
+    autograd can differentiate twice; not the same meta-gradient, only the network's work)."""
+    return (u * d["adv"]).sum(-1).mean()
+
+
 def exact(name):
     est = mtorch.estimator(name, gamma=GAMMA)
     return lambda u, d: est(u, d["log_mu"], d["rewards"], state_values=d["values"])
@@ -239,11 +247,12 @@ for label, inner in [("DR ≙ DiCE + baseline", "dr"), ("TayPO-1 ≙ LVC (ProMP)
         runs = [make(objective(exact(inner)), outer_exact)]
         if inner != "taypo-2":
             runs.append(make(objective(native(inner)), outer_native))
-        res = measure(runs)
+        runs.append(make(objective(linear), objective(linear)))
+        *res, floor = measure(runs)
         m = res[0]
         engine, host, calls = breakdown(runs[0])
         row = dict(label=label, style=style, t=med(m["times"]), best=min(m["times"]), engine=engine, host=host,
-                   calls=calls)
+                   calls=calls, floor=med(floor["times"]))
         if len(res) > 1:
             n = res[1]
             diff = float((flat(m["out"]) - flat(n["out"])).abs().max() / flat(n["out"]).abs().max())
@@ -263,7 +272,8 @@ print("| inner objective | meta-gradient | metagrad.torch | engine (calls) | hos
       "| native double backward | native / metagrad: medians (per round: median; quartiles) | max rel. difference |")
 print("|---|---|---|---|---|---|---|---|")
 for r in rows:
-    nat = f"{r['t_n']:.3f} s ({r['best_n']:.3f})" if "t_n" in r else "—"
+    r["nat"] = f"{r['t_n']:.3f} s ({r['best_n']:.3f})" if "t_n" in r else "—"
+    nat = r["nat"]
     ratio = f"{r['t_n'] / r['t']:.2f}×" if "t_n" in r else "—"
     if "rounds" in r:
         q = r["rounds"]
@@ -271,3 +281,12 @@ for r in rows:
     d = f"{r['diff']:.1e}" if "diff" in r else "—"
     print(f"| {r['label']} | {r['style']} | {r['t']:.3f} s ({r['best']:.3f}) | {r['engine'] * 1e3:.1f} ms ({r['calls']}) "
           f"| {r['host'] * 1e3:.1f} ms | {nat} | {ratio} | {d} |")
+
+# The estimators' share: each meta-gradient's median minus that of the same loop with the
+# linear objective (the network's passes alone), timed in the same rounds.
+print()
+print("| inner objective | meta-gradient | network floor (linear objective) | estimator part: metagrad.torch | estimator part: native |")
+print("|---|---|---|---|---|")
+for r in rows:
+    nat = f"{(r['t_n'] - r['floor']) * 1e3:.1f} ms" if "t_n" in r else "—"
+    print(f"| {r['label']} | {r['style']} | {r['floor']:.3f} s | {(r['t'] - r['floor']) * 1e3:.1f} ms | {nat} |")
