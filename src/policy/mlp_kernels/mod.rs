@@ -32,6 +32,7 @@ mod tests;
 pub(crate) use pool::Buf;
 
 use crate::cpu::{Level, level, multiversion};
+use crate::numeric::exp_reduced;
 
 /// A dimension at or below which a product is computed by row loops instead of gemm.
 const THIN: usize = 8;
@@ -275,41 +276,6 @@ impl Real for f32 {
             *x = v * p / q;
         }
     }
-}
-
-/// e^x for |x| ≤ 40 (the callers clamp): Cody–Waite reduction x = n ln 2 + r, |r| ≤ ½ ln 2,
-/// e^r by its Taylor polynomial of degree 13 (truncation < 2e-17 relative), and 2ⁿ by
-/// writing the exponent bits. Branch-free so that loops over slices vectorise; relative
-/// error ≈ 2e-16 (tested against `f64::exp`).
-#[inline(always)]
-pub(crate) fn exp_reduced(x: f64) -> f64 {
-    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    // 1.5·2⁵²: adding it rounds to the nearest integer, held in the low mantissa bits.
-    const MAGIC: f64 = 6_755_399_441_055_744.0;
-    let kf = x * std::f64::consts::LOG2_E + MAGIC;
-    let n_bits = kf.to_bits().wrapping_sub(MAGIC.to_bits());
-    let n = kf - MAGIC;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    let mut p = 1.0 / 6_227_020_800.0;
-    for c in [
-        1.0 / 479_001_600.0,
-        1.0 / 39_916_800.0,
-        1.0 / 3_628_800.0,
-        1.0 / 362_880.0,
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = p * r + c;
-    }
-    p * f64::from_bits(n_bits.wrapping_add(1023) << 52)
 }
 
 /// x · y with eight independent accumulators (so that the loop vectorises).
