@@ -272,8 +272,7 @@ print("| inner objective | meta-gradient | metagrad.torch | engine (calls) | hos
       "| native double backward | native / metagrad: medians (per round: median; quartiles) | max rel. difference |")
 print("|---|---|---|---|---|---|---|---|")
 for r in rows:
-    r["nat"] = f"{r['t_n']:.3f} s ({r['best_n']:.3f})" if "t_n" in r else "—"
-    nat = r["nat"]
+    nat = f"{r['t_n']:.3f} s ({r['best_n']:.3f})" if "t_n" in r else "—"
     ratio = f"{r['t_n'] / r['t']:.2f}×" if "t_n" in r else "—"
     if "rounds" in r:
         q = r["rounds"]

@@ -31,7 +31,7 @@ use crate::error::{Result, invalid};
 use crate::numeric::exp_reduced;
 use crate::policy::{RowBlocks, ScoreRows};
 
-/// |u − log μ| up to which [`ratios_into`] forms the ratios by [`exp_reduced`].
+/// |u − log μ| up to which [`ratios_into_at`] forms the ratios by [`exp_reduced`].
 const RATIO_EXP_RANGE: f64 = 40.0;
 
 multiversion! {
@@ -50,16 +50,19 @@ multiversion! {
 }
 
 /// Appends the likelihood ratios e^{u − m} of one trajectory to `values`: vectorised within
-/// ±[`RATIO_EXP_RANGE`] (relative error ≈ 2e-16), by the platform's `exp` for a row with an
-/// entry outside it.
-fn push_ratios(values: &mut Vec<f64>, u: &[f64], m: &[f64]) {
+/// ±[`RATIO_EXP_RANGE`] (relative error ≈ 2e-16; then every ratio is positive and finite,
+/// and `true` is returned), by the platform's `exp` for a row with an entry outside it
+/// (`false`: the caller checks the ratios).
+fn push_ratios(values: &mut Vec<f64>, u: &[f64], m: &[f64]) -> bool {
     let start = values.len();
     values.resize(start + u.len(), 0.0);
-    if !ratios_into_at(level(), u, m, &mut values[start..]) {
-        for ((o, a), b) in values[start..].iter_mut().zip(u).zip(m) {
-            *o = (a - b).exp();
-        }
+    if ratios_into_at(level(), u, m, &mut values[start..]) {
+        return true;
     }
+    for ((o, a), b) in values[start..].iter_mut().zip(u).zip(m) {
+        *o = (a - b).exp();
+    }
+    false
 }
 
 /// A padded row-major array of `shape[0]` trajectories × `shape[1]` columns.
@@ -329,9 +332,9 @@ impl RowObjective {
         let mut values = Vec::with_capacity(lengths.iter().sum::<usize>());
         for (i, &len) in lengths.iter().enumerate() {
             let start = values.len();
-            push_ratios(&mut values, data.u.row(i, len), data.log_mu.row(i, len));
+            let in_range = push_ratios(&mut values, data.u.row(i, len), data.log_mu.row(i, len));
             let ratios = &values[start..];
-            if !ratios.iter().fold(true, |ok, &rho| ok & (rho.is_finite() & (rho > 0.0))) {
+            if !in_range && !ratios.iter().fold(true, |ok, &rho| ok & (rho.is_finite() & (rho > 0.0))) {
                 let s = ratios.iter().position(|&rho| !(rho.is_finite() && rho > 0.0)).expect("a bad ratio");
                 let d = data.u.row(i, len)[s] - data.log_mu.row(i, len)[s];
                 return Err(invalid(

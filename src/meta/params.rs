@@ -402,11 +402,8 @@ impl Params {
         // Only TRPO-DiCE and the TRPO-TMAMLs read a critic; others record none (so their
         // settings compare equal to those of runs saved before the setting existed).
         let tmaml = matches!(self.algo, Algorithm::TrpoTmaml | Algorithm::TrpoTmamlPast);
-        self.dice_critic = match self.algo {
-            Algorithm::TrpoDice => Some(self.dice_critic.unwrap_or(DiceCritic::Time)),
-            _ if tmaml => Some(self.dice_critic.unwrap_or(DiceCritic::Time)),
-            _ => None,
-        };
+        self.dice_critic =
+            (tmaml || self.algo == Algorithm::TrpoDice).then(|| self.dice_critic.unwrap_or(DiceCritic::Time));
         if tmaml && self.dice_critic == Some(DiceCritic::Promp) {
             return Err(invalid(
                 "dice-critic",
