@@ -25,6 +25,7 @@ fn dimensions_match_gymnasium_v5() {
         (EnvKind::HopperRandParams, 11, 3),
         (EnvKind::Walker2DRandParams, 17, 6),
         (EnvKind::HumanoidRandDirec2D, 348, 17),
+        (EnvKind::AntRandDirec2D, 105, 8),
     ];
     for (kind, obs, act) in want {
         let e = env(kind);
@@ -58,7 +59,7 @@ fn task_sampling_is_seeded_and_in_range() {
                 let mx = a.iter().map(|t| t[0]).sum::<f64>() / 400.0;
                 assert!(mx.abs() < 0.3, "mean x {mx}");
             }
-            EnvKind::HumanoidRandDirec2D => {
+            EnvKind::HumanoidRandDirec2D | EnvKind::AntRandDirec2D => {
                 assert!(a.iter().all(|t| (t[0].hypot(t[1]) - 1.0).abs() < 1e-12));
                 for quadrant in [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)] {
                     let n = a.iter().filter(|t| t[0] * quadrant.0 > 0.0 && t[1] * quadrant.1 > 0.0).count();
@@ -124,6 +125,33 @@ fn ant_reward_terms_and_goal() {
 }
 
 #[test]
+fn ant_2d_direction_reward_terms() {
+    // Direction (1, 0) is AntRandDirec's +1, bit for bit, over a whole rollout.
+    let mut flat = env(EnvKind::AntRandDirec2D);
+    flat.try_set_task(&[1.0, 0.0]).unwrap();
+    assert_eq!(rollout(&mut flat, 12, 40), rollout(&mut env(EnvKind::AntRandDirec), 12, 40));
+    // Any unit direction: d · (torso xy displacement) / dt − 0.5‖a‖² − contact + 1.
+    let a = [0.3, -0.2, 0.5, 0.1, -0.4, 0.2, 0.0, 0.6];
+    let a2: f64 = a.iter().map(|v| v * v).sum();
+    let mut progress = Vec::new();
+    for d in [[0.6, 0.8], [-0.8, 0.6], [0.0, -1.0]] {
+        let mut e = env(EnvKind::AntRandDirec2D);
+        e.try_set_task(&d).unwrap();
+        let mut obs = vec![0.0; e.obs_dim()];
+        e.reset(&mut rng(4), &mut obs).unwrap();
+        let p0 = e.sim().body_xpos(1).unwrap();
+        let s = e.step(&a, &mut obs).unwrap();
+        let p1 = e.sim().body_xpos(1).unwrap();
+        let v = (d[0] * (p1[0] - p0[0]) + d[1] * (p1[1] - p0[1])) / e.sim().dt();
+        let want = v - 0.5 * a2 - e.ant_contact_cost() + 1.0;
+        assert!((s.reward - want).abs() < 1e-12, "{d:?}: {} vs {want}", s.reward);
+        progress.push(v);
+    }
+    // The directions see different progress from the same state: the reward reads d.
+    assert!(progress.iter().any(|v| (v - progress[0]).abs() > 1e-3), "{progress:?}");
+}
+
+#[test]
 fn walker_hopper_humanoid_reward_terms() {
     let mut w = env(EnvKind::Walker2DRandDirec);
     let a = [0.1, 0.2, -0.3, 0.4, -0.5, 0.6];
@@ -179,6 +207,8 @@ fn termination_rules() {
     assert!(done_after_setting(EnvKind::AntRandDirec, 2, 1.5));
     assert!(done_after_setting(EnvKind::AntRandGoal, 2, 1.3));
     assert!(!done_after_setting(EnvKind::AntRandDirec, 2, 0.6));
+    assert!(done_after_setting(EnvKind::AntRandDirec2D, 2, 1.5));
+    assert!(!done_after_setting(EnvKind::AntRandDirec2D, 2, 0.6));
     assert!(done_after_setting(EnvKind::HumanoidRandDirec2D, 2, 0.7));
     assert!(!done_after_setting(EnvKind::HumanoidRandDirec2D, 2, 1.4));
     // HalfCheetah never terminates, even upside down.
@@ -287,6 +317,12 @@ fn clear_errors_for_bad_input() {
     assert!(msg.contains("exponent 3"), "{msg}");
     let mut h = env(EnvKind::HumanoidRandDirec2D);
     assert!(h.try_set_task(&[1.0, 1.0]).is_err());
+    let mut a2d = env(EnvKind::AntRandDirec2D);
+    for bad in [vec![1.0], vec![0.0, 0.0], vec![f64::NAN, 1.0], vec![0.6, 0.8, 0.0]] {
+        let msg = a2d.try_set_task(&bad).unwrap_err().to_string();
+        assert!(msg.contains("task"), "{msg}");
+    }
+    assert_eq!(a2d.current_task(), Some(vec![1.0, 0.0]), "refused tasks keep the previous one");
     let mut g = env(EnvKind::AntRandGoal);
     assert!(g.try_set_task(&[f64::INFINITY, 0.0]).is_err());
     assert!(e.reset_to(&[0.0; 3], &[0.0; 9]).unwrap_err().to_string().contains("qpos"));
@@ -298,6 +334,7 @@ fn reset_noise_matches_gymnasium_v5_scales() {
     let cases = [
         (EnvKind::HalfCheetahRandDirec, 0.1, None),
         (EnvKind::AntRandDirec, 0.1, None),
+        (EnvKind::AntRandDirec2D, 0.1, None),
         (EnvKind::Walker2DRandDirec, 5e-3, Some(5e-3)),
         (EnvKind::HopperRandParams, 5e-3, Some(5e-3)),
         (EnvKind::HumanoidRandDirec2D, 1e-2, Some(1e-2)),

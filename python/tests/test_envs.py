@@ -311,6 +311,7 @@ def test_old_names_still_work_with_a_deprecation_warning():
 def test_environments_are_registered_with_gymnasium():
     assert envs.GYM_IDS[CHEETAH] == "metagrad/HalfCheetahRandDirec-v0"
     assert envs.GYM_IDS["humanoid-rand-direc-2d"] == "metagrad/HumanoidRandDirec2d-v0"
+    assert envs.GYM_IDS["ant-rand-direc-2d"] == "metagrad/AntRandDirec2d-v0"
     assert all(i in gymnasium.registry for i in envs.GYM_IDS.values())
     env = gymnasium.make("metagrad/PointCorners-v0", horizon=4)
     assert isinstance(env.unwrapped, envs.MetaTaskEnv) and env.unwrapped.horizon == 4

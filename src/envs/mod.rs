@@ -63,9 +63,9 @@ fn mujoco_env(name: &str, assets: Option<&Path>) -> anyhow::Result<Box<dyn MetaE
     }
 }
 
-/// Names of all environments: the two point envs, then the seven MuJoCo meta-tasks (which
+/// Names of all environments: the two point envs, then the eight MuJoCo meta-tasks (which
 /// need the `mujoco` feature).
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 10] = [
     "point-corners",
     "point-corners-simple",
     "half-cheetah-rand-direc",
@@ -75,6 +75,7 @@ pub const NAMES: [&str; 9] = [
     "hopper-rand-params",
     "walker2d-rand-params",
     "humanoid-rand-direc-2d",
+    "ant-rand-direc-2d",
 ];
 
 /// The environment called `name` (one of [`NAMES`]): the one factory of the built-in

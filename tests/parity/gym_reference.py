@@ -31,6 +31,7 @@ CASES = [
     ("walker2d-rand-params", "Walker2d-v5", dict(frame_skip=4), 0.1, "random", "gym"),
     ("humanoid-rand-direc-2d", "Humanoid-v5",
      dict(frame_skip=5, forward_reward_weight=0.25), 0.01, [1.0, 0.0], "gym"),
+    ("ant-rand-direc-2d", "Ant-v5", dict(frame_skip=5), 0.1, [1.0, 0.0], "gym"),
 ]
 
 

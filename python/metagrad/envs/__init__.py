@@ -10,10 +10,10 @@ so that ``gymnasium.make`` and ``gymnasium.make_vec`` build them too (after
 ``get_task()``.
 
 Environments (:data:`NAMES`): ``point-corners`` and ``point-corners-simple`` (2-D navigation
-to a corner goal, docs/theory.md#environments) and the seven MuJoCo meta-tasks
+to a corner goal, docs/theory.md#environments) and the eight MuJoCo meta-tasks
 ``half-cheetah-rand-direc``,
 ``ant-rand-direc``, ``ant-rand-goal``, ``walker2d-rand-direc``, ``hopper-rand-params``,
-``walker2d-rand-params``, ``humanoid-rand-direc-2d`` (Gymnasium v5 robots, MuJoCo 3.17.0;
+``walker2d-rand-params``, ``humanoid-rand-direc-2d``, ``ant-rand-direc-2d`` (Gymnasium v5 robots, MuJoCo 3.17.0;
 the robots' XML files are read from :func:`default_assets_dir`).
 
 Conventions:

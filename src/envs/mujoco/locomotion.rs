@@ -8,7 +8,7 @@ use rand_distr::{Distribution, StandardNormal};
 use super::{MujocoError, PhysParams, Sim};
 use crate::envs::{MetaEnv, Step};
 
-/// The seven meta-task families.
+/// The eight meta-task families.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EnvKind {
     /// HalfCheetah, task d ∈ {±1}: reward d·Δx/dt − 0.05‖a‖², never terminates, frame skip 5,
@@ -35,6 +35,11 @@ pub enum EnvKind {
     /// min(5e-7‖cfrc_ext‖², 10) + 5, healthy while 1 < z < 2; frame skip 5; observation as
     /// Humanoid-v5 (348).
     HumanoidRandDirec2D,
+    /// Ant, task a unit direction d in the plane (ProMP's `AntRandDirec2DEnv`): reward
+    /// d·Δxy/dt − 0.5‖a‖² − 5e-4·Σclip(cfrc_ext, ±1)² + 1, with Δxy the torso's displacement;
+    /// termination, reset noise and observation as [`EnvKind::AntRandDirec`], whose task
+    /// d = +1 is this one's d = (1, 0).
+    AntRandDirec2D,
 }
 
 /// How a family's tasks are parameterised.
@@ -70,7 +75,7 @@ pub const GOAL_RADIUS: f64 = 3.0;
 
 impl EnvKind {
     /// All families, in the order of [`EnvKind::NAMES`].
-    pub const ALL: [EnvKind; 7] = [
+    pub const ALL: [EnvKind; 8] = [
         EnvKind::HalfCheetahRandDirec,
         EnvKind::AntRandDirec,
         EnvKind::AntRandGoal,
@@ -78,10 +83,11 @@ impl EnvKind {
         EnvKind::HopperRandParams,
         EnvKind::Walker2DRandParams,
         EnvKind::HumanoidRandDirec2D,
+        EnvKind::AntRandDirec2D,
     ];
 
     /// Command-line names.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "half-cheetah-rand-direc",
         "ant-rand-direc",
         "ant-rand-goal",
@@ -89,6 +95,7 @@ impl EnvKind {
         "hopper-rand-params",
         "walker2d-rand-params",
         "humanoid-rand-direc-2d",
+        "ant-rand-direc-2d",
     ];
 
     /// The command-line name.
@@ -113,7 +120,7 @@ impl EnvKind {
     pub fn xml_file(self) -> &'static str {
         match self {
             Self::HalfCheetahRandDirec => "half_cheetah.xml",
-            Self::AntRandDirec | Self::AntRandGoal => "ant.xml",
+            Self::AntRandDirec | Self::AntRandGoal | Self::AntRandDirec2D => "ant.xml",
             Self::Walker2DRandDirec | Self::Walker2DRandParams => "walker2d_v5.xml",
             Self::HopperRandParams => "hopper.xml",
             Self::HumanoidRandDirec2D => "humanoid.xml",
@@ -133,14 +140,14 @@ impl EnvKind {
         match self {
             Self::HalfCheetahRandDirec | Self::AntRandDirec | Self::Walker2DRandDirec => TaskKind::Direction,
             Self::AntRandGoal => TaskKind::Goal,
-            Self::HumanoidRandDirec2D => TaskKind::Direction2D,
+            Self::HumanoidRandDirec2D | Self::AntRandDirec2D => TaskKind::Direction2D,
             Self::HopperRandParams | Self::Walker2DRandParams => TaskKind::Params,
         }
     }
 
     fn reset_noise(self) -> ResetNoise {
         match self {
-            Self::HalfCheetahRandDirec | Self::AntRandDirec | Self::AntRandGoal => {
+            Self::HalfCheetahRandDirec | Self::AntRandDirec | Self::AntRandGoal | Self::AntRandDirec2D => {
                 ResetNoise::UniformNormal(0.1)
             }
             Self::Walker2DRandDirec | Self::HopperRandParams | Self::Walker2DRandParams => {
@@ -163,7 +170,7 @@ enum Task {
 /// A MuJoCo locomotion meta-task environment (one of [`EnvKind`]).
 ///
 /// Tasks are `Vec<f64>`: `[d]` for the direction tasks, `[gx, gy]` for AntRandGoal,
-/// `[dx, dy]` (unit) for HumanoidRandDirec2D, and for the randomised-parameter tasks the
+/// `[dx, dy]` (unit) for HumanoidRandDirec2D and AntRandDirec2D, and for the randomised-parameter tasks the
 /// exponents u ∈ [−3, 3] (multiplier = 1.5^u, 1.3^u for damping) laid out as
 /// `body_mass (nbody) ⊕ body_inertia (3·nbody) ⊕ dof_damping (nv) ⊕ geom_friction (3·ngeom)`
 /// (ProMP's per-element scheme). Each parameter task scales the model's *original* values,
@@ -359,7 +366,7 @@ impl LocomotionEnv {
                 obs.extend_from_slice(&qpos[1..]);
                 obs.extend_from_slice(qvel);
             }
-            EnvKind::AntRandDirec | EnvKind::AntRandGoal => {
+            EnvKind::AntRandDirec | EnvKind::AntRandGoal | EnvKind::AntRandDirec2D => {
                 obs.extend_from_slice(&qpos[2..]);
                 obs.extend_from_slice(qvel);
                 for f in &self.sim.cfrc_ext()[1..] {
@@ -391,7 +398,7 @@ impl LocomotionEnv {
     /// (Ant) or the centre of mass's xy (Humanoid).
     fn progress_point(&self) -> [f64; 2] {
         match self.kind {
-            EnvKind::AntRandDirec | EnvKind::AntRandGoal => {
+            EnvKind::AntRandDirec | EnvKind::AntRandGoal | EnvKind::AntRandDirec2D => {
                 let p = self.sim.body_xpos(1).unwrap_or([0.0; 3]);
                 [p[0], p[1]]
             }
@@ -418,7 +425,7 @@ impl LocomotionEnv {
         let q = self.sim.qpos();
         match self.kind {
             EnvKind::HalfCheetahRandDirec => true,
-            EnvKind::AntRandDirec | EnvKind::AntRandGoal => {
+            EnvKind::AntRandDirec | EnvKind::AntRandGoal | EnvKind::AntRandDirec2D => {
                 let finite = q.iter().chain(self.sim.qvel()).all(|v| v.is_finite());
                 finite && (0.2..=1.0).contains(&q[2])
             }
@@ -471,6 +478,9 @@ impl LocomotionEnv {
             }
             (Task::Direction(d), _) => d * vel[0] + 1.0 - 1e-3 * a2,
             (Task::Params(_), _) => vel[0] + 1.0 - 1e-3 * a2,
+            (Task::Direction2D(d), EnvKind::AntRandDirec2D) => {
+                (d[0] * vel[0] + d[1] * vel[1]) - 0.5 * a2 - self.ant_contact_cost() + 1.0
+            }
             (Task::Direction2D(d), _) => {
                 0.25 * (d[0] * vel[0] + d[1] * vel[1]) - 0.1 * a2 - self.humanoid_contact_cost() + 5.0
             }

@@ -13,7 +13,7 @@
 //! ```
 //!
 //! [`Sim`] wraps one model and steps it exactly as Gymnasium's `MujocoEnv` does;
-//! [`LocomotionEnv`] implements [`crate::envs::MetaEnv`] for the seven meta-tasks of
+//! [`LocomotionEnv`] implements [`crate::envs::MetaEnv`] for the eight meta-tasks of
 //! docs/theory.md#environments
 //! ([`EnvKind`]); [`make_env`] builds one by its command-line name. Conventions, where that
 //! page leaves a choice:

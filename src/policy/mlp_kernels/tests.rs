@@ -425,23 +425,19 @@ fn beta_zero_overwrites_non_finite_entries() {
 }
 
 #[test]
-fn fast_tanh_and_exp_are_accurate() {
+fn fast_tanh_is_accurate() {
     let xs: Vec<f64> = (0..400_001).map(|i| -30.0 + 60.0 * i as f64 / 400_000.0).collect();
     let mut t = xs.clone();
     f64::tanh_inplace(&mut t);
     let mut t32: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
     f32::tanh_inplace(&mut t32);
-    let (mut worst_tanh, mut worst_tanh32, mut worst_exp) = (0.0f64, 0.0f64, 0.0f64);
+    let (mut worst_tanh, mut worst_tanh32) = (0.0f64, 0.0f64);
     for ((x, tx), t32) in xs.iter().zip(&t).zip(&t32) {
         worst_tanh = worst_tanh.max((tx - x.tanh()).abs());
         worst_tanh32 = worst_tanh32.max((*t32 as f64 - (*x as f32 as f64).tanh()).abs());
-        if x.abs() <= 40.0 {
-            worst_exp = worst_exp.max(((exp_reduced(*x) - x.exp()) / x.exp()).abs());
-        }
     }
     assert!(worst_tanh <= 4e-16, "{worst_tanh:e}");
     assert!(worst_tanh32 <= 5e-7, "{worst_tanh32:e}");
-    assert!(worst_exp <= 4e-16, "{worst_exp:e}");
     let mut special = [0.0, 1e-300, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
     f64::tanh_inplace(&mut special);
     assert_eq!(special[..4], [0.0, 0.0, 1.0, -1.0]);
