@@ -18,7 +18,7 @@ use nalgebra::{DMatrix, DVector};
 
 use super::sampler::SampleBatch;
 use crate::error::{SettingError, ensure};
-use crate::numeric::{mean, population_std};
+use crate::numeric::{dot_nalgebra_order, gram_nalgebra_order, mean, population_std};
 
 /// Processing settings (defaults: γ = 0.99, λ = 1, ridge 1e-5, observation clip 10,
 /// advantages normalised per task).
@@ -127,9 +127,16 @@ pub fn features(obs: &[f64], t: usize, obs_clip: f64, out: &mut [f64]) {
 pub fn fit_ridge(feats: &[f64], f: usize, y: &[f64], ridge: f64) -> Result<Vec<f64>, SettingError> {
     let n = y.len();
     ensure(feats.len() == n * f, "feats.len()", feats.len(), &format!("expected {}", n * f))?;
-    let phi = DMatrix::from_row_slice(n, f, feats);
-    let gram = phi.tr_mul(&phi);
-    let rhs = phi.tr_mul(&DVector::from_column_slice(y));
+    // Φ's columns; ΦᵀΦ and ΦᵀG summed as nalgebra's `tr_mul` sums them (the same bits), by
+    // the blocked kernel: the Gram matrix is the fit's cost (n × f² for f up to 700).
+    let mut cols = vec![0.0; n * f];
+    for (r, row) in feats.chunks_exact(f).enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            cols[c * n + r] = *v;
+        }
+    }
+    let gram = DMatrix::from_vec(f, f, gram_nalgebra_order(n, f, &cols));
+    let rhs = DVector::from_iterator(f, (0..f).map(|c| dot_nalgebra_order(&cols[c * n..(c + 1) * n], y)));
     let mut reg = ridge;
     for _ in 0..5 {
         let a = &gram + DMatrix::identity(f, f) * reg;
@@ -245,6 +252,36 @@ mod tests {
         let a0 = gae(&r, &v, 0.4, 0.5, 0.0);
         assert!((a0[2] - (3.0 + 0.5 * 0.4 - 0.7)).abs() < 1e-12);
         assert!((a0[0] - (1.0 + 0.5 * -0.2 - 0.3)).abs() < 1e-12);
+    }
+
+    /// The fit by the blocked Gram kernel gives the bits of the plain `nalgebra` fit it
+    /// replaced (Φ from rows, `tr_mul`, Cholesky), including the ridge retries and no rows.
+    #[test]
+    fn fit_ridge_keeps_the_plain_nalgebra_bits() {
+        let reference = |feats: &[f64], f: usize, y: &[f64], ridge: f64| -> Vec<f64> {
+            let phi = DMatrix::from_row_slice(y.len(), f, feats);
+            let (gram, rhs) = (phi.tr_mul(&phi), phi.tr_mul(&DVector::from_column_slice(y)));
+            let mut reg = ridge;
+            loop {
+                if let Some(ch) = (&gram + DMatrix::identity(f, f) * reg).cholesky() {
+                    return ch.solve(&rhs).iter().copied().collect();
+                }
+                reg = if reg > 0.0 { reg * 10.0 } else { 1e-5 };
+            }
+        };
+        let wave = |i: usize| ((i * 7919 % 1009) as f64 / 504.5 - 1.0) * (1.0 + (i % 13) as f64);
+        for (n, f, ridge) in [(0, 5, 1e-5), (30, 9, 1e-5), (301, 70, 1e-5), (1000, 44, 0.0)] {
+            let feats: Vec<f64> = (0..n * f).map(wave).collect();
+            let y: Vec<f64> = (0..n).map(|i| wave(3 * i + 1)).collect();
+            let got = fit_ridge(&feats, f, &y, ridge).unwrap();
+            let want = reference(&feats, f, &y, ridge);
+            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{n} × {f}");
+        }
+        // Rank-deficient (a repeated feature) without ridge: the retry path.
+        let feats: Vec<f64> = (0..50).flat_map(|i| [wave(i), wave(i), 1.0]).collect();
+        let y: Vec<f64> = (0..50).map(wave).collect();
+        let got = fit_ridge(&feats, 3, &y, 0.0).unwrap();
+        assert_eq!(got, reference(&feats, 3, &y, 0.0));
     }
 
     #[test]
