@@ -129,13 +129,9 @@ pub fn fit_ridge(feats: &[f64], f: usize, y: &[f64], ridge: f64) -> Result<Vec<f
     ensure(feats.len() == n * f, "feats.len()", feats.len(), &format!("expected {}", n * f))?;
     // Φ's columns; ΦᵀΦ and ΦᵀG summed as nalgebra's `tr_mul` sums them (the same bits), by
     // the blocked kernel: the Gram matrix is the fit's cost (n × f² for f up to 700).
-    let mut cols = vec![0.0; n * f];
-    for (r, row) in feats.chunks_exact(f).enumerate() {
-        for (c, v) in row.iter().enumerate() {
-            cols[c * n + r] = *v;
-        }
-    }
-    let gram = DMatrix::from_vec(f, f, gram_nalgebra_order(n, f, &cols));
+    let phi = DMatrix::from_row_slice(n, f, feats);
+    let cols = phi.as_slice();
+    let gram = DMatrix::from_vec(f, f, gram_nalgebra_order(n, f, cols));
     let rhs = DVector::from_iterator(f, (0..f).map(|c| dot_nalgebra_order(&cols[c * n..(c + 1) * n], y)));
     let mut reg = ridge;
     for _ in 0..5 {
