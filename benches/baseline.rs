@@ -5,20 +5,14 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use metagrad::meta::processing::fit_ridge;
-use nalgebra::{DMatrix, DVector};
 use std::hint::black_box;
 
-/// The fit as `nalgebra` alone computes it (Φ from rows, `tr_mul`, Cholesky).
-fn plain_nalgebra(feats: &[f64], f: usize, y: &[f64], ridge: f64) -> Vec<f64> {
-    let phi = DMatrix::from_row_slice(y.len(), f, feats);
-    let (gram, rhs) = (phi.tr_mul(&phi), phi.tr_mul(&DVector::from_column_slice(y)));
-    let ch = (&gram + DMatrix::identity(f, f) * ridge).cholesky().expect("positive definite");
-    ch.solve(&rhs).iter().copied().collect()
-}
+#[path = "../tests/support/plain_fit.rs"]
+mod plain_fit;
+use plain_fit::{plain_nalgebra_fit as plain_nalgebra, wave};
 
 fn benches(c: &mut Criterion) {
     let n = 2000;
-    let wave = |i: usize| ((i * 7919 % 1009) as f64 / 504.5 - 1.0) * (1.0 + (i % 13) as f64);
     let mut group = c.benchmark_group("baseline_fit");
     for (name, f) in [("point", 12), ("ant", 214), ("humanoid", 700)] {
         let feats: Vec<f64> = (0..n * f).map(wave).collect();

@@ -28,8 +28,9 @@
 //! * the forward velocity is measured as Gymnasium v5 does: `qpos[0]` for the planar robots,
 //!   the torso body's `xpos` for Ant, the mass centre (`xipos`) for Humanoid.
 //!
-//! `$METAGRAD_MUJOCO_ASSETS` overrides the directory of the XML files. MuJoCo logs model
-//! warnings (e.g. Humanoid's deprecated `settotalmass`) to stderr and `MUJOCO_LOG.TXT`.
+//! `$METAGRAD_MUJOCO_ASSETS` overrides the directory of the XML files. MuJoCo's model
+//! warnings (e.g. the deprecated `settotalmass` of some of Gymnasium's XML files) are printed
+//! to stderr once per process, not appended to a `MUJOCO_LOG.TXT` ([`warnings_seen`]).
 
 mod locomotion;
 mod sim;
