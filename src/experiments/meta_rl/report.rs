@@ -93,13 +93,18 @@ pub(super) fn summary_rows(
 
 /// The summary as a Markdown table (as the experiment pages show it): one row per algorithm with the
 /// post-update return (mean ± s.e. over seeds) at every reported iteration, then the max
-/// drop and the pre-update return at the last one.
+/// drop and the pre-update return at the last one. A cell that rests on one seed has no
+/// standard error (`± –`); one with no seed left (every run diverged before it) is `–`.
 pub fn summary_markdown(rows: &[SummaryRow]) -> String {
     let mut iters: Vec<usize> = rows.iter().map(|r| r.iteration).collect();
     iters.sort_unstable();
     iters.dedup();
     let last = iters.last().copied().unwrap_or(0);
-    let pm = |m: f64, se: f64| format!("{m:.1} ± {se:.1}");
+    let pm = |seeds: usize, m: f64, se: f64| match seeds {
+        0 => "–".to_string(),
+        1 => format!("{m:.1} ± –"),
+        _ => format!("{m:.1} ± {se:.1}"),
+    };
     let mut out = String::from("| algorithm |");
     for i in &iters {
         out += &format!(" it. {i} |");
@@ -113,16 +118,19 @@ pub fn summary_markdown(rows: &[SummaryRow]) -> String {
         let cell = |i: usize| rows.iter().find(|r| r.algo == a && r.iteration == i);
         out += &format!("| {a} |");
         for &i in &iters {
-            out +=
-                &format!(" {} |", cell(i).map_or("–".into(), |r| pm(r.post_return_mean, r.post_return_se)));
+            out += &format!(
+                " {} |",
+                cell(i).map_or("–".into(), |r| pm(r.seeds, r.post_return_mean, r.post_return_se))
+            );
         }
         match cell(last) {
             Some(r) => {
+                let minutes =
+                    if r.seeds == 0 { "–".to_string() } else { format!("{:.1}", r.wall_s_mean / 60.0) };
                 out += &format!(
-                    " {} | {} | {:.1} | {} of {} |\n",
-                    pm(r.max_drop_mean, r.max_drop_se),
-                    pm(r.pre_return_mean, r.pre_return_se),
-                    r.wall_s_mean / 60.0,
+                    " {} | {} | {minutes} | {} of {} |\n",
+                    pm(r.seeds, r.max_drop_mean, r.max_drop_se),
+                    pm(r.seeds, r.pre_return_mean, r.pre_return_se),
                     r.diverged,
                     r.seeds + r.diverged
                 )
@@ -267,7 +275,18 @@ mod tests {
             wall_s_mean: 90.0,
             diverged: 0,
         };
-        let md = summary_markdown(&[row("promp", 10, 1.0), row("promp", 20, 3.0), row("trpo-maml", 10, 2.0)]);
+        // One seed left at it. 20 has no standard error; none left (all diverged) is "–".
+        let one = SummaryRow { seeds: 1, diverged: 2, ..row("e-maml", 20, 4.0) };
+        let none = SummaryRow { seeds: 0, diverged: 3, post_return_mean: f64::NAN, ..row("dice", 20, 0.0) };
+        let md = summary_markdown(&[
+            row("promp", 10, 1.0),
+            row("promp", 20, 3.0),
+            row("trpo-maml", 10, 2.0),
+            row("e-maml", 10, 5.0),
+            one,
+            row("dice", 10, 6.0),
+            none,
+        ]);
         let lines: Vec<&str> = md.lines().collect();
         assert_eq!(
             lines[0],
@@ -276,7 +295,10 @@ mod tests {
         assert_eq!(lines[1], "|---|---|---|---|---|---|---|");
         assert_eq!(lines[2], "| promp | 1.0 ± 0.2 | 3.0 ± 0.2 | 2.0 ± 0.1 | -1.0 ± 0.5 | 1.5 | 0 of 3 |");
         assert_eq!(lines[3], "| trpo-maml | 2.0 ± 0.2 | – | – | – | – | – |");
-        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[4], "| e-maml | 5.0 ± 0.2 | 4.0 ± – | 2.0 ± – | -1.0 ± – | 1.5 | 2 of 3 |");
+        assert_eq!(lines[5], "| dice | 6.0 ± 0.2 | – | – | – | – | 3 of 3 |");
+        assert!(!md.contains("NaN"));
+        assert_eq!(lines.len(), 6);
     }
 
     /// Iteration `i` of a test history with post-update return `post`.
