@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use metagrad::experiments::meta_rl::{self, GridSettings, Progress, Resume, RunSettings};
+use metagrad::experiments::meta_rl::{self, GridSettings, Progress, Resume, RunSettings, mean_se_text};
 use metagrad::meta::algos::{Algorithm, IterationStats};
 
 #[derive(clap::Args, Debug)]
@@ -200,9 +200,9 @@ fn compare(c: CompareArgs) -> Result<()> {
             r.algo,
             r.iteration,
             r.seeds,
-            format!("{:.2} ± {:.2}", r.post_return_mean, r.post_return_se),
-            format!("{:.2} ± {:.2}", r.pre_return_mean, r.pre_return_se),
-            format!("{:.2} ± {:.2}", r.max_drop_mean, r.max_drop_se)
+            mean_se_text(r.seeds, r.post_return_mean, r.post_return_se, 2),
+            mean_se_text(r.seeds, r.pre_return_mean, r.pre_return_se, 2),
+            mean_se_text(r.seeds, r.max_drop_mean, r.max_drop_se, 2)
         );
     }
     eprintln!("wrote {}", grid.settings().out.display());

@@ -24,6 +24,7 @@ pub mod success;
 pub use crate::meta::settings::RunSettings;
 pub use grid::{Grid, GridProgress, GridSettings};
 pub use report::{
-    PAIRED_WINDOW, PairedDiff, SummaryRow, max_drop, paired_differences, paired_markdown, summary_markdown,
+    PAIRED_WINDOW, PairedDiff, SummaryRow, max_drop, mean_se_text, paired_differences, paired_markdown,
+    summary_markdown,
 };
 pub use run::{ForkRecord, Progress, Resume, RunRecord, fork, load_run, run, run_with};

@@ -91,6 +91,16 @@ pub(super) fn summary_rows(
     rows
 }
 
+/// "mean ± s.e." of a value over `seeds` seeds with `digits` decimals: `± –` for one seed
+/// (no standard error), `–` for none.
+pub fn mean_se_text(seeds: usize, mean: f64, se: f64, digits: usize) -> String {
+    match seeds {
+        0 => "–".to_string(),
+        1 => format!("{mean:.digits$} ± –"),
+        _ => format!("{mean:.digits$} ± {se:.digits$}"),
+    }
+}
+
 /// The summary as a Markdown table (as the experiment pages show it): one row per algorithm with the
 /// post-update return (mean ± s.e. over seeds) at every reported iteration, then the max
 /// drop and the pre-update return at the last one. A cell that rests on one seed has no
@@ -100,11 +110,7 @@ pub fn summary_markdown(rows: &[SummaryRow]) -> String {
     iters.sort_unstable();
     iters.dedup();
     let last = iters.last().copied().unwrap_or(0);
-    let pm = |seeds: usize, m: f64, se: f64| match seeds {
-        0 => "–".to_string(),
-        1 => format!("{m:.1} ± –"),
-        _ => format!("{m:.1} ± {se:.1}"),
-    };
+    let pm = |seeds: usize, m: f64, se: f64| mean_se_text(seeds, m, se, 1);
     let mut out = String::from("| algorithm |");
     for i in &iters {
         out += &format!(" it. {i} |");
