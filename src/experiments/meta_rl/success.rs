@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use super::RunRecord;
+use super::report::mean_se_text;
 use crate::experiments::metrics::mean_std_se;
 use crate::meta::algos::{Algorithm, IterationStats, ValidParams};
 
@@ -114,8 +115,8 @@ pub fn rows(
 /// after adaptation on the meta-training tasks and in the meta-test.
 pub fn markdown(rows: &[SuccessRow]) -> String {
     let Some(last) = rows.iter().map(|r| r.iteration).max() else { return String::new() };
-    let pct = |m: f64, se: f64| {
-        if m.is_nan() { "–".to_string() } else { format!("{:.1} ± {:.1}", 100.0 * m, 100.0 * se) }
+    let pct = |seeds: usize, m: f64, se: f64| {
+        if m.is_nan() { "–".to_string() } else { mean_se_text(seeds, 100.0 * m, 100.0 * se, 1) }
     };
     let test_at = rows.iter().filter(|r| r.iteration == last).map(|r| r.test_iteration).max().unwrap_or(0);
     let mut out = format!(
@@ -128,16 +129,50 @@ pub fn markdown(rows: &[SuccessRow]) -> String {
             "| {} | {} | {} | {} | {} | {} | {} |\n",
             r.algo,
             r.seeds,
-            pct(r.pre_success_mean, r.pre_success_se),
-            pct(r.post_success_mean, r.post_success_se),
-            pct(r.test_pre_success_mean, r.test_pre_success_se),
-            pct(r.test_post_success_mean, r.test_post_success_se),
+            pct(r.seeds, r.pre_success_mean, r.pre_success_se),
+            pct(r.seeds, r.post_success_mean, r.post_success_se),
+            pct(r.seeds, r.test_pre_success_mean, r.test_pre_success_se),
+            pct(r.seeds, r.test_post_success_mean, r.test_post_success_se),
             if r.test_post_return_mean.is_nan() {
                 "–".into()
             } else {
-                format!("{:.1} ± {:.1}", r.test_post_return_mean, r.test_post_return_se)
+                mean_se_text(r.seeds, r.test_post_return_mean, r.test_post_return_se, 1)
             }
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The last report point's rows only; per cent with one decimal; no standard error for
+    /// one seed; "–" where no run has the value.
+    #[test]
+    fn markdown_shows_the_last_point_in_per_cent() {
+        let row = |algo: &str, iteration: usize, seeds: usize| SuccessRow {
+            algo: algo.into(),
+            iteration,
+            seeds,
+            pre_success_mean: 0.25,
+            pre_success_se: 0.05,
+            post_success_mean: 0.5,
+            post_success_se: 0.1,
+            test_iteration: iteration,
+            test_pre_success_mean: f64::NAN,
+            test_pre_success_se: f64::NAN,
+            test_post_success_mean: 0.75,
+            test_post_success_se: 0.0,
+            test_post_return_mean: 12.5,
+            test_post_return_se: 0.0,
+        };
+        let md = markdown(&[row("promp", 10, 3), row("promp", 20, 3), row("trpo-maml", 20, 1)]);
+        let lines: Vec<&str> = md.lines().collect();
+        assert!(lines[0].starts_with("Success rates (%) at iteration 20,"), "{md}");
+        assert_eq!(lines[4], "| promp | 3 | 25.0 ± 5.0 | 50.0 ± 10.0 | – | 75.0 ± 0.0 | 12.5 ± 0.0 |");
+        assert_eq!(lines[5], "| trpo-maml | 1 | 25.0 ± – | 50.0 ± – | – | 75.0 ± – | 12.5 ± – |");
+        assert_eq!(lines.len(), 6);
+        assert_eq!(markdown(&[]), "");
+    }
 }
