@@ -115,9 +115,11 @@ pub fn rows(
 /// after adaptation on the meta-training tasks and in the meta-test.
 pub fn markdown(rows: &[SuccessRow]) -> String {
     let Some(last) = rows.iter().map(|r| r.iteration).max() else { return String::new() };
-    let pct = |seeds: usize, m: f64, se: f64| {
-        if m.is_nan() { "–".to_string() } else { mean_se_text(seeds, 100.0 * m, 100.0 * se, 1) }
+    // "–" where no run has the value; `scale` 100 for the rates in per cent.
+    let cell = |seeds: usize, m: f64, se: f64, scale: f64| {
+        if m.is_nan() { "–".to_string() } else { mean_se_text(seeds, scale * m, scale * se, 1) }
     };
+    let pct = |seeds: usize, m: f64, se: f64| cell(seeds, m, se, 100.0);
     let test_at = rows.iter().filter(|r| r.iteration == last).map(|r| r.test_iteration).max().unwrap_or(0);
     let mut out = format!(
         "Success rates (%) at iteration {last}, mean ± s.e. over seeds (meta-test at iteration {test_at}):\n\n\
@@ -133,11 +135,7 @@ pub fn markdown(rows: &[SuccessRow]) -> String {
             pct(r.seeds, r.post_success_mean, r.post_success_se),
             pct(r.seeds, r.test_pre_success_mean, r.test_pre_success_se),
             pct(r.seeds, r.test_post_success_mean, r.test_post_success_se),
-            if r.test_post_return_mean.is_nan() {
-                "–".into()
-            } else {
-                mean_se_text(r.seeds, r.test_post_return_mean, r.test_post_return_se, 1)
-            }
+            cell(r.seeds, r.test_post_return_mean, r.test_post_return_se, 1.0)
         );
     }
     out
