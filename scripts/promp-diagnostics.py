@@ -14,6 +14,7 @@ matplotlib.
 import argparse
 import csv
 import math
+import os
 import sys
 
 
@@ -29,17 +30,49 @@ PANELS = {
 }
 
 
+class InputError(Exception):
+    """A run folder or its progress.csv that cannot be plotted; the message names it."""
+
+
 def read(path):
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    out = {}
-    for key in rows[0]:
-        col = []
-        for r in rows:
+    """The columns of a progress.csv as lists of floats (empty cells NaN)."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise InputError(f"{path}: cannot read it ({e.strerror}); give a run folder written by `metagrad meta-rl`")
+    if not rows:
+        raise InputError(f"{path}: no iterations in it")
+    out = {key: [] for key in rows[0]}
+    for line, r in enumerate(rows, start=2):
+        for key in out:
             v = r[key]
-            col.append(float(v) if v not in ("", None) else math.nan)
-        out[key] = col
+            try:
+                out[key].append(float(v) if v not in ("", None) else math.nan)
+            except ValueError:
+                raise InputError(f"{path}, line {line}: column {key} = {v!r} is not a number")
     return out
+
+
+def load(spec, panels):
+    """One run of the command line (`FOLDER[=LABEL]`): its label, columns and number of
+    inner steps K, with every column the panels need checked to be present."""
+    folder, _, label = spec.partition("=")
+    path = folder.rstrip("/") + "/progress.csv"
+    d = read(path)
+    ks = [c.rsplit("_", 1)[1] for c in d if c.startswith("post_return_")]
+    if "iteration" not in d or not ks or not all(k.isdigit() for k in ks):
+        raise InputError(f"{path}: no iteration / post_return_K columns; is it a meta-RL run's progress.csv?")
+    k = max(int(x) for x in ks)
+    for name in panels:
+        try:
+            PANELS[name][1](d, k)
+        except KeyError as e:
+            raise InputError(
+                f"{path}: panel {name} needs column {e.args[0]}, which this run lacks "
+                "(runs before the diagnostics columns have only return and ratio)"
+            )
+    return label or folder, d, k
 
 
 def main():
@@ -54,6 +87,15 @@ def main():
     unknown = [p for p in names if p not in PANELS]
     if unknown or not names:
         ap.error(f"--panels: unknown panel(s) {unknown or args.panels!r}; choose from {', '.join(PANELS)}")
+    try:
+        runs = [load(spec, names) for spec in args.runs]
+    except InputError as e:
+        ap.error(str(e))
+    if not any(args.start <= x <= args.end for _, d, _ in runs for x in d["iteration"]):
+        ap.error(f"--from {args.start} --to {args.end}: no run has an iteration in that range")
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder):
+        ap.error(f"{args.out}: the folder {folder} does not exist")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,15 +104,12 @@ def main():
     panels = [PANELS[n] for n in names]
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.0 * len(panels)), sharex=True, squeeze=False)
     axes = axes[:, 0]
-    for spec in args.runs:
-        folder, _, label = spec.partition("=")
-        d = read(folder.rstrip("/") + "/progress.csv")
-        k = max(int(c.rsplit("_", 1)[1]) for c in d if c.startswith("post_return_"))
+    for label, d, k in runs:
         it = d["iteration"]
         keep = [i for i, x in enumerate(it) if args.start <= x <= args.end]
         for ax, (title, get, log) in zip(axes, panels):
             y = get(d, k)
-            ax.plot([it[i] for i in keep], [y[i] for i in keep], label=label or folder, lw=1)
+            ax.plot([it[i] for i in keep], [y[i] for i in keep], label=label, lw=1)
             ax.set_title(title, fontsize=9)
             if log:
                 ax.set_yscale("log")

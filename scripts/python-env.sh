@@ -9,11 +9,12 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$repo/.deps/venv"
 "$repo/scripts/install-mujoco.sh" >/dev/null
+# matplotlib: scripts/promp-diagnostics.py, run by python/tests/test_scripts.py.
 # ray: metagrad.ray (grids on a Ray cluster) and its tests, on loopback only.
 # torch: metagrad.torch and its tests (the PyPI wheel pulls its CUDA libraries, ≈ 5 GB, which
 # it needs to import even on a CPU-only machine; installed once, the stamp below skips it).
 pins=(maturin==1.16.0 pytest==8.4.2 pandas==2.3.3 tqdm==4.67.1 jax==0.10.2 jaxlib==0.10.2 ray==2.60.0
-    torch==2.15.0)
+    torch==2.15.0 matplotlib==3.11.2)
 stamp="$venv/.metagrad-python-tools-$(echo "${pins[*]}" | md5sum | cut -c1-12)"
 if [[ ! -f "$stamp" ]]; then
     echo "python-env: pip install ${pins[*]}"
