@@ -101,17 +101,38 @@ def _plain(x):
     raise TypeError(f"cannot pass a value of type {type(x).__name__}")
 
 
+# Settings where ∞ means "none" (no loss guard, no clip): JSON has no infinity, so the
+# engine reads and writes them as the string "inf" (see settings_from_json).
+UNBOUNDED = ("divergence_threshold", "taypo2_pair_clip")
+
+
 def settings_json(function: str, settings: dict) -> str:
     """Keyword settings as JSON for the engine (which names unknown or mistyped ones)."""
+    settings = dict(settings)
+    for k in UNBOUNDED:
+        v = settings.get(k)
+        if isinstance(v, (float, np.floating)) and np.isinf(v):
+            settings[k] = "inf" if v > 0 else "-inf"
     for k, v in settings.items():
         values = list(np.ravel(v)) if isinstance(v, (list, tuple, np.ndarray)) else [v]
         for x in values:
             if isinstance(x, (float, np.floating)) and not np.isfinite(x):
-                raise ValueError(f"invalid {k}: must be finite, got {x}")
+                hint = " (∞ is allowed only for " + ", ".join(UNBOUNDED) + ")" if np.isinf(x) else ""
+                raise ValueError(f"invalid {k}: must be finite, got {x}{hint}")
         if isinstance(v, bool) or v is None or isinstance(v, (str, numbers.Number, list, tuple, np.ndarray, np.generic)):
             continue
         raise TypeError(f"invalid keyword argument of {function}: {k}={v!r} (type {type(v).__name__})")
     return json.dumps(settings, default=_plain, allow_nan=False)
+
+
+def settings_from_json(text: str) -> dict:
+    """The engine's settings JSON as a dict, with the settings of :data:`UNBOUNDED` that it
+    writes as "inf" given back as floats."""
+
+    def hook(pairs):
+        return {k: float(v) if k in UNBOUNDED and v in ("inf", "-inf") else v for k, v in pairs}
+
+    return json.loads(text, object_pairs_hook=hook)
 
 
 def name_list(name: str, x) -> str:

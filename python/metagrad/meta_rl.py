@@ -23,7 +23,7 @@ def defaults() -> dict:
     """Every setting with its default (the command line's): ``env``, ``iterations``,
     ``tasks``, ``rollouts``, ``horizon``, ``inner_steps``, ``inner_lr``, ``gamma``,
     ``gae_lambda``, ``hidden``, ``precision``, ``normalisation``, ``taypo_discount``,
-    ``no_dr_normalise``, ``dice_critic``, ``taypo2_pairs``, ``taypo2_ratio_clip``,
+    ``no_dr_normalise``, ``dice_critic``, ``taypo2_pairs``, ``taypo2_ratio_clip``, ``taypo2_pair_clip``,
     ``max_kl``, ``ppo_clip``, ``kl_coeff``, ``adam_lr``, ``promp_steps``,
     ``emaml_weight``, ``divergence_threshold``, ``ratio_guard``, ``inner_kl_average``,
     ``adam_eps``, ``log_std_floor``, ``max_steps_per_iteration``, ``test_every``,
@@ -33,7 +33,7 @@ def defaults() -> dict:
         A dict of every setting's name and default (the library's, which the command line
         shares).
     """
-    return json.loads(_metagrad.meta_rl_defaults())
+    return _convert.settings_from_json(_metagrad.meta_rl_defaults())
 
 
 def _library_default(name: str, value):
@@ -59,7 +59,9 @@ def params(*, algo: str = "promp-taypo2", seed: int = 1, env: Union[str, Callabl
     """
     spec, test_spec = _envs(_library_default("env", env), test_env, env_name, 0, None, settings)
     text = _convert.settings_json("meta_rl.params", settings)
-    return json.loads(_metagrad.meta_rl_params(text, algo, _convert.whole("seed", seed), spec, test_spec))
+    return _convert.settings_from_json(
+        _metagrad.meta_rl_params(text, algo, _convert.whole("seed", seed), spec, test_spec)
+    )
 
 
 def _history_frame(text: str):

@@ -154,6 +154,15 @@ def test_defaults_and_params():
     assert "taypo2_pairs" not in meta_rl.params(algo="promp", taypo2_pairs="normalised")
     with pytest.raises(ValueError, match="taypo2-ratio-clip"):
         meta_rl.params(algo="promp-taypo2", taypo2_ratio_clip=-1.0)
+    # ∞ where it means "none": no pair clip beside a first-order clip, no loss guard.
+    inf = float("inf")
+    v = meta_rl.params(algo="promp-taypo2", taypo2_ratio_clip=0.3, taypo2_pair_clip=inf, divergence_threshold=inf)
+    assert (v["taypo2_ratio_clip"], v["taypo2_pair_clip"], v["divergence_threshold"]) == (0.3, inf, inf)
+    assert meta_rl.params(algo="promp", taypo2_pair_clip=0.3).get("taypo2_pair_clip") is None
+    with pytest.raises(ValueError, match="taypo2-pair-clip"):
+        meta_rl.params(algo="promp-taypo2", taypo2_pair_clip=0.0)
+    with pytest.raises(ValueError, match=r"invalid max_kl: must be finite, got inf \(∞ is allowed only for"):
+        meta_rl.params(max_kl=inf)
     # ProMP's settings from its code: recorded only when not the default, and only for ProMP.
     assert meta_rl.params(algo="promp", inner_kl_average="mean")["inner_kl_average"] == "mean"
     assert "inner_kl_average" not in meta_rl.params(algo="promp")

@@ -555,16 +555,21 @@ mod tests {
             (Estimator::NaiveScore { discount: abs }, Some(&sc)),
         ];
         // TayPO-2 with its meta-RL shapes too (pair scale, ratio clip).
-        let shaped =
-            [None, Some((Taylor2Pairs::Normalised, None)), Some((Taylor2Pairs::Normalised, Some(0.3)))];
+        let shaped = [
+            None,
+            Some((Taylor2Pairs::Normalised, None, None)),
+            Some((Taylor2Pairs::Normalised, Some(0.3), None)),
+            Some((Taylor2Pairs::Discounted, None, Some(0.3))),
+            Some((Taylor2Pairs::Normalised, Some(0.3), Some(f64::INFINITY))),
+        ];
         for ((est, critic), shape) in cases.into_iter().flat_map(|c| shaped.map(|s| (c, s))) {
             let two = matches!(est, Estimator::TayPo { order: 2, .. });
             if shape.is_some() && !two {
                 continue;
             }
             let mut prepared = batch.prepare(est, 0.8, critic).unwrap();
-            if let Some((pairs, clip)) = shape {
-                prepared = prepared.with_taylor2(pairs, clip).unwrap();
+            if let Some((pairs, clip, pair_clip)) = shape {
+                prepared = prepared.with_taylor2(pairs, clip, pair_clip).unwrap();
             }
             let rows = batch.rows(&pol, &prepared, critic);
             let obj = BatchObjective::new(&prepared, &rows).unwrap();
@@ -629,16 +634,21 @@ mod tests {
             (Estimator::TayPo { order: 2, discount: TaylorDiscount::FromFirst }, Some(&ac)),
             (Estimator::NaiveScore { discount: TaylorDiscount::Absolute }, Some(&sc)),
         ];
-        let shaped =
-            [None, Some((Taylor2Pairs::Normalised, None)), Some((Taylor2Pairs::Discounted, Some(0.3)))];
+        let shaped = [
+            None,
+            Some((Taylor2Pairs::Normalised, None, None)),
+            Some((Taylor2Pairs::Discounted, Some(0.3), None)),
+            Some((Taylor2Pairs::Discounted, None, Some(0.3))),
+            Some((Taylor2Pairs::Discounted, Some(0.5), Some(0.2))),
+        ];
         let mut clipped = 0;
         for ((est, critic), shape) in cases.into_iter().flat_map(|c| shaped.map(|s| (c, s))) {
             if shape.is_some() && !matches!(est, Estimator::TayPo { order: 2, .. }) {
                 continue;
             }
             let mut prepared = batch.prepare(est, 0.8, critic).unwrap();
-            if let Some((pairs, clip)) = shape {
-                prepared = prepared.with_taylor2(pairs, clip).unwrap();
+            if let Some((pairs, clip, pair_clip)) = shape {
+                prepared = prepared.with_taylor2(pairs, clip, pair_clip).unwrap();
             }
             let rows = batch.rows(&pol, &prepared, critic);
             let obj = BatchObjective::new(&prepared, &rows).unwrap();

@@ -47,36 +47,57 @@ pub enum Taylor2Pairs {
 /// The shape of TayPO-2's second-order term, per trajectory: with the pair scale c and
 /// the ratio clip κ, V̂ = v_0 + Σ_t a_t d̃_t (1 + c H_t) with d̃_t = clip(ρ_t − 1, −κ, κ)
 /// and H_t the discounted prefix sum of d̃ ([`taylor2`]). A clipped step contributes its
-/// clipped constant and no derivative (as PPO's clip). [`Taylor2Shape::PAPER`] (c = 1,
-/// κ = ∞) is the paper's estimator, computed with the same floating-point operations.
+/// clipped constant and no derivative (as PPO's clip). With a pair clip κ_p ≠ κ the pair
+/// term takes p̃_t = clip(ρ_t − 1, −κ_p, κ_p) in place of d̃_t:
+/// V̂ = v_0 + Σ_t a_t (d̃_t + c p̃_t P_t), P_t the discounted prefix sum of p̃.
+/// [`Taylor2Shape::PAPER`] (c = 1, κ = κ_p = ∞) is the paper's estimator, computed with the
+/// same floating-point operations.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Taylor2Shape {
     /// c, the weight of the pair term.
     pub pair_scale: f64,
-    /// κ > 0, the bound on |ρ_t − 1| (∞: no clipping).
+    /// κ > 0, the bound on |ρ_t − 1| in the first-order term (∞: no clipping).
     pub ratio_clip: f64,
+    /// κ_p > 0, the bound on |ρ_t − 1| in the pair term (∞: no clipping).
+    pub pair_clip: f64,
 }
 
 impl Taylor2Shape {
     /// The paper's TayPO-2.
-    pub const PAPER: Self = Self { pair_scale: 1.0, ratio_clip: f64::INFINITY };
+    pub const PAPER: Self = Self { pair_scale: 1.0, ratio_clip: f64::INFINITY, pair_clip: f64::INFINITY };
 
-    /// d̃ = clip(ρ − 1, −κ, κ) and whether ρ lies inside the clip (the derivative passes).
-    fn deviation<S: Scalar>(&self, ratio: S) -> (S, bool) {
+    /// The shape with one clip κ for both terms.
+    pub const fn clipped(pair_scale: f64, clip: f64) -> Self {
+        Self { pair_scale, ratio_clip: clip, pair_clip: clip }
+    }
+
+    /// clip(ρ − 1, −bound, bound) and whether ρ lies inside (the derivative passes).
+    fn clip<S: Scalar>(ratio: S, bound: f64) -> (S, bool) {
         let d = ratio - 1.0;
-        if d.re() > self.ratio_clip {
-            (S::from(self.ratio_clip), false)
-        } else if d.re() < -self.ratio_clip {
-            (S::from(-self.ratio_clip), false)
+        if d.re() > bound {
+            (S::from(bound), false)
+        } else if d.re() < -bound {
+            (S::from(-bound), false)
         } else {
             (d, true)
         }
     }
 
-    /// ρ where the derivative passes the clip, 0 where it does not: ∂d̃/∂ℓ = ∂²d̃/∂ℓ².
+    /// d̃ = clip(ρ − 1, −κ, κ), the first-order term's factor, and whether it passes.
+    fn deviation<S: Scalar>(&self, ratio: S) -> (S, bool) {
+        Self::clip(ratio, self.ratio_clip)
+    }
+
+    /// p̃ = clip(ρ − 1, −κ_p, κ_p), the pair term's factor, and whether it passes.
+    fn pair_deviation<S: Scalar>(&self, ratio: S) -> (S, bool) {
+        Self::clip(ratio, self.pair_clip)
+    }
+
+    /// ρ where the pair term's factor passes its clip, 0 where it does not:
+    /// ∂p̃/∂ℓ = ∂²p̃/∂ℓ². The off-diagonal row Hessian entries are products of these.
     pub(crate) fn passed(&self, ratio: f64) -> f64 {
         // Written so that a NaN ratio passes (and shows) rather than vanishing.
-        if (ratio - 1.0).abs() > self.ratio_clip { 0.0 } else { ratio }
+        if (ratio - 1.0).abs() > self.pair_clip { 0.0 } else { ratio }
     }
 }
 
@@ -313,6 +334,9 @@ pub fn taylor2<S: Scalar>(
     };
     let c = shape.pair_scale;
     let a = |t: usize| if absolute { powers[t] * signal[t] } else { signal[t] };
+    if shape.pair_clip.to_bits() != shape.ratio_clip.to_bits() {
+        return taylor2_pair_clip(beta, c, a, v0, ratios, shape, grad);
+    }
     let mut total = S::from(v0);
     let mut h = S::zero();
     // Forward: store H_t in grad[t]. (With c = 1 every product by c is exact: the paper's
@@ -330,6 +354,41 @@ pub fn taylor2<S: Scalar>(
         let dl = (grad[t] * c + 1.0) * at + lam * (beta * c);
         lam = d * at + lam * beta;
         grad[t] = if passed { ratios[t] * dl } else { S::zero() };
+    }
+    total
+}
+
+/// [`taylor2`] with its own clip κ_p for the pair term:
+/// V̂ = v_0 + Σ_t a_t (d̃_t + c p̃_t P_t), P_{t+1} = β(P_t + p̃_t), so with the adjoint
+/// Λ_t = a_t p̃_t + βΛ_{t+1}, ∂V̂/∂ℓ_t = 1[d̃_t passes] ρ_t a_t + 1[p̃_t passes] ρ_t c (a_t P_t + βΛ_{t+1}).
+fn taylor2_pair_clip<S: Scalar>(
+    beta: f64,
+    c: f64,
+    a: impl Fn(usize) -> f64,
+    v0: f64,
+    ratios: &[S],
+    shape: Taylor2Shape,
+    grad: &mut [S],
+) -> S {
+    let mut total = S::from(v0);
+    let mut h = S::zero();
+    // Forward: store P_t in grad[t].
+    for t in 0..ratios.len() {
+        let (d, _) = shape.deviation(ratios[t]);
+        let (p, _) = shape.pair_deviation(ratios[t]);
+        grad[t] = h;
+        total += (d + p * h * c) * a(t);
+        h = (h + p) * beta;
+    }
+    let mut lam = S::zero();
+    for t in (0..ratios.len()).rev() {
+        let at = a(t);
+        let (_, first_passed) = shape.deviation(ratios[t]);
+        let (p, pair_passed) = shape.pair_deviation(ratios[t]);
+        let first = if first_passed { ratios[t] * at } else { S::zero() };
+        let pair = if pair_passed { ratios[t] * (grad[t] * at + lam * beta) * c } else { S::zero() };
+        lam = p * at + lam * beta;
+        grad[t] = first + pair;
     }
     total
 }
@@ -441,7 +500,7 @@ pub fn doubly_robust_row_hessian(grad: &[f64], grad_c: Option<&[f64]>, f: &mut [
 /// Dense ℓ-space second derivatives of [`taylor`] for K = 2 in O(T²): F_kk = g_k (V̂ is
 /// affine in each ρ_k and ∂²ρ/∂ℓ² = ρ), F_jk = ρ_j ρ_k w(j, k) Â_k for j < k with
 /// w = γ^k (absolute) or γ^{k−j} (from first). With a [`Taylor2Shape`]: F_jk is scaled
-/// by c, and ρ_j, ρ_k are 0 outside the clip.
+/// by c, and ρ_j, ρ_k are 0 outside the pair term's clip.
 pub fn taylor2_row_hessian(
     discount: TaylorDiscount,
     gamma: f64,
@@ -639,14 +698,14 @@ mod tests {
         let signal: Vec<f64> = (0..t).map(|_| rng.random::<f64>() - 0.5).collect();
         let ratios: Vec<f64> = (0..t).map(|_| 0.3 + 1.4 * rng.random::<f64>()).collect();
         let powers: Vec<f64> = (0..t).map(|i| 0.9f64.powi(i as i32)).collect();
-        let wide = Taylor2Shape { pair_scale: 1.0, ratio_clip: 1e300 };
+        let wide = Taylor2Shape::clipped(1.0, 1e300);
         let (mut g1, mut g2, mut g3) = (vec![0.0; t], vec![0.0; t], vec![0.0; t]);
         let d = TaylorDiscount::FromFirst;
         let v1 = taylor2(d, 0.9, &powers, 0.1, &signal, &ratios, Taylor2Shape::PAPER, &mut g1);
         let v2 = taylor2(d, 0.9, &powers, 0.1, &signal, &ratios, wide, &mut g2);
         assert_eq!((v1.to_bits(), &g1), (v2.to_bits(), &g2));
         // Clipped steps have no derivative and contribute ±κ.
-        let clip = Taylor2Shape { pair_scale: 1.0, ratio_clip: 0.2 };
+        let clip = Taylor2Shape::clipped(1.0, 0.2);
         taylor2(d, 0.9, &powers, 0.1, &signal, &ratios, clip, &mut g3);
         let outside: Vec<usize> = (0..t).filter(|&k| (ratios[k] - 1.0).abs() > 0.2).collect();
         assert!(!outside.is_empty() && outside.len() < t);
@@ -657,6 +716,54 @@ mod tests {
         let v_clamped = taylor2(d, 0.9, &powers, 0.1, &signal, &clamped, Taylor2Shape::PAPER, &mut g2);
         let v_clip = taylor2(d, 0.9, &powers, 0.1, &signal, &ratios, clip, &mut g3);
         assert!((v_clip - v_clamped).abs() < 1e-14);
+    }
+
+    /// The pair clip's own kernel: with κ_p = κ it is the one-clip kernel (to rounding);
+    /// a pair clip alone leaves the first-order term and, inside the clip, the value as the
+    /// paper's; a first-order clip alone (κ_p = ∞) leaves the pair term.
+    #[test]
+    fn a_pair_clip_acts_on_the_pair_term_only() {
+        let mut rng = ChaCha8Rng::seed_from_u64(22);
+        let t = 30;
+        let signal: Vec<f64> = (0..t).map(|_| rng.random::<f64>() - 0.5).collect();
+        let ratios: Vec<f64> = (0..t).map(|_| 0.3 + 1.4 * rng.random::<f64>()).collect();
+        let powers: Vec<f64> = (0..t).map(|i| 0.9f64.powi(i as i32)).collect();
+        let d = TaylorDiscount::FromFirst;
+        let value = |shape: Taylor2Shape, r: &[f64]| {
+            let mut g = vec![0.0; t];
+            (taylor2(d, 0.9, &powers, 0.1, &signal, r, shape, &mut g), g)
+        };
+        // κ_p = κ, through the split kernel (κ_p one ulp above κ changes no step here).
+        let one = Taylor2Shape::clipped(0.5, 0.2);
+        let split = Taylor2Shape { pair_clip: f64::from_bits(0.2f64.to_bits() + 1), ..one };
+        let ((v1, g1), (v2, g2)) = (value(one, &ratios), value(split, &ratios));
+        assert!((v1 - v2).abs() < 1e-13);
+        for (a, b) in g1.iter().zip(&g2) {
+            assert!((a - b).abs() < 1e-13, "{a} vs {b}");
+        }
+        // Pair clip only: ρ − 1 clamped in the pair term, as written out.
+        let pair_only = Taylor2Shape { pair_clip: 0.2, ..Taylor2Shape::PAPER };
+        let (v, _) = value(pair_only, &ratios);
+        let mut expect = 0.1;
+        for s in 0..t {
+            let ps = (ratios[s] - 1.0).clamp(-0.2, 0.2);
+            expect += signal[s] * (ratios[s] - 1.0);
+            for u in s + 1..t {
+                expect += 0.9f64.powi((u - s) as i32) * ps * (ratios[u] - 1.0).clamp(-0.2, 0.2) * signal[u];
+            }
+        }
+        assert!((v - expect).abs() < 1e-12, "{v} vs {expect}");
+        // Inside the clip it is the paper's estimator.
+        let near: Vec<f64> = ratios.iter().map(|r| 1.0 + 0.15 * (r - 1.0)).collect();
+        let ((v1, g1), (v2, g2)) = (value(Taylor2Shape::PAPER, &near), value(pair_only, &near));
+        assert!((v1 - v2).abs() < 1e-13 && g1.iter().zip(&g2).all(|(a, b)| (a - b).abs() < 1e-13));
+        // First-order clip only: the first-order term clamped, the pair term as the paper's.
+        let first_only = Taylor2Shape { ratio_clip: 0.2, ..Taylor2Shape::PAPER };
+        let (v, _) = value(first_only, &ratios);
+        let (paper, _) = value(Taylor2Shape::PAPER, &ratios);
+        let first_change: f64 =
+            (0..t).map(|s| signal[s] * ((ratios[s] - 1.0).clamp(-0.2, 0.2) - (ratios[s] - 1.0))).sum();
+        assert!(first_change.abs() > 1e-3 && (v - (paper + first_change)).abs() < 1e-12);
     }
 
     #[test]
@@ -688,7 +795,8 @@ mod tests {
 
     /// Value and ℓ-gradient of one kernel on dual rows (`kind`: 0 DR, 1 truncated DR,
     /// 2 TayPO-K general, 3 TayPO-2 specialised, 4 naive score, 5 DR with critic means,
-    /// 6 TayPO-2 with a pair scale and a ratio clip).
+    /// 6 TayPO-2 with a pair scale and a ratio clip, 7 with a pair clip only, 8 with a pair
+    /// scale, a ratio clip and another pair clip).
     fn run(
         kind: u8,
         k: usize,
@@ -713,7 +821,17 @@ mod tests {
             6 => {
                 // Pair scale and clip (ratios drawn in 0.05..3 are often clipped at ±0.4).
                 let powers: Vec<f64> = (0..r.len()).map(|i| gamma.powi(i as i32)).collect();
-                let shape = Taylor2Shape { pair_scale: 0.37, ratio_clip: 0.4 };
+                let shape = Taylor2Shape::clipped(0.37, 0.4);
+                taylor2(discount, gamma, &powers, 0.3, signal, r, shape, gr)
+            }
+            7 | 8 => {
+                // The pair term's own clip: alone (7), or beside another first-order clip (8).
+                let powers: Vec<f64> = (0..r.len()).map(|i| gamma.powi(i as i32)).collect();
+                let shape = if kind == 7 {
+                    Taylor2Shape { pair_clip: 0.4, ..Taylor2Shape::PAPER }
+                } else {
+                    Taylor2Shape { pair_scale: 0.37, ratio_clip: 0.6, pair_clip: 0.3 }
+                };
                 taylor2(discount, gamma, &powers, 0.3, signal, r, shape, gr)
             }
             _ => doubly_robust(gamma, 0.3, signal, r, Some((c, gc)), gr),
@@ -727,7 +845,7 @@ mod tests {
         /// (forward mode, exact), and the row Hessians they induce are symmetric.
         #[test]
         fn adjoints_equal_forward_mode_derivatives(
-            kind in 0u8..7,
+            kind in 0u8..9,
             k in 1usize..6,
             from_first in any::<bool>(),
             gamma in 0.0f64..1.0,

@@ -226,6 +226,8 @@ pub struct PreparedBatch {
     pairs: Taylor2Pairs,
     /// TayPO-2: the bound κ on |ρ_t − 1| (∞: none).
     ratio_clip: f64,
+    /// TayPO-2: the bound κ_p on |ρ_t − 1| in the pair term (κ unless set).
+    pair_clip: f64,
     /// TayPO-2: the pair scale c of each trajectory (1 unless [`Taylor2Pairs::Normalised`]).
     pair_scale: Vec<f64>,
     /// TMAML: the control variate's baseline b_t = V̂(x_t) per step (empty otherwise).
@@ -245,18 +247,25 @@ impl PreparedBatch {
             powers: vec![1.0],
             pairs: Taylor2Pairs::Discounted,
             ratio_clip: f64::INFINITY,
+            pair_clip: f64::INFINITY,
             pair_scale: Vec::new(),
             baseline: Vec::new(),
         }
     }
 
     /// TayPO-2 with another shape of its second-order term (meta-RL settings, see
-    /// [`Taylor2Shape`]): the pair term weighted by `pairs`, and |ρ_t − 1| clipped to
-    /// `ratio_clip` (`None`: no clip). The defaults give the paper's estimator; other
+    /// [`Taylor2Shape`]): the pair term weighted by `pairs`, |ρ_t − 1| clipped to
+    /// `ratio_clip` (`None`: no clip), and in the pair term to `pair_clip` instead where
+    /// given (∞: the pair term unclipped). The defaults give the paper's estimator; other
     /// estimators accept only the defaults.
-    pub fn with_taylor2(mut self, pairs: Taylor2Pairs, ratio_clip: Option<f64>) -> Result<Self> {
+    pub fn with_taylor2(
+        mut self,
+        pairs: Taylor2Pairs,
+        ratio_clip: Option<f64>,
+        pair_clip: Option<f64>,
+    ) -> Result<Self> {
         let is_taylor2 = matches!(self.estimator, Estimator::TayPo { order: 2, .. });
-        if !is_taylor2 && (pairs != Taylor2Pairs::Discounted || ratio_clip.is_some()) {
+        if !is_taylor2 && (pairs != Taylor2Pairs::Discounted || ratio_clip.is_some() || pair_clip.is_some()) {
             return Err(invalid(
                 "estimator",
                 format!("{}: pair weighting and ratio clipping are settings of taypo-2 only", self.estimator),
@@ -267,8 +276,14 @@ impl PreparedBatch {
         {
             return Err(invalid("ratio clip", format!("must be finite and > 0, got {k}")));
         }
+        if let Some(k) = pair_clip
+            && (k.is_nan() || k <= 0.0)
+        {
+            return Err(invalid("pair clip", format!("must be > 0 (inf: no clip), got {k}")));
+        }
         self.pairs = pairs;
         self.ratio_clip = ratio_clip.unwrap_or(f64::INFINITY);
+        self.pair_clip = pair_clip.unwrap_or(self.ratio_clip);
         self.pair_scale = (0..self.len()).map(|n| self.pair_scale_of(self.steps(n).len())).collect();
         Ok(self)
     }
@@ -285,7 +300,11 @@ impl PreparedBatch {
 
     /// The TayPO-2 shape of trajectory n.
     fn taylor2_shape(&self, n: usize) -> Taylor2Shape {
-        Taylor2Shape { pair_scale: self.pair_scale[n], ratio_clip: self.ratio_clip }
+        Taylor2Shape {
+            pair_scale: self.pair_scale[n],
+            ratio_clip: self.ratio_clip,
+            pair_clip: self.pair_clip,
+        }
     }
 
     /// Records a new trajectory of `t` steps: its start, its pair scale, and the powers of γ.
@@ -529,7 +548,7 @@ impl PreparedBatch {
     /// * Truncated DR: F_jk = 1[ρ_j ≤ c̄] g_k (j < k), F_kk = g_k: v_j = 1[ρ_j ≤ c̄].
     /// * TayPO-2: F_kk = g_k, F_jk = ρ_j ρ_k w(j, k) Â_k: v = ρ, u_k = ρ_k a_k with
     ///   a_k = γ^k Â_k, β = 1 (absolute) or a_k = Â_k, β = γ (from first); with a
-    ///   [`Taylor2Shape`], u_k is scaled by c and ρ is 0 outside the clip.
+    ///   [`Taylor2Shape`], u_k is scaled by c and ρ is 0 outside the pair term's clip.
     /// * TayPO-1: F = diag(g) (V̂ is affine in each ρ_t and has no products).
     /// * The naive score: F = 0 (no block).
     #[allow(clippy::too_many_arguments)]

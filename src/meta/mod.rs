@@ -31,6 +31,7 @@ pub mod processing;
 pub mod sampler;
 pub mod settings;
 pub mod task_sampling;
+pub mod unbounded;
 
 pub use optim::{Adam, TrpoConfig, TrpoOutcome};
 pub use processing::{ProcessedSamples, ProcessingConfig};

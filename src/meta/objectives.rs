@@ -143,6 +143,10 @@ pub struct InnerObjective {
     /// on-policy (ρ = 1), so the clip acts only during the outer steps.
     #[serde(default)]
     pub taypo2_ratio_clip: Option<f64>,
+    /// TayPO-2: bound on |ρ_t − 1| in the pair term, in place of `taypo2_ratio_clip` there
+    /// (`None`: the same as the first-order term's; ∞: none).
+    #[serde(default, with = "super::unbounded::option")]
+    pub taypo2_pair_clip: Option<f64>,
 }
 
 impl InnerObjective {
@@ -158,6 +162,7 @@ impl InnerObjective {
             dice_critic: DiceCritic::Time,
             taypo2_pairs: Taylor2Pairs::Discounted,
             taypo2_ratio_clip: None,
+            taypo2_pair_clip: None,
         }
     }
 
@@ -178,7 +183,7 @@ impl InnerObjective {
     pub fn prepare(&self, task: &TaskData) -> Result<PreparedBatch> {
         let mut b = PreparedBatch::new(self.estimator(), self.gamma);
         if self.kind == InnerKind::Taypo2 {
-            b = b.with_taylor2(self.taypo2_pairs, self.taypo2_ratio_clip)?;
+            b = b.with_taylor2(self.taypo2_pairs, self.taypo2_ratio_clip, self.taypo2_pair_clip)?;
         }
         match self.kind {
             InnerKind::Dr if self.dice_critic == DiceCritic::Promp => {
@@ -480,19 +485,32 @@ pub(crate) mod tests {
                     .chain([(InnerKind::TmamlPast, DiceCritic::Time)])
                     .map(|(k, c)| InnerObjective { dice_critic: c, ..InnerObjective::new(k, 0.99) }),
             )
-            .chain([(Taylor2Pairs::Normalised, None), (Taylor2Pairs::Normalised, Some(0.3))].map(
-                |(pairs, clip)| InnerObjective {
+            .chain(
+                [
+                    (Taylor2Pairs::Normalised, None, None),
+                    (Taylor2Pairs::Normalised, Some(0.3), None),
+                    (Taylor2Pairs::Discounted, None, Some(0.3)),
+                    (Taylor2Pairs::Discounted, Some(0.3), Some(f64::INFINITY)),
+                ]
+                .map(|(pairs, clip, pair_clip)| InnerObjective {
                     taypo2_pairs: pairs,
                     taypo2_ratio_clip: clip,
+                    taypo2_pair_clip: pair_clip,
                     ..InnerObjective::new(InnerKind::Taypo2, 0.99)
-                },
-            ));
+                }),
+            );
         // Off-policy enough that the clip of ±0.3 acts on some steps and not on others.
         let ratios = crate::policy::ScoreRows::values(&task.rows(&policy).unwrap()).to_vec();
         let outside = ratios.iter().filter(|r| (*r - 1.0).abs() > 0.3).count();
         assert!(outside > 0 && outside < ratios.len(), "{outside} of {} ratios clipped", ratios.len());
         for base in objectives {
-            let kind = (base.kind, base.dice_critic, base.taypo2_pairs, base.taypo2_ratio_clip);
+            let kind = (
+                base.kind,
+                base.dice_critic,
+                base.taypo2_pairs,
+                base.taypo2_ratio_clip,
+                base.taypo2_pair_clip,
+            );
             for norm in [Normalisation::Samples, Normalisation::Paths] {
                 let obj = InnerObjective { normalisation: norm, ..base };
                 let prepared = obj.prepare(task).unwrap();

@@ -191,6 +191,11 @@ pub struct Params {
     /// `promp-taypo2`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taypo2_ratio_clip: Option<f64>,
+    /// ProMP-TayPO-2: clip of |ρ_t − 1| in the pair term only, in place of
+    /// `taypo2_ratio_clip` there (none by default; ∞ leaves the pair term unclipped; only
+    /// for `promp-taypo2`).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "super::unbounded::option")]
+    pub taypo2_pair_clip: Option<f64>,
     /// TRPO settings (max KL 0.01, 10 CG iterations, backtracking 0.8 × ≤ 15).
     pub trpo: TrpoConfig,
     /// ProMP's PPO clip ε (0.3).
@@ -206,7 +211,7 @@ pub struct Params {
     /// Divergence guard: the run stops (marked diverged) when an outer loss is not finite or
     /// exceeds this (10; PPO-clip losses on normalised advantages stay below ≈ 1.3 while the
     /// ratios are within reach of the clip), or when the gradient is not finite.
-    #[serde(default = "default_divergence_threshold")]
+    #[serde(default = "default_divergence_threshold", with = "super::unbounded")]
     pub divergence_threshold: f64,
     /// ProMP and ProMP-TayPO-2: a second guard, on the largest |ρ − 1| on the inner data
     /// during the outer steps; the run stops (marked diverged) when it exceeds this. Off by
@@ -417,9 +422,15 @@ impl Params {
         if self.algo != Algorithm::PrompTaypo2 {
             self.taypo2_pairs = Taylor2Pairs::Discounted;
             self.taypo2_ratio_clip = None;
+            self.taypo2_pair_clip = None;
         }
         if let Some(k) = self.taypo2_ratio_clip {
             finite_pos("taypo2-ratio-clip", k)?;
+        }
+        if let Some(k) = self.taypo2_pair_clip
+            && (k.is_nan() || k <= 0.0)
+        {
+            return Err(invalid("taypo2-pair-clip", format!("must be > 0 (inf: no clip), got {k}")));
         }
         // Only the ProMP algorithms measure the inner data's ratios during the outer steps.
         if !matches!(self.algo, Algorithm::Promp | Algorithm::PrompTaypo2) {
@@ -618,6 +629,7 @@ impl ValidParams {
             dice_critic: self.dice_critic.unwrap_or(DiceCritic::Time),
             taypo2_pairs: self.taypo2_pairs,
             taypo2_ratio_clip: self.taypo2_ratio_clip,
+            taypo2_pair_clip: self.taypo2_pair_clip,
         }
     }
     pub(crate) fn processing(&self) -> ProcessingConfig {

@@ -78,6 +78,12 @@ pub struct RunSettings {
     /// (default: no clip).
     #[cfg_attr(feature = "cli", arg(long))]
     pub taypo2_ratio_clip: Option<f64>,
+    /// ProMP-TayPO-2: clip ρ_t − 1 in the pair term only to ± this bound, in place of
+    /// --taypo2-ratio-clip there (inf: the pair term unclipped; default: as the
+    /// first-order term).
+    #[cfg_attr(feature = "cli", arg(long))]
+    #[serde(with = "super::unbounded::option")]
+    pub taypo2_pair_clip: Option<f64>,
     /// TRPO: bound on the mean KL of a step.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = RunSettings::default().max_kl))]
     pub max_kl: f64,
@@ -99,6 +105,7 @@ pub struct RunSettings {
     /// Divergence guard: stop a run (marked diverged in the summary) when an outer loss is
     /// not finite or exceeds this (`inf` disables it).
     #[cfg_attr(feature = "cli", arg(long, default_value_t = RunSettings::default().divergence_threshold))]
+    #[serde(with = "super::unbounded")]
     pub divergence_threshold: f64,
     /// ProMP algorithms: also stop a run (marked diverged) when the largest |ρ − 1| on the
     /// inner data during its outer steps exceeds this (default: no such guard).
@@ -153,6 +160,7 @@ impl Default for RunSettings {
             dice_critic: DiceCritic::Time,
             taypo2_pairs: Taylor2Pairs::Discounted,
             taypo2_ratio_clip: None,
+            taypo2_pair_clip: None,
             max_kl: TrpoConfig::default().max_kl,
             ppo_clip: 0.3,
             kl_coeff: 5e-4,
@@ -202,6 +210,7 @@ impl RunSettings {
             dice_critic: Some(self.dice_critic),
             taypo2_pairs: self.taypo2_pairs,
             taypo2_ratio_clip: self.taypo2_ratio_clip,
+            taypo2_pair_clip: self.taypo2_pair_clip,
             trpo: TrpoConfig { max_kl: self.max_kl, ..TrpoConfig::default() },
             ppo_clip: self.ppo_clip,
             kl_coeff: self.kl_coeff,

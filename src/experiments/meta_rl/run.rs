@@ -385,6 +385,27 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn runs_with_infinite_settings_resume() {
+        // No loss guard, and ProMP-TayPO-2 with a first-order clip and the pair term unclipped.
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = RunSettings {
+            divergence_threshold: f64::INFINITY,
+            taypo2_ratio_clip: Some(0.3),
+            taypo2_pair_clip: Some(f64::INFINITY),
+            ..RunSettings::tiny(1)
+        };
+        let p = tiny.params(Algorithm::PrompTaypo2, 1).unwrap();
+        run(&p, dir.path(), Resume::No, &mut |_| Ok(())).unwrap();
+        let saved = std::fs::read_to_string(dir.path().join("checkpoint.json")).unwrap();
+        assert!(
+            saved.contains(r#""divergence_threshold":"inf""#)
+                && saved.contains(r#""taypo2_pair_clip":"inf""#)
+        );
+        let more = RunSettings { iterations: 2, ..tiny }.params(Algorithm::PrompTaypo2, 1).unwrap();
+        assert_eq!(run(&more, dir.path(), Resume::Required, &mut |_| Ok(())).unwrap().len(), 2);
+    }
+
+    #[test]
     fn a_non_finite_inner_step_marks_the_run_diverged_instead_of_failing() {
         let dir = tempfile::tempdir().unwrap();
         // θ + ηg overflows to infinity at the first inner step (raw advantages, largest η).

@@ -512,6 +512,28 @@ mod tests {
     }
 
     #[test]
+    fn a_non_finite_adaptation_during_the_adam_steps_is_a_divergence() {
+        // The data of iteration 0, then a θ whose inner step is not finite (σ = e^{−800}: every
+        // ratio on the inner data overflows): ProMP's update reports a divergence, not an
+        // error, with θ and Adam's state as they were.
+        for algo in [Algorithm::Promp, Algorithm::PrompTaypo2] {
+            let mut t = Trainer::new(tiny(algo)).unwrap();
+            let (data, _, _) = t.sample_iteration(0, None).unwrap();
+            let mut theta = t.policy().params().to_vec();
+            let at = t.policy().log_std_offset();
+            theta[at..].iter_mut().for_each(|s| *s = -800.0);
+            t.policy.set_params(&theta).unwrap();
+            let adam0 = t.state().adam.clone();
+            let out = t.promp_update(&data).unwrap();
+            let cause = out.diverged.expect("diverged");
+            assert!(cause.starts_with("Adam step 1: ") && cause.contains("not finite"), "{cause}");
+            assert!(out.losses.is_empty() && out.diag.is_nan());
+            assert_eq!(t.policy().params(), &theta[..]);
+            assert_eq!(t.state().adam, adam0, "Adam's state moved");
+        }
+    }
+
+    #[test]
     fn the_ratio_guard_stops_a_promp_run_whose_inner_ratios_leave_its_bound() {
         // A healthy run's first Adam step sees ratios at 1 (θ = θ_old) and later ones move
         // away from 1: a tiny bound stops the run at a later step, before any update lands.
@@ -745,14 +767,24 @@ mod tests {
         for k in [0.0, -0.3, f64::NAN, f64::INFINITY] {
             bad(Params { taypo2_ratio_clip: Some(k), ..taypo2.clone() }, "taypo2-ratio-clip");
         }
-        let variant =
-            Params { taypo2_pairs: Taylor2Pairs::Normalised, taypo2_ratio_clip: Some(0.3), ..base.clone() };
+        for k in [0.0, -0.3, f64::NAN] {
+            bad(Params { taypo2_pair_clip: Some(k), ..taypo2.clone() }, "taypo2-pair-clip");
+        }
+        let variant = Params {
+            taypo2_pairs: Taylor2Pairs::Normalised,
+            taypo2_ratio_clip: Some(0.3),
+            taypo2_pair_clip: Some(f64::INFINITY),
+            ..base.clone()
+        };
         let v = variant.clone().validate().unwrap();
-        assert_eq!((v.taypo2_pairs, v.taypo2_ratio_clip), (Taylor2Pairs::Discounted, None));
+        assert_eq!(
+            (v.taypo2_pairs, v.taypo2_ratio_clip, v.taypo2_pair_clip),
+            (Taylor2Pairs::Discounted, None, None)
+        );
         let v = Params { algo: Algorithm::PrompTaypo2, ..variant }.validate().unwrap();
         assert_eq!(
-            (v.inner().taypo2_pairs, v.inner().taypo2_ratio_clip),
-            (Taylor2Pairs::Normalised, Some(0.3))
+            (v.inner().taypo2_pairs, v.inner().taypo2_ratio_clip, v.inner().taypo2_pair_clip),
+            (Taylor2Pairs::Normalised, Some(0.3), Some(f64::INFINITY))
         );
         let saved = serde_json::to_string(&*taypo2.validate().unwrap()).unwrap();
         assert!(!saved.contains("taypo2_"), "{saved}");

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use super::{OuterOutcome, PrompDiagnostics, Trainer, sum_scaled};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::meta::metagrad::{self, Order};
 use crate::meta::optim::ppo_clip_objective;
 use crate::meta::task_sampling::TaskRounds;
@@ -103,7 +103,8 @@ impl Trainer {
     /// |ρ − 1| on the inner data and the [`PrompDiagnostics`]; a loss that is not finite or
     /// exceeds the divergence threshold (or a non-finite gradient, or with a ratio guard a
     /// max |ρ − 1| above it) ends the update without applying it (θ and Adam's state stay as
-    /// they were before the iteration).
+    /// they were before the iteration); so does an adaptation at θ_j whose inner step gives
+    /// parameters that are not finite.
     ///
     /// The loss at θ is mean_tasks[PPO-clip(ρ'(θ_K(θ)), Â'; ε) + c_KL w Σ_k KL_k(θ_k(θ))] with
     /// w = 1 (`inner_kl_average` sum) or 1/K (mean). With a `log_std_floor` F, every Adam step
@@ -125,7 +126,23 @@ impl Trainer {
         for step in 0..p.promp_steps {
             crate::stop::check()?;
             let q = self.policy.with_params(&theta)?;
-            let parts = self.promp_objective(data, &q, &max_devs)?;
+            let parts = match self.promp_objective(data, &q, &max_devs) {
+                Ok(parts) => parts,
+                // The adaptation at θ_j went non-finite: a divergence like a non-finite loss.
+                Err(Error::Diverged(cause)) => {
+                    self.state.adam = adam_before;
+                    diag.inner_ratio_dev =
+                        max_devs.iter().map(|x| f64::from_bits(x.load(Ordering::Relaxed))).collect();
+                    return Ok(OuterOutcome {
+                        diag: f64::NAN,
+                        max_ratio_dev: diag.inner_ratio_dev.iter().copied().fold(0.0, f64::max),
+                        diverged: Some(format!("Adam step {}: {cause}", losses.len() + 1)),
+                        losses,
+                        promp: Some(diag),
+                    });
+                }
+                Err(e) => return Err(e),
+            };
             last_loss = parts.iter().map(|x| x.loss).sum::<f64>() / nt;
             losses.push(last_loss);
             // The diagnostics of the latest evaluated step (θ_j before its update).
