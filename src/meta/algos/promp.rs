@@ -131,15 +131,8 @@ impl Trainer {
                 // The adaptation at θ_j went non-finite: a divergence like a non-finite loss.
                 Err(Error::Diverged(cause)) => {
                     self.state.adam = adam_before;
-                    diag.inner_ratio_dev =
-                        max_devs.iter().map(|x| f64::from_bits(x.load(Ordering::Relaxed))).collect();
-                    return Ok(OuterOutcome {
-                        diag: f64::NAN,
-                        max_ratio_dev: diag.inner_ratio_dev.iter().copied().fold(0.0, f64::max),
-                        diverged: Some(format!("Adam step {}: {cause}", losses.len() + 1)),
-                        losses,
-                        promp: Some(diag),
-                    });
+                    let cause = format!("Adam step {}: {cause}", losses.len() + 1);
+                    return Ok(stopped(diag, read_devs(&max_devs), f64::NAN, losses, cause));
                 }
                 Err(e) => return Err(e),
             };
@@ -157,7 +150,7 @@ impl Trainer {
                 diag.adaptation_gain = (moved > 0.0).then(|| mean(&shifts) / moved);
             }
             let grad = sum_scaled(&parts.iter().map(|x| x.grad.clone()).collect::<Vec<_>>(), 1.0 / nt);
-            let dev = max_devs.iter().map(|x| f64::from_bits(x.load(Ordering::Relaxed))).fold(0.0, f64::max);
+            let dev = read_devs(&max_devs).into_iter().fold(0.0, f64::max);
             let diverged = if !last_loss.is_finite() || last_loss > p.divergence_threshold {
                 Some(format!(
                     "outer loss {last_loss} at Adam step {} (divergence threshold {})",
@@ -174,17 +167,9 @@ impl Trainer {
                     )
                 })
             };
-            if diverged.is_some() {
+            if let Some(cause) = diverged {
                 self.state.adam = adam_before;
-                diag.inner_ratio_dev =
-                    max_devs.iter().map(|x| f64::from_bits(x.load(Ordering::Relaxed))).collect();
-                return Ok(OuterOutcome {
-                    diag: last_loss,
-                    losses,
-                    max_ratio_dev: dev,
-                    diverged,
-                    promp: Some(diag),
-                });
+                return Ok(stopped(diag, read_devs(&max_devs), last_loss, losses, cause));
             }
             self.state.adam.as_mut().expect("ProMP has Adam").step(&mut theta, &grad)?;
             if let Some(floor) = p.log_std_floor {
@@ -193,10 +178,28 @@ impl Trainer {
             }
         }
         self.policy.set_params(&theta)?;
-        diag.inner_ratio_dev = max_devs.iter().map(|x| f64::from_bits(x.load(Ordering::Relaxed))).collect();
+        diag.inner_ratio_dev = read_devs(&max_devs);
         diag.outer_step_norm = distance(&theta, &theta0);
         diag.outer_step_max = theta.iter().zip(&theta0).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
         let max_ratio_dev = diag.inner_ratio_dev.iter().copied().fold(0.0, f64::max);
         Ok(OuterOutcome { diag: last_loss, losses, max_ratio_dev, diverged: None, promp: Some(diag) })
     }
+}
+
+/// The largest |ρ − 1| per inner round, from their bits (see `promp_update`).
+fn read_devs(max_devs: &[AtomicU64]) -> Vec<f64> {
+    max_devs.iter().map(|x| f64::from_bits(x.load(Ordering::Relaxed))).collect()
+}
+
+/// The outcome of an update stopped as diverged at an Adam step (not applied).
+fn stopped(
+    mut diag: PrompDiagnostics,
+    inner_ratio_dev: Vec<f64>,
+    loss: f64,
+    losses: Vec<f64>,
+    cause: String,
+) -> OuterOutcome {
+    let max_ratio_dev = inner_ratio_dev.iter().copied().fold(0.0, f64::max);
+    diag.inner_ratio_dev = inner_ratio_dev;
+    OuterOutcome { diag: loss, losses, max_ratio_dev, diverged: Some(cause), promp: Some(diag) }
 }
